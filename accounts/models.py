@@ -1,0 +1,75 @@
+"""Users log in with their email. Each schema (public and every tenant) has its own user table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.utils import timezone
+
+
+def normalize_email_address(email: str) -> str:
+    """Emails are stored and compared lower-cased and trimmed, so ``Alice@Acme.test`` is ``alice@acme.test``."""
+    return (email or "").strip().lower()
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(email=normalize_email_address(username or ""))
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        email = normalize_email_address(email)
+        if not email:
+            raise ValueError("A user needs an email address.")
+        user = self.model(email=email, **extra)
+        user.set_password(password)  # None gives an unusable password
+        user.full_clean(exclude=["password"])
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        if not extra["is_staff"] or not extra["is_superuser"]:
+            raise ValueError("A superuser must have is_staff and is_superuser set.")
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who logs in to one tenant (or, in the public schema, to the platform admin)."""
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="Can log in to this tenant's admin dashboard.")
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email_address(self.email)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = normalize_email_address(self.email)
+        super().save(*args, **kwargs)
+
+    def get_full_name(self) -> str:
+        return self.full_name or self.email
+
+    def get_short_name(self) -> str:
+        return self.full_name.split(" ")[0] if self.full_name else self.email

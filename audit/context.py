@@ -1,0 +1,38 @@
+"""Per-request context (request id, client IP) that `audit.record` picks up without being passed it.
+
+Context variables work in threads and in asyncio tasks alike, so sync views, async MCP handlers and
+Celery tasks all see the values of their own request only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    ip: str | None = None
+    user_agent: str = ""
+
+
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "authsec_request_context",
+    default=RequestContext(),  # noqa: B039 - frozen dataclass, immutable
+)
+
+
+def current() -> RequestContext:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def bind(context: RequestContext) -> Iterator[RequestContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

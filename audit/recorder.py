@@ -1,0 +1,127 @@
+"""`record()`: write one audit event in the current schema, inside the caller's transaction.
+
+The event is written with the caller's transaction, so a write that rolls back leaves no event claiming
+it happened, and an event can never be lost for a write that committed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import models
+from django.http import HttpRequest
+
+from audit import context
+from audit.models import AuditEvent
+
+REDACTED = "[redacted]"
+_SENSITIVE_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|private_?key|api_?key|authorization|credential|cookie", re.I
+)
+# Keys that name a secret but do not hold one: ids, kinds, counts, versions, times.
+_HARMLESS_SUFFIX = re.compile(r"(_id|_ids|_type|_count|_version|_at|_name|_path|_changed)$", re.I)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """An actor that is not a user row: an OAuth client, a Celery task, the command line."""
+
+    type: str
+    id: str = ""
+    label: str = ""
+
+
+SYSTEM = Actor(AuditEvent.ActorType.SYSTEM, "", "system")
+
+
+def redact(value: Any) -> Any:
+    """Replace the values of secret-looking keys, at any depth, so no secret reaches the log."""
+    if isinstance(value, Mapping):
+        return {
+            str(key): (
+                REDACTED
+                if _SENSITIVE_KEY.search(str(key)) and not _HARMLESS_SUFFIX.search(str(key)) and item not in (None, "")
+                else redact(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    return value
+
+
+def _actor_fields(actor: Any) -> tuple[str, str, str]:
+    if actor is None:
+        return SYSTEM.type, SYSTEM.id, SYSTEM.label
+    if isinstance(actor, Actor):
+        return actor.type, actor.id, actor.label
+    if isinstance(actor, AnonymousUser):
+        return AuditEvent.ActorType.ANONYMOUS, "", "anonymous"
+    if isinstance(actor, AbstractBaseUser):
+        return AuditEvent.ActorType.USER, str(actor.pk), actor.get_username()
+    if isinstance(actor, str):
+        return AuditEvent.ActorType.SYSTEM, "", actor
+    raise TypeError(f"Unsupported audit actor: {type(actor).__name__}")
+
+
+def _target_fields(target: Any) -> tuple[str, str, str]:
+    if target is None:
+        return "", "", ""
+    if isinstance(target, models.Model):
+        return target._meta.label_lower, str(target.pk), str(target)
+    if isinstance(target, tuple) and len(target) == 3:
+        return tuple(str(part) for part in target)  # type: ignore[return-value]
+    if isinstance(target, str):
+        return "", "", target
+    raise TypeError(f"Unsupported audit target: {type(target).__name__}")
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    actor: Any,
+    action: str,
+    *,
+    target: Any = None,
+    data: Mapping[str, Any] | None = None,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    request: HttpRequest | None = None,
+) -> AuditEvent:
+    """Write one audit event.
+
+    actor: a user, an `Actor`, a string naming a system actor, or None for the system.
+    action: a dotted name such as ``"tenant.created"``.
+    target: a model instance, a ``(type, id, label)`` tuple, or a label.
+    data: JSON-serialisable details; values under secret-looking keys are redacted.
+    Request id and client IP come from the current request context (or from `request` when given).
+    """
+    if not action or not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+", action):
+        raise ValueError(f'Audit actions are dotted lower-case names like "tenant.created", got {action!r}')
+    if outcome not in AuditEvent.Outcome.values:
+        raise ValueError(f"Unknown audit outcome {outcome!r}")
+    actor_type, actor_id, actor_label = _actor_fields(actor)
+    target_type, target_id, target_label = _target_fields(target)
+    ctx = context.current()
+    ip = _client_ip(request) if request is not None else ctx.ip
+    user_agent = request.META.get("HTTP_USER_AGENT", "") if request is not None else ctx.user_agent
+    return AuditEvent.objects.create(
+        actor_type=actor_type,
+        actor_id=actor_id[:128],
+        actor_label=actor_label[:255],
+        action=action,
+        outcome=outcome,
+        target_type=target_type[:100],
+        target_id=target_id[:128],
+        target_label=target_label[:255],
+        data=redact(dict(data or {})),
+        request_id=getattr(request, "request_id", "") or ctx.request_id,
+        ip=ip,
+        user_agent=user_agent[:255],
+    )

@@ -1,0 +1,72 @@
+"""Root ASGI app: routes ``/t/<tenant>/mcp/<app>`` to the MCP endpoint, ``/static/`` to static files and
+everything else to Django. It owns the lifespan, in which it runs the MCP session managers
+(Django's ASGI handler does not accept lifespan events). Run with ``uvicorn --lifespan on``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
+
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_app = get_asgi_application()
+
+from starlette.staticfiles import StaticFiles  # noqa: E402
+from starlette.types import Receive, Scope, Send  # noqa: E402
+
+from mcp_endpoint.server import MCP_PATH, McpEndpoint  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+class RootRouter:
+    def __init__(self) -> None:
+        self.mcp = McpEndpoint()
+        self.static_prefix = settings.STATIC_URL
+        self.collected_static = StaticFiles(directory=str(settings.STATIC_ROOT), check_dir=False)
+        # Without collectstatic (development, tests) files come from the app directories through Django.
+        self.found_static = ASGIStaticFilesHandler(django_app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            # No websockets: refuse the handshake.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        path: str = scope["path"]
+        match = MCP_PATH.match(path)
+        if match:
+            await self.mcp(scope, receive, send, tenant=match["tenant"], app=match["app"])
+        elif path.startswith(self.static_prefix):
+            if settings.STATIC_ROOT.is_dir():
+                await self.collected_static(dict(scope, path=path[len(self.static_prefix) - 1 :]), receive, send)
+            else:
+                await self.found_static(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(self.mcp.session_manager.run())
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+        except Exception as exc:
+            logger.exception("ASGI lifespan failed")
+            kind = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{kind}.failed", "message": f"{type(exc).__name__}: {exc}"})
+
+
+application = RootRouter()

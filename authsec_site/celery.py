@@ -1,0 +1,22 @@
+"""The Celery app (Redis broker). Tasks take primitive ids plus a tenant schema name and are idempotent."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
+
+app = Celery("authsec", include=["authsec_site.tasks"])
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule(sender: Celery, **kwargs: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        float(settings.HEALTH_CHECK_INTERVAL), sender.signature("authsec_site.tasks.health_check"), name="health-check"
+    )

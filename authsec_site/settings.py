@@ -1,0 +1,225 @@
+"""AuthSec Server settings: the one settings module, read from the environment.
+
+Every variable is documented with its default in `.env.example`. With DEBUG off, start-up stops with a
+clear message when a required value is missing, instead of running on a development default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from authsec_site.lib.env import env_bool, env_int, env_list, env_str, is_set
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DIR = BASE_DIR / ".local"
+
+DEBUG = env_bool("DEBUG", False)
+
+# --- Required values -----------------------------------------------------------------------------------
+# In development (DEBUG on) these fall back to local defaults; in production each must be set.
+_missing = [
+    name for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "VAULT_ADDR", "AUTHSEC_PUBLIC_URL") if not is_set(name)
+]
+if not DEBUG and not (is_set("VAULT_TOKEN") or (is_set("VAULT_ROLE_ID") and is_set("VAULT_SECRET_ID"))):
+    _missing.append("VAULT_TOKEN (or VAULT_ROLE_ID + VAULT_SECRET_ID)")
+if not DEBUG and _missing:
+    raise ImproperlyConfigured(
+        "AuthSec Server cannot start with DEBUG off: missing required setting(s): "
+        + ", ".join(_missing)
+        + ". Set them in the environment (see .env.example)."
+    )
+
+SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-only-used-with-DEBUG-on")
+
+AUTHSEC_PUBLIC_URL = env_str("AUTHSEC_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+_public = urlsplit(AUTHSEC_PUBLIC_URL)
+if _public.scheme not in ("http", "https") or not _public.hostname:
+    raise ImproperlyConfigured(f"AUTHSEC_PUBLIC_URL must be an absolute http(s) URL, got {AUTHSEC_PUBLIC_URL!r}")
+if not DEBUG and _public.scheme != "https" and _public.hostname not in ("127.0.0.1", "localhost", "::1"):
+    raise ImproperlyConfigured("AUTHSEC_PUBLIC_URL must use https when DEBUG is off (except on loopback)")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [_public.hostname, "127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [f"{_public.scheme}://{_public.netloc}"])
+
+# --- Applications ----------------------------------------------------------------------------------------
+# Shared apps live in the public schema; tenant apps get their own tables in every tenant schema.
+# contrib.auth, sessions, admin and accounts are in both, so each schema has its own users and sessions.
+SHARED_APPS = [
+    # `tenants` comes first so its create_tenant command overrides django-tenants' generic one.
+    "tenants",
+    "django_tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "accounts",
+    "audit",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "accounts",
+    "audit",
+    "rbac",
+    "services",
+    "mcp_endpoint",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+TENANT_SUBFOLDER_PREFIX = "t"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "authsec_site.urls_public"
+ROOT_URLCONF = "authsec_site.urls_tenant"
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+
+AUTH_USER_MODEL = "accounts.User"
+
+MIDDLEWARE = [
+    "authsec_site.middleware.RequestContextMiddleware",
+    "tenants.middleware.ActiveTenantSubfolderMiddleware",
+    "authsec_site.middleware.TenantCookiePathMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tenants.context_processors.tenant",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "authsec_site.asgi.application"
+
+# --- Database ----------------------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/authsec"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (Redis) -------------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Cache keys are prefixed with the schema, so tenants never read each other's entries.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "authsec"),
+    }
+}
+
+# --- Passwords, sessions, cookies ---------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = _public.scheme == "https"
+CSRF_COOKIE_SECURE = _public.scheme == "https"
+CSRF_COOKIE_HTTPONLY = True
+# Cookies of the platform admin are scoped to this path, those of a tenant to /t/<tenant>/
+# (TenantCookiePathMiddleware), so a login in one tenant is never sent to another.
+PUBLIC_COOKIE_PATH = "/admin/"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO") else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+
+# --- Internationalisation, static files -------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(LOCAL_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Vault (OpenBao) --------------------------------------------------------------------------------------
+VAULT_ADDR = env_str("VAULT_ADDR", "http://127.0.0.1:8200")
+VAULT_TOKEN = env_str("VAULT_TOKEN")
+VAULT_ROLE_ID = env_str("VAULT_ROLE_ID")
+VAULT_SECRET_ID = env_str("VAULT_SECRET_ID")
+VAULT_APPROLE_MOUNT = env_str("VAULT_APPROLE_MOUNT", "approle")
+VAULT_KV_MOUNT = env_str("VAULT_KV_MOUNT", "secret")
+VAULT_KV_PREFIX = env_str("VAULT_KV_PREFIX", "authsec")
+VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 5, minimum=1)
+VAULT_CACERT = env_str("VAULT_CACERT")
+
+# --- Celery -------------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(LOCAL_DIR / "celerybeat-schedule"))
+HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 60, minimum=5)
+
+# --- MCP endpoint ------------------------------------------------------------------------------------------
+# Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
+MCP_ALLOWED_HOSTS = env_list(
+    "MCP_ALLOWED_HOSTS", [_public.netloc, "127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*"]
+)
+MCP_ALLOWED_ORIGINS = env_list(
+    "MCP_ALLOWED_ORIGINS", [f"{_public.scheme}://{_public.netloc}", "http://127.0.0.1:*", "http://localhost:*"]
+)
+
+# --- Demo data ------------------------------------------------------------------------------------------------
+AUTHSEC_DEMO_PASSWORD = env_str("AUTHSEC_DEMO_PASSWORD", "authsec-demo")
+
+# --- Logging: one line per event on stderr; secrets never reach a log call -------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "hvac": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

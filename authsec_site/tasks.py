@@ -1,0 +1,23 @@
+"""Platform-level Celery tasks."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from authsec_site.lib.health import check_all
+
+logger = logging.getLogger("authsec.health")
+
+
+@shared_task(name="authsec_site.tasks.health_check", ignore_result=False)
+def health_check() -> dict[str, str]:
+    """Periodic proof that beat → broker → worker → Postgres/Redis/Vault works; the result is logged."""
+    results = check_all()
+    line = " ".join(f"{name}={status}" for name, status in results.items())
+    if all(status == "ok" for status in results.values()):
+        logger.info("health check ok: %s", line)
+    else:
+        logger.warning("health check degraded: %s", line)
+    return results

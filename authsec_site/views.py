@@ -1,0 +1,27 @@
+"""Small platform-level views: landing page, health, error pages."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from authsec_site.lib.health import check_all
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness + dependencies: 200 when Postgres, Redis and Vault answer, else 503 naming the failing one."""
+    results = check_all()
+    healthy = all(status == "ok" for status in results.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "500.html", status=500)

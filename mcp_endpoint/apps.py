@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class McpEndpointConfig(AppConfig):
+    name = "mcp_endpoint"
+    verbose_name = "MCP endpoint"

@@ -1,0 +1,1 @@
+"""Models of the hosted MCP endpoint (applications' tool selection, auth sessions) arrive with the MCP feature."""

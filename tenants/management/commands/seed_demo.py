@@ -1,0 +1,67 @@
+"""manage.py seed_demo: the demo tenants and users (idempotent; development only unless --force)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django_tenants.utils import schema_context
+
+from accounts.models import User
+from tenants.models import Tenant
+from tenants.services import create_tenant, ensure_public_tenant
+
+PLATFORM_ADMIN = "platform@authsec.test"
+DEMO_TENANTS = {
+    "acme": {
+        "name": "Acme Corp",
+        "admin": "admin@acme.test",
+        "users": ["alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test"],
+    },
+    "globex": {"name": "Globex Corporation", "admin": "admin@globex.test", "users": ["erin@globex.test"]},
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenants (acme, globex) and their users; safe to run again."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--force", action="store_true", help="Run even with DEBUG off (never in production).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "seed_demo creates users with a known password; it refuses to run with DEBUG off (use --force)."
+            )
+        password = settings.AUTHSEC_DEMO_PASSWORD
+        ensure_public_tenant()
+        with transaction.atomic():  # the platform operator, in the public schema
+            self._ensure_user(PLATFORM_ADMIN, password, admin=True)
+        for slug, spec in DEMO_TENANTS.items():
+            tenant = Tenant.objects.filter(slug=slug).first()
+            if tenant is None:
+                tenant = create_tenant(
+                    actor="cli:seed_demo",
+                    slug=slug,
+                    name=spec["name"],
+                    admin_email=spec["admin"],
+                    admin_password=password,
+                ).tenant
+                self.stdout.write(f"created tenant {slug}")
+            with schema_context(tenant.schema_name), transaction.atomic():
+                self._ensure_user(spec["admin"], password, admin=True)
+                for email in spec["users"]:
+                    self._ensure_user(email, password, admin=False)
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+
+    def _ensure_user(self, email: str, password: str, *, admin: bool) -> None:
+        if User.objects.filter(email=email).exists():
+            return
+        if admin:
+            User.objects.create_superuser(email, password)
+        else:
+            name = email.split("@")[0].capitalize()
+            User.objects.create_user(email, password, full_name=name)
+        self.stdout.write(f"created user {email}")

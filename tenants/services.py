@@ -1,0 +1,114 @@
+"""Tenant lifecycle: the one place that creates (and provisions) a tenant."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django_tenants.utils import schema_context
+
+import audit
+from accounts.models import User, normalize_email_address
+from audit.models import AuditEvent
+from audit.recorder import Actor
+from tenants.models import Domain, Tenant, schema_name_for, validate_tenant_slug
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    tenant: Tenant
+    admin: User
+    # Set only when the caller gave no password and one was generated: shown once, never stored.
+    generated_password: str | None
+
+
+def ensure_public_tenant() -> Tenant:
+    """The row django-tenants needs for the public schema (platform pages). Safe to call repeatedly."""
+    tenant, _ = Tenant.objects.get_or_create(
+        schema_name="public", defaults={"slug": "public", "name": "AuthSec platform", "is_active": True}
+    )
+    return tenant
+
+
+def _platform_actor(actor: Any) -> Actor:
+    if isinstance(actor, User):
+        return Actor(AuditEvent.ActorType.SYSTEM, "", f"platform:{actor.email}")
+    if isinstance(actor, Actor):
+        return Actor(AuditEvent.ActorType.SYSTEM, "", f"platform:{actor.label}")
+    return Actor(AuditEvent.ActorType.SYSTEM, "", f"platform:{actor or 'system'}")
+
+
+def validate_new_tenant(slug: str, name: str, admin_email: str) -> None:
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_tenant_slug(slug)
+    except ValidationError as exc:
+        errors["slug"] = exc.messages
+    if not errors.get("slug") and Tenant.objects.filter(slug=slug).exists():
+        errors["slug"] = [f"A tenant with slug '{slug}' already exists."]
+    if not name.strip():
+        errors["name"] = ["A tenant needs a name."]
+    try:
+        validate_email(admin_email)
+    except ValidationError:
+        errors["admin_email"] = [f"'{admin_email}' is not a valid email address."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def create_tenant(
+    *,
+    actor: Any,
+    slug: str,
+    name: str,
+    admin_email: str,
+    admin_password: str | None = None,
+    verbosity: int = 0,
+) -> CreatedTenant:
+    """Create a tenant: its schema (fully migrated), its routing domain, its first admin, and audit events.
+
+    Runs in one transaction, so a failure at any step leaves no schema, row or event behind. Later
+    features add their provisioning (Vault paths, signing keys, PKI) here, after commit where it
+    touches systems outside Postgres.
+    """
+    slug = slug.strip().lower()
+    admin_email = normalize_email_address(admin_email)
+    validate_new_tenant(slug, name, admin_email)
+    generated = None
+    if not admin_password:
+        generated = admin_password = secrets.token_urlsafe(18)
+
+    # One transaction for all of it: Postgres DDL is transactional, so if any step fails the schema,
+    # its tables, the rows and the audit events all roll back together and nothing half-made remains.
+    with transaction.atomic():
+        tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name.strip(), is_active=True)
+        tenant.save(verbosity=verbosity)  # creates and migrates the schema
+        Domain.objects.create(domain=slug, tenant=tenant, is_primary=True)
+        with schema_context(tenant.schema_name):
+            admin = User.objects.create_superuser(admin_email, admin_password)
+            # Inside the tenant the actor is named, not linked: user ids of the platform mean nothing here.
+            audit.record(
+                _platform_actor(actor), "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email}
+            )
+        audit.record(actor, "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email})
+    logger.info("Created tenant %s (schema %s)", slug, tenant.schema_name)
+    return CreatedTenant(tenant=tenant, admin=admin, generated_password=generated)
+
+
+@transaction.atomic
+def set_tenant_active(*, actor: Any, tenant: Tenant, is_active: bool) -> Tenant:
+    """Activate or deactivate a tenant; an inactive tenant answers 404 on every URL."""
+    if tenant.is_public:
+        raise ValidationError("The public schema cannot be deactivated.")
+    if tenant.is_active != is_active:
+        tenant.is_active = is_active
+        tenant.save(update_fields=["is_active"])
+        audit.record(actor, "tenant.activated" if is_active else "tenant.deactivated", target=tenant)
+    return tenant

@@ -1,0 +1,114 @@
+"""audit.record: actor and target snapshots, request context, redaction of secrets."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.test import Client
+
+import audit
+from accounts.models import User
+from audit.models import AuditEvent
+from audit.recorder import Actor
+from tenants.models import Tenant
+from tests.conftest import ADMIN_PASSWORD
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_records_actor_and_target_snapshots(in_acme: Tenant) -> None:
+    user = UserFactory(email="snap@acme.test")
+    event = audit.record(user, "user.example_action", target=user, data={"k": "v"})
+    user.email = "renamed@acme.test"
+    user.save()
+    event = AuditEvent.objects.get(pk=event.pk)
+    assert (event.actor_type, event.actor_id, event.actor_label) == ("user", str(user.pk), "snap@acme.test")
+    assert (event.target_type, event.target_id, event.target_label) == ("accounts.user", str(user.pk), "snap@acme.test")
+    assert event.data == {"k": "v"}
+
+
+def test_system_and_client_actors(in_acme: Tenant) -> None:
+    assert audit.record(None, "system.tick").actor_label == "system"
+    client_event = audit.record(Actor("client", "cli-123", "Claude Desktop"), "oauth.token_issued")
+    assert (client_event.actor_type, client_event.actor_id) == ("client", "cli-123")
+
+
+def test_secret_values_are_redacted_at_any_depth(in_acme: Tenant) -> None:
+    event = audit.record(
+        "tests",
+        "service.secret_replaced",
+        data={
+            "password": "hunter2",
+            "nested": {"api_key": "k-123", "client_secret": "s"},
+            "items": [{"access_token": "t"}],
+            "token_type": "Bearer",
+            "secret_version": 3,
+            "note": "fine",
+        },
+    )
+    assert event.data == {
+        "password": "[redacted]",
+        "nested": {"api_key": "[redacted]", "client_secret": "[redacted]"},
+        "items": [{"access_token": "[redacted]"}],
+        "token_type": "Bearer",
+        "secret_version": 3,
+        "note": "fine",
+    }
+
+
+def test_rejects_badly_named_actions(in_acme: Tenant) -> None:
+    with pytest.raises(ValueError, match="dotted"):
+        audit.record("tests", "NotDotted")
+
+
+def test_event_rolls_back_with_the_write_it_describes(in_acme: Tenant) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit.record("tests", "test.rolled_back")
+        raise RuntimeError("write failed")
+    assert not AuditEvent.objects.filter(action="test.rolled_back").exists()
+
+
+def test_http_login_events_carry_request_id_and_ip(acme: Tenant) -> None:
+    from django_tenants.utils import schema_context
+
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    client.post(
+        "/t/acme/admin/login/",
+        {"username": "admin@acme.test", "password": "wrong-password"},
+        HTTP_X_REQUEST_ID="req-failed-login-1",
+    )
+    client.post(
+        "/t/acme/admin/login/",
+        {"username": "admin@acme.test", "password": ADMIN_PASSWORD},
+        HTTP_X_REQUEST_ID="req-good-login-1",
+    )
+    with schema_context(acme.schema_name):
+        failed = AuditEvent.objects.get(action="auth.login_failed", request_id="req-failed-login-1")
+        assert (failed.outcome, failed.ip, failed.data["email"]) == ("failure", "203.0.113.9", "admin@acme.test")
+        assert "wrong-password" not in str(failed.data)
+        ok = AuditEvent.objects.get(action="auth.login_succeeded", request_id="req-good-login-1")
+        assert ok.actor_label == "admin@acme.test"
+        assert ok.actor_id == str(User.objects.get(email="admin@acme.test").pk)
+
+
+def test_admin_changes_are_audited(acme: Tenant) -> None:
+    from django_tenants.utils import schema_context
+
+    client = Client()
+    client.post("/t/acme/admin/login/", {"username": "admin@acme.test", "password": ADMIN_PASSWORD})
+    response = client.post(
+        "/t/acme/admin/accounts/user/add/",
+        {
+            "email": "new.hire@acme.test",
+            "full_name": "New Hire",
+            "usable_password": "true",
+            "password1": "a-fine-password-77",
+            "password2": "a-fine-password-77",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:1500]
+    with schema_context(acme.schema_name):
+        event = AuditEvent.objects.get(action="admin.user.added")
+        assert event.actor_label == "admin@acme.test"
+        assert event.target_label == "new.hire@acme.test"

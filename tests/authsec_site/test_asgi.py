@@ -1,0 +1,98 @@
+"""The root ASGI app under uvicorn: MCP path → MCP endpoint (real `mcp` client), the rest → Django."""
+
+from __future__ import annotations
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_modern_mcp_client_connects_and_sees_no_tools_yet(asgi_server: LiveServer) -> None:
+    async def main() -> tuple[str, list[str]]:
+        async with Client(f"{asgi_server.url}/t/acme/mcp/demo") as client:
+            tools = await client.list_tools()
+            return client.protocol_version, [tool.name for tool in tools.tools]
+
+    version, tools = anyio.run(main)
+    assert version == "2026-07-28"
+    assert tools == []  # fail closed until tools and policies exist
+
+
+def test_handshake_era_mcp_client_pings(asgi_server: LiveServer) -> None:
+    async def main() -> str:
+        async with Client(f"{asgi_server.url}/t/acme/mcp/demo", mode="legacy") as client:
+            await client.send_ping()
+            return client.protocol_version
+
+    assert anyio.run(main) in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def test_initialize_and_ping_with_protocol_2025_06_18(asgi_server: LiveServer) -> None:
+    url = f"{asgi_server.url}/t/acme/mcp/demo"
+    headers = {"Accept": "application/json, text/event-stream"}
+    init = httpx2.post(
+        url,
+        headers=headers,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
+    assert init.status_code == 200
+    assert init.json()["result"]["protocolVersion"] == "2025-06-18"
+    ping = httpx2.post(
+        url,
+        headers={**headers, "MCP-Protocol-Version": "2025-06-18"},
+        json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+    )
+    assert ping.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
+@pytest.mark.parametrize("path", ["/t/nosuchtenant/mcp/demo", "/t/public/mcp/demo"])
+def test_mcp_on_unknown_tenant_is_404(asgi_server: LiveServer, path: str) -> None:
+    response = httpx2.post(
+        asgi_server.url + path,
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_mcp_path_has_no_trailing_slash_variant(asgi_server: LiveServer) -> None:
+    response = httpx2.post(asgi_server.url + "/t/acme/mcp/demo/", json={})
+    assert response.status_code == 404  # Django answers, no redirect to the MCP URL
+
+
+def test_dns_rebinding_protection_refuses_foreign_hosts(asgi_server: LiveServer) -> None:
+    response = httpx2.post(
+        asgi_server.url + "/t/acme/mcp/demo",
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"Host": "evil.example", "Accept": "application/json, text/event-stream"},
+    )
+    assert response.status_code == 421
+
+
+def test_django_pages_and_static_files_are_served(asgi_server: LiveServer) -> None:
+    assert httpx2.get(asgi_server.url + "/t/acme/admin/login/").status_code == 200
+    css = httpx2.get(asgi_server.url + "/static/admin/css/base.css")
+    assert css.status_code == 200
+    assert "text/css" in css.headers["content-type"]
+    assert httpx2.get(asgi_server.url + "/t/nosuchtenant/admin/").status_code == 404
+
+
+def test_health_endpoint_reports_all_services(asgi_server: LiveServer) -> None:
+    body = httpx2.get(asgi_server.url + "/healthz").json()
+    assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "vault": "ok"}}

@@ -1,0 +1,72 @@
+"""With DEBUG off, start-up refuses to run without the required settings and names what is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = "import django; django.setup(); from django.conf import settings; print(settings.AUTHSEC_PUBLIC_URL)"
+REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "VAULT_ADDR", "AUTHSEC_PUBLIC_URL")
+
+
+def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in REQUIRED + ("VAULT_TOKEN", "DEBUG")}
+    base["DJANGO_SETTINGS_MODULE"] = "authsec_site.settings"
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env={**base, **env}, capture_output=True, text=True)
+
+
+def test_production_start_names_every_missing_setting() -> None:
+    result = _start({"DEBUG": "0"})
+    assert result.returncode != 0
+    assert (
+        "missing required setting(s): SECRET_KEY, DATABASE_URL, REDIS_URL, VAULT_ADDR, AUTHSEC_PUBLIC_URL, VAULT_TOKEN"
+        in result.stderr
+    )
+    assert "ImproperlyConfigured" in result.stderr
+
+
+def test_production_start_succeeds_with_everything_set() -> None:
+    result = _start(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "x" * 50,
+            "DATABASE_URL": "postgres://u@db:5432/authsec",
+            "REDIS_URL": "redis://cache:6379/0",
+            "VAULT_ADDR": "https://vault:8200",
+            "VAULT_TOKEN": "t",
+            "AUTHSEC_PUBLIC_URL": "https://authsec.example.com",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "https://authsec.example.com"
+
+
+def test_production_refuses_plain_http_public_url() -> None:
+    result = _start(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": "x" * 50,
+            "DATABASE_URL": "postgres://u@db/authsec",
+            "REDIS_URL": "redis://c",
+            "VAULT_ADDR": "https://vault:8200",
+            "VAULT_TOKEN": "t",
+            "AUTHSEC_PUBLIC_URL": "http://authsec.example.com",
+        }
+    )
+    assert result.returncode != 0
+    assert "must use https" in result.stderr
+
+
+def test_malformed_boolean_is_a_clear_error() -> None:
+    result = _start({"DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_development_defaults_apply_with_debug_on() -> None:
+    result = _start({"DEBUG": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "http://127.0.0.1:8000"

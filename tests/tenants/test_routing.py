@@ -1,0 +1,51 @@
+"""Subfolder routing: /t/<slug>/ reaches that tenant; unknown and inactive tenants are a 404 page."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tenants.models import Tenant
+from tenants.services import set_tenant_active
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tenant_admin_login_page_names_the_tenant(acme: Tenant) -> None:
+    response = Client().get("/t/acme/admin/login/")
+    assert response.status_code == 200
+    assert "Acme Corp" in response.content.decode()
+
+
+def test_unknown_tenant_is_a_404_page() -> None:
+    response = Client().get("/t/nosuchtenant/admin/login/")
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+
+
+def test_inactive_tenant_is_a_404_like_an_unknown_one(acme: Tenant) -> None:
+    set_tenant_active(actor="tests", tenant=acme, is_active=False)
+    response = Client().get("/t/acme/admin/login/")
+    assert response.status_code == 404
+    assert "Page not found" in response.content.decode()
+
+
+def test_public_tenant_is_not_reachable_as_a_subfolder() -> None:
+    assert Client().get("/t/public/admin/login/").status_code == 404
+
+
+def test_platform_admin_is_outside_tenants() -> None:
+    response = Client().get("/admin/login/")
+    assert response.status_code == 200
+    assert "platform" in response.content.decode()
+
+
+def test_every_response_carries_a_request_id() -> None:
+    response = Client().get("/t/acme/admin/login/", HTTP_X_REQUEST_ID="trace-12345678")
+    assert response["X-Request-ID"] == "trace-12345678"
+    assert len(Client().get("/").headers["X-Request-ID"]) == 32
+
+
+def test_malformed_request_id_is_replaced() -> None:
+    response = Client().get("/", HTTP_X_REQUEST_ID="bad id\nwith newline")
+    assert response["X-Request-ID"] != "bad id\nwith newline"
