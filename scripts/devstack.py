@@ -35,6 +35,8 @@ PG_LOCAL_PORT = 54329
 REDIS_LOCAL_PORT = 63799
 BAO_RUN_PORT = 8200
 BAO_TEST_PORT = 8210
+# DEVSTACK_FORCE_LOCAL=1 skips the machine's servers on 5432/6379 and starts project-local ones.
+FORCE_LOCAL = os.environ.get("DEVSTACK_FORCE_LOCAL", "") in ("1", "true", "yes")
 
 
 def say(message: str) -> None:
@@ -157,7 +159,7 @@ def ensure_postgres(stack: Stack, database: str) -> None:
     if os.environ.get("DATABASE_URL"):
         say("PostgreSQL: using DATABASE_URL")
         return
-    if port_open(5432) and _can_login(5432):
+    if not FORCE_LOCAL and port_open(5432) and _can_login(5432):
         port = 5432
         say("PostgreSQL: using the server on 127.0.0.1:5432")
     else:
@@ -259,7 +261,7 @@ def ensure_redis(stack: Stack, db: int) -> None:
     if os.environ.get("REDIS_URL"):
         say("Redis: using REDIS_URL")
         return
-    if _redis_answers(6379):
+    if not FORCE_LOCAL and _redis_answers(6379):
         port = 6379
         say("Redis: using the server on 127.0.0.1:6379")
     else:
@@ -310,7 +312,8 @@ def _bao_binary() -> str:
 
 def _vault_health(addr: str) -> dict | None:
     try:
-        with urllib.request.urlopen(f"{addr}/v1/sys/health?sealedcode=200&uninitcode=200", timeout=2) as resp:
+        query = "sealedcode=200&uninitcode=200&standbycode=200&perfstandbycode=200"
+        with urllib.request.urlopen(f"{addr}/v1/sys/health?{query}", timeout=2) as resp:
             return json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -322,9 +325,13 @@ def _vault_call(addr: str, method: str, path: str, body: dict | None = None, tok
     )
     if token:
         request.add_header("X-Vault-Token", token)
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        raw = resp.read()
-        return json.loads(raw) if raw else {}
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as exc:
+        fail(f"OpenBao answered {exc.code} to {method} {path}: {exc.read().decode(errors='replace')[:300]}")
+        raise
 
 
 def ensure_openbao(stack: Stack, *, persistent: bool) -> None:
@@ -378,10 +385,12 @@ def _ensure_persistent_bao(stack: Stack, port: int, addr: str) -> None:
         if port_open(port):
             fail(f"port {port} is taken by something that is not OpenBao; set VAULT_ADDR or free the port")
         config = home / "config.hcl"
+        (home / "data").mkdir(exist_ok=True, mode=0o700)
+        # OpenBao 2 has no "file" storage: a single-node raft store keeps the data across restarts.
         config.write_text(
-            f'storage "file" {{\n  path = "{home / "data"}"\n}}\n'
+            f'storage "raft" {{\n  path = "{home / "data"}"\n  node_id = "authsec-dev"\n}}\n'
             f'listener "tcp" {{\n  address = "127.0.0.1:{port}"\n  tls_disable = true\n}}\n'
-            'disable_mlock = true\napi_addr = "' + addr + '"\nui = false\n'
+            f'api_addr = "{addr}"\ncluster_addr = "http://127.0.0.1:{port + 1}"\nui = false\n'
         )
         say(f"OpenBao: starting the project-local server on {addr} (data in .local/openbao)")
         proc = stack.spawn("openbao", [_bao_binary(), "server", f"-config={config}"])
@@ -399,6 +408,9 @@ def _ensure_persistent_bao(stack: Stack, port: int, addr: str) -> None:
     keys = json.loads(keys_file.read_text())
     if (_vault_health(addr) or {}).get("sealed"):
         _vault_call(addr, "PUT", "sys/unseal", {"key": keys["keys"][0]})
+    # A raft node needs a moment after unsealing to become the active node.
+    wait_for("OpenBao to become active", lambda: (_vault_health(addr) or {}).get("sealed") is False
+             and (_vault_health(addr) or {}).get("standby") is False)
     token = keys["root_token"]
     mounts = _vault_call(addr, "GET", "sys/mounts", token=token)
     if "secret/" not in mounts.get("data", mounts):
@@ -534,6 +546,7 @@ def cmd_test(stack: Stack, pytest_args: list[str]) -> int:
     common_env(stack, testing=True)
     manage("check")
     manage("makemigrations", "--check", "--dry-run")
+    subprocess.run([str(VENV_BIN / "ruff"), "check", "--quiet", "."], cwd=ROOT, check=True)
     result = subprocess.run([PY, "-m", "pytest", *pytest_args], cwd=ROOT)
     return result.returncode
 
