@@ -18,3 +18,5 @@ platform_admin = PlatformAdminSite(name="platform_admin")
 admin.site.site_header = "AuthSec Server"
 admin.site.site_title = "AuthSec dashboard"
 admin.site.index_title = "Tenant administration"
+# A tenant's "View site" would lead out of the tenant to the platform home page: hide it.
+admin.site.site_url = None  # type: ignore[assignment]

@@ -409,8 +409,11 @@ def _ensure_persistent_bao(stack: Stack, port: int, addr: str) -> None:
     if (_vault_health(addr) or {}).get("sealed"):
         _vault_call(addr, "PUT", "sys/unseal", {"key": keys["keys"][0]})
     # A raft node needs a moment after unsealing to become the active node.
-    wait_for("OpenBao to become active", lambda: (_vault_health(addr) or {}).get("sealed") is False
-             and (_vault_health(addr) or {}).get("standby") is False)
+    wait_for(
+        "OpenBao to become active",
+        lambda: (_vault_health(addr) or {}).get("sealed") is False
+        and (_vault_health(addr) or {}).get("standby") is False,
+    )
     token = keys["root_token"]
     mounts = _vault_call(addr, "GET", "sys/mounts", token=token)
     if "secret/" not in mounts.get("data", mounts):

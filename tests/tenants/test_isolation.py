@@ -85,3 +85,18 @@ def test_tenant_url_of_a_platform_model_is_404_in_a_tenant(acme: Tenant) -> None
     client = Client()
     _login(client, "acme", "admin@acme.test", ADMIN_PASSWORD)
     assert client.get("/t/acme/admin/tenants/tenant/").status_code == 404
+
+
+def test_row_written_in_acme_is_invisible_over_http_from_globex(acme: Tenant, globex: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        secret_user = UserFactory(email="acme-only@acme.test")
+    acme_admin, globex_admin = Client(), Client()
+    _login(acme_admin, "acme", "admin@acme.test", ADMIN_PASSWORD)
+    _login(globex_admin, "globex", "admin@globex.test", ADMIN_PASSWORD)
+
+    assert "acme-only@acme.test" in acme_admin.get("/t/acme/admin/accounts/user/").content.decode()
+    assert "acme-only@acme.test" not in globex_admin.get("/t/globex/admin/accounts/user/").content.decode()
+    # Guessing the row's id in globex finds nothing (the admin redirects to its index with a message).
+    response = globex_admin.get(f"/t/globex/admin/accounts/user/{secret_user.pk}/change/", follow=True)
+    assert "acme-only@acme.test" not in response.content.decode()
+    assert "doesn’t exist" in response.content.decode()
