@@ -58,6 +58,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "accounts",
     "audit",
 ]
@@ -67,6 +68,9 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
     "accounts",
     "audit",
     "rbac",

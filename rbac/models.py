@@ -1,1 +1,200 @@
-"""RBAC models (roles, groups, scopes, resources, permissions, tool policies) arrive with the RBAC feature."""
+"""RBAC data of a tenant: applications, roles, groups, scopes, resources, permissions, bindings, tool policies.
+
+Where grants come from: a user holds roles bound to them directly or to a group they belong to; a role
+carries scopes, resources and permissions. Names are unique per tenant (each tenant has its own schema)
+and matched exactly and case-sensitively by the decision engine (`rbac.engine`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+validate_name = RegexValidator(
+    NAME_RE, "Use 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit.", code="invalid_name"
+)
+ACTION_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,49}$"
+validate_action = RegexValidator(ACTION_RE, "Use letters, digits, '_', '.' or '-'.", code="invalid_action")
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+validate_tool_name = RegexValidator(
+    TOOL_NAME_RE.pattern, "Tool names use letters, digits, '_', '.' or '-' (1-128 characters).", code="invalid_tool"
+)
+APP_SLUG_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+validate_app_slug = RegexValidator(
+    APP_SLUG_RE, "Use 1-64 lowercase letters, digits, '_' or '-', starting with a letter or digit.", code="invalid_slug"
+)
+
+
+class NamedModel(models.Model):
+    """A named RBAC object; the name is what tokens, policies and the engine compare."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_name])
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Application(models.Model):
+    """An MCP application, served at /t/<tenant>/mcp/<slug>; its tools are governed by its ToolPolicy rows."""
+
+    slug = models.CharField(max_length=64, unique=True, validators=[validate_app_slug])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Scope(NamedModel):
+    """An OAuth-style scope such as ``read`` or ``write``."""
+
+
+class Resource(NamedModel):
+    """A protected resource such as ``production`` or ``analytics``."""
+
+
+class Permission(models.Model):
+    """An action on a resource, named ``resource:action`` (e.g. ``projects:read``)."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="permissions")
+    action = models.CharField(max_length=50, validators=[validate_action])
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["resource__name", "action"]
+        constraints = [models.UniqueConstraint(fields=["resource", "action"], name="rbac_permission_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.resource.name}:{self.action}"
+
+
+class Role(NamedModel):
+    """A role; what it grants (scopes, resources, permissions) goes to everyone bound to it."""
+
+    scopes = models.ManyToManyField(Scope, blank=True, related_name="roles")
+    resources = models.ManyToManyField(Resource, blank=True, related_name="roles")
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
+
+
+class Group(NamedModel):
+    """A set of users; roles bound to the group are held by every member."""
+
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="GroupMembership", blank=True, related_name="rbac_groups"
+    )
+
+
+class GroupMembership(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="group_memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group__name", "user__email"]
+        constraints = [models.UniqueConstraint(fields=["group", "user"], name="rbac_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group}"
+
+
+class RoleBinding(models.Model):
+    """A role given to exactly one user or one group."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="bindings")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="role_bindings"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="role_bindings")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role__name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, group__isnull=True) | models.Q(user__isnull=True, group__isnull=False)
+                ),
+                name="rbac_binding_one_holder",
+                violation_error_message="A role binding is for exactly one user or one group.",
+            ),
+            models.UniqueConstraint(fields=["role", "user"], name="rbac_binding_user_unique"),
+            models.UniqueConstraint(fields=["role", "group"], name="rbac_binding_group_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} → {self.user or f'group {self.group}'}"
+
+    def clean(self) -> None:
+        if (self.user_id is None) == (self.group_id is None):
+            raise ValidationError("Choose either a user or a group for this role binding, not both.")
+
+
+def _name_list() -> ArrayField:
+    return ArrayField(models.CharField(max_length=100), default=list, blank=True)
+
+
+class ToolPolicy(models.Model):
+    """Who may see and call one tool of an application. A tool without an enabled policy is denied.
+
+    Semantics (the seed's): only non-empty lists count; none → any authenticated user. With
+    ``require_all`` off any match of any list grants access; with it on every non-empty list must match
+    (one item each, except resources: every listed resource is required).
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="tool_policies")
+    tool_name = models.CharField(max_length=128, validators=[validate_tool_name])
+    description = models.TextField(blank=True)
+    roles = _name_list()
+    groups = _name_list()
+    scopes = _name_list()
+    resources = _name_list()
+    permissions = _name_list()
+    require_all = models.BooleanField(default=False)
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["application__slug", "tool_name"]
+        verbose_name_plural = "tool policies"
+        constraints = [models.UniqueConstraint(fields=["application", "tool_name"], name="rbac_toolpolicy_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.application.slug}/{self.tool_name}"
+
+    def requirement(self):  # type: ignore[no-untyped-def]
+        from rbac.engine import Requirement
+
+        return Requirement.of(
+            roles=self.roles,
+            groups=self.groups,
+            scopes=self.scopes,
+            resources=self.resources,
+            permissions=self.permissions,
+            require_all=self.require_all,
+            enabled=self.is_enabled,
+        )
