@@ -44,7 +44,8 @@ def _sql() -> str:
         "role_permissions": m.Role.permissions.through._meta.db_table,
         "permission": m.Permission._meta.db_table,
     }
-    # kind, name, role it came through, group it came through
+    # kind, name, role it came through, group it came through. Only table names from model metadata are
+    # interpolated; the user id is a bound parameter.
     return f"""
 WITH g AS (
     SELECT gr.id, gr.name FROM {t["membership"]} gm JOIN "{t["group"]}" gr ON gr.id = gm.group_id
@@ -155,8 +156,8 @@ def grants_for_user_id(user_id: int) -> Grants:
         grants = load_grants(user_id)
         try:
             cache.set(redis_key, grants, timeout=GRANTS_TTL)
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001 - caching is an optimisation; the answer is already right
+            logger.warning("Could not cache RBAC grants (%s)", type(exc).__name__)
     with _local_lock:
         _local[key] = (now + LOCAL_TTL, grants)
         _local.move_to_end(key)
