@@ -6,7 +6,7 @@ server already answering on the standard local port is reused, and only if none 
 script start one itself under the git-ignored ``.local/`` directory. On exit it stops exactly the
 processes it started, in reverse order, and nothing else.
 
-Usage: devstack.py run | test [pytest args…]
+Usage: devstack.py run | test [pytest args…] | exec [--database NAME] -- COMMAND…
 """
 
 from __future__ import annotations
@@ -425,7 +425,7 @@ def _ensure_persistent_bao(stack: Stack, port: int, addr: str) -> None:
 # --- Commands -------------------------------------------------------------------------------------------------
 
 
-def common_env(stack: Stack, *, testing: bool) -> None:
+def common_env(stack: Stack, *, testing: bool, database: str = "authsec") -> None:
     load_dotenv(ROOT / ".env")
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
@@ -435,7 +435,7 @@ def common_env(stack: Stack, *, testing: bool) -> None:
             key_file.write_text(secrets.token_urlsafe(50))
             key_file.chmod(0o600)
         os.environ["SECRET_KEY"] = key_file.read_text().strip()
-    ensure_postgres(stack, "authsec")
+    ensure_postgres(stack, database)
     ensure_redis(stack, 1 if testing else 0)
     ensure_openbao(stack, persistent=not testing)
 
@@ -554,14 +554,30 @@ def cmd_test(stack: Stack, pytest_args: list[str]) -> int:
     return result.returncode
 
 
+def cmd_exec(stack: Stack, args: list[str]) -> int:
+    """Run a command (a benchmark, a one-off script) with the test services and its own database."""
+    database = "authsec"
+    if args[:1] == ["--database"]:
+        database, args = args[1], args[2:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        fail("exec needs a command: devstack.py exec [--database NAME] -- COMMAND …")
+    common_env(stack, testing=True, database=database)
+    manage("migrate_schemas", "-v", "0")
+    return subprocess.run(args, cwd=ROOT).returncode
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    if not argv or argv[0] not in ("run", "test", "exec"):
         print(__doc__)
         return 2
     stack = Stack()
     try:
         if argv[0] == "run":
             return cmd_run(stack)
+        if argv[0] == "exec":
+            return cmd_exec(stack, argv[1:])
         return cmd_test(stack, argv[1:])
     except subprocess.CalledProcessError as exc:
         say(f"command failed ({exc.returncode}): {' '.join(map(str, exc.cmd))}")
