@@ -11,34 +11,67 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from audit import record
+from audit.diff import changes, snapshot
 from audit.models import AuditEvent
 from authsec_site.admin_sites import platform_admin
 
 
 class AuditedAdminMixin:
-    """Writes an ``admin.<model>.added/changed/deleted`` audit event for each change made through the admin."""
+    """Audits every change made through an admin: ``admin.<model>.added/changed/deleted`` events with the
+    before and after values of the object (and of inline objects), written in the admin's transaction."""
 
-    def _audit(self, request: HttpRequest, obj: Model, verb: str, message: Any) -> None:
-        opts = obj._meta
+    def _audit(self, request: HttpRequest, obj: Model, verb: str, data: dict[str, Any]) -> None:
         record(
             request.user,
-            f"admin.{opts.model_name}.{verb}",
+            f"admin.{obj._meta.model_name}.{verb}",
             target=obj,
             request=request,
-            data={"model": opts.label_lower, "change": message if isinstance(message, list) else str(message or "")},
+            data={"model": obj._meta.label_lower, **data},
         )
 
+    @staticmethod
+    def _fresh(obj: Model) -> Model | None:
+        return type(obj)._default_manager.filter(pk=obj.pk).first()
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        if change:
+            old = self._fresh(obj)
+            # Many-to-many values are still the old ones here: the form saves them later (save_related).
+            request._audit_before = snapshot(old) if old is not None else {}  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        before: dict[Any, dict[str, Any]] = {}
+        for inline_form in formset.forms:
+            if inline_form.instance.pk and inline_form.has_changed():
+                old = self._fresh(inline_form.instance)
+                if old is not None:
+                    before[old.pk] = snapshot(old)
+        deleted = [(f.instance, snapshot(f.instance)) for f in formset.deleted_forms if f.instance.pk]
+        super().save_formset(request, form, formset, change)  # type: ignore[misc]
+        for obj in formset.new_objects:
+            self._audit(request, obj, "added", {"before": None, "after": snapshot(obj)})
+        for obj, _fields in formset.changed_objects:
+            after = snapshot(obj)
+            self._audit(request, obj, "changed", {"changes": changes(before.get(obj.pk, {}), after)})
+        for obj, old in deleted:
+            self._audit(request, obj, "deleted", {"before": old, "after": None})
+
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        self._audit(request, obj, "added", message)
+        fresh = self._fresh(obj)
+        self._audit(request, obj, "added", {"before": None, "after": snapshot(fresh or obj)})
         return super().log_addition(request, obj, message)  # type: ignore[misc]
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        self._audit(request, obj, "changed", message)
+        before = getattr(request, "_audit_before", {})
+        fresh = self._fresh(obj)
+        after = snapshot(fresh or obj)
+        self._audit(request, obj, "changed", {"changes": changes(before, after), "message": message})
         return super().log_change(request, obj, message)  # type: ignore[misc]
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         for obj in queryset:
-            self._audit(request, obj, "deleted", "")
+            self._audit(request, obj, "deleted", {"before": snapshot(obj), "after": None})
         return super().log_deletions(request, queryset)  # type: ignore[misc]
 
 

@@ -1,0 +1,348 @@
+"""The tenant dashboard for RBAC: every model with search, filters, autocomplete, inlines and bulk actions,
+plus two pages beyond CRUD — a user's effective permissions and the policy simulator (`rbac.views`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.postgres.forms import SimpleArrayField
+from django.db import connection
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from accounts.admin import UserAdmin as BaseUserAdmin
+from accounts.models import User
+from audit.admin import AuditedAdminMixin
+from rbac import services, views
+from rbac.engine import KINDS
+from rbac.grants import known_names
+from rbac.models import (
+    Application,
+    Group,
+    GroupMembership,
+    Permission,
+    Resource,
+    Role,
+    RoleBinding,
+    Scope,
+    ToolPolicy,
+)
+
+
+class RbacAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_per_page = 50
+
+
+# --- Inlines ----------------------------------------------------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    model = GroupMembership
+    extra = 0
+    autocomplete_fields = ["user"]
+    verbose_name = "member"
+    verbose_name_plural = "members"
+
+
+class UserMembershipInline(MembershipInline):
+    autocomplete_fields = ["group"]
+    fk_name = "user"
+    verbose_name = "group membership"
+    verbose_name_plural = "group memberships"
+
+
+class GroupRoleBindingInline(admin.TabularInline):
+    model = RoleBinding
+    fk_name = "group"
+    fields = ["role"]
+    extra = 0
+    autocomplete_fields = ["role"]
+    verbose_name = "role of this group"
+    verbose_name_plural = "roles of this group"
+
+
+class UserRoleBindingInline(admin.TabularInline):
+    model = RoleBinding
+    fk_name = "user"
+    fields = ["role"]
+    extra = 0
+    autocomplete_fields = ["role"]
+    verbose_name = "role"
+    verbose_name_plural = "roles"
+
+
+class RoleBindingInline(admin.TabularInline):
+    model = RoleBinding
+    fk_name = "role"
+    fields = ["user", "group"]
+    extra = 0
+    autocomplete_fields = ["user", "group"]
+    verbose_name = "holder (a user or a group)"
+    verbose_name_plural = "holders"
+
+
+class ToolPolicyInline(admin.TabularInline):
+    model = ToolPolicy
+    fields = ["tool_name", "roles", "groups", "scopes", "resources", "permissions", "require_all", "is_enabled"]
+    extra = 0
+    show_change_link = True
+
+
+# --- Named objects ------------------------------------------------------------------------------------------------
+
+
+@admin.register(Scope)
+class ScopeAdmin(RbacAdmin):
+    list_display = ["name", "description", "role_count"]
+    search_fields = ["name", "description"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Scope]:
+        return super().get_queryset(request).annotate(role_count=Count("roles"))
+
+    @admin.display(description="roles", ordering="role_count")
+    def role_count(self, obj: Scope) -> int:
+        return obj.role_count  # type: ignore[attr-defined]
+
+
+@admin.register(Resource)
+class ResourceAdmin(ScopeAdmin):
+    pass
+
+
+@admin.register(Permission)
+class PermissionAdmin(RbacAdmin):
+    list_display = ["__str__", "resource", "action", "description"]
+    list_filter = ["resource"]
+    search_fields = ["action", "resource__name", "description"]
+    autocomplete_fields = ["resource"]
+    list_select_related = ["resource"]
+
+
+@admin.register(Role)
+class RoleAdmin(RbacAdmin):
+    list_display = ["name", "description", "holder_count", "grants"]
+    search_fields = ["name", "description"]
+    list_filter = ["scopes", "resources"]
+    autocomplete_fields = ["scopes", "resources", "permissions"]
+    inlines = [RoleBindingInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(holder_count=Count("bindings", distinct=True))
+            .prefetch_related("scopes", "resources", "permissions__resource")
+        )
+
+    @admin.display(description="holders", ordering="holder_count")
+    def holder_count(self, obj: Role) -> int:
+        return obj.holder_count  # type: ignore[attr-defined]
+
+    @admin.display(description="grants")
+    def grants(self, obj: Role) -> str:
+        parts = [
+            *(f"scope {s.name}" for s in obj.scopes.all()),
+            *(f"resource {r.name}" for r in obj.resources.all()),
+            *(f"permission {p}" for p in obj.permissions.all()),
+        ]
+        return ", ".join(parts) or "—"
+
+    def delete_model(self, request: HttpRequest, obj: Role) -> None:
+        services.delete_role(actor=request.user, role=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
+        for role in queryset:
+            services.delete_role(actor=request.user, role=role)
+
+
+@admin.register(Group)
+class GroupAdmin(RbacAdmin):
+    list_display = ["name", "description", "member_count", "role_names"]
+    search_fields = ["name", "description"]
+    inlines = [MembershipInline, GroupRoleBindingInline]
+    exclude = ["members"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(member_count=Count("memberships", distinct=True))
+            .prefetch_related("role_bindings__role")
+        )
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj: Group) -> int:
+        return obj.member_count  # type: ignore[attr-defined]
+
+    @admin.display(description="roles")
+    def role_names(self, obj: Group) -> str:
+        return ", ".join(sorted(b.role.name for b in obj.role_bindings.all())) or "—"
+
+
+@admin.register(RoleBinding)
+class RoleBindingAdmin(RbacAdmin):
+    list_display = ["role", "user", "group", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["role__name", "user__email", "group__name"]
+    autocomplete_fields = ["role", "user", "group"]
+    list_select_related = ["role", "user", "group"]
+
+
+@admin.register(GroupMembership)
+class GroupMembershipAdmin(RbacAdmin):
+    list_display = ["group", "user", "created_at"]
+    list_filter = ["group"]
+    search_fields = ["group__name", "user__email"]
+    autocomplete_fields = ["group", "user"]
+    list_select_related = ["group", "user"]
+
+
+# --- Applications and tool policies ---------------------------------------------------------------------------------
+
+
+class ToolPolicyForm(forms.ModelForm):
+    """Lists are typed comma-separated; every name must exist in this tenant (matching is case-sensitive)."""
+
+    class Meta:
+        model = ToolPolicy
+        fields = ["application", "tool_name", "description", *KINDS, "require_all", "is_enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for kind in KINDS:
+            self.fields[kind] = SimpleArrayField(
+                forms.CharField(max_length=100),
+                required=False,
+                help_text=f"Comma-separated {kind}; empty: not required.",
+            )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        existing = known_names()
+        for kind in KINDS:
+            unknown = sorted(set(data.get(kind) or []) - existing[kind])
+            if unknown:
+                singular = kind.rstrip("s")
+                self.add_error(kind, f"Unknown {singular}{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")
+            elif data.get(kind):
+                data[kind] = sorted(set(data[kind]))
+        return data
+
+
+@admin.register(ToolPolicy)
+class ToolPolicyAdmin(RbacAdmin):
+    form = ToolPolicyForm
+    list_display = ["tool_name", "application", "requirement_text", "require_all", "is_enabled"]
+    list_filter = ["application", "is_enabled", "require_all"]
+    search_fields = ["tool_name", "description", "application__slug"]
+    autocomplete_fields = ["application"]
+    list_select_related = ["application"]
+    actions = ["enable", "disable"]
+
+    @admin.display(description="requirement")
+    def requirement_text(self, obj: ToolPolicy) -> str:
+        parts = [f"{kind}: {', '.join(getattr(obj, kind))}" for kind in KINDS if getattr(obj, kind)]
+        return "; ".join(parts) or "any authenticated user"
+
+    @admin.action(description="Enable selected tool policies")
+    def enable(self, request: HttpRequest, queryset: QuerySet[ToolPolicy]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected tool policies (the tools are then denied)")
+    def disable(self, request: HttpRequest, queryset: QuerySet[ToolPolicy]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[ToolPolicy], value: bool) -> None:
+        for policy in queryset.select_related("application"):
+            services.upsert_tool_policy(
+                actor=request.user, application=policy.application, tool_name=policy.tool_name, is_enabled=value
+            )
+        messages.success(request, f"{'Enabled' if value else 'Disabled'} {queryset.count()} tool policies.")
+
+
+@admin.register(Application)
+class ApplicationAdmin(RbacAdmin):
+    list_display = ["slug", "name", "is_active", "tool_count", "mcp_url"]
+    list_filter = ["is_active"]
+    search_fields = ["slug", "name", "description"]
+    inlines = [ToolPolicyInline]
+    actions = ["activate", "deactivate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Application]:
+        return super().get_queryset(request).annotate(tool_count=Count("tool_policies"))
+
+    @admin.display(description="tools", ordering="tool_count")
+    def tool_count(self, obj: Application) -> int:
+        return obj.tool_count  # type: ignore[attr-defined]
+
+    @admin.display(description="MCP endpoint")
+    def mcp_url(self, obj: Application) -> str:
+        tenant = getattr(connection, "tenant", None)
+        return f"{tenant.url_prefix}mcp/{obj.slug}" if tenant is not None else f"mcp/{obj.slug}"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra = {"simulator_url": reverse("admin:rbac_simulator", current_app=self.admin_site.name)}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    @admin.action(description="Activate selected applications")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+        self._set_active(request, queryset, True)
+
+    @admin.action(description="Deactivate selected applications (their MCP endpoints answer 404)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+        self._set_active(request, queryset, False)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Application], value: bool) -> None:
+        for application in queryset:
+            if application.is_active != value:
+                application.is_active = value
+                application.save(update_fields=["is_active", "updated_at"])
+                self._audit(
+                    request, application, "changed", {"changes": {"is_active": {"before": not value, "after": value}}}
+                )
+        messages.success(request, f"{'Activated' if value else 'Deactivated'} {queryset.count()} applications.")
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path("simulator/", self.admin_site.admin_view(views.simulator), name="rbac_simulator"),
+        ]
+        return custom + super().get_urls()
+
+
+# --- Users: RBAC inlines and the effective-permissions page ---
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    inlines = [UserRoleBindingInline, UserMembershipInline]
+    list_display = [*BaseUserAdmin.list_display, "effective_link"]
+
+    @admin.display(description="permissions")
+    def effective_link(self, obj: User) -> str:
+        url = reverse("admin:rbac_effective_permissions", args=[obj.pk], current_app=self.admin_site.name)
+        return format_html('<a href="{}">effective permissions</a>', url)
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path(
+                "<int:user_id>/effective/",
+                self.admin_site.admin_view(views.effective_permissions),
+                name="rbac_effective_permissions",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra = dict(extra_context or {})
+        if object_id.isdigit():
+            extra["effective_url"] = reverse(
+                "admin:rbac_effective_permissions", args=[int(object_id)], current_app=self.admin_site.name
+            )
+        return super().change_view(request, object_id, form_url, extra)

@@ -1,0 +1,55 @@
+"""Who may use the management API: active staff of the tenant, and for each model its Django permission.
+
+Reads need the model's ``view_`` permission too (DRF's default lets any authenticated user read).
+Superusers hold every permission. OAuth bearer authentication comes later; these classes apply to it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+from rest_framework.permissions import BasePermission, DjangoModelPermissions, IsAdminUser
+from rest_framework.request import Request
+
+_VIEW = ["%(app_label)s.view_%(model_name)s"]
+
+
+class IsStaff(IsAdminUser):
+    """An active staff member (or superuser) of the tenant the request is for."""
+
+    message = "The management API is for staff of this tenant."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(
+            user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser)
+        )
+
+
+class ModelPermissions(DjangoModelPermissions):
+    """Django model permissions, with ``view_`` required for GET, HEAD and OPTIONS."""
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": _VIEW,
+        "HEAD": _VIEW,
+        "OPTIONS": _VIEW,
+    }
+
+
+def view_permission(*model_classes: type[models.Model]) -> type[BasePermission]:
+    """A permission class needing ``view_`` on each model, whatever the method (for read-only POST actions)."""
+    perms = [f"{m._meta.app_label}.view_{m._meta.model_name}" for m in model_classes]
+
+    class ViewPermission(BasePermission):
+        def has_permission(self, request: Request, view: Any) -> bool:
+            return bool(request.user and request.user.is_authenticated and request.user.has_perms(perms))
+
+    ViewPermission.__name__ = "View" + "".join(m.__name__ for m in model_classes) + "Permission"
+    return ViewPermission
+
+
+def has_view_permission(user: Any, model_classes: Iterable[type[models.Model]]) -> bool:
+    return bool(user.has_perms([f"{m._meta.app_label}.view_{m._meta.model_name}" for m in model_classes]))
