@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev browsers lint format migrate shell clean
+.PHONY: run test install install-dev browsers lint format migrate shell clean bench-rbac
 
 run: install
 	$(BIN)/python scripts/devstack.py run
@@ -35,6 +35,10 @@ browsers:
 	else \
 		echo "browser tests need chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
 	fi
+
+# Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).
+bench-rbac: install-dev
+	$(BIN)/python scripts/devstack.py exec --database authsec_bench -- $(BIN)/python bench/rbac_bench.py
 
 lint: install-dev
 	$(BIN)/ruff check .

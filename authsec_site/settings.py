@@ -86,6 +86,8 @@ PUBLIC_SCHEMA_NAME = "public"
 PUBLIC_SCHEMA_URLCONF = "authsec_site.urls_public"
 ROOT_URLCONF = "authsec_site.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# Send SET search_path only when the schema changes, not on every cursor (one query less per fetch).
+TENANT_LIMIT_SET_CALLS = True
 
 AUTH_USER_MODEL = "accounts.User"
 
@@ -209,6 +211,31 @@ MCP_ALLOWED_HOSTS = env_list(
 MCP_ALLOWED_ORIGINS = env_list(
     "MCP_ALLOWED_ORIGINS", [f"{_public.scheme}://{_public.netloc}", "http://127.0.0.1:*", "http://localhost:*"]
 )
+
+# --- REST management API (DRF + drf-spectacular) ---------------------------------------------------------------
+# Served at /t/<tenant>/api/ (rbac.api). Staff sessions only for now; OAuth bearer authentication comes later
+# and will be added to DEFAULT_AUTHENTICATION_CLASSES. Every view also needs the Django model permission
+# (view_ for reads).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rbac.api.permissions.IsStaff", "rbac.api.permissions.ModelPermissions"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rbac.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["rest_framework.filters.SearchFilter", "rest_framework.filters.OrderingFilter"],
+    "EXCEPTION_HANDLER": "rbac.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AuthSec Server management API",
+    "DESCRIPTION": "Roles, groups, scopes, resources, permissions, bindings and tool policies of one organisation.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs are for the same staff as the API; paths carry /t/<tenant>/ (rbac.api.schema).
+    "SERVE_PERMISSIONS": ["rbac.api.permissions.IsStaff"],
+    "SCHEMA_PATH_PREFIX": r"/(t/[^/]+/)?api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# --- end of REST management API ----------------------------------------------------------------------------------
 
 # --- Demo data ------------------------------------------------------------------------------------------------
 AUTHSEC_DEMO_PASSWORD = env_str("AUTHSEC_DEMO_PASSWORD", "authsec-demo")

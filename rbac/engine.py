@@ -18,6 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 KINDS = ("roles", "groups", "scopes", "resources", "permissions")
+
+
+def _names(kind: str, values: Iterable[str] | None) -> frozenset[str]:
+    # A bare string would become a set of letters (and "a" would match): refuse it rather than fail open.
+    if isinstance(values, str):
+        raise TypeError(f"{kind} must be a list of names, not the string {values!r}")
+    return frozenset(values or ())
 _SINGULAR = {
     "roles": "role",
     "groups": "group",
@@ -43,7 +50,7 @@ class Grants:
         unknown = set(lists) - set(KINDS)
         if unknown:
             raise TypeError(f"Unknown grant kinds: {sorted(unknown)}")
-        return cls(**{kind: frozenset(lists.get(kind, ())) for kind in KINDS})
+        return cls(**{kind: _names(kind, lists.get(kind)) for kind in KINDS})
 
     def as_claims(self) -> dict[str, list[str]]:
         return {kind: sorted(getattr(self, kind)) for kind in KINDS}
@@ -67,7 +74,7 @@ class Requirement:
         if unknown:
             raise TypeError(f"Unknown requirement kinds: {sorted(unknown)}")
         return cls(
-            **{kind: frozenset(lists.get(kind) or ()) for kind in KINDS}, require_all=require_all, enabled=enabled
+            **{kind: _names(kind, lists.get(kind)) for kind in KINDS}, require_all=require_all, enabled=enabled
         )
 
     @property

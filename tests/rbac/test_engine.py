@@ -449,3 +449,9 @@ def test_denial_is_a_decision_with_missing_names() -> None:
     decision = decide(NOTHING, _demo_requirement("admin_panel"))
     assert isinstance(decision, Decision)
     assert decision == Decision(False, "denied: needs any of roles [admin]", {"roles": ("admin",)})
+
+
+@pytest.mark.parametrize("factory", [Requirement.of, Grants.of])
+def test_a_bare_string_is_refused_instead_of_becoming_letters(factory) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="must be a list of names"):
+        factory(roles="admin")
