@@ -47,6 +47,9 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
     from tenants.services import create_tenant, ensure_public_tenant
 
     _require_services()
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        # pytest-django only creates the test database when a collected test asks for the db.
+        pytest.exit("Refusing to set up tenants outside a test database; select at least one db test.", 2)
     with django_db_blocker.unblock():
         ensure_public_tenant()
         for slug, name in (("acme", "Acme Corp"), ("globex", "Globex Corporation")):
