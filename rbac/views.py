@@ -60,8 +60,14 @@ def _claim_field(kind: str) -> forms.CharField:
 
 class SimulatorForm(forms.Form):
     application = forms.ModelChoiceField(queryset=Application.objects.all(), to_field_name="slug")
+    # A typed email, not a select of every user: tenants can have many users.
     user = forms.ModelChoiceField(
-        queryset=User.objects.all(), required=False, to_field_name="email", help_text="Decide for this user's grants…"
+        queryset=User.objects.all(),
+        required=False,
+        to_field_name="email",
+        widget=forms.EmailInput,
+        help_text="Email of a user whose grants to use…",
+        error_messages={"invalid_choice": "No user with that email in this tenant."},
     )
     roles = _claim_field("roles")
     groups = _claim_field("groups")
