@@ -1,61 +1,14 @@
-"""Shared pieces of the management API: pagination, error handling, audited writes, query-string filters."""
+"""Shared pieces of the management API views: audited writes and query-string filters."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, models, transaction
-from django.db.models.deletion import ProtectedError, RestrictedError
-from rest_framework import exceptions, status, viewsets
-from rest_framework.pagination import PageNumberPagination
+from django.db import models, transaction
+from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer, as_serializer_error
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.serializers import BaseSerializer
 
 import audit
 from audit.diff import snapshot
-
-logger = logging.getLogger(__name__)
-
-
-class StandardPagination(PageNumberPagination):
-    """50 items a page; ``?page_size=`` up to 500."""
-
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus: Django validation errors → 400 with messages, integrity conflicts → 409, and
-    any other error → a JSON 500 carrying the request id (logged here, never a stack trace in the body).
-
-    With DEBUG on, unexpected errors are left to Django so developers get the debug page.
-    """
-    if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
-    response = drf_exception_handler(exc, context)
-    if response is not None:
-        return response
-    request = context.get("request")
-    request_id = getattr(request, "request_id", "") if request is not None else ""
-    if isinstance(exc, (IntegrityError, ProtectedError, RestrictedError)):
-        logger.info("API write conflicted with existing data (request %s): %s", request_id, type(exc).__name__)
-        return Response(
-            {"detail": "The change conflicts with existing data; reload and try again.", "request_id": request_id},
-            status=status.HTTP_409_CONFLICT,
-        )
-    if settings.DEBUG:
-        return None
-    logger.exception("Unhandled error in the management API (request %s)", request_id)
-    return Response(
-        {"detail": "Internal server error.", "request_id": request_id},
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
 
 
 class AuditedModelViewSet(viewsets.ModelViewSet):

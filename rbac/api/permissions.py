@@ -16,16 +16,18 @@ from rest_framework.request import Request
 _VIEW = ["%(app_label)s.view_%(model_name)s"]
 
 
-class IsStaff(IsAdminUser):
+def is_api_staff(user: Any) -> bool:
     """An active staff member (or superuser) of the tenant the request is for."""
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
+class IsStaff(IsAdminUser):
+    """DRF's IsAdminUser, also refusing inactive users and admitting superusers without the staff flag."""
 
     message = "The management API is for staff of this tenant."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(
-            user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser)
-        )
+        return is_api_staff(request.user)
 
 
 class ModelPermissions(DjangoModelPermissions):

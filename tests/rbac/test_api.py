@@ -1,0 +1,216 @@
+"""The RBAC management API: permission matrix of every endpoint, tenant isolation, 404s; shared test helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import Permission as DjangoPermission
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from accounts.models import User
+from audit.models import AuditEvent
+from rbac import services
+from rbac.grants import bump_version, clear_local_cache
+from rbac.models import Application, Group, Permission, Resource, Role, Scope, ToolPolicy
+from tenants.models import Tenant
+from tests.conftest import ADMIN_PASSWORD
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+# endpoint -> the model whose Django permissions guard it
+ENDPOINTS = {
+    "applications": "rbac.application",
+    "roles": "rbac.role",
+    "groups": "rbac.group",
+    "scopes": "rbac.scope",
+    "resources": "rbac.resource",
+    "permissions": "rbac.permission",
+    "tool-policies": "rbac.toolpolicy",
+    "role-bindings": "rbac.rolebinding",
+    "group-memberships": "rbac.groupmembership",
+    "users": "accounts.user",
+}
+
+
+# --- helpers shared with the other test_api_*.py -------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_grants_cache(acme: Tenant, globex: Tenant) -> Iterator[None]:
+    """Test data is never committed, so signals never bump the grants version: start from a fresh one, or
+    a user id reused from an earlier run could meet grants that run cached in Redis."""
+    for tenant in (acme, globex):
+        with schema_context(tenant.schema_name):
+            bump_version()
+    clear_local_cache()
+    yield
+    clear_local_cache()
+
+
+def login(tenant: str, email: str, password: str = ADMIN_PASSWORD) -> Client:
+    """A client logged in through the tenant's real login form."""
+    client = Client()
+    response = client.post(f"/t/{tenant}/admin/login/", {"username": email, "password": password})
+    assert response.status_code == 302, f"login of {email} at {tenant} failed"
+    return client
+
+
+def client_for(tenant: Tenant, user: User) -> Client:
+    client = Client()
+    with schema_context(tenant.schema_name):
+        client.force_login(user)
+    return client
+
+
+def grant_perms(user: User, *perms: str) -> None:
+    """Give `user` Django permissions such as ``rbac.view_role`` (current schema)."""
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(DjangoPermission.objects.get(content_type__app_label=app_label, codename=codename))
+
+
+def events(tenant: Tenant, action: str) -> list[AuditEvent]:
+    with schema_context(tenant.schema_name):
+        return list(AuditEvent.objects.filter(action=action).order_by("id"))
+
+
+# --- fixtures ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(acme: Tenant) -> Client:
+    return login("acme", "admin@acme.test")
+
+
+@pytest.fixture
+def rbac_data(acme: Tenant) -> dict[str, Any]:
+    with schema_context(acme.schema_name):
+        read = Scope.objects.create(name="read")
+        projects = Resource.objects.create(name="projects")
+        perm = Permission.objects.create(resource=projects, action="read")
+        role = Role.objects.create(name="developer", description="Builds things")
+        role.scopes.add(read)
+        group = Group.objects.create(name="engineering")
+        user = UserFactory(email="alice@acme.test", full_name="Alice Example")
+        membership = services.add_member(actor="tests", group=group, user=user)
+        binding = services.grant_role(actor="tests", role=role, user=user)
+        app = Application.objects.create(slug="demo", name="Demo")
+        policy = ToolPolicy.objects.create(application=app, tool_name="hello", roles=["developer"])
+    ids = {
+        "applications": app.pk,
+        "roles": role.pk,
+        "groups": group.pk,
+        "scopes": read.pk,
+        "resources": projects.pk,
+        "permissions": perm.pk,
+        "tool-policies": policy.pk,
+        "role-bindings": binding.pk,
+        "group-memberships": membership.pk,
+        "users": user.pk,
+    }
+    return {"ids": ids, "user": user, "role": role, "group": group, "app": app}
+
+
+# --- permission matrix -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_anonymous_is_refused(endpoint: str, rbac_data: dict[str, Any]) -> None:
+    client = Client()
+    assert client.get(f"/t/acme/api/{endpoint}/").status_code == 403
+    assert client.get(f"/t/acme/api/{endpoint}/{rbac_data['ids'][endpoint]}/").status_code == 403
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_non_staff_user_is_refused(endpoint: str, acme: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        user = UserFactory(email="plain@acme.test")
+        grant_perms(user, ENDPOINTS[endpoint].replace(".", ".view_"))  # even with the model permission
+    response = client_for(acme, user).get(f"/t/acme/api/{endpoint}/")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "The management API is for staff of this tenant."}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_staff_without_model_permission_is_refused(endpoint: str, acme: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        staff = UserFactory(email="staff@acme.test", is_staff=True)
+    assert client_for(acme, staff).get(f"/t/acme/api/{endpoint}/").status_code == 403
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_staff_with_view_permission_reads_but_cannot_write(
+    endpoint: str, acme: Tenant, rbac_data: dict[str, Any]
+) -> None:
+    with schema_context(acme.schema_name):
+        staff = UserFactory(email="viewer@acme.test", is_staff=True)
+        grant_perms(staff, ENDPOINTS[endpoint].replace(".", ".view_"))
+    client = client_for(acme, staff)
+    assert client.get(f"/t/acme/api/{endpoint}/").status_code == 200
+    assert client.get(f"/t/acme/api/{endpoint}/{rbac_data['ids'][endpoint]}/").status_code == 200
+    assert client.post(f"/t/acme/api/{endpoint}/", {}, content_type="application/json").status_code in (403, 405)
+    assert client.delete(f"/t/acme/api/{endpoint}/{rbac_data['ids'][endpoint]}/").status_code in (403, 405)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_superuser_reads_every_endpoint(endpoint: str, admin: Client, rbac_data: dict[str, Any]) -> None:
+    response = admin.get(f"/t/acme/api/{endpoint}/")
+    assert response.status_code == 200
+    assert response.json()["count"] >= 1
+    assert admin.get(f"/t/acme/api/{endpoint}/{rbac_data['ids'][endpoint]}/").status_code == 200
+
+
+def test_staff_with_add_permission_creates(acme: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        staff = UserFactory(email="editor@acme.test", is_staff=True)
+        grant_perms(staff, "rbac.add_scope")
+    response = client_for(acme, staff).post("/t/acme/api/scopes/", {"name": "deploy"}, content_type="application/json")
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_acme_object_is_not_found_in_globex(endpoint: str, rbac_data: dict[str, Any], globex: Tenant) -> None:
+    globex_admin = login("globex", "admin@globex.test")
+    object_id = rbac_data["ids"][endpoint]
+    with schema_context(globex.schema_name):  # make sure the id is not taken by a globex row by chance
+        assert not apps.get_model(ENDPOINTS[endpoint]).objects.filter(pk=object_id).exists()
+    response = globex_admin.get(f"/t/globex/api/{endpoint}/{object_id}/")
+    assert response.status_code == 404
+    assert response.json()["detail"].endswith("matches the given query.")
+    if endpoint != "users":  # read-only
+        assert globex_admin.delete(f"/t/globex/api/{endpoint}/{object_id}/").status_code == 404
+
+
+def test_acme_session_is_not_a_session_at_globex_api(admin: Client) -> None:
+    assert admin.get("/t/globex/api/roles/").status_code == 403
+
+
+def test_unknown_and_malformed_ids_are_404_json(admin: Client) -> None:
+    for url in ("/t/acme/api/roles/999999/", "/t/acme/api/roles/abc/"):
+        response = admin.get(url)
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert "detail" in response.json()
+
+
+def test_api_root_lists_the_endpoints(admin: Client) -> None:
+    body = admin.get("/t/acme/api/").json()
+    assert body["tool-policies"].endswith("/t/acme/api/tool-policies/")
+    assert set(ENDPOINTS) <= set(body)
+
+
+# --- users ---------------------------------------------------------------------------------------------------------
+
+
+def test_users_are_listed_read_only(admin: Client, rbac_data: dict[str, Any]) -> None:
+    listed = admin.get("/t/acme/api/users/?search=alice").json()["results"]
+    assert listed == [
+        {"id": rbac_data["ids"]["users"], "email": "alice@acme.test", "full_name": "Alice Example", "is_active": True}
+    ]
+    assert admin.post("/t/acme/api/users/", {"email": "x@acme.test"}).status_code == 405
+    assert admin.delete(f"/t/acme/api/users/{rbac_data['ids']['users']}/").status_code == 405
