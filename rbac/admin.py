@@ -224,7 +224,9 @@ class ToolPolicyForm(forms.ModelForm):
         data = super().clean()
         existing = known_names()
         for kind in KINDS:
-            unknown = sorted(set(data.get(kind) or []) - existing[kind])
+            # Names already in the policy may have been deleted since; only newly typed names must exist.
+            previous = set(getattr(self.instance, kind) or []) if self.instance.pk else set()
+            unknown = sorted(set(data.get(kind) or []) - existing[kind] - previous)
             if unknown:
                 singular = kind.rstrip("s")
                 self.add_error(kind, f"Unknown {singular}{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")

@@ -25,6 +25,8 @@ def _names(kind: str, values: Iterable[str] | None) -> frozenset[str]:
     if isinstance(values, str):
         raise TypeError(f"{kind} must be a list of names, not the string {values!r}")
     return frozenset(values or ())
+
+
 _SINGULAR = {
     "roles": "role",
     "groups": "group",
@@ -73,9 +75,7 @@ class Requirement:
         unknown = set(lists) - set(KINDS)
         if unknown:
             raise TypeError(f"Unknown requirement kinds: {sorted(unknown)}")
-        return cls(
-            **{kind: _names(kind, lists.get(kind)) for kind in KINDS}, require_all=require_all, enabled=enabled
-        )
+        return cls(**{kind: _names(kind, lists.get(kind)) for kind in KINDS}, require_all=require_all, enabled=enabled)
 
     @property
     def is_open(self) -> bool:

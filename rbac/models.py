@@ -154,7 +154,8 @@ class RoleBinding(models.Model):
 
 
 def _name_list() -> ArrayField:
-    return ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    # 160: room for the longest permission name, "<resource (100)>:<action (50)>".
+    return ArrayField(models.CharField(max_length=160), default=list, blank=True)
 
 
 class ToolPolicy(models.Model):

@@ -50,6 +50,10 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
     if not connection.settings_dict["NAME"].startswith("test_"):
         # pytest-django only creates the test database when a collected test asks for the db.
         pytest.exit("Refusing to set up tenants outside a test database; select at least one db test.", 2)
+    from django.core.cache import cache
+
+    # A new test database reuses ids: drop what earlier runs cached (the test Redis db is ours alone).
+    cache.clear()
     with django_db_blocker.unblock():
         ensure_public_tenant()
         for slug, name in (("acme", "Acme Corp"), ("globex", "Globex Corporation")):

@@ -147,7 +147,7 @@ class ToolPolicySerializer(serializers.ModelSerializer):
     scopes = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     resources = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     permissions = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, help_text="resource:action names"
+        child=serializers.CharField(max_length=160), required=False, help_text="resource:action names"
     )
 
     class Meta:

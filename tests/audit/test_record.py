@@ -105,10 +105,21 @@ def test_admin_changes_are_audited(acme: Tenant) -> None:
             "usable_password": "true",
             "password1": "a-fine-password-77",
             "password2": "a-fine-password-77",
+            **_inline_management("role_bindings"),
+            **_inline_management("group_memberships"),
         },
     )
     assert response.status_code == 302, response.content.decode()[:1500]
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.get(action="admin.user.added")
+        event = AuditEvent.objects.get(action="admin.user.added", target_label="new.hire@acme.test")
         assert event.actor_label == "admin@acme.test"
         assert event.target_label == "new.hire@acme.test"
+
+
+def _inline_management(prefix: str) -> dict[str, int]:
+    return {
+        f"{prefix}-TOTAL_FORMS": 0,
+        f"{prefix}-INITIAL_FORMS": 0,
+        f"{prefix}-MIN_NUM_FORMS": 0,
+        f"{prefix}-MAX_NUM_FORMS": 1000,
+    }
