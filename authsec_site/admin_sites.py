@@ -20,3 +20,13 @@ admin.site.site_title = "AuthSec dashboard"
 admin.site.index_title = "Tenant administration"
 # A tenant's "View site" would lead out of the tenant to the platform home page: hide it.
 admin.site.site_url = None  # type: ignore[assignment]
+
+
+def _use_throttled_login() -> None:
+    from accounts.forms import AdminLoginForm
+
+    admin.site.login_form = AdminLoginForm
+    platform_admin.login_form = AdminLoginForm
+
+
+_use_throttled_login()

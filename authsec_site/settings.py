@@ -74,6 +74,8 @@ TENANT_APPS = [
     "accounts",
     "audit",
     "rbac",
+    "oauth",
+    "oauth2_provider",
     "services",
     "mcp_endpoint",
 ]
@@ -202,6 +204,54 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(LOCAL_DIR / "celerybeat-schedule"))
 HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 60, minimum=5)
+
+# --- OAuth 2.1 / OIDC provider (django-oauth-toolkit; one issuer per tenant) ---------------------------------
+# The issuer of tenant <slug> is <AUTHSEC_PUBLIC_URL>/t/<slug>/oauth (oauth.issuer); signing keys live in Vault.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Client"
+OAUTH_ACCESS_TOKEN_SECONDS = env_int("OAUTH_ACCESS_TOKEN_SECONDS", 900, minimum=60)
+OAUTH_ID_TOKEN_SECONDS = env_int("OAUTH_ID_TOKEN_SECONDS", 900, minimum=60)
+OAUTH_REFRESH_TOKEN_SECONDS = env_int("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600, minimum=300)
+OAUTH_KEY_ROTATION_DAYS = env_int("OAUTH_KEY_ROTATION_DAYS", 30, minimum=1)
+# CIMD (client_id = https URL of a metadata document): allow loopback targets in development only.
+OAUTH_CIMD_ALLOW_LOOPBACK = env_bool("OAUTH_CIMD_ALLOW_LOOPBACK", False)
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=10)
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # no "plain"
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,  # RFC 9207 iss on authorization responses
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,  # tokens stored hashed, never in plaintext
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a reused refresh token revokes its whole family
+    "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_ACCESS_TOKEN_SECONDS,
+    "ID_TOKEN_EXPIRE_SECONDS": OAUTH_ID_TOKEN_SECONDS,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_TOKEN_SECONDS,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "OAUTH2_VALIDATOR_CLASS": "oauth.validators.TenantOAuth2Validator",
+    "SCOPES_BACKEND_CLASS": "oauth.scopes.TenantScopes",
+    "APPLICATION_ADMIN_CLASS": "oauth.admin.ClientAdmin",
+    "REQUEST_APPROVAL_PROMPT": "auto",
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],  # http only for loopback (checked on the client)
+    "ALLOW_LOCALHOST_LOOPBACK": True,  # RFC 8252: loopback redirects with any port for native clients
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth.registration.TenantDCRPermission",),
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "oauth.registration.TenantCIMDFetcher",
+    "CIMD_REGISTRATION_PERMISSION_CLASSES": ("oauth.registration.TenantCIMDPermission",),
+}
+LOGIN_URL = "accounts-login"
+LOGIN_REDIRECT_URL = "tenant-home"
 
 # --- MCP endpoint ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.

@@ -2,12 +2,16 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+
+from oauth import views as oauth_views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="tenant-home"),
+    path("", oauth_views.tenant_home, name="tenant-home"),
     path("admin/", admin.site.urls),
     path("api/", include("rbac.api.urls")),
+    path("oauth/", include("oauth.urls")),
+    path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
+    path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),
 ]
 
 handler404 = "authsec_site.views.not_found"

@@ -98,8 +98,21 @@ def create_tenant(
                 _platform_actor(actor), "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email}
             )
         audit.record(actor, "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email})
+    transaction.on_commit(lambda: provision_outside_postgres(tenant.schema_name))
     logger.info("Created tenant %s (schema %s)", slug, tenant.schema_name)
     return CreatedTenant(tenant=tenant, admin=admin, generated_password=generated)
+
+
+def provision_outside_postgres(schema_name: str) -> None:
+    """After commit: what lives outside Postgres (the OAuth signing key in Vault). Idempotent; anything
+    that fails here is created on first use instead, so a Vault outage never blocks tenant creation."""
+    from oauth.keys import current_key
+
+    try:
+        with schema_context(schema_name):
+            current_key()
+    except Exception:
+        logger.exception("Provisioning of %s outside Postgres failed; it will be retried on first use", schema_name)
 
 
 @transaction.atomic

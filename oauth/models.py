@@ -1,0 +1,127 @@
+"""OAuth data of a tenant: clients (DOT's swappable application model), remembered consents, signing-key
+metadata (private keys live only in Vault) and the tenant's provider settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+from oauth2_provider.models import AbstractApplication
+
+
+class Client(AbstractApplication):
+    """An OAuth client of this tenant. Pending clients (held dynamic registrations) cannot obtain tokens.
+
+    `jwk_key` (used by DOT to sign ID tokens) is the tenant's current signing key, fetched from Vault.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PENDING = "pending", "Pending approval"
+        REJECTED = "rejected", "Rejected"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    is_resource_server = models.BooleanField(
+        default=False, help_text="May call the introspection endpoint with its client credentials (RFC 7662)."
+    )
+    description = models.TextField(blank=True)
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+        ordering = ["name", "client_id"]
+
+    def is_usable(self, request: Any) -> bool:
+        """DOT asks this before every use of a client: pending or rejected clients get `invalid_client`."""
+        return self.status == self.Status.ACTIVE and super().is_usable(request)
+
+    @property
+    def jwk_key(self) -> Any:
+        if self.algorithm == self.RS256_ALGORITHM:
+            from oauth.keys import current_signing_jwk
+
+            return current_signing_jwk()
+        return super().jwk_key
+
+    def clean(self) -> None:
+        # DOT checks OIDC_RSA_PRIVATE_KEY for RS256 clients; our keys are per tenant in Vault instead.
+        algorithm = self.algorithm
+        if algorithm == self.RS256_ALGORITHM:
+            self.algorithm = self.NO_ALGORITHM
+        try:
+            super().clean()
+        finally:
+            self.algorithm = algorithm
+
+
+class Consent(models.Model):
+    """A user's approval of a client for some scopes; remembered until revoked (then asked again)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oauth_consents")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="consents")
+    scopes = ArrayField(models.CharField(max_length=100), default=list)
+    granted_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "client"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="oauth_consent_active_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.client}"
+
+    def covers(self, scopes: set[str]) -> bool:
+        return self.revoked_at is None and scopes <= set(self.scopes)
+
+
+class SigningKey(models.Model):
+    """Public half and lifecycle of one RS256 signing key; the private half is only in Vault (`vault_path`).
+
+    The current key signs; a retired key stays in JWKS until `expires_at`, after every token it signed expired.
+    """
+
+    kid = models.CharField(max_length=64, unique=True)
+    public_jwk = models.JSONField()
+    vault_path = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.kid
+
+
+class ProviderSettings(models.Model):
+    """Per-tenant OAuth settings (a single row)."""
+
+    class Registration(models.TextChoices):
+        CLOSED = "closed", "Closed: only admins create clients"
+        APPROVAL = "approval", "Open, held as pending until an admin approves"
+        OPEN = "open", "Open: registered clients are active at once"
+
+    dynamic_registration = models.CharField(max_length=16, choices=Registration.choices, default=Registration.APPROVAL)
+    allow_cimd = models.BooleanField(
+        default=True, help_text="Accept Client ID Metadata Documents (client_id is an https URL)."
+    )
+
+    class Meta:
+        verbose_name = "provider settings"
+        verbose_name_plural = "provider settings"
+
+    def __str__(self) -> str:
+        return "OAuth provider settings"
+
+    @classmethod
+    def current(cls) -> ProviderSettings:
+        return cls.objects.get_or_create(pk=1)[0]

@@ -1,0 +1,277 @@
+"""Browser pages (login, consent, logout) and the endpoints django-oauth-toolkit does not shape for us
+(metadata, JWKS, introspection for resource servers, dynamic registration with approval)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+from django.contrib.auth import views as auth_views
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+from oauth2_provider import views as dot
+from oauth2_provider.models import get_access_token_model
+from oauthlib.common import Request as OauthlibRequest
+
+import audit
+from accounts.forms import LoginForm
+from audit.recorder import Actor
+from oauth import issuer
+from oauth.keys import published_keys
+from oauth.models import Client, Consent, ProviderSettings
+from oauth.scopes import TenantScopes
+
+# --- Browser pages -------------------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Email + password sign-in for a tenant's users (throttled per account and IP, audited)."""
+
+    template_name = "oauth/login.html"
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST signs out; GET asks for confirmation (a link must not be able to sign anyone out)."""
+
+    template_name = "oauth/logged_out.html"
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return render(request, "oauth/logged_out.html")
+        return render(request, "oauth/home.html")
+
+
+def tenant_home(request: HttpRequest) -> HttpResponse:
+    """Staff go to the dashboard; signed-in users see who they are; others are asked to sign in."""
+    if request.user.is_authenticated and request.user.is_staff:
+        return redirect("admin:index")
+    if request.user.is_authenticated:
+        return render(request, "oauth/home.html")
+    return redirect("accounts-login")
+
+
+@require_GET
+def root_authorization_server_metadata(request: HttpRequest, slug: str) -> JsonResponse:
+    """RFC 8414 at the origin root: /.well-known/oauth-authorization-server/t/<slug>/oauth."""
+    from django_tenants.utils import tenant_context
+
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.filter(slug=slug, is_active=True).exclude(schema_name="public").first()
+    if tenant is None:
+        return JsonResponse({"error": "not_found", "error_description": "No such issuer."}, status=404)
+    with tenant_context(tenant):
+        return _json(server_metadata(oidc=False))
+
+
+@method_decorator(never_cache, name="dispatch")
+class AuthorizeView(dot.AuthorizationView):
+    """Authorization endpoint with a consent page remembered per (user, client) until revoked."""
+
+    template_name = "oauth/authorize.html"
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        application = context.get("application")
+        scopes = set(context.get("scopes") or [])
+        if application is not None and "error" not in context and self._remembered(application, scopes):
+            form = self.get_form_class()(data={**self.get_initial(), "allow": True})
+            if form.is_valid():
+                return self.form_valid(form)
+        if application is not None:
+            context["redirect_host"] = urlparse(context.get("redirect_uri") or "").netloc
+        return super().render_to_response(context, **kwargs)
+
+    def _remembered(self, application: Client, scopes: set[str]) -> bool:
+        consent = Consent.objects.filter(user=self.request.user, client=application, revoked_at__isnull=True).first()
+        return consent is not None and consent.covers(scopes)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        application = Client.objects.filter(client_id=form.cleaned_data.get("client_id")).first()
+        location = response.get("Location", "")
+        if application is None:
+            return response
+        allowed = bool(form.cleaned_data.get("allow"))
+        scopes = sorted((form.cleaned_data.get("scope") or "").split())
+        if allowed and "error=" not in location:
+            with transaction.atomic():
+                consent = (
+                    Consent.objects.select_for_update()
+                    .filter(user=self.request.user, client=application, revoked_at__isnull=True)
+                    .first()
+                )
+                if consent is None:
+                    Consent.objects.create(user=self.request.user, client=application, scopes=scopes)
+                    audit.record(
+                        self.request.user,
+                        "oauth.consent_granted",
+                        target=application,
+                        data={"client_id": application.client_id, "scopes": scopes},
+                    )
+                elif not set(scopes) <= set(consent.scopes):
+                    consent.scopes = sorted(set(consent.scopes) | set(scopes))
+                    consent.save(update_fields=["scopes"])
+                    audit.record(
+                        self.request.user,
+                        "oauth.consent_granted",
+                        target=application,
+                        data={"client_id": application.client_id, "scopes": consent.scopes},
+                    )
+        elif not allowed:
+            audit.record(
+                self.request.user,
+                "oauth.consent_denied",
+                target=application,
+                outcome="deny",
+                data={"client_id": application.client_id, "scopes": scopes},
+            )
+        return response
+
+
+# --- Metadata and keys ----------------------------------------------------------------------------------------
+
+
+def server_metadata(*, oidc: bool) -> dict[str, Any]:
+    """RFC 8414 / OIDC discovery document of the current tenant: only what this server really supports."""
+    iss = issuer.issuer_for()
+    registration = ProviderSettings.current()
+    data: dict[str, Any] = {
+        "issuer": iss,
+        "authorization_endpoint": f"{iss}/authorize",
+        "token_endpoint": f"{iss}/token",
+        "revocation_endpoint": f"{iss}/revoke",
+        "introspection_endpoint": f"{iss}/introspect",
+        "userinfo_endpoint": f"{iss}/userinfo",
+        "jwks_uri": f"{iss}/jwks",
+        "scopes_supported": sorted(TenantScopes().get_all_scopes()),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": True,
+        "client_id_metadata_document_supported": registration.allow_cimd,
+    }
+    if registration.dynamic_registration != ProviderSettings.Registration.CLOSED:
+        data["registration_endpoint"] = f"{iss}/register"
+    if oidc:
+        data.update(
+            {
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "email",
+                    "email_verified",
+                    "name",
+                    "tenant_id",
+                ],
+            }
+        )
+    return data
+
+
+def _json(data: dict[str, Any], max_age: int = 300) -> JsonResponse:
+    response = JsonResponse(data)
+    response["Cache-Control"] = f"public, max-age={max_age}"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def authorization_server_metadata(request: HttpRequest) -> JsonResponse:
+    return _json(server_metadata(oidc=False))
+
+
+@require_GET
+def openid_configuration(request: HttpRequest) -> JsonResponse:
+    return _json(server_metadata(oidc=True))
+
+
+@require_GET
+def jwks(request: HttpRequest) -> JsonResponse:
+    """Current signing key and retired keys whose tokens may still be valid."""
+    return _json({"keys": published_keys()}, max_age=300)
+
+
+# --- Introspection: resource servers only ---------------------------------------------------------------------
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IntrospectView(dot.IntrospectTokenView):
+    """RFC 7662 for clients registered as resource servers (or tokens with the `introspection` scope).
+
+    Tokens are looked up in the current tenant's schema only, so another tenant's token is inactive here.
+    """
+
+    def authenticate_client(self, request: HttpRequest) -> bool:
+        core = self.get_oauthlib_core()
+        uri, method, body, headers = core._extract_params(request)  # noqa: SLF001 - DOT's own request parsing
+        oauth_request = OauthlibRequest(uri, method, body, headers)
+        if not core.server.request_validator.authenticate_client(oauth_request):
+            return False
+        return bool(getattr(oauth_request.client, "is_resource_server", False))
+
+
+# --- Dynamic client registration (RFC 7591) -----------------------------------------------------------------------
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class RegisterView(dot.DynamicClientRegistrationView):
+    """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        mode = ProviderSettings.current().dynamic_registration
+        if mode == ProviderSettings.Registration.CLOSED:
+            return JsonResponse(
+                {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
+                status=403,
+            )
+        response = super().post(request, *args, **kwargs)
+        if response.status_code != 201:
+            return response
+        body = json.loads(response.content)
+        client = Client.objects.get(client_id=body["client_id"])
+        if mode == ProviderSettings.Registration.APPROVAL:
+            client.status = Client.Status.PENDING
+            client.save(update_fields=["status"])
+        body["authsec_status"] = client.status
+        audit.record(
+            Actor("client", client.client_id, client.name),
+            "oauth.client_registered",
+            target=client,
+            data={"client_id": client.client_id, "status": client.status, "redirect_uris": client.redirect_uris},
+        )
+        return JsonResponse(body, status=201)
+
+
+def revoke_consent(*, actor: Any, consent: Consent) -> None:
+    """Forget a remembered consent (the user is asked again) and revoke the client's tokens for the user."""
+    with transaction.atomic():
+        consent.revoked_at = timezone.now()
+        consent.save(update_fields=["revoked_at"])
+        get_access_token_model().objects.filter(user=consent.user, application=consent.client).delete()
+        audit.record(
+            actor,
+            "oauth.consent_revoked",
+            target=consent.client,
+            data={"client_id": consent.client.client_id, "user": consent.user.email},
+        )
