@@ -20,3 +20,4 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(
         float(settings.HEALTH_CHECK_INTERVAL), sender.signature("authsec_site.tasks.health_check"), name="health-check"
     )
+    sender.add_periodic_task(3600.0, sender.signature("oauth.tasks.rotate_signing_keys"), name="oauth-key-rotation")

@@ -106,10 +106,13 @@ def rotate_if_due(*, actor: Any = "system:key-rotation") -> SigningKey | None:
 
 
 def prune_expired() -> int:
-    """Delete retired keys past their expiry from Vault and Postgres."""
+    """Delete retired keys past their expiry: the row now, the Vault secret after commit (so a rollback
+    never leaves a row whose private key is gone)."""
     count = 0
-    for key in SigningKey.objects.filter(expires_at__lte=timezone.now()):
-        vault.kv_delete_all(key.vault_path)
-        key.delete()
-        count += 1
+    with transaction.atomic():
+        for key in SigningKey.objects.select_for_update().filter(expires_at__lte=timezone.now()):
+            path = key.vault_path
+            key.delete()
+            transaction.on_commit(lambda path=path: vault.kv_delete_all(path))
+            count += 1
     return count

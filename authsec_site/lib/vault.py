@@ -20,7 +20,7 @@ from hvac import exceptions as hvac_exc
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")  # no leading dot
 
 
 class VaultError(Exception):
