@@ -10,6 +10,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from oauth.demo import seed_oauth
 from rbac.demo import seed_rbac
 from tenants.models import Tenant
 from tenants.services import create_tenant, ensure_public_tenant
@@ -56,6 +57,7 @@ class Command(BaseCommand):
                 for email in spec["users"]:
                     self._ensure_user(email, password, admin=False)
                 seed_rbac(slug)
+                seed_oauth()
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
 
     def _ensure_user(self, email: str, password: str, *, admin: bool) -> None:
