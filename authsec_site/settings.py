@@ -267,7 +267,10 @@ MCP_ALLOWED_ORIGINS = env_list(
 # and will be added to DEFAULT_AUTHENTICATION_CLASSES. Every view also needs the Django model permission
 # (view_ for reads).
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "oauth.authentication.BearerTokenAuthentication",  # OAuth access tokens with the "admin" scope
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rbac.api.permissions.IsStaff", "rbac.api.permissions.ModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rbac.api.pagination.StandardPagination",

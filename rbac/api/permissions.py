@@ -1,7 +1,8 @@
 """Who may use the management API: active staff of the tenant, and for each model its Django permission.
 
 Reads need the model's ``view_`` permission too (DRF's default lets any authenticated user read).
-Superusers hold every permission. OAuth bearer authentication comes later; these classes apply to it too.
+Superusers hold every permission. The same rules apply to OAuth bearer tokens, which must also carry the
+`admin` scope (a token stands for its user only as far as its scope allows).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
+from oauth2_provider.models import AccessToken
 from rest_framework.permissions import BasePermission, DjangoModelPermissions, IsAdminUser
 from rest_framework.request import Request
+
+from oauth.authentication import API_SCOPE
 
 _VIEW = ["%(app_label)s.view_%(model_name)s"]
 
@@ -27,6 +31,9 @@ class IsStaff(IsAdminUser):
     message = "The management API is for staff of this tenant."
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, AccessToken) and not request.auth.allow_scopes([API_SCOPE]):
+            self.message = f"Bearer tokens for the management API need the '{API_SCOPE}' scope."
+            return False
         return is_api_staff(request.user)
 
 
