@@ -125,3 +125,54 @@ class ProviderSettings(models.Model):
     @classmethod
     def current(cls) -> ProviderSettings:
         return cls.objects.get_or_create(pk=1)[0]
+
+
+class UpstreamProviderQuerySet(models.QuerySet["UpstreamProvider"]):
+    def enabled(self) -> UpstreamProviderQuerySet:
+        return self.filter(is_enabled=True)
+
+
+class UpstreamProvider(models.Model):
+    """An external OpenID provider this tenant's users may sign in with ("Sign in with <name>").
+
+    The client secret is only in Vault: `vault_path` and `secret_version` say where, and the row is written
+    after the secret (oauth.upstream_services), so a row never names a version that does not exist.
+    """
+
+    name = models.CharField(max_length=100, help_text='Shown on the login page: "Sign in with <name>".')
+    slug = models.SlugField(max_length=64, unique=True, help_text="Used in the callback URL; cannot change later.")
+    issuer = models.URLField(
+        max_length=500,
+        help_text="The provider's issuer URL; <issuer>/.well-known/openid-configuration must exist and name it.",
+    )
+    client_id = models.CharField(max_length=255)
+    scopes = models.CharField(max_length=255, default="openid email profile")
+    is_enabled = models.BooleanField(default=True)
+    auto_create_users = models.BooleanField(
+        default=False, help_text="Create a user on first sign-in; otherwise only existing users may sign in."
+    )
+    allowed_email_domains = ArrayField(
+        models.CharField(max_length=253),
+        default=list,
+        blank=True,
+        help_text="Comma-separated; when set, only verified emails in these domains may sign in.",
+    )
+    vault_path = models.CharField(max_length=255, editable=False)
+    secret_version = models.PositiveIntegerField(null=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UpstreamProviderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "slug"]
+        verbose_name = "upstream identity provider"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allows_email_domain(self, email: str) -> bool:
+        if not self.allowed_email_domains:
+            return True
+        domain = email.rpartition("@")[2].lower()
+        return domain in {d.strip().lstrip("@").lower() for d in self.allowed_email_domains}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import jwt
 import pytest
 from django.conf import settings
+from django.http import HttpResponse
 from django.test import Client as HttpClient
 
 from oauth.models import Client
@@ -125,3 +127,104 @@ def decode(token: str, jwks: dict, audience: str | None = None) -> dict:
     return jwt.decode(
         token, public, algorithms=["RS256"], audience=audience, options={"verify_aud": audience is not None}
     )
+
+
+# --- Helpers for the negative matrix and the endpoint tests -------------------------------------------------------
+
+LOOPBACK_NATIVE = "http://127.0.0.1/callback"  # RFC 8252 §7.3: registered without a port
+WEB_REDIRECT = "https://app.example.com/cb"
+
+
+def basic_auth(client_id: str, secret: str) -> dict[str, str]:
+    """`Authorization: Basic` as RFC 6749 §2.3.1 spells it (both parts form-urlencoded first)."""
+    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(raw).decode()}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def token_request(tenant: str = "acme", headers: dict[str, str] | None = None, **data: str) -> HttpResponse:
+    """POST to the tenant's token endpoint from a fresh HTTP client (no session, no cookies)."""
+    return HttpClient().post(f"/t/{tenant}/oauth/token", data, **(headers or {}))
+
+
+def exchange(client: Client, code: str, verifier: str | None, **extra: str) -> HttpResponse:
+    """The authorization-code exchange of a public client (`None` values are left out of the form)."""
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": client.client_id,
+        "code_verifier": verifier,
+        **extra,
+    }
+    return token_request(**{key: value for key, value in data.items() if value is not None})
+
+
+def introspect(token: str, rs_id: str, rs_secret: str, tenant: str = "acme") -> HttpResponse:
+    return HttpClient().post(f"/t/{tenant}/oauth/introspect", {"token": token}, **basic_auth(rs_id, rs_secret))
+
+
+def userinfo(token: str, tenant: str = "acme") -> HttpResponse:
+    return HttpClient().get(f"/t/{tenant}/oauth/userinfo", **bearer(token))
+
+
+@dataclass
+class ResourceServer:
+    client: Client
+    secret: str
+
+
+def make_resource_server(name: str = "MCP gateway") -> ResourceServer:
+    """A confidential client allowed to introspect (RFC 7662), in the current schema."""
+    secret = secrets.token_urlsafe(32)
+    client = Client.objects.create(
+        name=name,
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        client_secret=secret,
+        is_resource_server=True,
+    )
+    return ResourceServer(client, secret)
+
+
+@pytest.fixture
+def resource_server(in_acme: Tenant) -> ResourceServer:
+    return make_resource_server()
+
+
+@pytest.fixture
+def code_tokens(demo_users: dict[str, object], clients: OAuthClients) -> dict[str, str]:
+    """alice's tokens (access, refresh, id) from a complete code + PKCE flow with the public client."""
+    verifier, challenge = pkce()
+    code, _ = get_code(login("alice@acme.test"), clients.public, challenge, scope="openid email read offline_access")
+    response = exchange(clients.public, code, verifier)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+TEST_IPS = ("127.0.0.1", "203.0.113.7", "203.0.113.8", "203.0.113.9")
+
+
+@pytest.fixture
+def clean_throttle(in_acme: Tenant) -> Iterator[list[str]]:
+    """Login-failure counters live in Redis and outlive the test's transaction: reset the ones a test uses.
+
+    Yields a list a test appends the emails it fails to sign in with; the test IPs are always reset."""
+    from django.core.cache import cache
+
+    from oauth import throttle
+
+    emails: list[str] = []
+
+    def reset() -> None:
+        cache.delete_many(
+            [throttle._key("ip", ip) for ip in TEST_IPS]  # noqa: SLF001 - the throttle's own key scheme
+            + [throttle._key("account", email) for email in emails]  # noqa: SLF001
+        )
+
+    reset()
+    yield emails
+    reset()
