@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from oauth import upstream_views
 from oauth import views as oauth_views
 
 urlpatterns = [
@@ -12,6 +13,8 @@ urlpatterns = [
     path("oauth/", include("oauth.urls")),
     path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),
+    path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
+    path("accounts/upstream/<slug:slug>/callback", upstream_views.upstream_callback, name="accounts-upstream-callback"),
 ]
 
 handler404 = "authsec_site.views.not_found"

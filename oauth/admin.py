@@ -1,18 +1,20 @@
 """Dashboard pages for the OAuth provider: clients (with approval of held registrations), consents,
-signing keys (rotate now) and the tenant's provider settings."""
+signing keys (rotate now), the tenant's provider settings and its upstream identity providers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 import audit
 from audit.admin import AuditedAdminMixin
-from oauth import keys
-from oauth.models import Client, Consent, ProviderSettings, SigningKey
+from oauth import keys, upstream, upstream_services
+from oauth.models import Client, Consent, ProviderSettings, SigningKey, UpstreamProvider
 from oauth.views import revoke_consent
 
 
@@ -95,3 +97,107 @@ class ProviderSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class _HttpsURLField(forms.URLField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(assume_scheme="https", **kwargs)
+
+
+class UpstreamProviderForm(forms.ModelForm):
+    """The client secret is write-only: never rendered back, and an empty field on edit keeps the stored one."""
+
+    client_secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored only in Vault and never shown again. Leave empty to keep the current secret.",
+    )
+
+    class Meta:
+        model = UpstreamProvider
+        fields = [
+            "name",
+            "slug",
+            "issuer",
+            "client_id",
+            "client_secret",
+            "scopes",
+            "is_enabled",
+            "auto_create_users",
+            "allowed_email_domains",
+        ]
+        field_classes = {"issuer": _HttpsURLField}
+
+    def clean_issuer(self) -> str:
+        issuer = self.cleaned_data["issuer"]
+        try:
+            return upstream.check_url(issuer, what="issuer URL")
+        except upstream.UpstreamError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean_scopes(self) -> str:
+        scopes = self.cleaned_data["scopes"].split()
+        missing = [scope for scope in ("openid", "email") if scope not in scopes]
+        if missing:
+            raise forms.ValidationError(f"Sign-in needs the scope(s) {', '.join(missing)}.")
+        return " ".join(dict.fromkeys(scopes))
+
+    def clean_allowed_email_domains(self) -> list[str]:
+        domains = [d.strip().lstrip("@").lower() for d in self.cleaned_data["allowed_email_domains"] if d.strip()]
+        for domain in domains:
+            if "." not in domain or any(not part for part in domain.split(".")) or "@" in domain:
+                raise forms.ValidationError(f"{domain!r} is not a domain name.")
+        return domains
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance._state.adding and not data.get("client_secret"):
+            self.add_error("client_secret", "A new provider needs its client secret.")
+        return data
+
+
+class _UpstreamProviderWrites(admin.ModelAdmin):
+    """Saves and deletes through oauth.upstream_services (Vault first, then the row, audited, atomic).
+
+    Kept below AuditedAdminMixin in the MRO, so the mixin still snapshots the old values around the save."""
+
+    def save_model(self, request: HttpRequest, obj: UpstreamProvider, form: Any, change: bool) -> None:
+        secret = form.cleaned_data.get("client_secret") or ""
+        upstream_services.save_upstream_provider(
+            actor=request.user, provider=obj, client_secret=secret, request=request
+        )
+
+    def delete_model(self, request: HttpRequest, obj: UpstreamProvider) -> None:
+        upstream_services.delete_upstream_provider(actor=request.user, provider=obj, request=request)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UpstreamProvider]) -> None:
+        for provider in queryset:
+            upstream_services.delete_upstream_provider(actor=request.user, provider=provider, request=request)
+
+
+class UpstreamProviderAdmin(AuditedAdminMixin, _UpstreamProviderWrites):
+    """External OpenID providers offered as "Sign in with <name>" on the tenant's login page."""
+
+    form = UpstreamProviderForm
+    list_display = ["name", "slug", "issuer", "is_enabled", "auto_create_users", "created_at"]
+    list_filter = ["is_enabled", "auto_create_users"]
+    search_fields = ["name", "slug", "issuer", "client_id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The slug is part of the callback URL registered at the upstream and of the Vault path.
+        fixed = ["callback_url", "secret_status", "created_at", "updated_at"]
+        return ["slug", *fixed] if obj is not None else fixed
+
+    @admin.display(description="Callback URL (register it at the provider)")
+    def callback_url(self, obj: UpstreamProvider) -> str:
+        return format_html("<code>{}</code>", upstream.redirect_uri(obj)) if obj.slug else "-"
+
+    @admin.display(description="Client secret")
+    def secret_status(self, obj: UpstreamProvider) -> str:
+        if obj.secret_version is None:
+            return "Not stored yet"
+        return f"Stored in Vault (version {obj.secret_version})"
+
+
+admin.site.register(UpstreamProvider, UpstreamProviderAdmin)

@@ -12,12 +12,14 @@ app_name = "oauth2_provider"
 
 urlpatterns = [
     path("authorize", views.AuthorizeView.as_view(), name="authorize"),
-    path("token", dot.TokenView.as_view(), name="token"),
+    path("token", views.TokenView.as_view(), name="token"),
     path("revoke", dot.RevokeTokenView.as_view(), name="revoke-token"),
     path("introspect", views.IntrospectView.as_view(), name="introspect"),
     path("userinfo", dot.UserInfoView.as_view(), name="user-info"),
     path("jwks", views.jwks, name="jwks-info"),
     path("register", views.RegisterView.as_view(), name="dcr-register"),
+    # RFC 7592 client configuration endpoint: DOT's registration response links to it.
+    path("register/<str:client_id>", views.RegistrationManagementView.as_view(), name="dcr-register-management"),
     path(".well-known/oauth-authorization-server", views.authorization_server_metadata, name="oauth-server-metadata"),
     path(".well-known/openid-configuration", views.openid_configuration, name="oidc-connect-discovery-info"),
 ]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import uuid
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -14,12 +19,22 @@ from audit.recorder import Actor
 from oauth import issuer, tokens
 from rbac.models import Application
 
+logger = logging.getLogger(__name__)
+
 
 def known_resources() -> set[str]:
     """RFC 8707 resources this tenant issues tokens for: its active applications' MCP endpoints."""
     return {
         issuer.mcp_resource(slug) for slug in Application.objects.filter(is_active=True).values_list("slug", flat=True)
     }
+
+
+def unknown_resource_error(uri: str, **kwargs: Any) -> errors.CustomOAuth2Error:
+    return errors.CustomOAuth2Error(
+        error="invalid_target",
+        description=f"Unknown resource: {uri}. Tokens are issued for this tenant's MCP endpoints.",
+        **kwargs,
+    )
 
 
 def _client_actor(request: Any) -> Actor:
@@ -53,14 +68,26 @@ class TenantOAuth2Validator(OAuth2Validator):
         # With OIDC on, oauthlib treats any JWT-looking bearer as an ID token; ours are access tokens.
         return self.validate_bearer_token(token, scopes, request)
 
+    def is_pkce_required(self, client_id: str, request: Any) -> bool:
+        # oauthlib asks this while it validates the authorization request, before the consent page. DOT refuses
+        # "plain" only when it stores the code (after consent); refuse it here already (RFC 7636 §4.4.1: an
+        # unsupported method is invalid_request, sent back to the client). No method means "plain" (§4.3).
+        if request.code_challenge is not None and (request.code_challenge_method or "plain") != "S256":
+            raise errors.UnsupportedCodeChallengeMethodError(
+                description='Unsupported code_challenge_method; use "S256".', request=request
+            )
+        return super().is_pkce_required(client_id, request)
+
+    def validate_user(self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        # The password grant is off (RFC 9700 §2.4), but oauthlib checks the password *before* it asks whether
+        # the client may use the grant: a right password answered unauthorized_client, a wrong one invalid_grant.
+        # That made the token endpoint an unthrottled password oracle for anyone knowing a public client_id.
+        raise errors.UnsupportedGrantTypeError(request=request)
+
     def _check_known_resources(self, request: Any, resources: list[str]) -> None:
         unknown = [uri for uri in resources if uri not in known_resources()]
         if unknown:
-            raise errors.CustomOAuth2Error(
-                error="invalid_target",
-                description=f"Unknown resource: {unknown[0]}. Tokens are issued for this tenant's MCP endpoints.",
-                request=request,
-            )
+            raise unknown_resource_error(unknown[0], request=request)
 
     def save_authorization_code(
         self, client_id: str, code: dict[str, Any], request: Any, *args: Any, **kwargs: Any
@@ -83,6 +110,8 @@ class TenantOAuth2Validator(OAuth2Validator):
         )
         token["access_token"] = tokens.mint(claims)
         super()._save_bearer_token(token, request, *args, **kwargs)
+        if request.grant_type == "authorization_code":
+            self._remember_code_tokens(token, request)
         audit.record(
             user or _client_actor(request),
             "oauth.token_refreshed" if request.grant_type == "refresh_token" else "oauth.token_issued",
@@ -96,7 +125,12 @@ class TenantOAuth2Validator(OAuth2Validator):
         )
 
     def revoke_token(self, token: str, token_type_hint: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        # Hook for the MCP endpoint's offline token check (mcp_endpoint.revocation); read before DOT deletes.
+        from mcp_endpoint.revocation import access_token_digests, revoke_for_mcp
+
+        digests = access_token_digests(token)
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        revoke_for_mcp(digests)
         audit.record(_client_actor(request), "oauth.token_revoked", data={"token_type_hint": token_type_hint or ""})
 
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -115,3 +149,72 @@ class TenantOAuth2Validator(OAuth2Validator):
                     data={"client_id": client.client_id, "family": str(rt.token_family), "user_id": rt.user_id},
                 )
         return valid
+
+    # --- Authorization-code reuse (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3) ----------------------------------------------
+    # DOT deletes the grant once its code is exchanged, so a second use is only an unknown code to it, and the
+    # tokens of the first use stay valid. We note in Redis what each exchange issued (for as long as that can
+    # live) and revoke it when the code comes back.
+
+    def _remember_code_tokens(self, token: dict[str, Any], request: Any) -> None:
+        checksum = hashlib.sha256(token["access_token"].encode()).hexdigest()
+        access_id = get_access_token_model().objects.filter(token_checksum=checksum).values_list("pk", flat=True)
+        access_ids = list(access_id[:1])
+        families = [
+            str(family)
+            for family in get_refresh_token_model()
+            .objects.filter(access_token_id__in=access_ids)
+            .values_list("token_family", flat=True)
+            if family
+        ]
+        issued = {"access_ids": access_ids, "families": families}
+        request.authsec_code_tokens = issued  # a concurrent second exchange revokes its own tokens too
+        lifetime = settings.OAUTH_REFRESH_TOKEN_SECONDS if families else settings.OAUTH_ACCESS_TOKEN_SECONDS
+        key = _used_code_key(request.code)
+        try:
+            previous = cache.get(key) or {}
+            merged = {kind: sorted({*previous.get(kind, []), *issued[kind]}) for kind in ("access_ids", "families")}
+            cache.set(key, {**merged, "user_id": getattr(request.user, "pk", None)}, timeout=lifetime)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the exchange still works, reuse is only refused
+            logger.error("Could not note an authorization code's tokens (%s)", type(exc).__name__)
+
+    def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return True
+        self._revoke_reused_code_tokens(code, request)  # nothing to do unless the code was exchanged before
+        return False
+
+    def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        except errors.InvalidGrantError:
+            # Two exchanges of one code raced and the other one consumed it first: this one is the reuse.
+            self._revoke_reused_code_tokens(code, request)
+            raise
+
+    def _revoke_reused_code_tokens(self, code: str, request: Any) -> None:
+        try:
+            issued = cache.get(_used_code_key(code)) or {}
+        except Exception as exc:  # noqa: BLE001
+            logger.error("Could not check an authorization code for reuse (%s)", type(exc).__name__)
+            issued = {}
+        own = getattr(request, "authsec_code_tokens", None) or {}
+        access_ids = {*issued.get("access_ids", []), *own.get("access_ids", [])}
+        families = {*issued.get("families", []), *own.get("families", [])}
+        if not access_ids and not families:
+            return
+        refresh_model = get_refresh_token_model()
+        for family in families:
+            refresh_model.revoke_family(uuid.UUID(family))  # the refresh tokens rotated from it too
+        for access_token in get_access_token_model().objects.filter(pk__in=access_ids):
+            revoke_access_token(access_token)
+        audit.record(
+            _client_actor(request),
+            "oauth.code_reuse_detected",
+            outcome="deny",
+            data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
+        )
+
+
+def _used_code_key(code: str) -> str:
+    # The cache key function adds the tenant's schema; the code itself is a credential, so only its hash is kept.
+    return "oauth:code-exchanged:" + hashlib.sha256(code.encode()).hexdigest()

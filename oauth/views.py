@@ -11,13 +11,17 @@ from django.contrib.auth import views as auth_views
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from oauth2_provider import views as dot
+from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_access_token_model
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # the helper DOT uses on success redirects
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OauthlibRequest
 
 import audit
@@ -25,8 +29,9 @@ from accounts.forms import LoginForm
 from audit.recorder import Actor
 from oauth import issuer
 from oauth.keys import published_keys
-from oauth.models import Client, Consent, ProviderSettings
+from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.scopes import TenantScopes
+from oauth.validators import known_resources, unknown_resource_error
 
 # --- Browser pages -------------------------------------------------------------------------------------------
 
@@ -37,6 +42,14 @@ class LoginView(auth_views.LoginView):
     template_name = "oauth/login.html"
     form_class = LoginForm
     redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        # Without `next`, land on this tenant's home (LOGIN_REDIRECT_URL cannot name a tenant URL).
+        return reverse("tenant-home")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # "Sign in with <name>" buttons (oauth.upstream_views), which carry `next` along.
+        return {**super().get_context_data(**kwargs), "upstream_providers": UpstreamProvider.objects.enabled()}
 
 
 class LogoutView(auth_views.LogoutView):
@@ -80,9 +93,23 @@ class AuthorizeView(dot.AuthorizationView):
 
     template_name = "oauth/authorize.html"
 
+    def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
+        # RFC 9207 on error responses too: DOT adds `iss` only to redirects oauthlib builds itself, not to the
+        # errors raised around it (missing PKCE challenge, consent denied, invalid_target, invalid_scope…).
+        response = super().error_response(error, application, **kwargs)
+        if response.has_header("Location") and oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
+            response["Location"] = _add_iss_to_redirect(response["Location"], issuer.issuer_for())
+        return response
+
     def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
         application = context.get("application")
         scopes = set(context.get("scopes") or [])
+        resources = (context.get("resource") or "").split()
+        unknown = [uri for uri in resources if uri not in known_resources()] if application is not None else []
+        if unknown and "error" not in context:
+            # Refuse before the consent page, not after the user allowed (the validator checks again on save).
+            error = unknown_resource_error(unknown[0], state=context.get("state"))
+            return self.error_response(OAuthToolkitError(error, redirect_uri=context["redirect_uri"]), application)
         if application is not None and "error" not in context and self._remembered(application, scopes):
             form = self.get_form_class()(data={**self.get_initial(), "allow": True})
             if form.is_valid():
@@ -212,6 +239,23 @@ def jwks(request: HttpRequest) -> JsonResponse:
     return _json({"keys": published_keys()}, max_age=300)
 
 
+# --- Token endpoint ---------------------------------------------------------------------------------------------
+
+
+class TokenView(dot.TokenView):
+    """DOT's token endpoint. Errors raised while the token is being stored (RFC 8707 `invalid_target`, from DOT
+    and from our validator) skip oauthlib's default headers, so every answer is made JSON and uncacheable here
+    (RFC 6749 §5.1, §5.2)."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        if response["Content-Type"].startswith("text/html"):
+            response["Content-Type"] = "application/json"
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+
 # --- Introspection: resource servers only ---------------------------------------------------------------------
 
 
@@ -261,6 +305,42 @@ class RegisterView(dot.DynamicClientRegistrationView):
             data={"client_id": client.client_id, "status": client.status, "redirect_uris": client.redirect_uris},
         )
         return JsonResponse(body, status=201)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
+    """RFC 7592 for dynamically registered clients (DOT's registration response links here). An update is
+    refused while registration is closed, and sends a client back to `pending` when the tenant holds
+    registrations for approval: an admin approved the old metadata, not the new."""
+
+    def put(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        mode = ProviderSettings.current().dynamic_registration
+        if mode == ProviderSettings.Registration.CLOSED:
+            return JsonResponse(
+                {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
+                status=403,
+            )
+        response = super().put(request, client_id, *args, **kwargs)
+        client = Client.objects.filter(client_id=client_id).first()
+        if response.status_code != 200 or client is None:
+            return response
+        if mode == ProviderSettings.Registration.APPROVAL:
+            client.status = Client.Status.PENDING
+            client.save(update_fields=["status"])
+        audit.record(
+            Actor("client", client.client_id, client.name),
+            "oauth.client_updated",
+            target=client,
+            data={"client_id": client.client_id, "status": client.status, "redirect_uris": client.redirect_uris},
+        )
+        return response
+
+    def delete(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        client = Client.objects.filter(client_id=client_id).first()
+        response = super().delete(request, client_id, *args, **kwargs)
+        if response.status_code == 204 and client is not None:
+            audit.record(Actor("client", client_id, client.name), "oauth.client_deleted", data={"client_id": client_id})
+        return response
 
 
 def revoke_consent(*, actor: Any, consent: Consent) -> None:

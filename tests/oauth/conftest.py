@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.http import HttpResponse
 from django.test import Client as HttpClient
+from django_tenants.utils import schema_context
 
 from oauth.models import Client
 from rbac.demo import DEMO, seed_rbac
@@ -41,6 +42,13 @@ class OAuthClients:
     secret: str
     machine: Client
     machine_secret: str
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings) -> None:  # type: ignore[no-untyped-def]
+    """PBKDF2 at Django's production cost takes ~0.4 s per hash, and each test hashes a dozen passwords.
+    The production hashers stay listed, so the tenants' admins (hashed at session set-up) can still sign in."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 @pytest.fixture
@@ -220,10 +228,11 @@ def clean_throttle(in_acme: Tenant) -> Iterator[list[str]]:
     emails: list[str] = []
 
     def reset() -> None:
-        cache.delete_many(
-            [throttle._key("ip", ip) for ip in TEST_IPS]  # noqa: SLF001 - the throttle's own key scheme
-            + [throttle._key("account", email) for email in emails]  # noqa: SLF001
-        )
+        with schema_context(in_acme.schema_name):  # cache keys carry the schema
+            cache.delete_many(
+                [throttle._key("ip", ip) for ip in TEST_IPS]  # noqa: SLF001 - the throttle's own key scheme
+                + [throttle._key("account", email) for email in emails]  # noqa: SLF001
+            )
 
     reset()
     yield emails

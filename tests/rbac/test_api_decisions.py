@@ -188,7 +188,7 @@ def test_effective_permissions_permission_matrix(demo: dict[str, Any], acme: Ten
         grant_perms(reader, "accounts.view_user", "rbac.view_application", "rbac.view_toolpolicy")
         not_staff = UserFactory(email="plain@acme.test")
         grant_perms(not_staff, "accounts.view_user", "rbac.view_application", "rbac.view_toolpolicy")
-    assert _effective(Client(), bob_id).status_code == 403
+    assert _effective(Client(), bob_id).status_code == 401  # anonymous: Bearer challenge
     assert _effective(client_for(acme, not_staff), bob_id).status_code == 403
     assert _effective(client_for(acme, no_perms), bob_id).status_code == 403
     assert _effective(client_for(acme, users_only), bob_id).status_code == 403
@@ -269,7 +269,7 @@ def test_simulate_permission_matrix(demo: dict[str, Any], acme: Tenant) -> None:
         policy_reader = UserFactory(email="policies@acme.test", is_staff=True)
         grant_perms(policy_reader, "rbac.view_application", "rbac.view_toolpolicy")
     claims = {"roles": ["admin"]}
-    assert _simulate(Client(), demo["app"], claims).status_code == 403
+    assert _simulate(Client(), demo["app"], claims).status_code == 401  # anonymous: Bearer challenge
     assert _simulate(client_for(acme, no_perms), demo["app"], claims).status_code == 403
     reader = client_for(acme, policy_reader)
     assert _simulate(reader, demo["app"], claims).status_code == 200  # read-only: no add_ permission needed
@@ -310,7 +310,7 @@ def test_schema_is_yaml_by_default_and_staff_only(admin: Client, acme: Tenant) -
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/vnd.oai.openapi")
     assert "/t/acme/api/roles/:" in response.content.decode()
-    assert Client().get("/t/acme/api/schema/").status_code == 403
+    assert Client().get("/t/acme/api/schema/").status_code == 401  # anonymous: Bearer challenge
     with schema_context(acme.schema_name):
         plain = UserFactory(email="plain@acme.test")
     assert client_for(acme, plain).get("/t/acme/api/schema/").status_code == 403

@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""OAuth benchmark (`make bench-oauth`): token-endpoint requests/s (authorization-code exchange with PKCE, client
+credentials) and JWT access-token verifications/s against the tenant's JWKS.
+
+Runs against real Postgres, Redis and OpenBao in tenant `bench` (created on first run; its user, clients and
+RBAC data are created idempotently, tokens of earlier runs are deleted first). Requests go through Django's
+test client into the real views, middleware and django-oauth-toolkit, in this one process: no HTTP server,
+no network, one request at a time. The issue names no numeric target, so figures are printed for
+information only. It is a measurement, not a test: it exits 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import platform
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import jwt  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.hashers import check_password, identify_hasher  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client as HttpClient  # noqa: E402
+from django_tenants.utils import schema_context  # noqa: E402
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from authsec_site.lib import vault  # noqa: E402
+from oauth import issuer, keys  # noqa: E402
+from oauth.models import Client  # noqa: E402
+from rbac import services  # noqa: E402
+from rbac.models import Application, Role, Scope  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
+from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
+
+ACTOR = "bench"
+SLUG = "bench"
+USER_EMAIL = "oauth-user@bench.test"
+REDIRECT = "http://127.0.0.1/callback"  # loopback: any port is accepted (RFC 8252)
+N_CODES = 400  # authorization-code exchanges (each code prepared beforehand through the authorize endpoint)
+N_CLIENT_CREDENTIALS = 200
+N_VERIFY, VERIFY_REPEATS = 5_000, 5
+HOST = {"SERVER_NAME": "127.0.0.1"}  # an allowed host (the test client's default "testserver" is not)
+
+
+# --- Data set-up (idempotent) -----------------------------------------------------------------------------------
+
+
+def ensure_tenant() -> Tenant:
+    ensure_public_tenant()
+    tenant = Tenant.objects.filter(slug=SLUG).first()
+    if tenant is None:
+        tenant = create_tenant(actor=ACTOR, slug=SLUG, name="Benchmark", admin_email="admin@bench.test").tenant
+    return tenant
+
+
+def _client(name: str, **fields: Any) -> tuple[Client, str]:
+    """The named client, with a fresh secret (DOT stores only a hash, so a secret cannot be read back)."""
+    secret = secrets.token_urlsafe(32) if fields.get("client_type") == Client.CLIENT_CONFIDENTIAL else ""
+    client = Client.objects.filter(name=name).first() or Client(name=name)
+    for field, value in fields.items():
+        setattr(client, field, value)
+    client.client_secret = secret
+    client.save()
+    return client, secret
+
+
+@transaction.atomic
+def ensure_data(password: str) -> tuple[User, Client, Client, str, str]:
+    user = User.objects.filter(email=USER_EMAIL).first() or User.objects.create_user(USER_EMAIL, None)
+    user.set_password(password)  # a new random password each run: nothing to keep anywhere
+    user.save()
+    read, _ = Scope.objects.get_or_create(name="read")
+    role, _ = Role.objects.get_or_create(name="bench-reader")
+    role.scopes.add(read)
+    services.grant_role(actor=ACTOR, role=role, user=user)
+    Application.objects.get_or_create(slug="bench", defaults={"name": "Benchmark tools"})
+    public, _ = _client(
+        "Bench native client",
+        client_type=Client.CLIENT_PUBLIC,
+        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=REDIRECT,
+        algorithm=Client.RS256_ALGORITHM,
+    )
+    machine, machine_secret = _client(
+        "Bench machine client",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+    )
+    return user, public, machine, machine_secret, password
+
+
+def reset_tokens(clients: list[Client]) -> None:
+    """Earlier runs' grants and tokens of the bench clients, so every run starts from the same table sizes."""
+    for model in (get_refresh_token_model(), get_access_token_model(), get_grant_model()):
+        model.objects.filter(application__in=clients).delete()
+
+
+def ensure_signing_key() -> None:
+    """A current key whose private half Vault really holds (a dev OpenBao forgets it on restart)."""
+    try:
+        keys.private_jwk(keys.current_key())
+    except vault.VaultError:
+        keys.create_signing_key(actor=ACTOR)
+
+
+# --- Measurement helpers ---------------------------------------------------------------------------------------------
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def report(label: str, samples_ms: list[float], wall_s: float) -> None:
+    """One row: throughput over the whole loop, and per-request latency (ms)."""
+    ROWS.append(
+        (
+            label,
+            f"{len(samples_ms) / wall_s:,.0f}/s",
+            f"{statistics.mean(samples_ms):.2f}",
+            f"{percentile(samples_ms, 50):.2f}",
+            f"{percentile(samples_ms, 95):.2f}",
+        )
+    )
+
+
+def print_rows() -> None:
+    headers = ("figure (no target in the issue: information only)", "rate", "mean ms", "p50 ms", "p95 ms")
+    widths = [max(len(row[i]) for row in [headers, *ROWS]) for i in range(len(headers))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers).rstrip())
+    print(line.format(*("-" * w for w in widths)))
+    for row in ROWS:
+        print(line.format(*row).rstrip())
+
+
+def timed(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[float], float]:
+    """Run each call once, in order; return results, per-call ms and the loop's wall time (s)."""
+    results, samples = [], []
+    start = time.perf_counter()
+    for call in calls:
+        t0 = time.perf_counter()
+        results.append(call())
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return results, samples, time.perf_counter() - start
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(raw).decode()}
+
+
+# --- Benchmarks ----------------------------------------------------------------------------------------------------
+
+
+def prepare_codes(public: Client, password: str, resource: str) -> list[tuple[str, str, str]]:
+    """N_CODES codes, each from a real authorize request of a signed-in browser session (with its own PKCE pair
+    and its own loopback port), after the consent the user gave once."""
+    browser = HttpClient(**HOST)
+    response = browser.post(f"/t/{SLUG}/accounts/login/", {"username": USER_EMAIL, "password": password})
+    assert response.status_code == 302, response.content[:500]
+
+    def authorize(port: int) -> tuple[str, str, str]:
+        verifier, challenge = pkce()
+        redirect_uri = f"http://127.0.0.1:{port}/callback"
+        params = {
+            "response_type": "code",
+            "client_id": public.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": "openid email read offline_access",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": secrets.token_urlsafe(8),
+            "resource": resource,
+        }
+        url = f"/t/{SLUG}/oauth/authorize?{urlencode(params)}"
+        response = browser.get(url)
+        if response.status_code == 200:  # the consent page, on the first run only: afterwards it is remembered
+            response = browser.post(url, {**params, "allow": "Authorize"})
+        assert response.status_code == 302, response.content[:500]
+        code = parse_qs(urlparse(response["Location"]).query)["code"][0]
+        return code, verifier, redirect_uri
+
+    codes, samples, wall = timed([lambda port=port: authorize(port) for port in range(40_000, 40_000 + N_CODES)])
+    report("authorize endpoint → code (signed in, consent remembered)", samples, wall)
+    return codes
+
+
+def bench_code_exchange(public: Client, codes: list[tuple[str, str, str]]) -> list[str]:
+    http = HttpClient(**HOST)
+
+    def exchange(code: str, verifier: str, redirect_uri: str) -> str:
+        response = http.post(
+            f"/t/{SLUG}/oauth/token",
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "client_id": public.client_id,
+                "code_verifier": verifier,
+            },
+        )
+        assert response.status_code == 200, response.content[:500]
+        return response.json()["access_token"]
+
+    tokens, samples, wall = timed([lambda c=c: exchange(*c) for c in codes])
+    report("token endpoint: authorization_code + PKCE (public client)", samples, wall)
+    return tokens
+
+
+def bench_client_credentials(machine: Client, secret: str, resource: str) -> list[str]:
+    http = HttpClient(**HOST)
+    auth = basic(machine.client_id, secret)
+
+    def issue() -> str:
+        response = http.post(
+            f"/t/{SLUG}/oauth/token", {"grant_type": "client_credentials", "resource": resource}, **auth
+        )
+        assert response.status_code == 200, response.content[:500]
+        return response.json()["access_token"]
+
+    tokens, samples, wall = timed([issue for _ in range(N_CLIENT_CREDENTIALS)])
+    report("token endpoint: client_credentials (client_secret_basic)", samples, wall)
+    # Most of that request is the client-secret check: DOT hashes secrets like passwords (CLIENT_SECRET_HASHER).
+    stored = Client.objects.get(pk=machine.pk).client_secret
+    _ok, check_ms, check_wall = timed([lambda: check_password(secret, stored) for _ in range(20)])
+    report(f"  of which: client secret check alone ({identify_hasher(stored).algorithm})", check_ms, check_wall)
+    return tokens
+
+
+def bench_verify(tokens: list[str], audience: str, iss: str) -> None:
+    """What a resource server does per request: pick the key by `kid` from the JWKS it cached, then check the
+    signature (RS256), `iss`, `aud` and `exp` with PyJWT."""
+    jwks = HttpClient(**HOST).get(f"/t/{SLUG}/oauth/jwks").json()
+    by_kid = {key["kid"]: jwt.PyJWK(key).key for key in jwks["keys"]}
+    options = {"require": ["exp", "iss", "aud"]}
+
+    def verify(token: str) -> dict[str, Any]:
+        key = by_kid[jwt.get_unverified_header(token)["kid"]]
+        return jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=iss, options=options)
+
+    claims = verify(tokens[0])
+    print(f"JWKS: {len(jwks['keys'])} key(s); a verified token: sub={claims['sub']} aud={claims['aud']}")
+    for token in tokens[:200]:  # warm-up
+        verify(token)
+    batch = [tokens[i % len(tokens)] for i in range(N_VERIFY)]
+    samples: list[float] = []
+    wall = 0.0
+    for _ in range(VERIFY_REPEATS):
+        _results, part, seconds = timed([lambda t=t: verify(t) for t in batch])
+        samples += part
+        wall += seconds
+    report(f"JWT verification vs JWKS (PyJWT; {N_VERIFY:,} × {VERIFY_REPEATS})", samples, wall)
+
+
+def main() -> int:
+    tenant = ensure_tenant()
+    with schema_context(tenant.schema_name):
+        start = time.perf_counter()
+        user, public, machine, machine_secret, password = ensure_data(secrets.token_urlsafe(16))
+        reset_tokens([public, machine])
+        ensure_signing_key()
+        setup_s = time.perf_counter() - start
+        resource, iss = issuer.mcp_resource("bench", tenant), issuer.issuer_for(tenant)
+        print(f"OAuth benchmark — tenant {tenant.slug} (schema {tenant.schema_name}); data set-up {setup_s:.1f} s")
+        print(
+            f"Python {platform.python_version()} on {platform.machine()}; DEBUG={settings.DEBUG}; "
+            f"database {connection.settings_dict['NAME']}; one process, sequential requests, Django test client"
+        )
+        print(f"issuer {iss}; resource (aud) {resource}; user {user.email}")
+        codes = prepare_codes(public, password, resource)
+        code_tokens = bench_code_exchange(public, codes)
+        cc_tokens = bench_client_credentials(machine, machine_secret, resource)
+        bench_verify(code_tokens + cc_tokens, resource, iss)
+    print()
+    print_rows()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
