@@ -35,5 +35,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": f"An access token of this tenant's issuer with the '{API_SCOPE}' scope, issued without a resource.",
+            "description": (
+                f"An access token of this tenant's issuer with the '{API_SCOPE}' scope, issued without a resource."
+            ),
         }
