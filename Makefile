@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev browsers lint format migrate shell clean bench-rbac
+.PHONY: run test install install-dev browsers lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
 
 run: install
 	$(BIN)/python scripts/devstack.py run
@@ -39,6 +39,19 @@ browsers:
 # Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).
 bench-rbac: install-dev
 	$(BIN)/python scripts/devstack.py exec --database authsec_bench -- $(BIN)/python bench/rbac_bench.py
+
+# Our MCP endpoint (bearer JWT + RBAC + audit) vs a plain mcp server under the same uvicorn (docs/benchmarks.md).
+bench-mcp: install-dev
+	$(BIN)/python scripts/devstack.py exec --database authsec_bench -- $(BIN)/python bench/mcp_bench.py
+
+# Token-endpoint requests/s and JWT verifications/s, in tenant `bench` of its own database (docs/benchmarks.md).
+bench-oauth: install-dev
+	$(BIN)/python scripts/devstack.py exec --database authsec_bench_oauth -- $(BIN)/python bench/oauth_bench.py
+
+# Loads 1,000,000 chained audit events into tenant auditbench (once) and times the review pages, exports and
+# record(), in its own database (docs/benchmarks.md).
+bench-audit: install-dev
+	$(BIN)/python scripts/devstack.py exec --database authsec_bench_audit -- $(BIN)/python bench/audit_bench.py
 
 lint: install-dev
 	$(BIN)/ruff check .

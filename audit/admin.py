@@ -7,12 +7,13 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from audit import record
 from audit.diff import changes, snapshot
-from audit.models import AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
 from authsec_site.admin_sites import platform_admin
 
 
@@ -78,7 +79,7 @@ class AuditedAdminMixin:
 class AuditEventAdmin(admin.ModelAdmin):
     """Audit events can be listed and read, never added, changed or deleted."""
 
-    list_display = ("created_at", "action", "outcome", "actor_label", "target_label", "ip", "request_id")
+    list_display = ("created_at", "seq", "action", "outcome", "actor_label", "target_label", "ip", "request_id")
     list_filter = ("outcome", "actor_type", "created_at")
     search_fields = ("action", "actor_label", "actor_id", "target_label", "target_id", "request_id")
     date_hierarchy = "created_at"
@@ -88,8 +89,19 @@ class AuditEventAdmin(admin.ModelAdmin):
     fields = (
         "created_at", "action", "outcome", "actor_type", "actor_id", "actor_label",
         "target_type", "target_id", "target_label", "pretty_data", "request_id", "ip", "user_agent",
+        "seq", "prev_hash", "hash",
     )  # fmt: skip
     readonly_fields = fields
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # The tenant dashboards link to the review pages (filters, chart, exports, chain status).
+        from audit.services import can_review
+
+        try:
+            review_url = reverse("audit:event-list") if can_review(request.user) else None
+        except NoReverseMatch:  # the platform admin has no review pages
+            review_url = None
+        return super().changelist_view(request, {**(extra_context or {}), "review_url": review_url})
 
     @admin.display(description="Data")
     def pretty_data(self, obj: AuditEvent) -> str:
@@ -105,9 +117,49 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
+class AuditCheckpointAdmin(AuditEventAdmin):
+    """Where archived parts of the chain end; written by retention only."""
+
+    list_display = ("created_at", "first_seq", "seq", "event_count", "archive_file")
+    list_filter = ()
+    search_fields = ("archive_file", "hash")
+    date_hierarchy = None
+    fields = (
+        "created_at", "first_seq", "first_prev_hash", "seq", "hash", "last_created_at", "event_count",
+        "archive_file", "archive_sha256",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return admin.ModelAdmin.changelist_view(self, request, extra_context)
+
+
+class AuditSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """One row per schema: the retention period. The list opens the row itself; it cannot be deleted."""
+
+    fields = ("retention_days", "updated_at")
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        row = AuditSettings.load()
+        return HttpResponseRedirect(
+            reverse(
+                f"{self.admin_site.name}:audit_auditsettings_change", args=[row.pk], current_app=self.admin_site.name
+            )
+        )
+
+
 def _register() -> None:
-    admin.site.register(AuditEvent, AuditEventAdmin)
-    platform_admin.register(AuditEvent, AuditEventAdmin)
+    for site in (admin.site, platform_admin):
+        site.register(AuditEvent, AuditEventAdmin)
+        site.register(AuditCheckpoint, AuditCheckpointAdmin)
+        site.register(AuditSettings, AuditSettingsAdmin)
 
 
 _register()

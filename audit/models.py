@@ -2,15 +2,24 @@
 
 Rows are written only through `audit.record`. They cannot be changed or deleted through a model, a
 queryset or the admin, and a database trigger refuses UPDATE and DELETE as well, so a bug elsewhere in
-the code cannot rewrite history. (Retention, a later feature, purges through an explicit database switch.)
+the code cannot rewrite history. Each schema's events form a hash chain (`audit.chain`): every event
+stores the SHA-256 of its canonical content, which includes the previous event's hash, so an edited,
+inserted or deleted row is detected by `manage.py verify_audit`. Retention purges old events through an
+explicit database switch, after archiving them with a chain checkpoint.
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.core.validators import MaxValueValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Upper
+from django.utils import timezone
 
 
 class AuditLogIsAppendOnly(Exception):
@@ -33,15 +42,26 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AuditLogIsAppendOnly("updated")
 
+    def bulk_create(self, *args: Any, **kwargs: Any) -> NoReturn:
+        # Rows inserted in bulk would bypass the hash chain; every event goes through audit.record.
+        raise AuditLogIsAppendOnly("inserted in bulk (use audit.record)")
+
     def _raw_delete(self, using: Any) -> NoReturn:
         raise AuditLogIsAppendOnly("deleted")
 
     def for_actor(self, actor_id: str) -> AuditEventQuerySet:
         return self.filter(actor_id=actor_id)
 
+    def newest_first(self) -> AuditEventQuerySet:
+        """The review pages' order; (created_at, id) is unique and matches the chain order."""
+        return self.order_by("-created_at", "-id")
+
 
 class AuditEvent(models.Model):
-    """One thing that happened: who (actor snapshot), what (action), to what (target), with what result."""
+    """One thing that happened: who (actor snapshot), what (action), to what (target), with what result.
+
+    `seq`, `prev_hash` and `hash` place the event in its schema's hash chain; `category`, `application`
+    and `tool` are generated columns (from `action` and `data`) so the review filters can use indexes."""
 
     class ActorType(models.TextChoices):
         USER = "user", "User"
@@ -55,12 +75,13 @@ class AuditEvent(models.Model):
         ALLOW = "allow", "Allowed"
         DENY = "deny", "Denied"
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set inside the chain lock (never earlier than the previous event's), so time order is chain order.
+    created_at = models.DateTimeField(default=timezone.now)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor_id = models.CharField(max_length=128, blank=True, db_index=True)
+    actor_id = models.CharField(max_length=128, blank=True)
     actor_label = models.CharField(max_length=255, blank=True, help_text="The actor's name at the time of the event.")
     action = models.CharField(max_length=100, db_index=True, help_text='Dotted name, e.g. "tenant.created".')
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=128, blank=True)
     target_label = models.CharField(max_length=255, blank=True)
@@ -68,15 +89,88 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
+    seq = models.BigIntegerField(unique=True, editable=False, help_text="Position in this schema's hash chain.")
+    prev_hash = models.CharField(max_length=64, editable=False, help_text="Hash of the previous event in the chain.")
+    hash = models.CharField(max_length=64, editable=False, help_text="SHA-256 of this event's canonical content.")
+    category = models.GeneratedField(
+        expression=models.Func(models.F("action"), models.Value("."), models.Value(1), function="split_part"),
+        output_field=models.CharField(max_length=100),
+        db_persist=True,
+    )
+    application = models.GeneratedField(
+        expression=KeyTextTransform("application", "data"), output_field=models.TextField(null=True), db_persist=True
+    )
+    tool = models.GeneratedField(
+        expression=KeyTextTransform("tool", "data"), output_field=models.TextField(null=True), db_persist=True
+    )
 
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
+        permissions = [("review_auditevent", "Can review and export the audit log")]
+        # Every filter of the review pages has an index ending in the keyset order (created_at, id).
+        indexes = [
+            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
+            models.Index(fields=["created_at", "id"], include=["outcome"], name="audit_time_idx"),
+            models.Index(fields=["outcome", "created_at", "id"], name="audit_outcome_time_idx"),
+            models.Index(fields=["category", "created_at", "id"], name="audit_category_time_idx"),
+            models.Index(Upper("actor_label"), "created_at", "id", name="audit_actor_label_time_idx"),
+            models.Index(fields=["actor_id", "created_at", "id"], name="audit_actor_id_time_idx"),
+            models.Index(
+                fields=["tool", "created_at", "id"], condition=Q(tool__isnull=False), name="audit_tool_time_idx"
+            ),
+            models.Index(
+                fields=["application", "created_at", "id"],
+                condition=Q(application__isnull=False),
+                name="audit_application_time_idx",
+            ),
+            models.Index(
+                fields=["created_at"],
+                include=["application", "tool"],
+                condition=Q(outcome="deny"),
+                name="audit_denied_time_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} by {self.actor_label or self.actor_type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("changed")
+        from audit import chain
+
+        # The chain lock is transaction-scoped: take it, link and insert in one transaction (the caller's
+        # when there is one, so the lock is held until it commits and the next writer sees this row).
+        with transaction.atomic(using=kwargs.get("using"), savepoint=False):
+            chain.link(self)
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AuditLogIsAppendOnly("deleted")
+
+
+class AuditCheckpoint(models.Model):
+    """The chain state where archived events end: the next event in the database links to `hash`.
+
+    Written by retention just before it deletes the archived events; append-only like the events."""
+
+    seq = models.BigIntegerField(unique=True, help_text="Chain position of the last archived event.")
+    hash = models.CharField(max_length=64, help_text="Hash of the last archived event.")
+    last_created_at = models.DateTimeField(help_text="Time of the last archived event.")
+    first_seq = models.BigIntegerField(help_text="Chain position of the first event in the archive.")
+    first_prev_hash = models.CharField(max_length=64, help_text="The hash the first archived event links to.")
+    event_count = models.PositiveIntegerField()
+    archive_file = models.CharField(max_length=500, help_text="Path of the gzip JSON Lines archive.")
+    archive_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the archive file.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at event {self.seq} ({self.event_count} archived)"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -85,3 +179,34 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AuditLogIsAppendOnly("deleted")
+
+
+def _default_retention_days() -> int:
+    return int(settings.AUDIT_RETENTION_DAYS)
+
+
+class AuditSettings(models.Model):
+    """This schema's audit settings (one row): how long events stay in the database before archiving."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    retention_days = models.PositiveIntegerField(
+        default=_default_retention_days,
+        validators=[MaxValueValidator(36500)],
+        help_text="Events older than this many days are archived (gzip JSON Lines) and then deleted from the "
+        "database. 0 keeps every event in the database.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "audit settings"
+        verbose_name_plural = "audit settings"
+        constraints = [models.CheckConstraint(condition=Q(singleton=True), name="audit_settings_singleton")]
+
+    def __str__(self) -> str:
+        return "Audit settings"
+
+    @classmethod
+    def load(cls) -> AuditSettings:
+        """The row of the current schema, created with the defaults on first use."""
+        settings_row, _ = cls.objects.get_or_create(singleton=True)
+        return settings_row

@@ -1,7 +1,8 @@
 """`record()`: write one audit event in the current schema, inside the caller's transaction.
 
 The event is written with the caller's transaction, so a write that rolls back leaves no event claiming
-it happened, and an event can never be lost for a write that committed.
+it happened, and an event can never be lost for a write that committed. Saving it links it into the
+schema's hash chain (`audit.chain.link`, called by `AuditEvent.save`).
 """
 
 from __future__ import annotations

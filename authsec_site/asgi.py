@@ -58,7 +58,7 @@ class RootRouter:
         started = False
         try:
             async with contextlib.AsyncExitStack() as stack:
-                await stack.enter_async_context(self.mcp.session_manager.run())
+                await stack.enter_async_context(self.mcp.run())
                 started = True
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown

@@ -21,3 +21,5 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
         float(settings.HEALTH_CHECK_INTERVAL), sender.signature("authsec_site.tasks.health_check"), name="health-check"
     )
     sender.add_periodic_task(3600.0, sender.signature("oauth.tasks.rotate_signing_keys"), name="oauth-key-rotation")
+    retention = sender.signature("audit.tasks.apply_retention")
+    sender.add_periodic_task(float(settings.AUDIT_RETENTION_INTERVAL), retention, name="audit-retention")

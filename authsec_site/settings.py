@@ -261,6 +261,15 @@ OAUTH2_PROVIDER = {
 }
 LOGIN_URL = "accounts-login"
 
+# --- Audit log (tamper-evident chain, review pages, retention) -------------------------------------------
+# Default retention of a schema's events in the database (each tenant can change it in its dashboard; 0 keeps
+# everything). Older events are archived to gzip JSON Lines under AUDIT_ARCHIVE_DIR/<schema>/, then deleted.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=0)
+AUDIT_ARCHIVE_DIR = BASE_DIR / env_str("AUDIT_ARCHIVE_DIR", str(LOCAL_DIR / "audit-archive"))  # relative: to BASE_DIR
+# Seconds between runs of the retention job (Celery beat).
+AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimum=60)
+# --- end of audit log ------------------------------------------------------------------------------------------
+
 # --- MCP endpoint ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
 MCP_ALLOWED_HOSTS = env_list(

@@ -4,6 +4,7 @@ from django.urls import path
 
 from authsec_site import views
 from authsec_site.admin_sites import platform_admin
+from mcp_endpoint import views as mcp_views
 from oauth import views as oauth_views
 
 urlpatterns = [
@@ -15,6 +16,12 @@ urlpatterns = [
         ".well-known/oauth-authorization-server/t/<slug:slug>/oauth",
         oauth_views.root_authorization_server_metadata,
         name="root-as-metadata",
+    ),
+    # RFC 9728 metadata of the hosted MCP endpoint /t/<slug>/mcp/<app>
+    path(
+        ".well-known/oauth-protected-resource/t/<slug:slug>/mcp/<str:app>",
+        mcp_views.protected_resource_metadata,
+        name="mcp-resource-metadata",
     ),
 ]
 

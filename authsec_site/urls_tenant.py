@@ -10,6 +10,7 @@ urlpatterns = [
     path("", oauth_views.tenant_home, name="tenant-home"),
     path("admin/", admin.site.urls),
     path("api/", include("rbac.api.urls")),
+    path("audit/", include("audit.urls")),
     path("oauth/", include("oauth.urls")),
     path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),

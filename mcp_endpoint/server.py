@@ -1,36 +1,164 @@
-"""The hosted MCP endpoint (placeholder stage): one streamable-HTTP app for ``/t/<tenant>/mcp/<app>``.
+"""The hosted MCP endpoint: one streamable-HTTP app serving ``/t/<tenant>/mcp/<app>`` for every tenant.
 
-The tenant is resolved (unknown or inactive → 404) before any MCP message is read. No tool is exposed
-yet: the tool registry, RBAC filtering and login tools arrive with the MCP endpoint feature. The session
-manager is stateless for now, so no MCP session can be carried from one tenant's URL to another's.
+Per request, before any MCP message is handled (`McpEndpoint.__call__`): tenant and application are
+resolved (unknown or inactive → 404), the bearer token is verified offline (`mcp_endpoint.auth`), and the
+application's ``auth_mode`` decides between anonymous access and a 401 challenge. The MCP handlers then
+filter and enforce with the one RBAC function (`rbac.engine.decide` / `filter_tools`) over the
+application's `ToolPolicy` rows ∩ registered tools. The session manager is stateless: what a caller sees
+depends only on the credential on the request, and no MCP session can move between tenants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
+import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
-from mcp import types
-from mcp.server.lowlevel import NotificationOptions, Server  # noqa: F401  (NotificationOptions used later)
+from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import Receive, Scope, Send
+from mcp.shared.exceptions import MCPError
+from starlette.types import Message, Receive, Scope, Send
+
+from audit import context as audit_context
+from audit.recorder import Actor
+from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
+from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
+from mcp_endpoint.registry import InvalidArguments, ToolError, ensure_loaded, registry
+from rbac.engine import Decision, decide, filter_tools
+
+logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
+# The seed's login tools: callable anonymously (they arrive with the auth-session feature).
+LOGIN_TOOLS: frozenset[str] = frozenset()
+MAX_PEEK_BYTES = 4 * 1024 * 1024
+UNKNOWN = Decision(False, "unknown tool")
+
+
+def resource_metadata_url(tenant: str, app: str) -> str:
+    return f"{settings.AUTHSEC_PUBLIC_URL}/.well-known/oauth-protected-resource/t/{tenant}/mcp/{app}"
+
+
+class ToolSession:
+    """What a tool that asks for ``session`` receives: who calls, where (ServiceAccessSDK takes this)."""
+
+    def __init__(self, auth: RequestAuth, mcp_session: Any) -> None:
+        self.tenant_id = auth.tenant.slug
+        self.schema_name = auth.tenant.schema_name
+        self.application = auth.app.slug
+        self.user_info = auth.principal.user_info() if auth.principal else None
+        self.mcp_session = mcp_session
+
+
+def _auth(ctx: Any) -> RequestAuth:
+    return ctx.request.scope["state"]["authsec"]
+
+
+def _actor(auth: RequestAuth) -> Any:
+    if auth.principal is None:
+        return Actor("anonymous", "", "anonymous")
+    return Actor("user", str(auth.principal.user_id), auth.principal.email)
+
+
+def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[str, Any]) -> None:
+    request = ctx.request
+    client = request.scope.get("client")
+    event = PendingEvent(
+        schema=auth.tenant.schema_name,
+        actor=_actor(auth),
+        action=action,
+        outcome=outcome,
+        data=data,
+        target=("rbac.application", "", auth.app.slug),
+        context=audit_context.RequestContext(
+            request_id=request.scope["state"].get("authsec_request_id", ""),
+            ip=client[0] if client else None,
+            user_agent=request.headers.get("user-agent", "")[:255],
+        ),
+    )
+    writer: AuditWriter = request.scope["state"]["authsec_audit"]
+    writer.submit(event)
+
+
+def visible_tools(auth: RequestAuth) -> list[str]:
+    """Tools this caller may see: the application's policy rows ∩ registered tools, filtered by the engine."""
+    grants = auth.principal.grants if auth.principal else None
+    served = [name for name in auth.app.policies if name in registry]
+    return sorted(LOGIN_TOOLS | set(filter_tools(grants, auth.app.policies, served)))
 
 
 async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-    # Fail closed: until tools and policies exist, nobody sees any tool.
-    return types.ListToolsResult(tools=[])
+    auth = _auth(ctx)
+    names = visible_tools(auth)
+    tools = [tool for tool in (registry.mcp_tool(name) for name in names) if tool is not None]
+    _audit(ctx, auth, "mcp.tools_listed", "success", {"application": auth.app.slug, "count": len(tools)})
+    return types.ListToolsResult(tools=tools)
+
+
+def _error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    started = time.perf_counter()
+    auth = _auth(ctx)
+    name = params.name
+    tool = registry.get(name)
+    grants = auth.principal.grants if auth.principal else None
+    decision = decide(grants, auth.app.policies.get(name)) if tool is not None else UNKNOWN
+
+    def audit(outcome: str, reason: str) -> None:
+        data = {
+            "application": auth.app.slug,
+            "tool": name,
+            "reason": reason,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        _audit(ctx, auth, "mcp.tool_call", outcome, data)
+
+    if not decision.allowed or auth.principal is None:
+        audit("deny", decision.reason)
+        # A hidden tool answers exactly like a tool that does not exist.
+        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
+    arguments = {k: v for k, v in (params.arguments or {}).items() if k != "_user_info"}
+    try:
+        arguments = tool.validate(arguments)
+    except InvalidArguments as exc:
+        audit("allow", f"{decision.reason}; invalid arguments")
+        raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+    try:
+        content = await tool.run(arguments, auth.principal.user_info(), ToolSession(auth, ctx.session))
+        result = types.CallToolResult.model_validate({"content": content, "isError": False})
+        reason = decision.reason
+    except ToolError as exc:
+        result, reason = _error_result(str(exc)), f"{decision.reason}; tool error"
+    except Exception:
+        logger.exception("MCP tool %s of %s/%s failed", name, auth.tenant.slug, auth.app.slug)
+        result = _error_result(f"The tool {name} failed. The error was logged on the server.")
+        reason = f"{decision.reason}; tool failed"
+    audit("allow", reason)
+    return result
 
 
 def build_server() -> Server[Any]:
     return Server(
-        "authsec", version="0.1.0", instructions="AuthSec Server hosted MCP endpoint.", on_list_tools=_list_tools
+        "authsec",
+        version="0.1.0",
+        instructions="AuthSec Server hosted MCP endpoint.",
+        on_list_tools=_list_tools,
+        on_call_tool=_call_tool,
+        # No Mcp-Param header validation against tool schemas: a lookup here has no caller, and answering for
+        # hidden tools would reveal that they exist (the default falls back to a tools/list per call).
+        get_tool_input_schema=lambda name: None,
     )
 
 
@@ -47,35 +175,132 @@ def build_session_manager() -> StreamableHTTPSessionManager:
     )
 
 
-def _tenant_is_active(slug: str) -> bool:
-    from tenants.models import Domain
-
-    close_old_connections()
-    connection.set_schema_to_public()
-    return Domain.objects.filter(domain=slug, tenant__is_active=True).exclude(tenant__schema_name="public").exists()
-
-
-async def _json_error(send: Send, status: int, error: str, description: str) -> None:
-    body = json.dumps({"error": error, "error_description": description}).encode()
+async def _json_response(
+    send: Send, status: int, body_data: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(body_data).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+async def _challenge(send: Send, tenant: str, app: str, error: str = "", description: str = "") -> None:
+    """401 with the RFC 9728 pointer so standard MCP clients can discover our authorization server."""
+    parts = [f'resource_metadata="{resource_metadata_url(tenant, app)}"']
+    if error:
+        parts.append(f'error="{error}"')
+        parts.append(f'error_description="{_quote(description)}"')
+    header = ("Bearer " + ", ".join(parts)).encode()
+    body = {"error": error or "unauthorized", "error_description": description or "Authentication required."}
+    await _json_response(send, 401, body, [(b"www-authenticate", header)])
+
+
+def _bearer(scope: Scope) -> tuple[str | None, bool]:
+    """(token, malformed) from the Authorization header; other schemes count as no credentials."""
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None, False
+            token = token.strip()
+            return (token, False) if token else (None, True)
+    return None, False
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        if len(body) > MAX_PEEK_BYTES or not message.get("more_body", False):
+            break
+    return messages, body
+
+
+def _calls_protected_tool(body: bytes) -> bool:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    items = payload if isinstance(payload, list) else [payload]
+    for item in items:
+        if isinstance(item, dict) and item.get("method") == "tools/call":
+            params = item.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            if name not in LOGIN_TOOLS:
+                return True
+    return False
+
+
 class McpEndpoint:
-    """ASGI app for ``/t/<tenant>/mcp/<app>``; the root router enters `session_manager.run()` at startup."""
+    """ASGI app for ``/t/<tenant>/mcp/<app>``; the root router enters `run()` at startup."""
 
     def __init__(self) -> None:
+        ensure_loaded()
         self.session_manager = build_session_manager()
+        self.audit = AuditWriter()
+        self._resolve = sync_to_async(resolve)
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[McpEndpoint]:
+        """The session manager's task group and the audit writer, for the app's lifetime (audit exits last)."""
+        async with self.audit.run(), self.session_manager.run():
+            yield self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *, tenant: str, app: str) -> None:
-        if not await sync_to_async(_tenant_is_active)(tenant):
-            await _json_error(send, 404, "not_found", "No such MCP endpoint.")
+        token, malformed = _bearer(scope)
+        try:
+            auth = await resolve_cached(tenant, app, token) or await self._resolve(tenant, app, token)
+        except NotFound:
+            await _json_response(send, 404, {"error": "not_found", "error_description": "No such MCP endpoint."}, [])
             return
-        scope = dict(scope, state={**scope.get("state", {}), "authsec_tenant": tenant, "authsec_app": app})
-        await self.session_manager.handle_request(scope, receive, send)
+        if malformed or auth.token_error:
+            await _challenge(send, tenant, app, "invalid_token", auth.token_error or "Empty bearer token.")
+            return
+        if auth.principal is None:
+            mode = auth.app.auth_mode
+            if mode == "bearer":
+                await _challenge(send, tenant, app)
+                return
+            if mode == "both" and scope.get("method") == "POST":
+                messages, body = await _read_body(receive)
+                if _calls_protected_tool(body):
+                    await _challenge(send, tenant, app)
+                    return
+                receive = _replay(messages, receive)
+        state = {
+            **scope.get("state", {}),
+            "authsec": auth,
+            "authsec_audit": self.audit,
+            "authsec_request_id": uuid.uuid4().hex,
+        }
+        await self.session_manager.handle_request(dict(scope, state=state), receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

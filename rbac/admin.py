@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
 from audit.admin import AuditedAdminMixin
+from audit.services import can_review, filtered_list_url, review_link
 from rbac import services, views
 from rbac.engine import KINDS
 from rbac.grants import known_names
@@ -245,6 +246,26 @@ class ToolPolicyAdmin(RbacAdmin):
     list_select_related = ["application"]
     actions = ["enable", "disable"]
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        display = list(super().get_list_display(request))
+        return [*display, "audit_link"] if can_review(request.user) else display
+
+    @admin.display(description="audit")
+    def audit_link(self, obj: ToolPolicy) -> str:
+        url = filtered_list_url(application=obj.application.slug, tool=obj.tool_name)
+        return format_html('<a href="{}" class="auditlink">audit log</a>', url)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        policy = (
+            ToolPolicy.objects.select_related("application").filter(pk=object_id).first()
+            if object_id.isdigit()
+            else None
+        )
+        extra = dict(extra_context or {})
+        if policy is not None:
+            extra["audit_url"] = review_link(request.user, application=policy.application.slug, tool=policy.tool_name)
+        return super().change_view(request, object_id, form_url, extra)
+
     @admin.display(description="requirement")
     def requirement_text(self, obj: ToolPolicy) -> str:
         parts = [f"{kind}: {', '.join(getattr(obj, kind))}" for kind in KINDS if getattr(obj, kind)]
@@ -331,6 +352,14 @@ class UserAdmin(BaseUserAdmin):
         url = reverse("admin:rbac_effective_permissions", args=[obj.pk], current_app=self.admin_site.name)
         return format_html('<a href="{}">effective permissions</a>', url)
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        display = list(super().get_list_display(request))
+        return [*display, "audit_link"] if can_review(request.user) else display
+
+    @admin.display(description="audit")
+    def audit_link(self, obj: User) -> str:
+        return format_html('<a href="{}" class="auditlink">audit log</a>', filtered_list_url(actor=obj.email))
+
     def get_urls(self) -> list[Any]:
         custom = [
             path(
@@ -347,4 +376,7 @@ class UserAdmin(BaseUserAdmin):
             extra["effective_url"] = reverse(
                 "admin:rbac_effective_permissions", args=[int(object_id)], current_app=self.admin_site.name
             )
+            subject = User.objects.filter(pk=int(object_id)).first()
+            if subject is not None:
+                extra["audit_url"] = review_link(request.user, actor=subject.email)
         return super().change_view(request, object_id, form_url, extra)

@@ -50,10 +50,21 @@ class NamedModel(models.Model):
 class Application(models.Model):
     """An MCP application, served at /t/<tenant>/mcp/<slug>; its tools are governed by its ToolPolicy rows."""
 
+    class AuthMode(models.TextChoices):
+        OAUTH_TOOLS = "oauth_tools", "Login tools (the seed's flow)"
+        BEARER = "bearer", "Bearer token required (standard MCP authorization)"
+        BOTH = "both", "Both: login tools, or a bearer token when presented"
+
     slug = models.CharField(max_length=64, unique=True, validators=[validate_app_slug])
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
+    auth_mode = models.CharField(
+        max_length=16,
+        choices=AuthMode.choices,
+        default=AuthMode.BOTH,
+        help_text="How MCP clients authenticate at this application's endpoint.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from accounts.models import User
+from audit.services import review_link
 from rbac.engine import KINDS, Decision, Grants, decide
 from rbac.grants import effective_grants, grants_from_claims
 from rbac.models import Application, ToolPolicy
@@ -50,6 +51,7 @@ def effective_permissions(request: HttpRequest, user_id: int) -> HttpResponse:
         "grant_rows": rows,
         "applications": applications,
         "inactive": grants is None,
+        "audit_url": review_link(request.user, actor=subject.email),
     }
     return render(request, "rbac/effective_permissions.html", context)
 

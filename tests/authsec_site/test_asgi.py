@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anyio
 import httpx2
 import pytest
@@ -10,10 +12,25 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from tests.conftest import LiveServer
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_app")]
 
 
-def test_modern_mcp_client_connects_and_sees_no_tools_yet(asgi_server: LiveServer) -> None:
+@pytest.fixture(scope="module")
+def demo_app(django_db_setup, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Application ``demo`` in acme, committed (the live server only sees committed data)."""
+    from django_tenants.utils import schema_context
+
+    from rbac.models import Application
+
+    with django_db_blocker.unblock(), schema_context("tenant_acme"):
+        _, created = Application.objects.get_or_create(slug="demo", defaults={"name": "Demo tools"})
+    yield
+    if created:
+        with django_db_blocker.unblock(), schema_context("tenant_acme"):
+            Application.objects.filter(slug="demo").delete()
+
+
+def test_modern_mcp_client_connects_and_anonymous_sees_no_tools(asgi_server: LiveServer) -> None:
     async def main() -> tuple[str, list[str]]:
         async with Client(f"{asgi_server.url}/t/acme/mcp/demo") as client:
             tools = await client.list_tools()
@@ -21,7 +38,7 @@ def test_modern_mcp_client_connects_and_sees_no_tools_yet(asgi_server: LiveServe
 
     version, tools = anyio.run(main)
     assert version == "2026-07-28"
-    assert tools == []  # fail closed until tools and policies exist
+    assert tools == []  # anonymous: no protected tool is listed
 
 
 def test_handshake_era_mcp_client_pings(asgi_server: LiveServer) -> None:
@@ -60,8 +77,8 @@ def test_initialize_and_ping_with_protocol_2025_06_18(asgi_server: LiveServer) -
     assert ping.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
 
 
-@pytest.mark.parametrize("path", ["/t/nosuchtenant/mcp/demo", "/t/public/mcp/demo"])
-def test_mcp_on_unknown_tenant_is_404(asgi_server: LiveServer, path: str) -> None:
+@pytest.mark.parametrize("path", ["/t/nosuchtenant/mcp/demo", "/t/public/mcp/demo", "/t/acme/mcp/nosuchapp"])
+def test_mcp_on_unknown_tenant_or_application_is_404(asgi_server: LiveServer, path: str) -> None:
     response = httpx2.post(
         asgi_server.url + path,
         json={"jsonrpc": "2.0", "id": 1, "method": "ping"},

@@ -10,6 +10,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from audit.services import ensure_auditor_group
 from oauth.demo import seed_oauth
 from rbac.demo import seed_rbac
 from tenants.models import Tenant
@@ -21,6 +22,8 @@ DEMO_TENANTS = {
         "name": "Acme Corp",
         "admin": "admin@acme.test",
         "users": ["alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test"],
+        # Staff in the "Auditors" group: reads and exports the audit log, cannot change anything else.
+        "auditors": ["auditor@acme.test"],
     },
     "globex": {"name": "Globex Corporation", "admin": "admin@globex.test", "users": ["erin@globex.test"]},
 }
@@ -57,15 +60,19 @@ class Command(BaseCommand):
                 for email in spec["users"]:
                     self._ensure_user(email, password, admin=False)
                 seed_rbac(slug)
+                auditors = ensure_auditor_group()
+                for email in spec.get("auditors", []):
+                    self._ensure_user(email, password, admin=False, staff=True)
+                    auditors.user_set.add(User.objects.get(email=email))
                 seed_oauth()
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
 
-    def _ensure_user(self, email: str, password: str, *, admin: bool) -> None:
+    def _ensure_user(self, email: str, password: str, *, admin: bool, staff: bool = False) -> None:
         if User.objects.filter(email=email).exists():
             return
         if admin:
             User.objects.create_superuser(email, password)
         else:
             name = email.split("@")[0].capitalize()
-            User.objects.create_user(email, password, full_name=name)
+            User.objects.create_user(email, password, full_name=name, is_staff=staff)
         self.stdout.write(f"created user {email}")

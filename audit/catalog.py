@@ -1,0 +1,58 @@
+"""The kinds of audit events the features write today, and those of features still being built.
+
+`tests/audit/test_coverage.py` has one scenario per entry of `EVENT_KINDS` that drives the real feature
+and checks its event; a feature that starts writing a new kind adds it here and a scenario there.
+"""
+
+from __future__ import annotations
+
+# action (``<model>`` stands for a model name) -> what writes it
+EVENT_KINDS: dict[str, str] = {
+    "tenant.created": "create_tenant (platform admin, manage.py create_tenant): in the public and the new schema",
+    "tenant.activated": "platform admin action / tenants.services.set_tenant_active",
+    "tenant.deactivated": "platform admin action / tenants.services.set_tenant_active",
+    "auth.login_succeeded": "a dashboard login (Django's user_logged_in signal)",
+    "auth.login_failed": "a failed dashboard login (outcome failure; the typed email, never the password)",
+    "auth.logged_out": "a dashboard logout",
+    "admin.<model>.added": "any object added in a dashboard (data: before None, after snapshot)",
+    "admin.<model>.changed": "any object changed in a dashboard (data: changes {field: {before, after}})",
+    "admin.<model>.deleted": "any object deleted in a dashboard (data: before snapshot, after None)",
+    "api.<model>.created": "REST management API create (data: before None, after)",
+    "api.<model>.updated": "REST management API update (data: before, after)",
+    "api.<model>.deleted": "REST management API delete (data: before, after None)",
+    "rbac.role_granted": "rbac.services.grant_role (role, user or group)",
+    "rbac.role_revoked": "rbac.services.revoke_role",
+    "rbac.member_added": "rbac.services.add_member",
+    "rbac.member_removed": "rbac.services.remove_member",
+    "rbac.role_deleted": "rbac.services.delete_role (data: before, bindings removed)",
+    "rbac.tool_policy_created": "rbac.services.upsert_tool_policy (data: before None, after)",
+    "rbac.tool_policy_changed": "rbac.services.upsert_tool_policy (data: before, after)",
+    "auth.lockout": "the login throttle, at the attempt that reaches a limit (outcome deny; email, by account/ip)",
+    "oauth.consent_granted": "the authorize page when a user allows a client (data: client_id, scopes)",
+    "oauth.consent_denied": "the authorize page when a user refuses (outcome deny)",
+    "oauth.consent_revoked": "oauth.views.revoke_consent (dashboard action); the client's tokens go with it",
+    "oauth.token_issued": "the token endpoint: code or client credentials (client_id, grant, scope, aud, jti)",
+    "oauth.token_refreshed": "the token endpoint: refresh token grant (the refresh token rotates)",
+    "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
+    "oauth.refresh_reuse_detected": "a rotated refresh token used again: its whole family is revoked (outcome deny)",
+    "oauth.client_registered": "dynamic client registration (RFC 7591; data: status active or pending)",
+    "oauth.client_approved": "dashboard action on a held registration (data: before, after status)",
+    "oauth.client_rejected": "dashboard action on a client (data: before, after status)",
+    "oauth.key_created": "oauth.keys.create_signing_key: a tenant's first signing key (private half in Vault)",
+    "oauth.key_rotated": "signing-key rotation (hourly task when due, or the dashboard action)",
+    "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",
+    "audit.archived": "the retention job (data: archived range, file, SHA-256, checkpoint hash)",
+    "audit.archive_refused": "the retention job when the events due do not verify (outcome failure)",
+}
+
+# Written by features still being built (each adds its kinds above with a scenario when it lands); for the
+# MCP endpoint this shape is the contract the review pages' filters and "most denied tools" rely on.
+PLANNED_EVENT_KINDS: dict[str, str] = {
+    "mcp.tool_call": 'outcome allow/deny; data {"application", "tool", "reason", …} (top-level keys: indexed)',
+    "mcp.tools_listed": 'outcome success; data {"application", "count"}',
+    "oauth.code_reuse_detected": "an authorization code used twice (outcome deny)",
+    "oauth.client_updated": "RFC 7592 client configuration update",
+    "oauth.client_deleted": "RFC 7592 client deletion",
+    "oauth.upstream_created": "upstream identity provider added (also oauth.upstream_changed / _deleted)",
+    "accounts.user_created": "a user created at first upstream sign-in",
+}

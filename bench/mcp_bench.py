@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""MCP endpoint benchmark (`make bench-mcp`): our endpoint with a bearer token vs a plain unprotected `mcp`
+server, the same tool, the same uvicorn process, the same run (docs/benchmarks.md).
+
+Set-up (idempotent, tenant `bench`): user mcp-bench@bench.test with role `mcp-bench` (scope `read`),
+application `mcp-bench` serving `calculator`, application `mcp-bench-1k` serving `calculator` plus 1,000
+open bulk tools. The token is minted by `oauth.tokens` with the tenant's Vault-held key (exactly what the
+token endpoint mints). The load generator speaks streamable HTTP directly with httpx2 (initialize once per
+client, then closed-loop requests), as BENCHMARKS.md prescribes. It measures; it never fails on a MISS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import httpx2  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
+from django_tenants.utils import schema_context, tenant_context  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from bench.mcp_bench_asgi import register_bulk_tools  # noqa: E402
+from mcp_endpoint.registry import ensure_loaded  # noqa: E402
+from mcp_endpoint.services import seed_tool_policies  # noqa: E402
+from oauth import tokens  # noqa: E402
+from rbac import services  # noqa: E402
+from rbac.models import Application, Role, Scope  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
+from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
+
+ACTOR = "bench"
+EMAIL = "mcp-bench@bench.test"
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+PROTOCOL = "2025-06-18"
+CALL = {"name": "calculator", "arguments": {"operation": "add", "a": 2, "b": 3}}
+TARGET_CALL_RATIO, TARGET_ADDED_P50_MS, TARGET_LIST_RATIO = 0.85, 1.0, 1 / 1.3
+
+
+def ensure_data() -> int:
+    ensure_public_tenant()
+    tenant = Tenant.objects.filter(slug="bench").first()
+    if tenant is None:
+        tenant = create_tenant(actor=ACTOR, slug="bench", name="Benchmark", admin_email="admin@bench.test").tenant
+    ensure_loaded()
+    bulk = register_bulk_tools()
+    with schema_context(tenant.schema_name):
+        user = User.objects.filter(email=EMAIL).first() or User.objects.create_user(EMAIL, None, full_name="Bench")
+        role, _ = Role.objects.get_or_create(name="mcp-bench")
+        role.scopes.add(Scope.objects.get_or_create(name="read")[0])
+        services.grant_role(actor=ACTOR, role=role, user=user)
+        for slug, names in (("mcp-bench", ["calculator"]), ("mcp-bench-1k", ["calculator", *bulk])):
+            app, _ = Application.objects.get_or_create(slug=slug, defaults={"name": slug})
+            seed_tool_policies(actor=ACTOR, application=app, tools=names)
+        return user.pk
+
+
+def mint_token(user_id: int, base: str, app: str) -> str:
+    tenant = Tenant.objects.get(slug="bench")
+    with override_settings(AUTHSEC_PUBLIC_URL=base), tenant_context(tenant):
+        user = User.objects.get(pk=user_id)
+        claims = tokens.access_token_claims(
+            user=user, client_id="bench", scopes=["read"], audience=[f"{base}/t/bench/mcp/{app}"]
+        )
+        return tokens.mint(claims)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def worker(url: str, headers: dict[str, str], body: dict[str, Any], until: float, lat: list[float]) -> int:
+    errors = 0
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            },
+        }
+        response = await http.post(url, json=init)
+        response.raise_for_status()
+        i = 0
+        while time.perf_counter() < until:
+            i += 1
+            started = time.perf_counter()
+            response = await http.post(url, json={"jsonrpc": "2.0", "id": i, **body})
+            lat.append(time.perf_counter() - started)
+            if response.status_code != 200 or "error" in response.json():
+                errors += 1
+    return errors
+
+
+def run(pid: int, url: str, token: str | None, body: dict[str, Any]) -> dict[str, float]:
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": PROTOCOL}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    lat: list[float] = []
+
+    async def main() -> int:
+        warm = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(url, headers, body, warm, []) for _ in range(CLIENTS)))
+        until = time.perf_counter() + SECONDS
+        return sum(await asyncio.gather(*(worker(url, headers, body, until, lat) for _ in range(CLIENTS))))
+
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    errors = asyncio.run(main())
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+    lat.sort()
+    q = statistics.quantiles(lat, n=100)
+    return {
+        "rps": len(lat) / elapsed,
+        "p50": q[49] * 1000,
+        "p95": q[94] * 1000,
+        "p99": q[98] * 1000,
+        "cpu_ms": cpu * 1000 / max(len(lat), 1),
+        "errors": errors,
+    }
+
+
+def main() -> int:
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    user_id = ensure_data()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "AUTHSEC_PUBLIC_URL": base, "DEBUG": "0", "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.mcp_bench_asgi:application", "--port", str(port), "--lifespan", "on"]
+        + ["--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        token, token_1k = mint_token(user_id, base, "mcp-bench"), mint_token(user_id, base, "mcp-bench-1k")
+        python = sys.version.split()[0]
+        print(f"MCP benchmark: {CLIENTS} clients × {SECONDS:g} s per row, protocol {PROTOCOL}, Python {python}")
+        rows = [
+            (
+                "tools/call",
+                "ours (bearer)",
+                f"{base}/t/bench/mcp/mcp-bench",
+                token,
+                {"method": "tools/call", "params": CALL},
+            ),
+            ("tools/call", "plain", f"{base}/plain/mcp", None, {"method": "tools/call", "params": CALL}),
+            ("tools/list 1k", "ours (bearer)", f"{base}/t/bench/mcp/mcp-bench-1k", token_1k, {"method": "tools/list"}),
+            ("tools/list 1k", "plain", f"{base}/plain1k/mcp", None, {"method": "tools/list"}),
+        ]
+        results = {}
+        head = ("method", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "cpu ms/req", "errors")
+        print("{:<14} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6}".format(*head))
+        for method, who, url, tok, body in rows:
+            r = run(server.pid, url, tok, body)
+            results[(method, who)] = r
+            print(
+                f"{method:<14} {who:<14} {r['rps']:8.0f} {r['p50']:8.2f} {r['p95']:8.2f} {r['p99']:8.2f} "
+                f"{r['cpu_ms']:10.2f} {r['errors']:6d}"
+            )
+        ours, plain = results[("tools/call", "ours (bearer)")], results[("tools/call", "plain")]
+        ratio, added = ours["rps"] / plain["rps"], ours["p50"] - plain["p50"]
+        list_ratio = results[("tools/list 1k", "ours (bearer)")]["rps"] / results[("tools/list 1k", "plain")]["rps"]
+        verdict = lambda ok: "PASS" if ok else "MISS"  # noqa: E731
+        print(f"tools/call ratio a/b: {ratio:.2f} (target ≥ {TARGET_CALL_RATIO}) {verdict(ratio >= TARGET_CALL_RATIO)}")
+        ok = verdict(added <= TARGET_ADDED_P50_MS)
+        print(f"tools/call added p50: {added:.2f} ms (target ≤ {TARGET_ADDED_P50_MS}) {ok}")
+        print(
+            f"tools/list (1,000 tools) ratio a/b: {list_ratio:.2f} (target ≥ {TARGET_LIST_RATIO:.2f}: ≤ 1.3× slower) "
+            f"{verdict(list_ratio >= TARGET_LIST_RATIO)}"
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

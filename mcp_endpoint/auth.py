@@ -1,0 +1,400 @@
+"""Who is calling, at which endpoint: per-request resolution of tenant, application and bearer token.
+
+Everything here is on the hot path of every MCP request, so it is built to do no database work and no
+JWKS fetch in the steady state:
+- tenants are cached in process for `TENANT_TTL` seconds (deactivating a tenant takes effect within it);
+- an application's settings and `ToolPolicy` rows are cached in process, keyed by a per-tenant version
+  token in Redis (`mcp:config_version`) that `mcp_endpoint.signals` replaces after every committed change;
+- the user's effective grants come through `rbac.grants` (version token ``rbac:version``);
+- JWKS are cached per tenant and refetched (rate-limited) only when a token names an unknown ``kid``;
+- revocation: DOT stores tokens hashed, so the token endpoint's revocation hook writes
+  ``mcp:revoked:<sha256(token)>`` to Redis until the token's expiry (`note_revoked`). The check is one key
+  in the same Redis round trip that reads both version tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisSerializer
+from django.db import close_old_connections, connection
+
+from oauth import issuer as issuers
+from rbac.engine import KINDS, Grants, Requirement
+from rbac.grants import VERSION_KEY as RBAC_VERSION_KEY
+from rbac.grants import current_version, grants_for_user_id, load_grants
+
+logger = logging.getLogger(__name__)
+CONFIG_VERSION_KEY = "mcp:config_version"
+REVOKED_PREFIX = "mcp:revoked:"
+TENANT_TTL = 5.0
+JWKS_REFETCH_INTERVAL = 5.0
+LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
+
+
+class NotFound(Exception):
+    """Unknown or inactive tenant or application: the endpoint answers 404."""
+
+
+class InvalidToken(Exception):
+    """A bearer token was presented and is not valid here: 401 with ``error="invalid_token"``."""
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    slug: str
+    schema_name: str
+    tenant: Any
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """An application's endpoint settings and the requirements of the tools it serves (one row each)."""
+
+    slug: str
+    name: str
+    auth_mode: str
+    policies: dict[str, Requirement]
+    resource: str  # canonical URL = the `aud` its tokens must carry
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    email: str
+    tenant_slug: str
+    grants: Grants
+    token_id: str = ""
+    client_id: str = ""
+
+    def user_info(self) -> dict[str, Any]:
+        """What a tool receives as ``arguments["_user_info"]``: database-backed grants, not token claims."""
+        return {
+            "user_id": self.user_id,
+            "email": self.email,
+            "tenant_id": self.tenant_slug,
+            **{kind: sorted(getattr(self.grants, kind)) for kind in KINDS},
+        }
+
+
+@dataclass
+class RequestAuth:
+    """The outcome of `resolve`: where the request goes and who makes it (None = anonymous)."""
+
+    tenant: TenantRef
+    app: AppConfig
+    principal: Principal | None = None
+    token_error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Tenants ------------------------------------------------------------------------------------------------
+
+_tenants: dict[str, tuple[float, TenantRef | None]] = {}
+_tenants_lock = threading.Lock()
+
+
+def _tenant(slug: str) -> TenantRef:
+    now = time.monotonic()
+    hit = _tenants.get(slug)
+    if hit is None or hit[0] < now:
+        from tenants.models import Domain
+
+        close_old_connections()
+        connection.set_schema_to_public()
+        domain = (
+            Domain.objects.select_related("tenant")
+            .filter(domain=slug, tenant__is_active=True)
+            .exclude(tenant__schema_name="public")
+            .first()
+        )
+        ref = TenantRef(slug, domain.tenant.schema_name, domain.tenant) if domain is not None else None
+        with _tenants_lock:
+            _tenants[slug] = hit = (now + TENANT_TTL, ref)
+    if hit[1] is None:
+        raise NotFound(slug)
+    return hit[1]
+
+
+# --- Application configuration --------------------------------------------------------------------------------
+
+_configs: dict[tuple[str, str], tuple[str, AppConfig | None]] = {}
+_configs_lock = threading.Lock()
+
+
+def _load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
+    from rbac.models import Application, ToolPolicy
+
+    app = Application.objects.filter(slug=app_slug, is_active=True).first()
+    if app is None:
+        return None
+    policies = {policy.tool_name: policy.requirement() for policy in ToolPolicy.objects.filter(application=app)}
+    return AppConfig(app.slug, app.name, app.auth_mode, policies, issuers.mcp_resource(app.slug, tenant.tenant))
+
+
+def bump_config_version() -> None:
+    """Make every process reload the current tenant's application settings and tool policies."""
+    cache.set(CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+
+
+def _config_version(value: str | None) -> str:
+    if value is None:
+        cache.add(CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        value = cache.get(CONFIG_VERSION_KEY)
+    return value
+
+
+def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
+    key = (tenant.schema_name, app_slug)
+    hit = _configs.get(key)
+    if hit is None or hit[0] != version:
+        close_old_connections()
+        hit = (version, _load_config(tenant, app_slug))
+        with _configs_lock:
+            _configs[key] = hit
+    if hit[1] is None:
+        raise NotFound(app_slug)
+    return hit[1]
+
+
+# --- Signing keys -----------------------------------------------------------------------------------------------
+
+_jwks: dict[str, tuple[float, dict[str, Any]]] = {}
+_jwks_lock = threading.Lock()
+
+
+def _public_key(schema: str, kid: str) -> Any:
+    hit = _jwks.get(schema)
+    if hit is not None and kid in hit[1]:
+        return hit[1][kid]
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < JWKS_REFETCH_INTERVAL:
+        raise InvalidToken("unknown signing key")  # refetched moments ago: do not let kid spraying hit the DB
+    from oauth.keys import published_keys
+
+    close_old_connections()
+    keys = {jwk["kid"]: jwt.PyJWK(jwk).key for jwk in published_keys()}
+    with _jwks_lock:
+        _jwks[schema] = (now, keys)
+    if kid not in keys:
+        raise InvalidToken("unknown signing key")
+    return keys[kid]
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def note_revoked(token_digests: list[tuple[str, int | None]]) -> None:
+    """Mark tokens (by SHA-256 of the raw token) revoked in the current tenant until they expire."""
+    default_ttl = settings.OAUTH_ACCESS_TOKEN_SECONDS + LEEWAY
+    for digest, expires_at in token_digests:
+        ttl = default_ttl if expires_at is None else max(int(expires_at - time.time()) + LEEWAY, 1)
+        cache.set(REVOKED_PREFIX + digest, 1, timeout=ttl)
+
+
+def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("malformed token") from None
+    if header.get("alg") != "RS256" or header.get("typ") not in ("at+jwt", "application/at+jwt"):
+        raise InvalidToken("not an access token")
+    key = _public_key(tenant.schema_name, str(header.get("kid", "")))
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=app.resource,
+            issuer=issuers.issuer_for(tenant.tenant),
+            leeway=LEEWAY,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("token expired") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("token not issued for this endpoint") from None
+    except jwt.InvalidIssuerError:
+        raise InvalidToken("token not issued by this tenant") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("invalid token") from None
+
+
+# --- Principals -------------------------------------------------------------------------------------------------
+
+_users: dict[tuple[str, int, str], tuple[str, bool, Grants] | None] = {}
+_users_lock = threading.Lock()
+_MISSING = object()
+USERS_MAX = 10_000
+
+
+def _user(schema: str, user_id: int, rbac_version: str) -> tuple[str, bool, Grants] | None:
+    """(email, is_active, effective grants) of a user, cached in process per RBAC version token.
+
+    Every RBAC change and every user save or delete replaces the token (`rbac.signals`), so the next request
+    misses; this saves the second Redis read `grants_for_user_id` would make for the token we already hold."""
+    key = (schema, user_id, rbac_version)
+    if key in _users:
+        return _users[key]
+    from accounts.models import User
+
+    close_old_connections()
+    row = User.objects.filter(pk=user_id).values_list("email", "is_active").first()
+    hit = None if row is None else (row[0], row[1], grants_for_user_id(user_id))
+    with _users_lock:
+        if len(_users) >= USERS_MAX:
+            _users.clear()
+        _users[key] = hit
+    return hit
+
+
+def _user_uncached(user_id: int) -> tuple[str, bool, Grants] | None:
+    from accounts.models import User
+
+    row = User.objects.filter(pk=user_id).values_list("email", "is_active").first()
+    return None if row is None else (row[0], row[1], load_grants(user_id))
+
+
+def _finish(
+    auth: RequestAuth, token: str, revoked: bool, rbac_version: str | None, *, sync: bool
+) -> RequestAuth | None:
+    """Verify `token` and attach the principal (or `token_error`). With ``sync=False`` (on the event loop)
+    nothing may touch the database: returns None when something is not cached yet."""
+    tenant, app = auth.tenant, auth.app
+    try:
+        if not sync:
+            kid = _unverified_kid(token)
+            if kid is not None and kid not in _jwks.get(tenant.schema_name, (0.0, {}))[1]:
+                return None
+        claims = _verify(token, tenant, app)
+        if revoked:
+            raise InvalidToken("token revoked")
+        try:
+            user_id = int(claims["sub"])
+        except (TypeError, ValueError):
+            raise InvalidToken("token is not for a user") from None
+        if not sync:
+            # One lookup (another thread may clear the dict between two); a cached None means "no such user".
+            cached = _users.get((tenant.schema_name, user_id, rbac_version or ""), _MISSING)
+            if cached is _MISSING:
+                return None
+            user = cached  # type: ignore[assignment]
+        else:
+            rbac_version = rbac_version or current_version()
+            # Redis unreachable (no version token): read the database and cache nothing.
+            user = _user_uncached(user_id) if rbac_version is None else _user(tenant.schema_name, user_id, rbac_version)
+        if user is None or not user[1]:
+            raise InvalidToken("user is unknown or inactive")
+    except InvalidToken as exc:
+        auth.token_error = str(exc)
+        return auth
+    auth.principal = Principal(
+        user_id=user_id,
+        email=user[0],
+        tenant_slug=tenant.slug,
+        grants=user[2],
+        token_id=str(claims.get("jti", "")),
+        client_id=str(claims.get("client_id", "")),
+    )
+    return auth
+
+
+def _unverified_kid(token: str) -> str | None:
+    try:
+        return str(jwt.get_unverified_header(token).get("kid", ""))
+    except jwt.PyJWTError:
+        return None  # malformed: `_verify` says so without any I/O
+
+
+def resolve(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth:
+    """Resolve one request (sync; run it off the event loop). Raises `NotFound` for unknown endpoints.
+
+    With a token, sets `principal` or `token_error` (the caller decides between anonymous and 401)."""
+    tenant = _tenant(tenant_slug)
+    connection.set_tenant(tenant.tenant)
+    keys = [CONFIG_VERSION_KEY, RBAC_VERSION_KEY]
+    digest = token_digest(token) if token else ""
+    if token:
+        keys.append(REVOKED_PREFIX + digest)
+    try:
+        values = cache.get_many(keys)
+        config_version = _config_version(values.get(CONFIG_VERSION_KEY))
+    except Exception as exc:  # noqa: BLE001 - Redis down: read the database, skip the revocation list
+        logger.warning("MCP endpoint cache unavailable (%s); reading settings from the database", type(exc).__name__)
+        values, config_version = {}, uuid.uuid4().hex  # a fresh version forces a reload
+    auth = RequestAuth(tenant, _app(tenant, app_slug, config_version))
+    if not token:
+        return auth
+    return _finish(auth, token, bool(values.get(REVOKED_PREFIX + digest)), values.get(RBAC_VERSION_KEY), sync=True)
+
+
+# --- Fast path on the event loop ----------------------------------------------------------------------------------
+
+_serializer = RedisSerializer()
+_async_redis: dict[int, Any] = {}
+
+
+def _async_client() -> Any:
+    """A redis.asyncio client per event loop (its connections belong to the loop that made them)."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_redis.get(loop_id)
+    if client is None:
+        client = _async_redis[loop_id] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+def _raw_key(schema: str, key: str) -> str:
+    # django_tenants.cache.make_key, with the schema given instead of read from the thread's connection.
+    return f"{schema}:{cache.key_prefix}:{cache.version}:{key}"
+
+
+async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
+    """`resolve` without leaving the event loop, when everything it needs is already cached in this process.
+
+    Same checks, same Redis round trip (async client); returns None on any miss so the caller falls back to
+    `resolve` in a thread. Raises `NotFound` only for what `resolve` cached as not found."""
+    hit = _tenants.get(tenant_slug)
+    if hit is None or hit[0] < time.monotonic() or hit[1] is None:
+        return None
+    tenant = hit[1]
+    keys = [CONFIG_VERSION_KEY, RBAC_VERSION_KEY]
+    digest = token_digest(token) if token else ""
+    if token:
+        keys.append(REVOKED_PREFIX + digest)
+    try:
+        raw = await _async_client().mget([_raw_key(tenant.schema_name, key) for key in keys])
+    except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem
+        return None
+    values = [None if value is None else _serializer.loads(value) for value in raw]
+    config = _configs.get((tenant.schema_name, app_slug))
+    if values[0] is None or config is None or config[0] != values[0]:
+        return None
+    if config[1] is None:
+        raise NotFound(app_slug)
+    auth = RequestAuth(tenant, config[1])
+    if not token:
+        return auth
+    return _finish(auth, token, bool(values[2]), values[1], sync=False)
+
+
+def clear_caches() -> None:
+    """Forget every process-local cache (tests)."""
+    with _tenants_lock, _configs_lock, _jwks_lock, _users_lock:
+        _tenants.clear()
+        _configs.clear()
+        _jwks.clear()
+        _users.clear()

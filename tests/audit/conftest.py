@@ -1,0 +1,61 @@
+"""Fixtures of the audit tests: an auditor, staff without the auditor permission, logged-in clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+from django_tenants.utils import schema_context
+
+from accounts.models import User
+from audit.services import ensure_auditor_group
+from tenants.models import Tenant
+from tests.conftest import ADMIN_PASSWORD
+from tests.factories import UserFactory
+
+PASSWORD = "pass-word-123"  # UserFactory's
+
+
+def log_in(tenant: Tenant, email: str, password: str = PASSWORD) -> Client:
+    """A test client logged in to `tenant`'s dashboard through the real login form."""
+    client = Client()
+    response = client.post(f"/t/{tenant.slug}/admin/login/", {"username": email, "password": password})
+    assert response.status_code == 302, f"login of {email} failed"
+    return client
+
+
+@pytest.fixture
+def auditor(acme: Tenant) -> User:
+    with schema_context(acme.schema_name):
+        user = UserFactory(email="auditor@acme.test", is_staff=True)
+        ensure_auditor_group().user_set.add(user)
+        return user
+
+
+@pytest.fixture
+def staff(acme: Tenant) -> User:
+    """Staff of the dashboard without the auditor permission (e.g. a helpdesk account)."""
+    with schema_context(acme.schema_name):
+        return UserFactory(email="helpdesk@acme.test", is_staff=True)
+
+
+@pytest.fixture
+def auditor_client(auditor: User, acme: Tenant) -> Client:
+    return log_in(acme, auditor.email)
+
+
+@pytest.fixture
+def staff_client(staff: User, acme: Tenant) -> Client:
+    return log_in(acme, staff.email)
+
+
+@pytest.fixture
+def admin_client(acme: Tenant) -> Client:
+    return log_in(acme, "admin@acme.test", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def archive_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with override_settings(AUDIT_ARCHIVE_DIR=tmp_path / "audit-archive"):
+        yield tmp_path / "audit-archive"

@@ -1,0 +1,212 @@
+"""The per-tenant hash chain: linking, canonical content, concurrent writers, and detection of tampering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, connections, transaction
+from django_tenants.utils import schema_context
+
+import audit
+from audit import chain
+from audit.models import AuditEvent, AuditLogIsAppendOnly
+from audit.verify import verify_chain, verify_event
+from tenants.models import Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _tamper(sql: str, params: list) -> None:  # type: ignore[type-arg]
+    """Edit rows as someone with raw database access would: the table owner switches the guard off first."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+        cursor.execute(sql, params)
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
+
+
+def _three_events() -> list[AuditEvent]:
+    return [audit.record("tests", "test.chain", data={"n": n}) for n in range(3)]
+
+
+def test_each_event_links_to_the_one_before_it(in_acme: Tenant) -> None:
+    first, second, third = _three_events()
+    assert (second.seq, third.seq) == (first.seq + 1, first.seq + 2)
+    assert second.prev_hash == first.hash and third.prev_hash == second.hash
+    for event in (first, second, third):
+        stored = AuditEvent.objects.get(pk=event.pk)
+        assert stored.hash == chain.event_hash(stored) == event.hash
+        assert len(stored.hash) == 64
+    assert verify_chain().ok
+
+
+def test_each_tenant_has_its_own_chain(acme: Tenant, globex: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        in_acme = audit.record("tests", "test.chain")
+        acme_head = AuditEvent.objects.order_by("-seq").first()
+    with schema_context(globex.schema_name):
+        in_globex = audit.record("tests", "test.chain")
+        assert in_globex.prev_hash != in_acme.hash
+        assert verify_chain().ok
+    assert acme_head is not None and acme_head.pk == in_acme.pk
+
+
+def test_canonical_content_is_sorted_compact_json_with_microseconds() -> None:
+    fields = {
+        "seq": 7,
+        "prev_hash": "a" * 64,
+        "created_at": dt.datetime(2026, 11, 22, 10, 0, 0, 5, tzinfo=dt.UTC),
+        "actor_type": "user",
+        "actor_id": "3",
+        "actor_label": "zoë@acme.test",
+        "action": "rbac.role_granted",
+        "outcome": "success",
+        "target_type": "rbac.rolebinding",
+        "target_id": "9",
+        "target_label": "developer → bob",
+        "data": {"b": [1, 2.5], "a": None},
+        "request_id": "req-1",
+        "ip": "2001:DB8:0:0::1",
+        "user_agent": "ua",
+    }
+    expected = (
+        '{"action":"rbac.role_granted","actor_id":"3","actor_label":"zoë@acme.test","actor_type":"user",'
+        '"created_at":"2026-11-22T10:00:00.000005+00:00","data":{"a":null,"b":[1,2.5]},"ip":"2001:db8::1",'
+        '"outcome":"success","prev_hash":"' + "a" * 64 + '","request_id":"req-1","seq":7,"target_id":"9",'
+        '"target_label":"developer → bob","target_type":"rbac.rolebinding","user_agent":"ua","v":1}'
+    ).encode()
+    assert chain.canonical_content(fields) == expected
+    assert chain.compute_hash(fields) == hashlib.sha256(expected).hexdigest()
+
+
+def test_hash_still_matches_after_a_round_trip_through_postgres(in_acme: Tenant) -> None:
+    event = audit.record(
+        "tests",
+        "test.round_trip",
+        data={
+            "big": 1e300,
+            "small": 1.5e-7,
+            "minus_zero": -0.0,
+            "int": 2**70,
+            "when": dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+            "text": 'émoji 🎉 "quoted" \\ back',
+            "nested": {"z": [True, False, None], "a": {"b": "c"}},
+        },
+    )
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.data == event.data
+    assert chain.event_hash(stored) == stored.hash
+
+
+def test_time_order_is_chain_order(in_acme: Tenant) -> None:
+    events = _three_events()
+    times = [AuditEvent.objects.get(pk=event.pk).created_at for event in events]
+    assert times == sorted(times)
+
+
+def test_bulk_inserts_that_would_bypass_the_chain_are_refused(in_acme: Tenant) -> None:
+    with pytest.raises(AuditLogIsAppendOnly):
+        AuditEvent.objects.bulk_create([AuditEvent(actor_type="system", action="test.bulk")])
+
+
+def test_concurrent_writers_never_fork_the_chain(acme: Tenant) -> None:
+    """Threads with their own connections append and commit at once; every event gets its own position."""
+    threads, per_thread = 4, 15
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+    marker = f"run-{threading.get_ident()}-{dt.datetime.now().timestamp()}"
+
+    def writer(number: int) -> None:
+        try:
+            with schema_context(acme.schema_name):
+                barrier.wait(timeout=10)
+                for i in range(per_thread):
+                    with transaction.atomic():
+                        audit.record("tests", "test.concurrent", data={"marker": marker, "thread": number, "i": i})
+                        # Hold the transaction (and the chain lock) a moment so the others must wait for it.
+                        connection.cursor().execute("SELECT pg_sleep(0.002)")
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not errors, errors
+    with schema_context(acme.schema_name):
+        written = list(AuditEvent.objects.filter(data__marker=marker).order_by("seq"))
+        assert len(written) == threads * per_thread
+        seqs = [event.seq for event in written]
+        assert len(set(seqs)) == len(seqs)
+        prev_hashes = [event.prev_hash for event in written]
+        assert len(set(prev_hashes)) == len(prev_hashes), "two events link to the same predecessor: a fork"
+        # The writers interleaved (the lock serialised them, it did not run them one after the other).
+        threads_in_order = [event.data["thread"] for event in written]
+        assert any(a != b for a, b in zip(threads_in_order, threads_in_order[1:], strict=False))
+        report = verify_chain()
+        assert report.ok, report.summary()
+
+
+def test_a_row_edited_with_raw_sql_is_detected(in_acme: Tenant) -> None:
+    first, second, third = _three_events()
+    _tamper("UPDATE audit_auditevent SET data = '{\"n\": 99}' WHERE id = %s", [second.pk])
+    report = verify_chain()
+    assert not report.ok
+    assert report.broken is not None and report.broken.seq == second.seq and report.broken.event_id == second.pk
+    assert "content changed" in report.broken.reason
+    status = verify_event(AuditEvent.objects.get(pk=second.pk))
+    assert not status.ok and not status.content_ok and status.link_ok
+    assert verify_event(AuditEvent.objects.get(pk=first.pk)).ok
+
+
+def test_a_rewritten_hash_is_detected_at_the_next_event(in_acme: Tenant) -> None:
+    first, second, third = _three_events()
+    forged = AuditEvent.objects.get(pk=second.pk)
+    forged.data = {"n": 99}
+    _tamper(
+        "UPDATE audit_auditevent SET data = '{\"n\": 99}', hash = %s WHERE id = %s",
+        [chain.event_hash(forged), second.pk],
+    )
+    report = verify_chain()
+    assert report.broken is not None and report.broken.seq == third.seq
+    assert "does not link" in report.broken.reason
+    assert verify_event(AuditEvent.objects.get(pk=second.pk)).next_ok is False
+
+
+def test_a_deleted_row_is_detected(in_acme: Tenant) -> None:
+    first, second, third = _three_events()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL authsec.audit_purge = 'on'")
+        cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [second.pk])
+        cursor.execute("SET LOCAL authsec.audit_purge = 'off'")
+    report = verify_chain()
+    assert report.broken is not None and report.broken.seq == third.seq
+    assert f"events {second.seq}..{second.seq} are missing" in report.broken.reason
+
+
+def test_verify_audit_command_reports_ok_with_the_head(in_acme: Tenant, capsys: pytest.CaptureFixture[str]) -> None:
+    last = _three_events()[-1]
+    call_command("verify_audit", "acme")
+    out = capsys.readouterr().out
+    assert out.startswith("OK: schema tenant_acme:")
+    assert f"head {last.seq} hash {last.hash}" in out
+
+
+def test_verify_audit_command_names_the_first_broken_event(in_acme: Tenant) -> None:
+    _, second, _ = _three_events()
+    _tamper("UPDATE audit_auditevent SET actor_label = 'someone-else' WHERE id = %s", [second.pk])
+    with pytest.raises(
+        CommandError, match=rf"BROKEN: schema tenant_acme: first broken event {second.seq} \(id {second.pk}\)"
+    ):
+        call_command("verify_audit", "tenant_acme")
+
+
+def test_verify_audit_command_rejects_an_unknown_tenant(db) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandError, match="No tenant 'nosuch'"):
+        call_command("verify_audit", "nosuch")

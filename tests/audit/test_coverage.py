@@ -1,0 +1,333 @@
+"""Every kind of audit event in `audit.catalog` is written by its feature, driven through its real entry point.
+
+A feature that starts writing a new kind adds it to `audit/catalog.py` and a scenario here; the first test
+fails until both exist. (MCP tool calls, credentials and SVIDs come with their features;
+`PLANNED_EVENT_KINDS` holds the contract the review pages already filter on.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+from django_tenants.utils import schema_context
+from oauth2_provider.models import get_access_token_model
+
+from audit.catalog import EVENT_KINDS
+from audit.models import AuditEvent, AuditSettings
+from audit.retention import archive_expired_events
+from audit.tasks import archive_schema_events
+from rbac import services as rbac
+from rbac.models import Application, Group, Role, Scope
+from tenants.models import Tenant
+from tenants.services import set_tenant_active
+from tests.audit.conftest import log_in
+from tests.conftest import ADMIN_PASSWORD
+from tests.factories import UserFactory
+from tests.oauth.conftest import (  # the OAuth tests' helpers and fixtures (fixtures: used by name below)
+    REDIRECT,
+    authorize_params,
+    clean_throttle,  # noqa: F401
+    clients,  # noqa: F401
+    demo_users,  # noqa: F401
+    exchange,
+    get_code,
+    pkce,
+    token_request,
+)
+from tests.oauth.conftest import login as end_user_login
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class World:
+    acme: Tenant
+    globex: Tenant
+    admin: Client  # logged in to acme's dashboard as admin@acme.test
+    request: pytest.FixtureRequest  # for the fixtures a scenario needs (`request.getfixturevalue`)
+
+
+SCENARIOS: dict[str, Callable[[World], None]] = {}
+
+
+def scenario(*actions: str) -> Callable[[Callable[[World], None]], Callable[[World], None]]:
+    def register(func: Callable[[World], None]) -> Callable[[World], None]:
+        for action in actions:
+            SCENARIOS[action] = func
+        return func
+
+    return register
+
+
+def latest(tenant: Tenant | None, action: str, **fields: object) -> AuditEvent:
+    with schema_context(tenant.schema_name if tenant else "public"):
+        return AuditEvent.objects.filter(action=action, **fields).latest("seq")
+
+
+# --- tenants --------------------------------------------------------------------------------------------------------
+
+
+@scenario("tenant.created")
+def _tenant_created(w: World) -> None:
+    # The session's tenants were made by the real create_tenant (tests/conftest.py).
+    platform = latest(None, "tenant.created", target_label="Acme Corp (acme)")
+    assert platform.data == {"slug": "acme", "admin": "admin@acme.test"} and platform.actor_label == "tests"
+    inside = latest(w.acme, "tenant.created")
+    assert inside.actor_label == "platform:tests" and inside.target_type == "tenants.tenant"
+
+
+@scenario("tenant.activated", "tenant.deactivated")
+def _tenant_toggled(w: World) -> None:
+    with schema_context("public"):
+        set_tenant_active(actor="tests", tenant=w.globex, is_active=False)
+        set_tenant_active(actor="tests", tenant=w.globex, is_active=True)
+    off, on = latest(None, "tenant.deactivated"), latest(None, "tenant.activated")
+    assert off.target_label == on.target_label == "Globex Corporation (globex)" and on.seq > off.seq
+
+
+# --- logins ---------------------------------------------------------------------------------------------------------
+
+
+@scenario("auth.login_succeeded", "auth.login_failed", "auth.logged_out")
+def _logins(w: World) -> None:
+    client = Client()
+    client.post("/t/acme/admin/login/", {"username": "admin@acme.test", "password": "wrong"})
+    failed = latest(w.acme, "auth.login_failed")
+    assert (failed.outcome, failed.actor_type, failed.data["email"]) == ("failure", "anonymous", "admin@acme.test")
+    client.post("/t/acme/admin/login/", {"username": "admin@acme.test", "password": ADMIN_PASSWORD})
+    succeeded = latest(w.acme, "auth.login_succeeded")
+    assert (succeeded.outcome, succeeded.actor_label) == ("success", "admin@acme.test")
+    client.post("/t/acme/admin/logout/")
+    assert latest(w.acme, "auth.logged_out").actor_label == "admin@acme.test"
+
+
+# --- changes made in the dashboard and through the API (before/after) ----------------------------------------------
+
+
+@scenario("admin.<model>.added", "admin.<model>.changed", "admin.<model>.deleted")
+def _admin_changes(w: World) -> None:
+    assert w.admin.post("/t/acme/admin/rbac/scope/add/", {"name": "audit-cov", "description": "v1"}).status_code == 302
+    added = latest(w.acme, "admin.scope.added")
+    assert added.data["before"] is None and added.data["after"]["name"] == "audit-cov"
+    scope_id = added.target_id
+    response = w.admin.post(f"/t/acme/admin/rbac/scope/{scope_id}/change/", {"name": "audit-cov", "description": "v2"})
+    assert response.status_code == 302
+    changed = latest(w.acme, "admin.scope.changed")
+    assert changed.data["changes"] == {"description": {"before": "v1", "after": "v2"}}
+    assert w.admin.post(f"/t/acme/admin/rbac/scope/{scope_id}/delete/", {"post": "yes"}).status_code == 302
+    deleted = latest(w.acme, "admin.scope.deleted")
+    assert deleted.data["before"]["description"] == "v2" and deleted.data["after"] is None
+    assert added.actor_label == changed.actor_label == deleted.actor_label == "admin@acme.test"
+
+
+@scenario("api.<model>.created", "api.<model>.updated", "api.<model>.deleted")
+def _api_changes(w: World) -> None:
+    created = w.admin.post("/t/acme/api/scopes/", {"name": "api-cov"}, content_type="application/json")
+    assert created.status_code == 201, created.content
+    scope_id = created.json()["id"]
+    assert latest(w.acme, "api.scope.created").data["after"]["name"] == "api-cov"
+    patched = w.admin.patch(f"/t/acme/api/scopes/{scope_id}/", {"description": "d"}, content_type="application/json")
+    assert patched.status_code == 200
+    updated = latest(w.acme, "api.scope.updated")
+    assert (updated.data["before"]["description"], updated.data["after"]["description"]) == ("", "d")
+    assert w.admin.delete(f"/t/acme/api/scopes/{scope_id}/").status_code == 204
+    assert latest(w.acme, "api.scope.deleted").data["after"] is None
+
+
+# --- RBAC services ---------------------------------------------------------------------------------------------------
+
+
+@scenario("rbac.role_granted", "rbac.role_revoked", "rbac.member_added", "rbac.member_removed", "rbac.role_deleted")
+def _rbac_bindings(w: World) -> None:
+    with schema_context(w.acme.schema_name):
+        user = UserFactory(email="cov@acme.test")
+        role, group = Role.objects.create(name="cov-role"), Group.objects.create(name="cov-group")
+        rbac.grant_role(actor="tests", role=role, user=user)
+        rbac.revoke_role(actor="tests", role=role, user=user)
+        rbac.add_member(actor="tests", group=group, user=user)
+        rbac.remove_member(actor="tests", group=group, user=user)
+        rbac.grant_role(actor="tests", role=role, group=group)
+        rbac.delete_role(actor="tests", role=role)
+    assert latest(w.acme, "rbac.role_granted").data == {"role": "cov-role", "user": None, "group": "cov-group"}
+    assert latest(w.acme, "rbac.role_revoked").data["user"] == "cov@acme.test"
+    assert latest(w.acme, "rbac.member_added").data == {"group": "cov-group", "user": "cov@acme.test"}
+    assert latest(w.acme, "rbac.member_removed").data == {"group": "cov-group", "user": "cov@acme.test"}
+    deleted = latest(w.acme, "rbac.role_deleted")
+    assert deleted.data["before"]["name"] == "cov-role" and deleted.data["bindings_removed"] == ["group cov-group"]
+
+
+@scenario("rbac.tool_policy_created", "rbac.tool_policy_changed")
+def _tool_policies(w: World) -> None:
+    with schema_context(w.acme.schema_name):
+        Scope.objects.create(name="cov-write")
+        app = Application.objects.create(slug="cov-app", name="Coverage")
+        rbac.upsert_tool_policy(actor="tests", application=app, tool_name="cov_tool")
+        rbac.upsert_tool_policy(actor="tests", application=app, tool_name="cov_tool", scopes=["cov-write"])
+    created = latest(w.acme, "rbac.tool_policy_created")
+    assert created.data["before"] is None and created.data["after"]["tool_name"] == "cov_tool"
+    changed = latest(w.acme, "rbac.tool_policy_changed")
+    assert (changed.data["before"]["scopes"], changed.data["after"]["scopes"]) == ([], ["cov-write"])
+
+
+# --- OAuth: lockout, consent, tokens, clients, signing keys ---------------------------------------------------
+
+
+@scenario("auth.lockout")
+def _lockout(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    w.request.getfixturevalue("clean_throttle").append("carol@acme.test")
+    settings = w.request.getfixturevalue("settings")
+    settings.LOGIN_MAX_FAILURES_PER_ACCOUNT = 2
+    for _ in range(2):
+        Client().post("/t/acme/accounts/login/", {"username": "carol@acme.test", "password": "wrong"})
+    event = latest(w.acme, "auth.lockout")
+    assert (event.outcome, event.data["email"], event.data["by"]) == ("deny", "carol@acme.test", "account")
+
+
+@scenario(
+    "oauth.consent_granted",
+    "oauth.token_issued",
+    "oauth.token_refreshed",
+    "oauth.token_revoked",
+    "oauth.refresh_reuse_detected",
+    "oauth.consent_revoked",
+)
+def _tokens(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    public = w.request.getfixturevalue("clients").public
+    verifier, challenge = pkce()
+    code, _ = get_code(end_user_login("alice@acme.test"), public, challenge, scope="openid read offline_access")
+    granted = latest(w.acme, "oauth.consent_granted")
+    assert granted.actor_label == "alice@acme.test" and granted.data["client_id"] == public.client_id
+    first = exchange(public, code, verifier).json()
+    issued = latest(w.acme, "oauth.token_issued")
+    assert (issued.actor_label, issued.data["grant_type"]) == ("alice@acme.test", "authorization_code")
+    refresh = {"grant_type": "refresh_token", "client_id": public.client_id}
+    second = token_request(**refresh, refresh_token=first["refresh_token"])
+    assert second.status_code == 200, second.content
+    assert latest(w.acme, "oauth.token_refreshed").data["grant_type"] == "refresh_token"
+    revoked = Client().post(
+        "/t/acme/oauth/revoke", {"token": second.json()["access_token"], "client_id": public.client_id}
+    )
+    assert revoked.status_code == 200
+    assert latest(w.acme, "oauth.token_revoked").actor_id == public.client_id
+    assert token_request(**refresh, refresh_token=first["refresh_token"]).status_code == 400  # reused
+    assert latest(w.acme, "oauth.refresh_reuse_detected").outcome == "deny"
+    from oauth.models import Consent
+    from oauth.views import revoke_consent
+
+    with schema_context(w.acme.schema_name):
+        revoke_consent(actor="tests", consent=Consent.objects.get(user__email="alice@acme.test", client=public))
+        assert not get_access_token_model().objects.filter(user__email="alice@acme.test").exists()
+    assert latest(w.acme, "oauth.consent_revoked").data["user"] == "alice@acme.test"
+
+
+@scenario("oauth.consent_denied")
+def _consent_denied(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    public = w.request.getfixturevalue("clients").public
+    _, challenge = pkce()
+    params = authorize_params(public, challenge)
+    browser = end_user_login("bob@acme.test")
+    assert browser.get("/t/acme/oauth/authorize", params).status_code == 200  # the consent page
+    response = browser.post("/t/acme/oauth/authorize?" + urlencode(params), params)  # no "allow": denied
+    assert response.status_code == 302 and response["Location"].startswith(REDIRECT)
+    denied = latest(w.acme, "oauth.consent_denied")
+    assert (denied.outcome, denied.actor_label) == ("deny", "bob@acme.test")
+
+
+@scenario("oauth.client_registered", "oauth.client_approved", "oauth.client_rejected")
+def _client_registration(w: World) -> None:
+    from oauth.models import Client as OAuthClient
+    from oauth.models import ProviderSettings
+
+    with schema_context(w.acme.schema_name):
+        ProviderSettings.objects.update_or_create(pk=1, defaults={"dynamic_registration": "approval"})
+    body = {"client_name": "Coverage tool", "grant_types": ["client_credentials"]}
+    response = Client().post("/t/acme/oauth/register", json.dumps(body), content_type="application/json")
+    assert response.status_code == 201, response.content
+    registered = latest(w.acme, "oauth.client_registered")
+    assert (registered.actor_type, registered.data["status"]) == ("client", "pending")
+    with schema_context(w.acme.schema_name):
+        pk = OAuthClient.objects.get(client_id=response.json()["client_id"]).pk
+    for action in ("approve", "reject"):
+        page = w.admin.post("/t/acme/admin/oauth/client/", {"action": action, "_selected_action": [pk]})
+        assert page.status_code == 302
+    approved, rejected = latest(w.acme, "oauth.client_approved"), latest(w.acme, "oauth.client_rejected")
+    assert (approved.data["before"], approved.data["after"]) == ("pending", "active")
+    assert (rejected.data["before"], rejected.data["after"]) == ("active", "rejected")
+    assert approved.actor_label == rejected.actor_label == "admin@acme.test"
+
+
+@scenario("oauth.key_created", "oauth.key_rotated")
+def _signing_keys(w: World) -> None:
+    from oauth.keys import create_signing_key
+    from oauth.models import SigningKey
+
+    with schema_context(w.acme.schema_name):
+        SigningKey.objects.all().delete()  # (rolled back) so the next key is a first one
+        first = create_signing_key(actor="tests")
+        second = create_signing_key(actor="tests")
+    assert latest(w.acme, "oauth.key_created").data == {"kid": first.kid, "retired": []}
+    assert latest(w.acme, "oauth.key_rotated").data == {"kid": second.kid, "retired": [first.kid]}
+
+
+# --- the audit log's own events -------------------------------------------------------------------------------------
+
+
+@scenario("audit.exported")
+def _exported(w: World) -> None:
+    response = w.admin.get("/t/acme/audit/export.csv", {"outcome": "deny"})
+    b"".join(response.streaming_content)
+    event = latest(w.acme, "audit.exported")
+    assert event.actor_label == "admin@acme.test" and event.data == {"format": "csv", "filters": {"outcome": "deny"}}
+
+
+@scenario("audit.archived")
+def _archived(w: World) -> None:
+    with schema_context(w.acme.schema_name):
+        AuditSettings.objects.filter(pk=AuditSettings.load().pk).update(retention_days=1)
+        result = archive_expired_events(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
+    assert result is not None
+    event = latest(w.acme, "audit.archived")
+    assert event.actor_label == "audit-retention" and event.data["last_hash"] == result.last_hash
+
+
+@scenario("audit.archive_refused")
+def _archive_refused(w: World) -> None:
+    from django.db import connection
+
+    with schema_context(w.acme.schema_name):
+        AuditSettings.objects.filter(pk=AuditSettings.load().pk).update(retention_days=1)
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+            cursor.execute(
+                "UPDATE audit_auditevent SET actor_label = 'x' WHERE seq = (SELECT max(seq) FROM audit_auditevent)"
+            )
+            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
+    as_of = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    archive_schema_events.apply(args=[w.acme.schema_name, as_of]).get()
+    assert latest(w.acme, "audit.archive_refused").outcome == "failure"
+
+
+# --- the tests --------------------------------------------------------------------------------------------------------
+
+
+def test_every_catalogued_kind_of_event_has_a_scenario() -> None:
+    assert set(SCENARIOS) == set(EVENT_KINDS)
+
+
+@pytest.mark.parametrize(
+    "run", sorted(set(SCENARIOS.values()), key=lambda func: func.__name__), ids=lambda func: func.__name__.strip("_")
+)
+def test_the_feature_writes_its_events(
+    run: Callable[[World], None], acme: Tenant, globex: Tenant, archive_dir, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
+    admin = log_in(acme, "admin@acme.test", ADMIN_PASSWORD)
+    run(World(acme=acme, globex=globex, admin=admin, request=request))

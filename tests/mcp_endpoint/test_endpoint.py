@@ -1,0 +1,329 @@
+"""The hosted endpoint against a live uvicorn with the real `mcp` client and real tokens from our AS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from django_tenants.utils import schema_context
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from accounts.models import User
+from audit.models import AuditEvent
+from rbac.demo import DEMO_POLICIES
+from rbac.engine import Requirement, filter_tools
+from rbac.grants import load_grants
+from rbac.models import Application
+from tests.conftest import LiveServer
+from tests.mcp_endpoint.conftest import (
+    Committed,
+    commit_in,
+    commit_in_acme,
+    get_token,
+    get_tokens,
+    mcp_list,
+    set_admin_role,
+)
+
+pytestmark = pytest.mark.django_db
+JSON_RPC = {"Accept": "application/json, text/event-stream"}
+
+# The seed's semantics over the RBAC issue's table, written out.
+EXPECTED = {
+    "alice@acme.test": {
+        "admin_dashboard",
+        "admin_panel",
+        "calculator",
+        "create_resource",
+        "engineering_tools",
+        "hello",
+        "list_my_repos",
+        "view_analytics",
+        "view_reports",
+    },
+    "bob@acme.test": {"calculator", "hello", "list_my_repos", "view_analytics", "view_reports"},
+    "carol@acme.test": {"calculator", "create_resource", "deploy_production", "engineering_tools", "hello"},
+    "dave@acme.test": {"calculator", "hello", "sensitive_operations"},
+}
+
+
+VALID_ARGUMENTS = {"create_resource": {"name": "x"}, "calculator": {"operation": "add", "a": 1, "b": 2}}
+
+
+def url(server: LiveServer, tenant: str = "acme", app: str = "demo") -> str:
+    return f"{server.url}/t/{tenant}/mcp/{app}"
+
+
+def call(endpoint: str, token: str | None, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    """tools/call with the real client; returns the CallToolResult or the MCPError raised."""
+
+    async def main() -> Any:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else None)
+        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
+            try:
+                return await client.call_tool(name, arguments or {})
+            except MCPError as exc:
+                return exc
+
+    return anyio.run(main)
+
+
+def text(result: Any) -> str:
+    return result.content[0].text
+
+
+def engine_view(email: str) -> set[str]:
+    with schema_context("tenant_acme"):
+        grants = load_grants(User.objects.get(email=email).pk)
+    policies = {tool: Requirement.of(**spec) for tool, spec in DEMO_POLICIES.items()}
+    return set(filter_tools(grants, policies, list(DEMO_POLICIES)))
+
+
+def test_anonymous_sees_no_protected_tool(asgi_server: LiveServer, committed: Committed) -> None:
+    assert mcp_list(url(asgi_server)) == []
+
+
+@pytest.mark.parametrize("email", sorted(EXPECTED))
+def test_each_demo_user_sees_exactly_what_the_engine_allows(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str], email: str
+) -> None:
+    assert engine_view(email) == EXPECTED[email]
+    assert mcp_list(url(asgi_server), tokens(email)) == sorted(EXPECTED[email])
+
+
+@pytest.mark.parametrize("email", ["bob@acme.test", "dave@acme.test"])
+def test_calling_every_demo_tool_agrees_with_the_list(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str], email: str
+) -> None:
+    unknown = call(url(asgi_server), tokens(email), "no_such_tool")
+    assert isinstance(unknown, MCPError)
+    for tool in DEMO_POLICIES:
+        result = call(url(asgi_server), tokens(email), tool, VALID_ARGUMENTS.get(tool, {}))
+        if tool in EXPECTED[email]:
+            assert not isinstance(result, MCPError), (tool, result)
+        else:
+            # A hidden tool answers exactly like a tool that does not exist.
+            assert isinstance(result, MCPError), tool
+            assert (result.code, result.message) == (unknown.code, unknown.message.replace("no_such_tool", tool))
+
+
+def test_hello_greets_the_caller_with_injected_user_info(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    result = call(url(asgi_server), tokens("bob@acme.test"), "hello", {"_user_info": {"email": "spoof@evil.test"}})
+    assert text(result) == "Hello, bob@acme.test!"
+
+
+def test_calculator_and_its_clean_errors(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    token = tokens("bob@acme.test")
+    assert text(call(url(asgi_server), token, "calculator", {"operation": "multiply", "a": 6, "b": 7})) == "42"
+    divided = call(url(asgi_server), token, "calculator", {"operation": "divide", "a": 1, "b": 0})
+    assert divided.is_error and text(divided) == "Division by zero is not allowed."
+    invalid = call(url(asgi_server), token, "calculator", {"operation": "pow", "a": 1, "b": 2})
+    assert isinstance(invalid, MCPError) and invalid.code == -32602
+    assert invalid.message.startswith("Invalid arguments for tool calculator: operation:")
+
+
+def test_create_resource_validates_its_input(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    token = tokens("alice@acme.test")
+    assert text(call(url(asgi_server), token, "create_resource", {"name": "Alpha"})) == (
+        "Resource 'Alpha' created successfully!"
+    )
+    missing = call(url(asgi_server), token, "create_resource", {})
+    assert isinstance(missing, MCPError)
+    assert missing.message == "Invalid arguments for tool create_resource: (arguments): 'name' is a required property"
+
+
+def test_list_my_repos_says_the_service_is_not_configured(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    result = call(url(asgi_server), tokens("bob@acme.test"), "list_my_repos")
+    assert result.is_error and "not configured" in text(result)
+
+
+def test_acme_token_at_a_globex_endpoint_is_401(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    response = httpx2.post(
+        url(asgi_server, "globex"),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {tokens('alice@acme.test')}"},
+    )
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert f'resource_metadata="{asgi_server.url}/.well-known/oauth-protected-resource/t/globex/mcp/demo"' in challenge
+    assert 'error="invalid_token"' in challenge
+
+
+def test_unknown_application_is_404_even_with_a_token(asgi_server: LiveServer, committed: Committed) -> None:
+    other = get_token(asgi_server, committed, "bob@acme.test", app="demo")
+    response = httpx2.post(
+        url(asgi_server, app="nosuchapp"),
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {other}"},
+    )
+    assert response.status_code == 404  # unknown application first
+
+
+def test_garbage_token_is_401(asgi_server: LiveServer, committed: Committed) -> None:
+    response = httpx2.post(
+        url(asgi_server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={**JSON_RPC, "Authorization": "Bearer not-a-jwt"},
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+def test_anonymous_tools_call_gets_the_401_challenge_in_both_mode(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    response = httpx2.post(
+        url(asgi_server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hello", "arguments": {}}},
+        headers={**JSON_RPC, "MCP-Protocol-Version": "2025-06-18"},
+    )
+    assert response.status_code == 401
+    assert "resource_metadata=" in response.headers["www-authenticate"]
+
+
+def test_bearer_mode_requires_a_token(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    def set_mode(mode: str) -> None:
+        application = Application.objects.get(slug="demo")
+        application.auth_mode = mode
+        application.save()  # the signal invalidates every process's cached settings after commit
+
+    commit_in_acme(lambda: set_mode(Application.AuthMode.BEARER))
+    try:
+        response = httpx2.post(url(asgi_server), json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=JSON_RPC)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == (
+            f'Bearer resource_metadata="{asgi_server.url}/.well-known/oauth-protected-resource/t/acme/mcp/demo"'
+        )
+        assert mcp_list(url(asgi_server), tokens("dave@acme.test")) == sorted(EXPECTED["dave@acme.test"])
+    finally:
+        commit_in_acme(lambda: set_mode(Application.AuthMode.BOTH))
+
+
+def test_revoking_the_admin_role_hides_admin_panel_on_the_next_request(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    # Done with erin at globex, not alice at acme: the committed `rbac.role_revoked` audit event cannot be
+    # removed (append-only log) and tests/rbac/test_api_writes.py expects exactly one such event in acme.
+    token = get_token(asgi_server, committed, "erin@globex.test", tenant="globex")
+    globex = url(asgi_server, "globex")
+    assert "admin_panel" in mcp_list(globex, token)
+    commit_in("tenant_globex", lambda: set_admin_role("erin@globex.test", grant=False))
+    try:
+        tools = mcp_list(globex, token)
+        assert "admin_panel" not in tools and "admin_dashboard" not in tools
+        assert "hello" in tools
+        assert isinstance(call(globex, token, "admin_panel"), MCPError)
+    finally:
+        commit_in("tenant_globex", lambda: set_admin_role("erin@globex.test", grant=True))
+    assert "admin_panel" in mcp_list(globex, token)
+
+
+def test_a_revoked_token_is_refused(asgi_server: LiveServer, committed: Committed) -> None:
+    token = get_token(asgi_server, committed, "bob@acme.test")
+    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"])
+    revoked = httpx2.post(
+        f"{asgi_server.url}/t/acme/oauth/revoke", data={"token": token, "client_id": committed.client_ids["acme"]}
+    )
+    assert revoked.status_code == 200, revoked.text
+    response = httpx2.post(
+        url(asgi_server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 401
+    assert response.json()["error_description"] == "token revoked"
+
+
+def test_revoking_the_refresh_token_also_ends_its_access_token_here(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    issued = get_tokens(asgi_server, committed, "carol@acme.test", scope="openid email offline_access")
+    assert mcp_list(url(asgi_server), issued["access_token"]) == sorted(EXPECTED["carol@acme.test"])
+    revoked = httpx2.post(
+        f"{asgi_server.url}/t/acme/oauth/revoke",
+        data={"token": issued["refresh_token"], "client_id": committed.client_ids["acme"]},
+    )
+    assert revoked.status_code == 200, revoked.text
+    response = httpx2.post(
+        url(asgi_server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {issued['access_token']}"},
+    )
+    assert response.status_code == 401
+    assert response.json()["error_description"] == "token revoked"
+
+
+def test_protected_resource_metadata_names_the_tenants_issuer(asgi_server: LiveServer, committed: Committed) -> None:
+    body = httpx2.get(f"{asgi_server.url}/.well-known/oauth-protected-resource/t/acme/mcp/demo").json()
+    assert body["resource"] == f"{asgi_server.url}/t/acme/mcp/demo"
+    assert body["authorization_servers"] == [f"{asgi_server.url}/t/acme/oauth"]
+    assert "read" in body["scopes_supported"]
+    missing = httpx2.get(f"{asgi_server.url}/.well-known/oauth-protected-resource/t/acme/mcp/nosuchapp")
+    assert missing.status_code == 404
+
+
+def test_tool_calls_are_audited_with_the_review_pages_shape(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    token = tokens("bob@acme.test")
+    call(url(asgi_server), token, "view_reports")
+    call(url(asgi_server), token, "admin_panel")
+    deadline = time.monotonic() + 10
+    while True:
+        with schema_context("tenant_acme"):
+            events = list(AuditEvent.objects.filter(action="mcp.tool_call", actor_label="bob@acme.test"))
+        found = {(e.data.get("tool"), e.outcome) for e in events}
+        if {("view_reports", "allow"), ("admin_panel", "deny")} <= found or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert ("view_reports", "allow") in found and ("admin_panel", "deny") in found
+    allowed = next(e for e in events if e.data["tool"] == "view_reports")
+    assert set(allowed.data) == {"application", "tool", "reason", "duration_ms"}
+    assert allowed.data["application"] == "demo"
+    assert allowed.data["reason"] == "allowed: has role analyst"
+    denied = next(e for e in events if e.data["tool"] == "admin_panel")
+    assert denied.data["reason"] == "denied: needs any of roles [admin]"
+    with schema_context("tenant_acme"):
+        listed = AuditEvent.objects.filter(action="mcp.tools_listed", actor_label="bob@acme.test").first()
+    assert listed is not None and listed.data == {"application": "demo", "count": len(EXPECTED["bob@acme.test"])}
+
+
+def test_deactivating_the_application_answers_404_on_the_next_request(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    def set_active(value: bool) -> None:
+        application = Application.objects.get(slug="demo")
+        application.is_active = value
+        application.save()
+
+    token = tokens("bob@acme.test")
+    commit_in_acme(lambda: set_active(False))
+    try:
+        response = httpx2.post(
+            url(asgi_server),
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 404
+    finally:
+        commit_in_acme(lambda: set_active(True))
+    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"])

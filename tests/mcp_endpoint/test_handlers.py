@@ -1,0 +1,58 @@
+"""The MCP handlers in-process: a failing tool gives a safe isError result and a server log line."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import pytest
+
+from mcp_endpoint import server
+from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
+from mcp_endpoint.registry import protected_by_AuthSec, registry
+from rbac.engine import Grants, Requirement
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def submit(self, event: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def crashing_tool() -> Any:
+    @protected_by_AuthSec("crashes_for_test", inputSchema={"type": "object"})
+    async def crashes_for_test(arguments: dict) -> list:
+        raise RuntimeError("db password is hunter2")
+
+    yield "crashes_for_test"
+    registry.remove("crashes_for_test")
+
+
+def _ctx(writer: Collector) -> Any:
+    auth = RequestAuth(
+        tenant=TenantRef("acme", "tenant_acme", None),
+        app=AppConfig("demo", "Demo", "both", {"crashes_for_test": Requirement.of()}, "http://x/t/acme/mcp/demo"),
+        principal=Principal(7, "alice@acme.test", "acme", Grants.of(roles=["admin"])),
+    )
+    state = {"authsec": auth, "authsec_audit": writer, "authsec_request_id": "req-1"}
+    request = SimpleNamespace(scope={"state": state, "client": ("127.0.0.1", 1)}, headers={})
+    return SimpleNamespace(request=request, session=None)
+
+
+def test_a_failing_tool_gives_a_safe_error_and_a_log_line(crashing_tool: str, caplog: pytest.LogCaptureFixture) -> None:
+    writer = Collector()
+    params = SimpleNamespace(name=crashing_tool, arguments={})
+    with caplog.at_level(logging.ERROR, logger="mcp_endpoint.server"):
+        result = anyio.run(server._call_tool, _ctx(writer), params)
+    assert result.is_error
+    assert result.content[0].text == "The tool crashes_for_test failed. The error was logged on the server."
+    assert "hunter2" not in result.content[0].text
+    assert "MCP tool crashes_for_test of acme/demo failed" in caplog.text
+    [event] = writer.events
+    assert (event.action, event.outcome) == ("mcp.tool_call", "allow")
+    assert event.data["reason"] == "allowed: any authenticated user; tool failed"

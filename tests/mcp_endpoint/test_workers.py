@@ -1,0 +1,78 @@
+"""The endpoint served by two uvicorn worker processes: bearer tokens and RBAC changes work on both."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+
+from tests.conftest import ROOT, LiveServer, _free_port, live_server_env
+from tests.mcp_endpoint.conftest import Committed, commit_in, get_token, set_admin_role
+
+pytestmark = pytest.mark.django_db
+JSON_RPC = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+
+
+@pytest.fixture(scope="module")
+def two_workers(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("uvicorn2") / "uvicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "authsec_site.asgi:application", "--port", str(port)]
+            + ["--lifespan", "on", "--workers", "2"],
+            cwd=ROOT,
+            env=live_server_env(AUTHSEC_PUBLIC_URL=url, DEBUG="0"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
+    time.sleep(2)  # both workers up
+    yield LiveServer(proc, url, log)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _tool_names(server: LiveServer, token: str) -> set[tuple[str, ...]]:
+    """The distinct answers of 20 tools/list requests, each on a fresh connection (so both workers answer)."""
+    answers = set()
+    for i in range(20):
+        response = httpx2.post(
+            f"{server.url}/t/globex/mcp/demo",
+            json={"jsonrpc": "2.0", "id": i, "method": "tools/list"},
+            headers={**JSON_RPC, "Authorization": f"Bearer {token}", "Connection": "close"},
+        )
+        assert response.status_code == 200, response.text
+        answers.add(tuple(sorted(tool["name"] for tool in response.json()["result"]["tools"])))
+    return answers
+
+
+def test_two_workers_agree_on_tokens_and_rbac_changes(two_workers: LiveServer, committed: Committed) -> None:
+    # globex/erin rather than acme/alice: see test_endpoint's role-revocation test for why.
+    token = get_token(two_workers, committed, "erin@globex.test", tenant="globex")
+    answers = _tool_names(two_workers, token)
+    assert len(answers) == 1 and "admin_panel" in next(iter(answers))
+    commit_in("tenant_globex", lambda: set_admin_role("erin@globex.test", grant=False))
+    try:
+        answers = _tool_names(two_workers, token)
+        assert len(answers) == 1 and "admin_panel" not in next(iter(answers))
+    finally:
+        commit_in("tenant_globex", lambda: set_admin_role("erin@globex.test", grant=True))
