@@ -74,9 +74,13 @@ def grant_perms(user: User, *perms: str) -> None:
         user.user_permissions.add(DjangoPermission.objects.get(content_type__app_label=app_label, codename=codename))
 
 
-def events(tenant: Tenant, action: str) -> list[AuditEvent]:
+def events(tenant: Tenant, action: str, target_id: object = None) -> list[AuditEvent]:
+    """Events of one action (about one target when given: committed events of other tests share the log)."""
     with schema_context(tenant.schema_name):
-        return list(AuditEvent.objects.filter(action=action).order_by("id"))
+        found = AuditEvent.objects.filter(action=action)
+        if target_id is not None:
+            found = found.filter(target_id=str(target_id))
+        return list(found.order_by("id"))
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------

@@ -258,13 +258,13 @@ def test_binding_goes_through_grant_and_revoke(admin: Client, rbac_data: dict[st
     assert (body["role"], body["group"], body["user"], body["user_email"]) == ("developer", "engineering", None, None)
     granted = events(acme, "rbac.role_granted")[-1]
     assert granted.data == {"role": "developer", "user": None, "group": "engineering"}
-    [api_created] = events(acme, "api.rolebinding.created")
+    [api_created] = events(acme, "api.rolebinding.created", body["id"])
     assert api_created.data["after"]["group"] == "engineering" and api_created.data["before"] is None
 
     assert admin.delete(f"/t/acme/api/role-bindings/{body['id']}/").status_code == 204
-    [revoked] = events(acme, "rbac.role_revoked")
+    [revoked] = events(acme, "rbac.role_revoked", body["id"])
     assert revoked.data == {"role": "developer", "user": None, "group": "engineering"}
-    [api_deleted] = events(acme, "api.rolebinding.deleted")
+    [api_deleted] = events(acme, "api.rolebinding.deleted", body["id"])
     assert api_deleted.data["before"]["role"] == "developer" and api_deleted.data["after"] is None
 
 
