@@ -37,4 +37,5 @@ def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None,
 
 
 def _via(request: Any) -> str:
-    return getattr(request, "path", "") or ""
+    """How the sign-in happened: an explicit `request.auth_via` (e.g. "upstream:<slug>"), else the page's path."""
+    return getattr(request, "auth_via", "") or getattr(request, "path", "") or ""

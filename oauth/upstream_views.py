@@ -91,12 +91,7 @@ def upstream_callback(request: HttpRequest, slug: str) -> HttpResponse:
     except Exception:
         logger.exception("Upstream sign-in with %s failed", provider.slug)
         return _failed(request, provider, _unexpected(provider))
-    # audit.signals writes `auth.login_succeeded` with `via` taken from request.path: name the upstream instead
-    # of the callback URL for the duration of the call (login() itself never reads the path).
-    path = request.path
-    request.path = f"upstream:{provider.slug}"
-    try:
-        login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
-    finally:
-        request.path = path
+    # The `auth.login_succeeded` event (audit.signals) names how the user signed in.
+    request.auth_via = f"upstream:{provider.slug}"  # type: ignore[attr-defined]
+    login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
     return HttpResponseRedirect(result.next_url)
