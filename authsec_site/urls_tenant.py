@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from mcp_endpoint import views as mcp_views
 from oauth import upstream_views
 from oauth import views as oauth_views
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),
     path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
+    path("mcp-login/callback", mcp_views.login_callback, name="mcp-login-callback"),
     path("accounts/upstream/<slug:slug>/callback", upstream_views.upstream_callback, name="accounts-upstream-callback"),
 ]
 

@@ -30,16 +30,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
 from audit.recorder import Actor
+from mcp_endpoint import login
 from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
+from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import InvalidArguments, ToolError, ensure_loaded, registry
 from rbac.engine import Decision, decide, filter_tools
 
 logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
-# The seed's login tools: callable anonymously (they arrive with the auth-session feature).
-LOGIN_TOOLS: frozenset[str] = frozenset()
 MAX_PEEK_BYTES = 4 * 1024 * 1024
 UNKNOWN = Decision(False, "unknown tool")
 
@@ -92,14 +92,21 @@ def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[st
 def visible_tools(auth: RequestAuth) -> list[str]:
     """Tools this caller may see: the application's policy rows ∩ registered tools, filtered by the engine."""
     grants = auth.principal.grants if auth.principal else None
-    served = [name for name in auth.app.policies if name in registry]
-    return sorted(LOGIN_TOOLS | set(filter_tools(grants, auth.app.policies, served)))
+    served = [name for name in auth.app.policies if name in registry and name not in LOGIN_TOOLS]
+    shown = set(filter_tools(grants, auth.app.policies, served))
+    return sorted(shown | LOGIN_TOOLS if auth.app.auth_mode in LOGIN_MODES else shown)
+
+
+def _mcp_tool(name: str) -> types.Tool | None:
+    if name in LOGIN_TOOLS:
+        return next(tool for tool in login.MCP_TOOLS if tool.name == name)
+    return registry.mcp_tool(name)
 
 
 async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
     auth = _auth(ctx)
     names = visible_tools(auth)
-    tools = [tool for tool in (registry.mcp_tool(name) for name in names) if tool is not None]
+    tools = [tool for tool in (_mcp_tool(name) for name in names) if tool is not None]
     _audit(ctx, auth, "mcp.tools_listed", "success", {"application": auth.app.slug, "count": len(tools)})
     return types.ListToolsResult(tools=tools)
 
@@ -112,7 +119,9 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
     started = time.perf_counter()
     auth = _auth(ctx)
     name = params.name
-    tool = registry.get(name)
+    if name in LOGIN_TOOLS and auth.app.auth_mode in LOGIN_MODES:
+        return await _call_login_tool(ctx, auth, name, dict(params.arguments or {}), started)
+    tool = registry.get(name) if name not in LOGIN_TOOLS else None
     grants = auth.principal.grants if auth.principal else None
     decision = decide(grants, auth.app.policies.get(name)) if tool is not None else UNKNOWN
 
@@ -146,6 +155,35 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         result = _error_result(f"The tool {name} failed. The error was logged on the server.")
         reason = f"{decision.reason}; tool failed"
     audit("allow", reason)
+    return result
+
+
+_run_login_tool = sync_to_async(login.run_tool)
+
+
+async def _call_login_tool(
+    ctx: Any, auth: RequestAuth, name: str, arguments: dict[str, Any], started: float
+) -> types.CallToolResult:
+    """The seed's login tools: callable by anyone (they are how a caller gets an identity)."""
+    reason = "login tool"
+    try:
+        content = await _run_login_tool(name, arguments, auth, _actor(auth))
+        result = types.CallToolResult.model_validate({"content": content, "isError": False})
+    except login.LoginToolError as exc:
+        result, reason = _error_result(str(exc)), "login tool; error"
+    except Exception:
+        logger.exception("MCP login tool %s of %s/%s failed", name, auth.tenant.slug, auth.app.slug)
+        result, reason = (
+            _error_result(f"The tool {name} failed. The error was logged on the server."),
+            "login tool; failed",
+        )
+    data = {
+        "application": auth.app.slug,
+        "tool": name,
+        "reason": reason,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    _audit(ctx, auth, "mcp.tool_call", "allow", data)
     return result
 
 
@@ -221,6 +259,13 @@ def _bearer(scope: Scope) -> tuple[str | None, bool]:
     return None, False
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1").strip()
+    return ""
+
+
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
     messages: list[Message] = []
     body = b""
@@ -258,6 +303,7 @@ class McpEndpoint:
         self.session_manager = build_session_manager()
         self.audit = AuditWriter()
         self._resolve = sync_to_async(resolve)
+        self._session_principal = sync_to_async(login.principal_for_session)
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[McpEndpoint]:
@@ -275,6 +321,11 @@ class McpEndpoint:
         if malformed or auth.token_error:
             await _challenge(send, tenant, app, "invalid_token", auth.token_error or "Empty bearer token.")
             return
+        if auth.principal is None and auth.app.auth_mode in LOGIN_MODES:
+            session_id = _header(scope, SESSION_HEADER)
+            if session_id:
+                # A login-tool session of this tenant and application: act as its user (else stay anonymous).
+                auth.principal = await self._session_principal(auth, session_id)
         if auth.principal is None:
             mode = auth.app.auth_mode
             if mode == "bearer":

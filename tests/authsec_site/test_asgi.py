@@ -30,7 +30,7 @@ def demo_app(django_db_setup, django_db_blocker) -> Iterator[None]:  # type: ign
             Application.objects.filter(slug="demo").delete()
 
 
-def test_modern_mcp_client_connects_and_anonymous_sees_no_tools(asgi_server: LiveServer) -> None:
+def test_modern_mcp_client_connects_and_anonymous_sees_only_the_login_tools(asgi_server: LiveServer) -> None:
     async def main() -> tuple[str, list[str]]:
         async with Client(f"{asgi_server.url}/t/acme/mcp/demo") as client:
             tools = await client.list_tools()
@@ -38,7 +38,8 @@ def test_modern_mcp_client_connects_and_anonymous_sees_no_tools(asgi_server: Liv
 
     version, tools = anyio.run(main)
     assert version == "2026-07-28"
-    assert tools == []  # anonymous: no protected tool is listed
+    # anonymous: no protected tool is listed, only the seed's five login tools
+    assert tools == ["oauth_authenticate", "oauth_logout", "oauth_start", "oauth_status", "oauth_user_info"]
 
 
 def test_handshake_era_mcp_client_pings(asgi_server: LiveServer) -> None:

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from accounts.models import User
 from audit.models import AuditEvent
+from mcp_endpoint.login import LOGIN_TOOLS
 from rbac.demo import DEMO_POLICIES
 from rbac.engine import Requirement, filter_tools
 from rbac.grants import load_grants
@@ -86,7 +87,7 @@ def engine_view(email: str) -> set[str]:
 
 
 def test_anonymous_sees_no_protected_tool(asgi_server: LiveServer, committed: Committed) -> None:
-    assert mcp_list(url(asgi_server)) == []
+    assert mcp_list(url(asgi_server)) == sorted(LOGIN_TOOLS)
 
 
 @pytest.mark.parametrize("email", sorted(EXPECTED))
@@ -94,7 +95,7 @@ def test_each_demo_user_sees_exactly_what_the_engine_allows(
     asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str], email: str
 ) -> None:
     assert engine_view(email) == EXPECTED[email]
-    assert mcp_list(url(asgi_server), tokens(email)) == sorted(EXPECTED[email])
+    assert mcp_list(url(asgi_server), tokens(email)) == sorted(EXPECTED[email] | LOGIN_TOOLS)
 
 
 @pytest.mark.parametrize("email", ["bob@acme.test", "dave@acme.test"])
@@ -239,7 +240,7 @@ def test_revoking_the_admin_role_hides_admin_panel_on_the_next_request(
 
 def test_a_revoked_token_is_refused(asgi_server: LiveServer, committed: Committed) -> None:
     token = get_token(asgi_server, committed, "bob@acme.test")
-    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"])
+    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)
     revoked = httpx2.post(
         f"{asgi_server.url}/t/acme/oauth/revoke", data={"token": token, "client_id": committed.client_ids["acme"]}
     )
@@ -257,7 +258,7 @@ def test_revoking_the_refresh_token_also_ends_its_access_token_here(
     asgi_server: LiveServer, committed: Committed
 ) -> None:
     issued = get_tokens(asgi_server, committed, "carol@acme.test", scope="openid email offline_access")
-    assert mcp_list(url(asgi_server), issued["access_token"]) == sorted(EXPECTED["carol@acme.test"])
+    assert mcp_list(url(asgi_server), issued["access_token"]) == sorted(EXPECTED["carol@acme.test"] | LOGIN_TOOLS)
     revoked = httpx2.post(
         f"{asgi_server.url}/t/acme/oauth/revoke",
         data={"token": issued["refresh_token"], "client_id": committed.client_ids["acme"]},
@@ -304,7 +305,10 @@ def test_tool_calls_are_audited_with_the_review_pages_shape(
     assert denied.data["reason"] == "denied: needs any of roles [admin]"
     with schema_context("tenant_acme"):
         listed = AuditEvent.objects.filter(action="mcp.tools_listed", actor_label="bob@acme.test").first()
-    assert listed is not None and listed.data == {"application": "demo", "count": len(EXPECTED["bob@acme.test"])}
+    assert listed is not None and listed.data == {
+        "application": "demo",
+        "count": len(EXPECTED["bob@acme.test"] | LOGIN_TOOLS),
+    }
 
 
 def test_deactivating_the_application_answers_404_on_the_next_request(
@@ -326,4 +330,4 @@ def test_deactivating_the_application_answers_404_on_the_next_request(
         assert response.status_code == 404
     finally:
         commit_in_acme(lambda: set_active(True))
-    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"])
+    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)

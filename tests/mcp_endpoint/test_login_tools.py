@@ -1,0 +1,227 @@
+"""The seed's five login tools against a live uvicorn with the real `mcp` client (stateless transport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import anyio
+import httpx2
+import pytest
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from audit.models import AuditEvent
+from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
+from mcp_endpoint.models import AuthSession, state_for
+from oauth.models import Client as OAuthClient
+from rbac.models import Application
+from tests.conftest import LiveServer
+from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme, get_token
+from tests.mcp_endpoint.test_endpoint import EXPECTED, url
+from tests.oauth.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+FIVE = sorted(LOGIN_TOOLS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cleanup(committed: Committed, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Remove what the live server committed (sessions, the login client, the extra application)."""
+    yield
+    with django_db_blocker.unblock():
+        for slug in ("acme", "globex"):
+            with schema_context(f"tenant_{slug}"):
+                AuthSession.objects.all().delete()
+                OAuthClient.objects.filter(client_id=LOGIN_CLIENT_ID).delete()
+                Application.objects.filter(slug="login-other").delete()
+
+
+def mcp(endpoint: str, session_id: str | None, name: str | None = None, arguments: dict[str, Any] | None = None) -> Any:
+    """tools/list (name None: sorted names) or tools/call with the real client and the session header."""
+
+    async def main() -> Any:
+        http = httpx2.AsyncClient(headers={"X-AuthSec-Session": session_id} if session_id else None)
+        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
+            if name is None:
+                return sorted(tool.name for tool in (await client.list_tools()).tools)
+            try:
+                return await client.call_tool(name, arguments or {})
+            except MCPError as exc:
+                return exc
+
+    return anyio.run(main)
+
+
+def body(result: Any) -> dict[str, Any]:
+    assert not isinstance(result, MCPError), result
+    return json.loads(result.content[0].text)
+
+
+def status(endpoint: str, session_id: str) -> str:
+    return body(mcp(endpoint, None, "oauth_status", {"session_id": session_id}))["status"]
+
+
+def browser_login(server: LiveServer, authorization_url: str, email: str, tenant: str = "acme") -> httpx2.Response:
+    """A user opening the authorization URL: form login, consent, then our callback page."""
+    base = server.url
+    with httpx2.Client(base_url=base, follow_redirects=False, timeout=30) as http:
+        page = http.get(f"/t/{tenant}/accounts/login/")
+        form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
+        login = http.post(f"/t/{tenant}/accounts/login/", data=form, headers={"Referer": f"{base}/t/{tenant}/"})
+        assert login.status_code == 302, login.text[:2000]
+        response = http.get(authorization_url)
+        if response.status_code == 200:
+            form = {**_hidden_fields(response.text), "allow": "Authorize"}
+            response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
+        assert response.status_code == 302, response.text[:2000]
+        location = response.headers["location"]
+        assert location.startswith(f"{base}/t/{tenant}/mcp-login/callback?"), location
+        return http.get(location)
+
+
+def start(endpoint: str) -> dict[str, Any]:
+    started = body(mcp(endpoint, None, "oauth_start"))
+    assert started["status"] == "pending" and started["expires_in"] == 3600
+    return started
+
+
+def login(server: LiveServer, email: str) -> str:
+    started = start(url(server))
+    page = browser_login(server, started["authorization_url"], email)
+    assert page.status_code == 200 and "You can return to your assistant" in page.text, page.text[:2000]
+    return started["session_id"]
+
+
+def test_anonymous_list_is_exactly_the_five_login_tools(asgi_server: LiveServer, committed: Committed) -> None:
+    assert (
+        mcp(url(asgi_server), None)
+        == FIVE
+        == [
+            "oauth_authenticate",
+            "oauth_logout",
+            "oauth_start",
+            "oauth_status",
+            "oauth_user_info",
+        ]
+    )
+
+
+def test_oauth_start_returns_an_authorization_url_with_server_held_pkce(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    started = start(url(asgi_server))
+    parsed = urlparse(started["authorization_url"])
+    query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
+    assert f"{parsed.scheme}://{parsed.netloc}{parsed.path}" == f"{asgi_server.url}/t/acme/oauth/authorize"
+    assert query["client_id"] == LOGIN_CLIENT_ID
+    assert query["redirect_uri"] == f"{asgi_server.url}/t/acme/mcp-login/callback"
+    assert query["code_challenge_method"] == "S256" and "code_verifier" not in query
+    assert query["state"] == state_for(started["session_id"]) != started["session_id"]
+    assert query["resource"] == url(asgi_server)
+    assert len(started["session_id"]) >= 43
+    assert status(url(asgi_server), started["session_id"]) == "pending"
+    assert mcp(url(asgi_server), started["session_id"]) == FIVE  # pending: still anonymous
+
+
+def test_seed_flow_login_then_list_logout(asgi_server: LiveServer, committed: Committed) -> None:
+    endpoint = url(asgi_server)
+    session_id = login(asgi_server, "bob@acme.test")
+    assert status(endpoint, session_id) == "authenticated"
+    assert mcp(endpoint, session_id) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)
+    hello = mcp(endpoint, session_id, "hello")
+    assert hello.content[0].text == "Hello, bob@acme.test!"
+    info = body(mcp(endpoint, None, "oauth_user_info", {"session_id": session_id}))
+    assert info["email"] == "bob@acme.test" and info["tenant_id"] == "acme"
+    assert {"roles", "groups", "scopes", "resources", "permissions"} <= set(info)
+
+    # The callback link cannot be replayed.
+    with schema_context("tenant_acme"):
+        state = AuthSession.objects.get(pk=session_id).state
+    replay = httpx2.get(f"{asgi_server.url}/t/acme/mcp-login/callback", params={"state": state, "code": "x"})
+    assert replay.status_code == 400
+
+    assert body(mcp(endpoint, None, "oauth_logout", {"session_id": session_id}))["status"] == "logged_out"
+    assert status(endpoint, session_id) == "logged_out"
+    assert mcp(endpoint, session_id) == FIVE
+    assert isinstance(mcp(endpoint, session_id, "hello"), MCPError)  # anonymous again: challenged
+    with schema_context("tenant_acme"):
+        actions = set(
+            AuditEvent.objects.filter(action__startswith="mcp.auth_session_").values_list("action", flat=True)
+        )
+    assert {"mcp.auth_session_started", "mcp.auth_session_authenticated", "mcp.auth_session_logged_out"} <= actions
+
+
+def test_unknown_expired_and_foreign_sessions_are_anonymous(asgi_server: LiveServer, committed: Committed) -> None:
+    endpoint = url(asgi_server)
+    assert status(endpoint, "no-such-session") == "not_found"
+    assert mcp(endpoint, "no-such-session") == FIVE
+
+    session_id = login(asgi_server, "dave@acme.test")
+    assert mcp(endpoint, session_id) == sorted(EXPECTED["dave@acme.test"] | LOGIN_TOOLS)
+
+    # Another tenant's endpoint: the session does not exist there.
+    globex = url(asgi_server, "globex")
+    assert mcp(globex, session_id) == FIVE
+    assert status(globex, session_id) == "not_found"
+
+    # Another application of the same tenant.
+    commit_in_acme(lambda: Application.objects.create(slug="login-other", name="Other"))
+    other = url(asgi_server, app="login-other")
+    assert mcp(other, session_id) == FIVE
+    assert status(other, session_id) == "not_found"
+
+    # Past its TTL.
+    commit_in_acme(
+        lambda: AuthSession.objects.filter(pk=session_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    )
+    assert mcp(endpoint, session_id) == FIVE
+    assert status(endpoint, session_id) == "expired"
+
+
+def test_oauth_authenticate_binds_a_bearer_token(asgi_server: LiveServer, committed: Committed) -> None:
+    endpoint = url(asgi_server)
+    session_id = start(endpoint)["session_id"]
+    bad = mcp(endpoint, None, "oauth_authenticate", {"session_id": session_id, "jwt_token": "not-a-jwt"})
+    assert bad.is_error and "rejected" in bad.content[0].text
+    assert status(endpoint, session_id) == "pending"
+    # A token of another endpoint (globex) is refused like a bearer token would be.
+    foreign = get_token(asgi_server, committed, "erin@globex.test", tenant="globex")
+    refused = mcp(endpoint, None, "oauth_authenticate", {"session_id": session_id, "jwt_token": foreign})
+    assert refused.is_error
+    token = get_token(asgi_server, committed, "carol@acme.test")
+    bound = body(mcp(endpoint, None, "oauth_authenticate", {"session_id": session_id, "jwt_token": token}))
+    assert bound == {"status": "authenticated", "email": "carol@acme.test"}
+    assert mcp(endpoint, session_id) == sorted(EXPECTED["carol@acme.test"] | LOGIN_TOOLS)
+
+
+def test_revoke_in_the_dashboard_logs_the_session_out(asgi_server: LiveServer, committed: Committed) -> None:
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    from accounts.models import User
+    from mcp_endpoint.admin import AuthSessionAdmin
+
+    endpoint = url(asgi_server)
+    session_id = start(endpoint)["session_id"]
+    token = get_token(asgi_server, committed, "bob@acme.test")
+    body(mcp(endpoint, None, "oauth_authenticate", {"session_id": session_id, "jwt_token": token}))
+
+    def revoke() -> None:
+        request = RequestFactory().post("/")
+        request.user = User.objects.get(email="alice@acme.test")
+        model_admin = AuthSessionAdmin(AuthSession, site)
+        model_admin.message_user = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        model_admin.revoke(request, AuthSession.objects.filter(pk=session_id))
+
+    commit_in_acme(revoke)
+    assert status(endpoint, session_id) == "logged_out"
+    assert mcp(endpoint, session_id) == FIVE
+    with schema_context("tenant_acme"):
+        assert AuditEvent.objects.filter(action="mcp.auth_session_revoked").exists()
