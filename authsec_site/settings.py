@@ -270,7 +270,10 @@ AUDIT_ARCHIVE_DIR = BASE_DIR / env_str("AUDIT_ARCHIVE_DIR", str(LOCAL_DIR / "aud
 AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimum=60)
 # --- end of audit log ------------------------------------------------------------------------------------------
 
-# --- MCP endpoint ------------------------------------------------------------------------------------------
+# --- MCP endpoint ---
+# Lifetime of a login-tool auth session (oauth_start … oauth_logout), in seconds.
+MCP_AUTH_SESSION_SECONDS = env_int("MCP_AUTH_SESSION_SECONDS", 3600, minimum=60)
+# ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
 MCP_ALLOWED_HOSTS = env_list(
     "MCP_ALLOWED_HOSTS", [_public.netloc, "127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*"]

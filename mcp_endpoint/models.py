@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from datetime import timedelta
 
@@ -14,8 +13,7 @@ from django.utils import timezone
 
 def session_ttl() -> int:
     """Seconds an auth session lives (`MCP_AUTH_SESSION_SECONDS`, default 3600)."""
-    value = getattr(settings, "MCP_AUTH_SESSION_SECONDS", None) or os.environ.get("MCP_AUTH_SESSION_SECONDS") or 3600
-    return max(60, int(value))
+    return settings.MCP_AUTH_SESSION_SECONDS
 
 
 def new_session_id() -> str:
