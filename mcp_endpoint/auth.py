@@ -389,12 +389,3 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     if not token:
         return auth
     return _finish(auth, token, bool(values[2]), values[1], sync=False)
-
-
-def clear_caches() -> None:
-    """Forget every process-local cache (tests)."""
-    with _tenants_lock, _configs_lock, _jwks_lock, _users_lock:
-        _tenants.clear()
-        _configs.clear()
-        _jwks.clear()
-        _users.clear()

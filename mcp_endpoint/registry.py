@@ -26,8 +26,6 @@ from jsonschema.exceptions import best_match
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from pydantic import ValidationError as PydanticValidationError
 
-from rbac.engine import KINDS, Requirement
-
 ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 # Injected by the endpoint; never part of a tool's declared input.
 INJECTED = ("_user_info", "session")
@@ -205,11 +203,6 @@ def protected_by_AuthSec(  # noqa: N802 - the seed's public name
         return func
 
     return decorate
-
-
-def requirement_of(tool: RegisteredTool) -> Requirement:
-    """The code-declared requirement as an engine `Requirement` (used for seeding and for docs)."""
-    return Requirement.of(require_all=tool.requirement["require_all"], **{k: tool.requirement[k] for k in KINDS})
 
 
 def ensure_loaded() -> None:

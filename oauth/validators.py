@@ -85,7 +85,10 @@ class TenantOAuth2Validator(OAuth2Validator):
         raise errors.UnsupportedGrantTypeError(request=request)
 
     def _check_known_resources(self, request: Any, resources: list[str]) -> None:
-        unknown = [uri for uri in resources if uri not in known_resources()]
+        if not resources:
+            return
+        known = known_resources()  # one query, not one per requested resource
+        unknown = [uri for uri in resources if uri not in known]
         if unknown:
             raise unknown_resource_error(unknown[0], request=request)
 
