@@ -51,11 +51,13 @@ def resource_metadata_url(tenant: str, app: str) -> str:
 class ToolSession:
     """What a tool that asks for ``session`` receives: who calls, where (ServiceAccessSDK takes this)."""
 
-    def __init__(self, auth: RequestAuth, mcp_session: Any) -> None:
+    def __init__(self, auth: RequestAuth, mcp_session: Any, tool: str | None = None, request_id: str = "") -> None:
         self.tenant_id = auth.tenant.slug
         self.schema_name = auth.tenant.schema_name
         self.application = auth.app.slug
         self.user_info = auth.principal.user_info() if auth.principal else None
+        self.tool = tool
+        self.request_id = request_id
         self.mcp_session = mcp_session
 
 
@@ -145,7 +147,11 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         audit("allow", f"{decision.reason}; invalid arguments")
         raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
     try:
-        content = await tool.run(arguments, auth.principal.user_info(), ToolSession(auth, ctx.session))
+        content = await tool.run(
+            arguments,
+            auth.principal.user_info(),
+            ToolSession(auth, ctx.session, name, ctx.request.scope["state"].get("authsec_request_id", "")),
+        )
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
         reason = decision.reason
     except ToolError as exc:
