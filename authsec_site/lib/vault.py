@@ -120,6 +120,13 @@ def tenant_path(schema_name: str, *parts: str) -> str:
     return "/".join([settings.VAULT_KV_PREFIX, "tenants", *segments])
 
 
+def pki_mount(schema_name: str) -> str:
+    """The mount path of a tenant's PKI secrets engine (its SPIFFE CA): ``<prefix>-pki-<schema>``."""
+    if not _SEGMENT.match(schema_name) or "." in schema_name:
+        raise VaultError(f"Invalid Vault path segment {schema_name!r}.", reason="invalid")
+    return f"{settings.VAULT_KV_PREFIX}-pki-{schema_name}"
+
+
 def kv_write(path: str, data: Mapping[str, Any]) -> int:
     """Write a new version of the KV v2 secret at `path`; returns the new version number."""
     response = _guard(
