@@ -273,6 +273,8 @@ AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimu
 # --- MCP endpoint ---
 # Lifetime of a login-tool auth session (oauth_start … oauth_logout), in seconds.
 MCP_AUTH_SESSION_SECONDS = env_int("MCP_AUTH_SESSION_SECONDS", 3600, minimum=60)
+# Handshake-era MCP sessions (Mcp-Session-Id) idle longer than this are closed; the client re-initializes.
+MCP_SESSION_IDLE_SECONDS = env_int("MCP_SESSION_IDLE_SECONDS", 1800, minimum=30)
 # ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
 MCP_ALLOWED_HOSTS = env_list(

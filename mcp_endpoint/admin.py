@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from mcp_endpoint import notify
 from mcp_endpoint.login import audit_session
 from mcp_endpoint.models import AuthSession
 
@@ -37,5 +38,6 @@ class AuthSessionAdmin(admin.ModelAdmin):
             session.status = AuthSession.Status.LOGGED_OUT
             session.save(update_fields=["status"])
             audit_session(request.user, "mcp.auth_session_revoked", session)
+            notify.tools_changed(session.mcp_session_id)
             count += 1
         self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)

@@ -19,7 +19,8 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -75,14 +76,31 @@ class Principal:
     grants: Grants
     token_id: str = ""
     client_id: str = ""
+    # The OAuth scopes of a bearer token (None for a login-tool session): a token can narrow what its user may
+    # call, never widen it. Tools the user's grants allow stay listed; calling one that needs a scope the token
+    # lacks is answered 403 insufficient_scope so the client can ask for it (step-up authorization).
+    token_scopes: frozenset[str] | None = None
+
+    @property
+    def limited(self) -> bool:
+        """True when the token lacks some scope the user holds (only then can a call need a step-up)."""
+        return self.token_scopes is not None and not self.grants.scopes <= self.token_scopes
+
+    @cached_property
+    def call_grants(self) -> Grants:
+        """The grants a call is decided with: the user's, with scopes cut down to the token's."""
+        if not self.limited:
+            return self.grants
+        return replace(self.grants, scopes=self.grants.scopes & self.token_scopes)  # type: ignore[operator]
 
     def user_info(self) -> dict[str, Any]:
-        """What a tool receives as ``arguments["_user_info"]``: database-backed grants, not token claims."""
+        """What a tool receives as ``arguments["_user_info"]``: database-backed grants (scopes narrowed to a bearer
+        token's), not token claims."""
         return {
             "user_id": self.user_id,
             "email": self.email,
             "tenant_id": self.tenant_slug,
-            **{kind: sorted(getattr(self.grants, kind)) for kind in KINDS},
+            **{kind: sorted(getattr(self.call_grants, kind)) for kind in KINDS},
         }
 
 
@@ -305,6 +323,7 @@ def _finish(
         grants=user[2],
         token_id=str(claims.get("jti", "")),
         client_id=str(claims.get("client_id", "")),
+        token_scopes=frozenset(str(claims.get("scope", "")).split()),
     )
     return auth
 

@@ -20,6 +20,7 @@ import mcp_types as types
 from django.db import connection
 from django.utils import timezone
 
+from mcp_endpoint import notify
 from mcp_endpoint.auth import Principal, RequestAuth, _user_uncached, resolve
 from mcp_endpoint.models import AuthSession, session_ttl
 from oauth import issuer
@@ -152,12 +153,35 @@ def principal_for_session(auth: RequestAuth, session_id: str) -> Principal | Non
     return principal_of(session, auth.tenant.slug)
 
 
+def principal_for_mcp_session(auth: RequestAuth, mcp_session_id: str) -> Principal | None:
+    """The user of the newest authenticated, unexpired login bound to this MCP session here, else None."""
+    if len(mcp_session_id) > 128:
+        return None
+    connection.set_tenant(auth.tenant.tenant)
+    session = (
+        AuthSession.objects.select_related("application")
+        .filter(
+            mcp_session_id=mcp_session_id,
+            application__slug=auth.app.slug,
+            status=AuthSession.Status.AUTHENTICATED,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by("-authenticated_at")
+        .first()
+    )
+    return principal_of(session, auth.tenant.slug) if session is not None else None
+
+
 def _text(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": json.dumps(data)}]
 
 
-def run_tool(name: str, arguments: dict[str, Any], auth: RequestAuth, actor: Any) -> list[dict[str, Any]]:
-    """Run one login tool in the current tenant (sync). Returns content dicts; raises LoginToolError."""
+def run_tool(
+    name: str, arguments: dict[str, Any], auth: RequestAuth, actor: Any, *, mcp_session_id: str = ""
+) -> list[dict[str, Any]]:
+    """Run one login tool in the current tenant (sync). Returns content dicts; raises LoginToolError.
+
+    `mcp_session_id` (handshake-era MCP sessions): `oauth_start` binds the login to that session."""
     from rbac.models import Application
 
     connection.set_tenant(auth.tenant.tenant)
@@ -165,7 +189,7 @@ def run_tool(name: str, arguments: dict[str, Any], auth: RequestAuth, actor: Any
         app = Application.objects.get(slug=auth.app.slug)
         client = login_client(auth.tenant.tenant)
         verifier = secrets.token_urlsafe(48)
-        session = AuthSession(application=app, code_verifier=verifier)
+        session = AuthSession(application=app, code_verifier=verifier, mcp_session_id=mcp_session_id[:128])
         session.save()
         params = {
             "response_type": "code",
@@ -204,6 +228,7 @@ def run_tool(name: str, arguments: dict[str, Any], auth: RequestAuth, actor: Any
             session.status = AuthSession.Status.LOGGED_OUT
             session.save(update_fields=["status"])
             audit_session(actor, "mcp.auth_session_logged_out", session)
+            notify.tools_changed(session.mcp_session_id)
         return _text({"status": session.status})
     if name == "oauth_authenticate":
         token = arguments.get("jwt_token")
@@ -235,3 +260,4 @@ def mark_authenticated(session: AuthSession, user_id: int, *, via: str) -> None:
     session.authenticated_at = timezone.now()
     session.save(update_fields=["user", "status", "authenticated_at"])
     audit_session(session.user, "mcp.auth_session_authenticated", session, via=via)
+    notify.tools_changed(session.mcp_session_id)

@@ -45,6 +45,9 @@ class AuthSession(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField()
     authenticated_at = models.DateTimeField(null=True, blank=True)
+    # The handshake-era MCP session (Mcp-Session-Id) that called oauth_start: the login binds to it, so later
+    # requests of that MCP session act as the user without sending any credential of their own.
+    mcp_session_id = models.CharField(max_length=128, blank=True, default="", db_index=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

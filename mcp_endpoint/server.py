@@ -10,6 +10,7 @@ depends only on the credential on the request, and no MCP session can move betwe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Any
 import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
@@ -30,17 +31,18 @@ from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
 from audit.recorder import Actor
-from mcp_endpoint import login
+from mcp_endpoint import login, notify
 from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import InvalidArguments, ToolError, ensure_loaded, registry
-from rbac.engine import Decision, decide, filter_tools
+from rbac.engine import Decision, Requirement, decide, filter_tools
 
 logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
 MAX_PEEK_BYTES = 4 * 1024 * 1024
+MCP_SESSION_HEADER = b"mcp-session-id"
 UNKNOWN = Decision(False, "unknown tool")
 
 
@@ -105,8 +107,16 @@ def _mcp_tool(name: str) -> types.Tool | None:
     return registry.mcp_tool(name)
 
 
+def _attach(ctx: Any) -> None:
+    """Keep this MCP session's handle (handshake-era sessions only) for later list_changed notifications."""
+    mcp_session_id = ctx.request.headers.get("mcp-session-id")
+    if mcp_session_id:
+        ctx.request.scope["state"]["authsec_live"].attach(mcp_session_id, ctx.session)
+
+
 async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
     auth = _auth(ctx)
+    _attach(ctx)
     names = visible_tools(auth)
     tools = [tool for tool in (_mcp_tool(name) for name in names) if tool is not None]
     _audit(ctx, auth, "mcp.tools_listed", "success", {"application": auth.app.slug, "count": len(tools)})
@@ -120,12 +130,19 @@ def _error_result(text: str) -> types.CallToolResult:
 async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
     started = time.perf_counter()
     auth = _auth(ctx)
+    _attach(ctx)
     name = params.name
     if name in LOGIN_TOOLS and auth.app.auth_mode in LOGIN_MODES:
         return await _call_login_tool(ctx, auth, name, dict(params.arguments or {}), started)
     tool = registry.get(name) if name not in LOGIN_TOOLS else None
-    grants = auth.principal.grants if auth.principal else None
-    decision = decide(grants, auth.app.policies.get(name)) if tool is not None else UNKNOWN
+    if tool is None or auth.principal is None:
+        decision = UNKNOWN if tool is None else decide(None, auth.app.policies.get(name))
+    else:
+        requirement = auth.app.policies.get(name)
+        decision = decide(auth.principal.grants, requirement)
+        if decision.allowed and auth.principal.limited:
+            # Visible to the user, but the token's scopes may not cover it (the 403 step-up case).
+            decision = decide(auth.principal.call_grants, requirement)
 
     def audit(outcome: str, reason: str) -> None:
         data = {
@@ -173,7 +190,8 @@ async def _call_login_tool(
     """The seed's login tools: callable by anyone (they are how a caller gets an identity)."""
     reason = "login tool"
     try:
-        content = await _run_login_tool(name, arguments, auth, _actor(auth))
+        mcp_session_id = ctx.request.headers.get("mcp-session-id", "")
+        content = await _run_login_tool(name, arguments, auth, _actor(auth), mcp_session_id=mcp_session_id)
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
     except login.LoginToolError as exc:
         result, reason = _error_result(str(exc)), "login tool; error"
@@ -193,8 +211,17 @@ async def _call_login_tool(
     return result
 
 
+class _Server(Server[Any]):
+    """The low-level server, advertising ``tools.listChanged`` on handshake-era sessions (we send it on login)."""
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), *args, **kwargs
+        )
+
+
 def build_server() -> Server[Any]:
-    return Server(
+    return _Server(
         "authsec",
         version="0.1.0",
         instructions="AuthSec Server hosted MCP endpoint.",
@@ -209,8 +236,11 @@ def build_server() -> Server[Any]:
 def build_session_manager() -> StreamableHTTPSessionManager:
     return StreamableHTTPSessionManager(
         app=build_server(),
-        stateless=True,
+        # Handshake-era versions get sessions (Mcp-Session-Id, a standalone stream for list_changed); requests
+        # of the stateless 2026-07-28 protocol bypass session tracking inside the manager.
+        stateless=False,
         json_response=True,
+        session_idle_timeout=float(settings.MCP_SESSION_IDLE_SECONDS),
         security_settings=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.MCP_ALLOWED_HOSTS),
@@ -286,19 +316,19 @@ async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
     return messages, body
 
 
-def _calls_protected_tool(body: bytes) -> bool:
+def _tool_calls(body: bytes) -> list[str]:
+    """Names of the tools a request body calls (a JSON-RPC message or a batch); unparsable → none."""
     try:
         payload = json.loads(body)
     except ValueError:
-        return False
-    items = payload if isinstance(payload, list) else [payload]
-    for item in items:
+        return []
+    names = []
+    for item in payload if isinstance(payload, list) else [payload]:
         if isinstance(item, dict) and item.get("method") == "tools/call":
             params = item.get("params")
             name = params.get("name") if isinstance(params, dict) else None
-            if name not in LOGIN_TOOLS:
-                return True
-    return False
+            names.append(name if isinstance(name, str) else "")
+    return names
 
 
 class McpEndpoint:
@@ -308,17 +338,31 @@ class McpEndpoint:
         ensure_loaded()
         self.session_manager = build_session_manager()
         self.audit = AuditWriter()
+        self.live = notify.LiveSessions(float(settings.MCP_SESSION_IDLE_SECONDS))
         self._resolve = sync_to_async(resolve)
         self._session_principal = sync_to_async(login.principal_for_session)
+        self._bound_principal = sync_to_async(login.principal_for_mcp_session)
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[McpEndpoint]:
-        """The session manager's task group and the audit writer, for the app's lifetime (audit exits last)."""
+        """The session manager's task group, the notification listener and the audit writer, for the app's
+        lifetime (audit exits last)."""
         async with self.audit.run(), self.session_manager.run():
-            yield self
+            listener = asyncio.get_running_loop().create_task(notify.listen(self.live))
+            try:
+                yield self
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *, tenant: str, app: str) -> None:
         token, malformed = _bearer(scope)
+        mcp_session_id = _header(scope, MCP_SESSION_HEADER)
+        if mcp_session_id and not self.live.belongs(mcp_session_id, tenant, app):
+            # A session opened at another endpoint is unknown here, exactly like an expired one.
+            await _json_response(send, 404, {"jsonrpc": "2.0", "id": None, "error": SESSION_NOT_FOUND}, [])
+            return
         try:
             auth = await resolve_cached(tenant, app, token) or await self._resolve(tenant, app, token)
         except NotFound:
@@ -332,24 +376,80 @@ class McpEndpoint:
             if session_id:
                 # A login-tool session of this tenant and application: act as its user (else stay anonymous).
                 auth.principal = await self._session_principal(auth, session_id)
-        if auth.principal is None:
-            mode = auth.app.auth_mode
-            if mode == "bearer":
+            elif mcp_session_id:
+                # A login bound to this MCP session by oauth_start (handshake-era protocols).
+                auth.principal = await self._bound_principal(auth, mcp_session_id)
+        if scope.get("method") == "POST" and (
+            auth.principal is None and auth.app.auth_mode != "oauth_tools" or auth.principal and auth.principal.limited
+        ):
+            if auth.principal is None and auth.app.auth_mode == "bearer":
                 await _challenge(send, tenant, app)
                 return
-            if mode == "both" and scope.get("method") == "POST":
-                messages, body = await _read_body(receive)
-                if _calls_protected_tool(body):
-                    await _challenge(send, tenant, app)
+            messages, body = await _read_body(receive)
+            calls = _tool_calls(body)
+            if auth.principal is None and any(name not in LOGIN_TOOLS for name in calls):
+                await _challenge(send, tenant, app)
+                return
+            if auth.principal is not None:
+                needed = _missing_scopes(auth, calls)
+                if needed is not None:
+                    await _insufficient_scope(send, tenant, app, needed)
                     return
-                receive = _replay(messages, receive)
+            receive = _replay(messages, receive)
+        elif auth.principal is None and auth.app.auth_mode == "bearer":
+            await _challenge(send, tenant, app)
+            return
         state = {
             **scope.get("state", {}),
             "authsec": auth,
             "authsec_audit": self.audit,
+            "authsec_live": self.live,
             "authsec_request_id": uuid.uuid4().hex,
         }
+        if not mcp_session_id and scope.get("method") == "POST":
+            send = self._note_new_session(send, tenant, app)
         await self.session_manager.handle_request(dict(scope, state=state), receive, send)
+
+    def _note_new_session(self, send: Send, tenant: str, app: str) -> Send:
+        """Wrap `send` to record which endpoint a new handshake-era session (an initialize answer) belongs to."""
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status", 500) < 400:
+                for key, value in message.get("headers", ()):
+                    if key.lower() == MCP_SESSION_HEADER:
+                        self.live.opened(value.decode("latin-1"), tenant, app)
+            await send(message)
+
+        return noting_send
+
+
+SESSION_NOT_FOUND = {"code": types.INVALID_REQUEST, "message": "Session not found"}
+
+
+def _missing_scopes(auth: RequestAuth, calls: list[str]) -> list[str] | None:
+    """For a token narrower than its user's grants: the scopes to ask for when a called tool is visible to the
+    user but not allowed with this token's scopes (None: every call is fine, or hidden/unknown → handled as such)."""
+    principal = auth.principal
+    assert principal is not None
+    for name in calls:
+        requirement: Requirement | None = auth.app.policies.get(name)
+        if name in LOGIN_TOOLS or name not in registry or requirement is None:
+            continue
+        if decide(principal.grants, requirement).allowed and not decide(principal.call_grants, requirement).allowed:
+            return sorted(set(requirement.scopes) | principal.token_scopes)
+    return None
+
+
+async def _insufficient_scope(send: Send, tenant: str, app: str, scopes: list[str]) -> None:
+    """403 per RFC 6750 §3.1 / MCP step-up authorization: the scopes to re-authorize with."""
+    scope_value = " ".join(scopes)
+    description = "The access token lacks a scope this tool needs; authorize again with the scopes named here."
+    header = (
+        f'Bearer error="insufficient_scope", scope="{_quote(scope_value)}", '
+        f'resource_metadata="{resource_metadata_url(tenant, app)}", error_description="{description}"'
+    ).encode()
+    body = {"error": "insufficient_scope", "error_description": description, "scope": scope_value}
+    await _json_response(send, 403, body, [(b"www-authenticate", header)])
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -93,7 +93,8 @@ def get_tokens(
             "response_type": "code",
             "client_id": committed.client_ids[tenant],
             "redirect_uri": REDIRECT,
-            "scope": scope or "openid email read write",
+            # By default every RBAC scope of the tenant, as standard MCP clients ask for PRM's scopes_supported.
+            "scope": scope or " ".join(["openid", "email", *DEMO[tenant]["scopes"]]),
             "code_challenge": challenge,
             "code_challenge_method": "S256",
             "state": "mcp-test",
@@ -140,6 +141,26 @@ def mcp_list(url: str, token: str | None = None) -> list[str]:
             return sorted(tool.name for tool in (await client.list_tools()).tools)
 
     return anyio.run(main)
+
+
+MODERN = "2026-07-28"
+
+
+def modern_rpc(endpoint: str, method: str, params: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    """One raw JSON-RPC request of the stateless 2026-07-28 protocol (envelope `_meta`, routing headers)."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "authsec-tests", "version": "1"},
+    }
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+    routing = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+        **({"Mcp-Name": params["name"]} if "name" in params else {}),
+    }
+    return httpx2.post(endpoint, json=body, headers={**routing, **(headers or {})}, timeout=30)
 
 
 def commit_in(schema: str, write: Callable[[], Any]) -> Any:

@@ -1,0 +1,143 @@
+"""Handshake-era MCP sessions of this process, and ``notifications/tools/list_changed`` when a login changes.
+
+Protocol versions 2025-06-18 and 2025-11-25 keep a session (``Mcp-Session-Id``) whose transport lives in the
+process that opened it (the `mcp` package's session manager; route a session's requests to one worker).
+`LiveSessions` remembers, per session of this process, the endpoint (tenant, application) that opened it, so
+a session id presented at another endpoint answers 404 like an unknown one, and the session object needed to
+push a notification on the session's standalone stream.
+
+What changes a session's tools happens elsewhere: the browser callback of ``oauth_start``, a logout, a revoke
+in the dashboard, in whichever process serves that request. Those publish the SHA-256 of the MCP session id
+on the Redis channel `CHANNEL` after commit (`tools_changed`); every endpoint process listens (`listen`) and
+the one holding the session sends the notification. Delivery is best effort: what a client sees is decided on
+each request from the database, so a lost notification only delays the client's refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+CHANNEL = "authsec:mcp:tools_changed"
+MAX_SESSIONS = 50_000
+
+
+def digest(mcp_session_id: str) -> str:
+    return hashlib.sha256(mcp_session_id.encode()).hexdigest()
+
+
+@dataclass
+class _Entry:
+    tenant: str
+    app: str
+    seen: float
+    session: Any = None  # the latest request's ServerSession: its unrelated notifications use the standalone stream
+
+
+class LiveSessions:
+    """MCP sessions opened in this process (by id digest): their endpoint, last use and a notification handle."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._idle = idle_seconds
+
+    def opened(self, mcp_session_id: str, tenant: str, app: str) -> None:
+        now = time.monotonic()
+        if len(self._entries) >= MAX_SESSIONS:
+            self._prune(now)
+        self._entries[digest(mcp_session_id)] = _Entry(tenant, app, now)
+
+    def belongs(self, mcp_session_id: str, tenant: str, app: str) -> bool:
+        """False when the session was opened here at another endpoint (it must then answer 404)."""
+        entry = self._entries.get(digest(mcp_session_id))
+        if entry is None:
+            return True  # not opened in this process: the session manager answers for it
+        entry.seen = time.monotonic()
+        return (entry.tenant, entry.app) == (tenant, app)
+
+    def attach(self, mcp_session_id: str, session: Any) -> None:
+        entry = self._entries.get(digest(mcp_session_id))
+        if entry is not None:
+            entry.session = session
+
+    async def notify(self, key: str) -> bool:
+        """Send ``notifications/tools/list_changed`` on the session with id digest `key`, if it lives here."""
+        entry = self._entries.get(key)
+        if entry is None or entry.session is None:
+            return False
+        try:
+            await entry.session.send_tool_list_changed()
+        except Exception as exc:  # noqa: BLE001 - the session ended: forget it
+            logger.debug("tools/list_changed not delivered (%s)", type(exc).__name__)
+            self._entries.pop(key, None)
+            return False
+        return True
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self._idle
+        for key in [key for key, entry in self._entries.items() if entry.seen < cutoff]:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_publisher: Any = None
+_publisher_lock = threading.Lock()
+
+
+def _client() -> Any:
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None:
+            import redis
+
+            _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        return _publisher
+
+
+def publish(mcp_session_id: str) -> None:
+    try:
+        _client().publish(CHANNEL, digest(mcp_session_id))
+    except Exception as exc:  # noqa: BLE001 - best effort: the next request shows the right tools anyway
+        logger.warning("Could not publish an MCP tools/list_changed notice (%s)", type(exc).__name__)
+
+
+def tools_changed(mcp_session_id: str) -> None:
+    """After the current transaction commits, tell the process holding this MCP session to notify its client."""
+    if mcp_session_id:
+        transaction.on_commit(lambda: publish(mcp_session_id))
+
+
+async def listen(live: LiveSessions) -> None:
+    """Deliver published notices to the sessions of this process until cancelled (reconnects with backoff)."""
+    import redis.asyncio
+
+    delay = 0.5
+    while True:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        try:
+            async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                delay = 0.5
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        await live.notify(data.decode("ascii", "replace"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis away: retry; requests are unaffected
+            logger.warning("MCP notification listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        finally:
+            await client.aclose()
