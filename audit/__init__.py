@@ -13,3 +13,10 @@ def record(actor: Any, action: str, **kwargs: Any) -> AuditEvent:
     from audit.recorder import record as _record
 
     return _record(actor, action, **kwargs)
+
+
+def record_many(entries: list[Any]) -> list[AuditEvent]:
+    """Write several events in one transaction; see `audit.recorder.record_many`."""
+    from audit.recorder import record_many as _record_many
+
+    return _record_many(entries)

@@ -155,18 +155,29 @@ def link(event: AuditEvent, using: str | None = None) -> None:
     """Attach a new, unsaved event to the chain: lock, read the head, set seq/prev_hash/created_at/hash.
 
     Must run in the transaction that inserts the event, after which the lock is released at commit."""
+    link_many([event], using)
+
+
+def link_many(events: list[AuditEvent], using: str | None = None) -> None:
+    """Attach new, unsaved events to the chain in their order, under one lock and one head read.
+
+    Must run in the transaction that inserts them, after which the lock is released at commit."""
     with connections[using or "default"].cursor() as cursor:
         # One round trip: the lock (held until the transaction ends), then the head read with a snapshot taken
         # after it, so under READ COMMITTED it sees the previous holder's committed event (migration 0003).
         cursor.execute("SELECT * FROM audit_lock_chain_head(%s, %s)", [CHAIN_LOCK_CLASS, f"{LOCK_TIMEOUT_MS}ms"])
         row = cursor.fetchone()
     last = Head(row[0], row[1], row[2]) if row else Head(0, GENESIS_HASH, None)
-    event.data = normalise_data(event.data or {})
-    event.ip = normalise_ip(event.ip)
-    event.seq = last.seq + 1
-    event.prev_hash = last.hash
     # The time is taken inside the lock, and never before the previous event's (the clocks of several
     # app servers disagree a little), so time order is chain order.
     now = timezone.now()
-    event.created_at = max(now, last.created_at) if last.created_at is not None else now
-    event.hash = event_hash(event)
+    created_at = max(now, last.created_at) if last.created_at is not None else now
+    seq, prev_hash = last.seq, last.hash
+    for event in events:
+        event.data = normalise_data(event.data or {})
+        event.ip = normalise_ip(event.ip)
+        seq += 1
+        event.seq = seq
+        event.prev_hash = prev_hash
+        event.created_at = created_at
+        event.hash = prev_hash = event_hash(event)

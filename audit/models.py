@@ -49,6 +49,16 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def _raw_delete(self, using: Any) -> NoReturn:
         raise AuditLogIsAppendOnly("deleted")
 
+    def insert_linked(self, events: list[AuditEvent]) -> None:
+        """Insert new events in one statement, linked into the chain under one lock (`audit.record_many`)."""
+        from audit import chain
+
+        if any(not event._state.adding or event.pk is not None for event in events):
+            raise AuditLogIsAppendOnly("changed")
+        with transaction.atomic(using=self.db, savepoint=False):
+            chain.link_many(events, using=self.db)
+            models.QuerySet(model=self.model, using=self.db).bulk_create(events)
+
     def for_actor(self, actor_id: str) -> AuditEventQuerySet:
         return self.filter(actor_id=actor_id)
 

@@ -107,6 +107,10 @@ async def worker(url: str, headers: dict[str, str], body: dict[str, Any], until:
         }
         response = await http.post(url, json=init)
         response.raise_for_status()
+        session = response.headers.get("mcp-session-id")
+        if session:  # handshake-era protocol: the session header goes on every later request
+            http.headers["mcp-session-id"] = session
+        await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
         i = 0
         while time.perf_counter() < until:
             i += 1
@@ -179,6 +183,8 @@ def main() -> int:
             ("tools/list 1k", "ours (bearer)", f"{base}/t/bench/mcp/mcp-bench-1k", token_1k, {"method": "tools/list"}),
             ("tools/list 1k", "plain", f"{base}/plain1k/mcp", None, {"method": "tools/list"}),
         ]
+        if os.environ.get("BENCH_ONLY"):  # profiling aid: e.g. BENCH_ONLY=0 runs only our tools/call row
+            rows = [rows[int(i)] for i in os.environ["BENCH_ONLY"].split(",")]
         results = {}
         head = ("method", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "cpu ms/req", "errors")
         print("{:<14} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6}".format(*head))
@@ -189,6 +195,8 @@ def main() -> int:
                 f"{method:<14} {who:<14} {r['rps']:8.0f} {r['p50']:8.2f} {r['p95']:8.2f} {r['p99']:8.2f} "
                 f"{r['cpu_ms']:10.2f} {r['errors']:6d}"
             )
+        if len(results) < 4:
+            return 0
         ours, plain = results[("tools/call", "ours (bearer)")], results[("tools/call", "plain")]
         ratio, added = ours["rps"] / plain["rps"], ours["p50"] - plain["p50"]
         list_ratio = results[("tools/list 1k", "ours (bearer)")]["rps"] / results[("tools/list 1k", "plain")]["rps"]

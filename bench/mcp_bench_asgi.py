@@ -1,5 +1,6 @@
 """The ASGI app `make bench-mcp` serves under one uvicorn: our root router (tenant endpoints) plus a plain,
-unprotected `mcp` low-level server with the same tool(s) at ``/plain/mcp`` and ``/plain1k/mcp``."""
+unprotected `mcp` low-level server with the same tool(s) at ``/plain/mcp`` and ``/plain1k/mcp``, with sessions
+like ours (handshake-era protocol: initialize once per client, then requests on the session)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,10 @@ class BenchRouter:
         bulk = register_bulk_tools()
         self.plain = {
             "/plain/mcp": StreamableHTTPSessionManager(
-                app=plain_server(["calculator"]), stateless=True, json_response=True
+                app=plain_server(["calculator"]), stateless=False, json_response=True
             ),
             "/plain1k/mcp": StreamableHTTPSessionManager(
-                app=plain_server(["calculator", *bulk]), stateless=True, json_response=True
+                app=plain_server(["calculator", *bulk]), stateless=False, json_response=True
             ),
         }
 

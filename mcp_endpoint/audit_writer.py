@@ -1,8 +1,9 @@
 """Audit events of MCP requests, written off the request path in small batches.
 
 A tools/call must not wait for its own INSERT (docs/benchmarks.md), so handlers `submit` events to an
-in-process queue that one writer thread flushes every `FLUSH_INTERVAL` seconds, one transaction per
-tenant per batch, through `audit.record` (so the audit app's rules — redaction, hash chain — apply).
+in-process queue that one writer thread flushes every `FLUSH_INTERVAL` seconds, one transaction and one
+INSERT per tenant per batch, through `audit.record_many` (so the audit app's rules — redaction, hash chain —
+apply).
 Events are not lost on a clean shutdown: the root ASGI app's lifespan awaits a final flush. A failed write
 is retried `MAX_ATTEMPTS` times and then logged with the events' content (never silently dropped). A
 process crash can lose at most the last interval's events; that is the price of not blocking the caller.
@@ -19,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django_tenants.utils import schema_context
 
 from audit import context as audit_context
+from audit.recorder import Entry
 
 logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05
@@ -51,13 +53,20 @@ def write_events(events: list[PendingEvent]) -> list[PendingEvent]:
         by_schema.setdefault(event.schema, []).append(event)
     failed: list[PendingEvent] = []
     for schema, batch in by_schema.items():
+        entries = [
+            Entry(
+                event.actor,
+                event.action,
+                target=event.target,
+                data=event.data,
+                outcome=event.outcome,
+                context=event.context,
+            )
+            for event in batch
+        ]
         try:
-            with schema_context(schema), transaction.atomic():
-                for event in batch:
-                    with audit_context.bind(event.context):
-                        audit.record(
-                            event.actor, event.action, target=event.target, data=event.data, outcome=event.outcome
-                        )
+            with schema_context(schema):
+                audit.record_many(entries)
         except Exception:
             logger.exception("Could not write %d MCP audit events for %s", len(batch), schema)
             failed.extend(batch)

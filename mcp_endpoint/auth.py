@@ -29,6 +29,7 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
+from mcp_endpoint.fastredis import FastRedis, Unsupported
 from oauth import issuer as issuers
 from rbac.engine import KINDS, Grants, Requirement
 from rbac.grants import VERSION_KEY as RBAC_VERSION_KEY
@@ -220,6 +221,27 @@ def note_revoked(token_digests: list[tuple[str, int | None]]) -> None:
         cache.set(REVOKED_PREFIX + digest, 1, timeout=ttl)
 
 
+# Verified claims by (schema, application, token digest), so a client's repeated requests with one token pay
+# the RS256 check once. An entry lives until the token expires, at most VERIFIED_TTL seconds (so a signing key
+# withdrawn from the JWKS stops counting soon); revocation is still checked on every request.
+_verified: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+VERIFIED_TTL = 300.0
+VERIFIED_MAX = 20_000
+
+
+def _verify_cached(token: str, digest: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
+    key = (tenant.schema_name, app.slug, digest)
+    hit = _verified.get(key)
+    now = time.time()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    claims = _verify(token, tenant, app)
+    if len(_verified) >= VERIFIED_MAX:
+        _verified.clear()
+    _verified[key] = (min(float(claims["exp"]), now + VERIFIED_TTL), claims)
+    return claims
+
+
 def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
@@ -284,17 +306,18 @@ def _user_uncached(user_id: int) -> tuple[str, bool, Grants] | None:
 
 
 def _finish(
-    auth: RequestAuth, token: str, revoked: bool, rbac_version: str | None, *, sync: bool
+    auth: RequestAuth, token: str, digest: str, revoked: bool, rbac_version: str | None, *, sync: bool
 ) -> RequestAuth | None:
     """Verify `token` and attach the principal (or `token_error`). With ``sync=False`` (on the event loop)
     nothing may touch the database: returns None when something is not cached yet."""
     tenant, app = auth.tenant, auth.app
     try:
-        if not sync:
+        if not sync and (tenant.schema_name, app.slug, digest) not in _verified:
+            # Verifying needs the signing key; without it cached here, the sync path fetches the JWKS.
             kid = _unverified_kid(token)
             if kid is not None and kid not in _jwks.get(tenant.schema_name, (0.0, {}))[1]:
                 return None
-        claims = _verify(token, tenant, app)
+        claims = _verify_cached(token, digest, tenant, app)
         if revoked:
             raise InvalidToken("token revoked")
         try:
@@ -354,7 +377,8 @@ def resolve(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth:
     auth = RequestAuth(tenant, _app(tenant, app_slug, config_version))
     if not token:
         return auth
-    return _finish(auth, token, bool(values.get(REVOKED_PREFIX + digest)), values.get(RBAC_VERSION_KEY), sync=True)
+    revoked = bool(values.get(REVOKED_PREFIX + digest))
+    return _finish(auth, token, digest, revoked, values.get(RBAC_VERSION_KEY), sync=True)
 
 
 # --- Fast path on the event loop ----------------------------------------------------------------------------------
@@ -364,15 +388,20 @@ _async_redis: dict[int, Any] = {}
 
 
 def _async_client() -> Any:
-    """A redis.asyncio client per event loop (its connections belong to the loop that made them)."""
+    """The hot-path Redis client of this event loop: `FastRedis` (pipelined MGET), or redis-py's asyncio client
+    for URLs it does not support (TLS). Connections belong to the loop that made them."""
     import asyncio
-
-    import redis.asyncio
 
     loop_id = id(asyncio.get_running_loop())
     client = _async_redis.get(loop_id)
     if client is None:
-        client = _async_redis[loop_id] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        try:
+            client = FastRedis(settings.REDIS_URL)
+        except Unsupported:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        _async_redis[loop_id] = client
     return client
 
 
@@ -407,4 +436,4 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     auth = RequestAuth(tenant, config[1])
     if not token:
         return auth
-    return _finish(auth, token, bool(values[2]), values[1], sync=False)
+    return _finish(auth, token, digest, bool(values[2]), values[1], sync=False)

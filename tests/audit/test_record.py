@@ -123,3 +123,44 @@ def _inline_management(prefix: str) -> dict[str, int]:
         f"{prefix}-MIN_NUM_FORMS": 0,
         f"{prefix}-MAX_NUM_FORMS": 1000,
     }
+
+
+def test_record_many_links_a_batch_into_the_chain_with_one_insert(
+    in_acme: Tenant, django_assert_max_num_queries
+) -> None:
+    from audit.chain import event_hash
+    from audit.context import RequestContext
+    from audit.recorder import Entry
+    from audit.verify import verify_chain
+
+    before = audit.record("tests", "test.before_batch")
+    entries = [
+        Entry(
+            Actor("user", str(i), f"u{i}@acme.test"),
+            "mcp.tool_call",
+            target=("rbac.application", "", "demo"),
+            data={"tool": f"t{i}", "api_token": "s3cr3t"},
+            outcome="allow",
+            context=RequestContext(request_id=f"req-{i}", ip="127.0.0.1", user_agent="ua"),
+        )
+        for i in range(5)
+    ]
+    with django_assert_max_num_queries(3):  # the lock + head read, the INSERT (and at most a savepoint)
+        events = audit.record_many(entries)
+    rows = list(AuditEvent.objects.filter(seq__gt=before.seq).order_by("seq"))
+    assert [row.pk for row in rows] == [event.pk for event in events]
+    assert [row.seq for row in rows] == list(range(before.seq + 1, before.seq + 6))
+    assert rows[0].prev_hash == before.hash
+    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(row.hash == event_hash(row) for row in rows)
+    assert rows[2].request_id == "req-2" and rows[2].data["api_token"] != "s3cr3t"
+    assert verify_chain().broken is None
+
+
+def test_record_many_is_all_or_nothing(in_acme: Tenant) -> None:
+    from audit.recorder import Entry
+
+    before = AuditEvent.objects.count()
+    with pytest.raises(ValueError, match="dotted lower-case"):
+        audit.record_many([Entry("tests", "test.fine"), Entry("tests", "Not An Action")])
+    assert AuditEvent.objects.count() == before
