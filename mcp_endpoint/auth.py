@@ -405,9 +405,15 @@ def _async_client() -> Any:
     return client
 
 
+_key_prefixes: dict[str, str] = {}
+
+
 def _raw_key(schema: str, key: str) -> str:
     # django_tenants.cache.make_key, with the schema given instead of read from the thread's connection.
-    return f"{schema}:{cache.key_prefix}:{cache.version}:{key}"
+    prefix = _key_prefixes.get(schema)
+    if prefix is None:
+        prefix = _key_prefixes[schema] = f"{schema}:{cache.key_prefix}:{cache.version}:"
+    return prefix + key
 
 
 async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
