@@ -4,6 +4,7 @@ whichever path made it (dashboard, REST API, services, shell)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.db import connection, transaction
@@ -28,8 +29,30 @@ def _schedule_bump(**kwargs: Any) -> None:
     transaction.on_commit(bump)
 
 
+def _access_token_deleted(instance: Any, **kwargs: Any) -> None:
+    """Whatever deleted an access token (revocation, refresh rotation, reuse detection ending a family, code
+    reuse, consent withdrawn, an admin): the MCP endpoint's offline check must refuse it from now on."""
+    schema = connection.schema_name
+    checksum = getattr(instance, "token_checksum", "")
+    expires = int(instance.expires.timestamp()) if getattr(instance, "expires", None) else None
+    if not checksum or (expires is not None and expires < time.time()):
+        return  # nothing to refuse: an expired token is refused anyway
+
+    def note() -> None:
+        from mcp_endpoint.revocation import revoke_for_mcp
+
+        with schema_context(schema):
+            revoke_for_mcp([(checksum, expires)])
+
+    transaction.on_commit(note)
+
+
 def connect() -> None:
+    from oauth2_provider.models import get_access_token_model
+
     from rbac.models import Application, ToolPolicy
+
+    post_delete.connect(_access_token_deleted, sender=get_access_token_model(), dispatch_uid="mcp_access_token_deleted")
 
     for model in (Application, ToolPolicy):
         post_save.connect(_schedule_bump, sender=model, dispatch_uid=f"mcp_bump_save_{model.__name__}")

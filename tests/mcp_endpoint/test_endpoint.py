@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -271,6 +272,42 @@ def test_revoking_the_refresh_token_also_ends_its_access_token_here(
     )
     assert response.status_code == 401
     assert response.json()["error_description"] == "token revoked"
+
+
+def _refused(server: LiveServer, token: str) -> httpx2.Response:
+    return httpx2.post(
+        url(server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
+    )
+
+
+def test_a_token_deleted_in_the_dashboard_is_refused_at_once(asgi_server: LiveServer, committed: Committed) -> None:
+    from oauth2_provider.models import get_access_token_model
+
+    token = get_token(asgi_server, committed, "bob@acme.test")
+    assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)
+    checksum = hashlib.sha256(token.encode()).hexdigest()
+    commit_in_acme(lambda: get_access_token_model().objects.get(token_checksum=checksum).delete())
+    response = _refused(asgi_server, token)
+    assert response.status_code == 401 and response.json()["error_description"] == "token revoked"
+
+
+def test_refresh_token_reuse_ends_the_whole_family_here_too(asgi_server: LiveServer, committed: Committed) -> None:
+    issued = get_tokens(asgi_server, committed, "carol@acme.test", scope="openid email offline_access write")
+    token_url = f"{asgi_server.url}/t/acme/oauth/token"
+    refresh = {"grant_type": "refresh_token", "client_id": committed.client_ids["acme"]}
+    first = httpx2.post(token_url, data={**refresh, "refresh_token": issued["refresh_token"]})
+    assert first.status_code == 200, first.text
+    rotated = first.json()["access_token"]
+    assert mcp_list(url(asgi_server), rotated) == sorted(EXPECTED["carol@acme.test"] | LOGIN_TOOLS)
+    # The replaced access token stopped working when the refresh rotated it.
+    assert _refused(asgi_server, issued["access_token"]).status_code == 401
+    # Presenting the old refresh token again (a stolen copy) revokes the family, the rotated token included.
+    reuse = httpx2.post(token_url, data={**refresh, "refresh_token": issued["refresh_token"]})
+    assert reuse.status_code == 400
+    response = _refused(asgi_server, rotated)
+    assert response.status_code == 401 and response.json()["error_description"] == "token revoked"
 
 
 def test_protected_resource_metadata_names_the_tenants_issuer(asgi_server: LiveServer, committed: Committed) -> None:
