@@ -70,12 +70,20 @@ def test_initialize_and_ping_with_protocol_2025_06_18(asgi_server: LiveServer) -
     )
     assert init.status_code == 200
     assert init.json()["result"]["protocolVersion"] == "2025-06-18"
+    session = init.headers["mcp-session-id"]  # handshake-era protocols keep a session
     ping = httpx2.post(
         url,
-        headers={**headers, "MCP-Protocol-Version": "2025-06-18"},
+        headers={**headers, "MCP-Protocol-Version": "2025-06-18", "Mcp-Session-Id": session},
         json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
     )
     assert ping.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    # Without the session id a handshake-era request other than initialize is refused.
+    orphan = httpx2.post(
+        url,
+        headers={**headers, "MCP-Protocol-Version": "2025-06-18"},
+        json={"jsonrpc": "2.0", "id": 3, "method": "ping"},
+    )
+    assert orphan.status_code == 400
 
 
 @pytest.mark.parametrize("path", ["/t/nosuchtenant/mcp/demo", "/t/public/mcp/demo", "/t/acme/mcp/nosuchapp"])

@@ -291,7 +291,8 @@ def test_refresh_reuse_revokes_the_familys_access_tokens(demo_users, clients, re
     assert introspect(rotated["access_token"], rs.client.client_id, rs.secret).json() == {"active": False}
     assert userinfo(rotated["access_token"]).status_code == 401
     assert userinfo(first["access_token"]).status_code == 401
-    event = AuditEvent.objects.get(action="oauth.refresh_reuse_detected")
+    # The audit log is shared with committed live-server tests: pick this client's event.
+    event = AuditEvent.objects.get(action="oauth.refresh_reuse_detected", data__client_id=clients.public.client_id)
     assert event.outcome == "deny"
     assert event.data["user_id"] == demo_users["alice@acme.test"].pk
 
