@@ -41,3 +41,22 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriv
         yield driver
     finally:
         driver.quit()
+
+
+def wait_until_gone(browser: webdriver.Chrome, element: object, timeout: float = 20) -> None:
+    """Wait until `element` no longer belongs to the page (the click navigated away).
+
+    Like `expected_conditions.staleness_of`, but chromedriver may also answer a lookup on an element of a
+    document being replaced with "Node with given id does not belong to the document" (a WebDriverException
+    that is not a StaleElementReferenceException): that is the same fact, the old page is gone."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def gone(_: object) -> bool:
+        try:
+            element.is_enabled()  # type: ignore[attr-defined]
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(browser, timeout).until(gone)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser.conftest import wait_until_gone
 from tests.conftest import ADMIN_PASSWORD, LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
@@ -19,7 +18,7 @@ def _log_in(browser, url: str, email: str, password: str) -> None:  # type: igno
     submit = browser.find_element(By.CSS_SELECTOR, "input[type=submit]")
     submit.click()
     # Wait for the next page: the clicked button belongs to the old document.
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(submit))
+    wait_until_gone(browser, submit)
 
 
 def test_acme_admin_logs_in_at_acme_but_not_at_globex(browser, asgi_server: LiveServer) -> None:  # type: ignore[no-untyped-def]

@@ -15,14 +15,13 @@ import pytest
 from django.contrib.auth.models import Group
 from django_tenants.utils import schema_context
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
-from selenium.webdriver.support.ui import WebDriverWait
 
 import audit
 from accounts.models import User
 from audit.recorder import Actor
 from audit.services import AUDITORS_GROUP, ensure_auditor_group
+from tests.browser.conftest import wait_until_gone
 from tests.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
@@ -54,7 +53,7 @@ def committed_log(django_db_setup, django_db_blocker) -> Iterator[dict[str, str]
 
 
 def _wait_for_page(browser, old_element) -> None:  # type: ignore[no-untyped-def]
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_element))
+    wait_until_gone(browser, old_element)
 
 
 def _artifacts(tmp_path: Path) -> Path:

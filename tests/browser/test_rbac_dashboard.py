@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from accounts.models import User
 from rbac.demo import DEMO, seed_rbac
 from rbac.models import Application, Group, Resource, Role, Scope
+from tests.browser.conftest import wait_until_gone
 from tests.conftest import ADMIN_PASSWORD, LiveServer
 from tests.factories import UserFactory
 
@@ -40,7 +41,7 @@ def committed_demo(django_db_setup, django_db_blocker) -> Iterator[None]:  # typ
 
 
 def _wait_for_page(browser, old_element) -> None:  # type: ignore[no-untyped-def]
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_element))
+    wait_until_gone(browser, old_element)
 
 
 def _log_in(browser, url: str) -> None:  # type: ignore[no-untyped-def]

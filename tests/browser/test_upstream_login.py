@@ -21,6 +21,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from oauth.models import Client, UpstreamProvider
 from oauth.upstream_services import delete_upstream_provider, save_upstream_provider
+from tests.browser.conftest import wait_until_gone
 from tests.conftest import LiveServer
 from tests.factories import UserFactory
 
@@ -80,7 +81,7 @@ def globex_as_upstream(django_db_setup, django_db_blocker, asgi_server: LiveServ
 
 def _click_and_wait(browser, element) -> None:  # type: ignore[no-untyped-def]
     element.click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(element))
+    wait_until_gone(browser, element)
 
 
 def test_signs_in_to_acme_with_a_globex_account(browser, asgi_server: LiveServer, globex_as_upstream) -> None:  # type: ignore[no-untyped-def]
