@@ -121,5 +121,34 @@ async def sensitive_operations(arguments: dict) -> list:
     "list_my_repos", scopes=["read"], description="Lists your GitHub repositories.", inputSchema={"type": "object"}
 )
 async def list_my_repos(arguments: dict, session: Any) -> list:
-    # Reads the "GitHub API Integration" service through ServiceAccessSDK once the services feature lands.
-    raise ToolError('The service "GitHub API Integration" is not configured for this tenant.')
+    # The seed's GitHub example: the token comes from Vault through ServiceAccessSDK (checked and audited there).
+    import httpx2 as httpx
+    from django.conf import settings
+
+    from services.sdk import ServiceAccessError, ServiceAccessSDK
+
+    try:  # one checked, audited read gives both the token and the service URL
+        service = await ServiceAccessSDK(session).get_service_credentials("GitHub API Integration")
+    except ServiceAccessError as exc:
+        raise ToolError(str(exc)) from None
+    github_token = service["credentials"].get("access_token")
+    if not github_token:
+        raise ToolError('The service "GitHub API Integration" has no access token stored.')
+    url = (service["url"] or "https://api.github.com").rstrip("/") + "/user/repos"
+    try:
+        async with httpx.AsyncClient(timeout=settings.SERVICES_HTTP_TIMEOUT) as http:
+            response = await http.get(
+                url, headers={"Authorization": f"Bearer {github_token}", "Accept": "application/vnd.github+json"}
+            )
+    except httpx.HTTPError as exc:
+        raise ToolError(f"GitHub could not be reached ({type(exc).__name__}).") from None
+    if response.status_code in (401, 403):
+        raise ToolError(f"GitHub refused the stored token (HTTP {response.status_code}); ask an admin to replace it.")
+    if response.status_code != 200:
+        raise ToolError(f"GitHub answered HTTP {response.status_code}.")
+    try:
+        repos = response.json()
+        repo_list = "\n".join(f"- {repo['full_name']} ({repo['stargazers_count']} ⭐)" for repo in repos[:10])
+    except (ValueError, KeyError, TypeError):
+        raise ToolError("GitHub answered with something that is not a repository list.") from None
+    return _text(f"Your GitHub Repositories:\n{repo_list}")

@@ -1,0 +1,262 @@
+"""Writes of services and their secrets: create, replace, rotate. Each is audited; none logs a value.
+
+Ordering keeps the invariant of `Service.vault_version`: a new version is written to Vault (check-and-set
+against Vault's current version) *before* the row points at it, inside a transaction that holds the row
+lock. If Vault fails, nothing changes in Postgres; if Postgres fails after Vault accepted the write, the row
+still points at the previous, complete version and the next write simply goes on from Vault's newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+import audit
+from audit.models import AuditEvent
+from authsec_site.lib import vault
+from services.models import SecretVersion, Service
+
+logger = logging.getLogger(__name__)
+
+# The credential keys each type stores, and the one `get_service_token` returns.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    Service.ServiceType.API_KEY: ("api_key",),
+    Service.ServiceType.BEARER_TOKEN: ("access_token",),
+    Service.ServiceType.BASIC_AUTH: ("username", "password"),
+    Service.ServiceType.OAUTH2: ("access_token", "refresh_token", "client_id", "client_secret"),
+    Service.ServiceType.DATABASE: ("username", "password", "lease_id"),
+}
+PRIMARY_KEY: dict[str, str] = {
+    Service.ServiceType.API_KEY: "api_key",
+    Service.ServiceType.BEARER_TOKEN: "access_token",
+    Service.ServiceType.BASIC_AUTH: "password",
+    Service.ServiceType.OAUTH2: "access_token",
+    Service.ServiceType.DATABASE: "password",
+}
+MAX_SECRET_LENGTH = 16_384
+
+
+class RotationError(Exception):
+    """A rotator could not produce a new secret; the message is safe to show (no secret in it)."""
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    service_id: int
+    rotated: bool
+    version: int
+    message: str
+
+
+def _label(actor: Any) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return str(getattr(actor, "label", "") or getattr(actor, "email", "") or actor)
+
+
+def clean_credentials(service: Service, credentials: Mapping[str, Any]) -> dict[str, str]:
+    """Keep the keys this service type stores; refuse unknown keys, non-strings and oversize values."""
+    allowed = SECRET_KEYS[service.service_type]
+    errors = []
+    cleaned: dict[str, str] = {}
+    for key, value in credentials.items():
+        if key not in allowed:
+            errors.append(f"{key!r} is not a credential of a {service.get_service_type_display()} service.")
+        elif not isinstance(value, str):
+            errors.append(f"{key!r} must be text.")
+        elif len(value) > MAX_SECRET_LENGTH:
+            errors.append(f"{key!r} is longer than {MAX_SECRET_LENGTH} characters.")
+        elif value:
+            cleaned[key] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def secret_path(service: Service) -> str:
+    """A new, never-used Vault path for the service (id + random part: a recreated database or tenant that
+    reuses ids can never land on another service's old versions). Called once; the row keeps it."""
+    return vault.tenant_path(connection.schema_name, "services", f"{service.pk}-{uuid.uuid4().hex[:16]}")
+
+
+def record_created(actor: Any, service: Service) -> None:
+    audit.record(actor, "service.created", target=service, data={"service": service.name})
+
+
+def _write_version(service: Service, data: Mapping[str, Any], base: int) -> int:
+    """Write `data` as the next version in Vault, only if Vault's newest version is still `base` (read before
+    the new value was computed): a concurrent writer makes this fail instead of being overwritten."""
+    schema = connection.schema_name
+    vault.tenant_kv_configure(schema, service.vault_path, max_versions=service.keep_versions)
+    return vault.tenant_kv_write(schema, service.vault_path, data, cas=base)
+
+
+def _read_current(service: Service) -> dict[str, Any]:
+    """The credentials of the version the row points at; {} when Vault has none (never written, or lost)."""
+    if not service.vault_version:
+        return {}
+    try:
+        data, _ = vault.tenant_kv_read(connection.schema_name, service.vault_path, service.vault_version)
+    except vault.VaultError as exc:
+        if exc.reason != "not_found":
+            raise
+        return {}
+    return data
+
+
+def _commit_version(service: Service, version: int, reason: str, actor: Any, **extra: Any) -> None:
+    service.vault_version = version
+    service.status = Service.Status.ACTIVE
+    fields = ["vault_version", "status", "updated_at"]
+    if reason == SecretVersion.Reason.ROTATED:
+        service.last_rotated_at = timezone.now()
+        service.last_rotation_error = ""
+        service.rotation_failures = 0
+        fields += ["last_rotated_at", "last_rotation_error", "rotation_failures"]
+    service.save(update_fields=fields)
+    SecretVersion.objects.create(service=service, version=version, reason=reason, created_by=_label(actor))
+    audit.record(
+        actor,
+        f"service.secret_{reason}",
+        target=service,
+        data={"service": service.name, "vault_version": version, **extra},
+    )
+    transaction.on_commit(lambda: _drop_cache(service.pk))
+
+
+def _drop_cache(service_id: int) -> None:
+    from services.sdk import drop_cached
+
+    drop_cached(connection.schema_name, service_id)
+
+
+@transaction.atomic
+def create_service(*, actor: Any, credentials: Mapping[str, Any] | None = None, **fields: Any) -> Service:
+    """Create a service (and its first secret version when `credentials` are given), audited."""
+    fields.setdefault("keep_versions", settings.SERVICES_KEEP_VERSIONS)
+    service = Service(**fields)
+    service.full_clean(exclude=["vault_path"])
+    service.save()
+    service.vault_path = secret_path(service)
+    service.save(update_fields=["vault_path"])
+    record_created(actor, service)
+    if credentials:
+        data = clean_credentials(service, credentials)
+        if data:
+            base = vault.tenant_kv_current_version(connection.schema_name, service.vault_path)
+            _commit_version(service, _write_version(service, data, base), SecretVersion.Reason.CREATED, actor)
+    return service
+
+
+def replace_secret(*, actor: Any, service: Service, credentials: Mapping[str, Any]) -> int:
+    """Write a new version holding `credentials` merged over the current ones; returns the new version."""
+    data = clean_credentials(service, credentials)
+    if not data:
+        raise ValidationError("Give at least one credential value.")
+    with transaction.atomic():
+        locked = Service.objects.select_for_update().get(pk=service.pk)
+        if not locked.vault_path:
+            locked.vault_path = secret_path(locked)
+            locked.save(update_fields=["vault_path"])
+        base = vault.tenant_kv_current_version(connection.schema_name, locked.vault_path)
+        merged = {**_read_current(locked), **data}
+        reason = SecretVersion.Reason.REPLACED if locked.vault_version else SecretVersion.Reason.CREATED
+        version = _write_version(locked, merged, base)
+        _commit_version(locked, version, reason, actor, keys_changed=sorted(data))
+    service.refresh_from_db()
+    return version
+
+
+def delete_service(*, actor: Any, service: Service) -> None:
+    """Delete the row, then (after commit) every version of its secret in Vault."""
+    path, name = service.vault_path, service.name
+    with transaction.atomic():
+        audit.record(actor, "service.deleted", target=service, data={"service": name})
+        service.delete()
+    schema = connection.schema_name
+    if path:
+        try:
+            vault.tenant_kv_delete_all(schema, path)
+        except vault.VaultError as exc:
+            logger.warning("Could not delete the Vault secret of service %s: %s", name, exc)
+
+
+def rotate_service(*, actor: Any, service_id: int, force: bool = False) -> RotationResult:
+    """Rotate one service's secret with its rotator. Without `force` only when the policy says it is due, so
+    two runs inside the window make one version. On failure the current version stays, the service shows
+    "rotation failed", a failure event is audited, and `RotationError` is raised (the task retries)."""
+    from services.rotators import get_rotator
+
+    try:
+        with transaction.atomic():
+            service = Service.objects.select_for_update().get(pk=service_id)
+            if service.rotation_kind == Service.RotationKind.NONE:
+                raise RotationError("This service has no rotation kind configured.")
+            if not force and not service.is_rotation_due():
+                return RotationResult(service.pk, False, service.vault_version, "not due yet")
+            rotator = get_rotator(service.rotation_kind)
+            schema = connection.schema_name
+            if not service.vault_path:
+                service.vault_path = secret_path(service)
+                service.save(update_fields=["vault_path"])
+            base = vault.tenant_kv_current_version(schema, service.vault_path)
+            current = _read_current(service)
+            new = rotator.rotate(service, dict(current))
+            version = _write_version(service, new, base)
+            _commit_version(service, version, SecretVersion.Reason.ROTATED, actor, rotation_kind=service.rotation_kind)
+            transaction.on_commit(lambda: rotator.after_commit(service, current, new))
+        logger.info("Rotated service %s to version %s", service_id, version)
+        return RotationResult(service_id, True, version, "rotated")
+    except (vault.VaultError, RotationError) as exc:
+        message = str(exc)[:300]
+        _record_failure(actor, service_id, message)
+        raise RotationError(message) from None
+
+
+@transaction.atomic
+def _record_failure(actor: Any, service_id: int, message: str) -> None:
+    service = Service.objects.select_for_update().filter(pk=service_id).first()
+    if service is None:
+        return
+    service.status = Service.Status.ROTATION_FAILED
+    service.last_rotation_error = message
+    service.rotation_failures += 1
+    service.save(update_fields=["status", "last_rotation_error", "rotation_failures", "updated_at"])
+    audit.record(
+        actor,
+        "service.rotation_failed",
+        target=service,
+        outcome=AuditEvent.Outcome.FAILURE,
+        data={"service": service.name, "vault_version": service.vault_version, "error": message},
+    )
+    logger.warning("Rotation of service %s failed: %s", service_id, message)
+
+
+def renew_or_reissue_lease(*, actor: Any, service_id: int) -> str:
+    """Keep a database service's leased credentials alive between rotations: renew the lease while Vault grants
+    at least two check intervals more, otherwise (max TTL reached, lease gone) lease new credentials through
+    `rotate_service`. Returns "renewed", "reissued" or "skipped"."""
+    service = Service.objects.filter(pk=service_id).first()
+    if service is None or service.rotation_kind != Service.RotationKind.DATABASE or not service.vault_version:
+        return "skipped"
+    lease = _read_current(service).get("lease_id", "")
+    ttl = 0
+    if lease:
+        try:
+            ttl = vault.renew_lease(connection.schema_name, lease)
+        except vault.VaultError as exc:
+            logger.info("Lease of service %s could not be renewed (%s); leasing new credentials", service_id, exc)
+    if ttl >= 2 * settings.SERVICES_ROTATION_CHECK_INTERVAL:
+        return "renewed"
+    rotate_service(actor=actor, service_id=service_id, force=True)
+    return "reissued"
