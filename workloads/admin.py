@@ -1,0 +1,76 @@
+"""The tenant dashboard's workload list: SPIFFE ID, current SVID (serial, expiry, status), "issue/renew now"."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from audit.admin import AuditedAdminMixin
+from workloads.files import workload_files
+from workloads.models import Workload
+from workloads.services import SvidIssueError, current_tenant, issue_svid
+
+_STATUS_COLOURS = {
+    Workload.Status.VALID: "#2e7d32",
+    Workload.Status.EXPIRING: "#b26a00",
+    Workload.Status.EXPIRED: "#c62828",
+    Workload.Status.FAILED: "#c62828",
+    Workload.Status.NONE: "#666",
+    Workload.Status.DISABLED: "#666",
+}
+
+
+@admin.register(Workload)
+class WorkloadAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "spiffe_id", "is_enabled", "svid_status", "svid_serial", "svid_not_after"]
+    list_filter = ["is_enabled"]
+    search_fields = ["name", "spiffe_path", "description", "svid_serial"]
+    readonly_fields = [
+        "spiffe_id",
+        "svid_status",
+        "svid_serial",
+        "svid_not_before",
+        "svid_not_after",
+        "svid_issued_at",
+        "files",
+        "last_error",
+        "last_error_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "spiffe_path", "spiffe_id", "description", "ttl_seconds", "is_enabled"]}),
+        (
+            "Current SVID (the private key is only in the files, never in the database)",
+            {"fields": ["svid_status", "svid_serial", "svid_not_before", "svid_not_after", "svid_issued_at", "files"]},
+        ),
+        ("Last failure", {"fields": ["last_error", "last_error_at"]}),
+    ]
+    actions = ["issue_now"]
+
+    @admin.display(description="SPIFFE ID")
+    def spiffe_id(self, obj: Workload) -> str:
+        return obj.spiffe_id_in(current_tenant().slug) if obj.spiffe_path else "-"
+
+    @admin.display(description="status")
+    def svid_status(self, obj: Workload) -> str:
+        status = Workload.Status(obj.status())
+        return format_html('<strong style="color:{}">{}</strong>', _STATUS_COLOURS[status], status.label)
+
+    @admin.display(description="files")
+    def files(self, obj: Workload) -> str:
+        return str(workload_files(current_tenant().slug, obj.name).directory) if obj.name else "-"
+
+    @admin.action(description="Issue / renew the SVID now")
+    def issue_now(self, request: HttpRequest, queryset: QuerySet[Workload]) -> None:
+        for workload in queryset:
+            try:
+                result = issue_svid(workload, actor=request.user)
+            except SvidIssueError as exc:
+                messages.error(request, f"No SVID issued for {workload.name}: {exc}")
+            else:
+                messages.success(
+                    request,
+                    f"New SVID for {workload.name}: serial {result.workload.svid_serial}, "
+                    f"expires {result.workload.svid_not_after:%Y-%m-%d %H:%M:%S} UTC.",
+                )
