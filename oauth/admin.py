@@ -15,6 +15,7 @@ import audit
 from audit.admin import AuditedAdminMixin
 from oauth import keys, upstream, upstream_services
 from oauth.models import Client, Consent, ProviderSettings, SigningKey, UpstreamProvider
+from oauth.resource_server_admin import ResourceServerAdmin  # noqa: F401 - registers the resource-server pages
 from oauth.views import revoke_consent
 
 

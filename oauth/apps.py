@@ -1,4 +1,15 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
+
+
+def _scope_changed(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    # A renamed or deleted scope changes the policy documents that name it (oauth.resource_servers).
+    if not created:
+        from oauth.resource_servers import bump_all_generations
+
+        bump_all_generations()
 
 
 class OAuthConfig(AppConfig):
@@ -10,3 +21,5 @@ class OAuthConfig(AppConfig):
         from oauth import issuer
 
         issuer.install()
+        post_save.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-saved")
+        post_delete.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-deleted")

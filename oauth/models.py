@@ -3,6 +3,7 @@ metadata (private keys live only in Vault) and the tenant's provider settings.""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -176,3 +177,83 @@ class UpstreamProvider(models.Model):
             return True
         domain = email.rpartition("@")[2].lower()
         return domain in {d.strip().lstrip("@").lower() for d in self.allowed_email_domains}
+
+
+class ResourceServer(models.Model):
+    """An MCP server outside this platform, protected by the published SDK's runtime API (`mount_mcp`).
+
+    Its id is the SDK's `resource_server_id`; `client` holds its introspection credentials, which also
+    authenticate its `sdk-policy` and `sdk-manifest` calls. `generation` grows on every change to the policy
+    the SDK fetches, so an admin can see which version a server last read.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    resource_uri = models.CharField(
+        "resource URI",
+        max_length=500,
+        unique=True,
+        help_text="The SDK's AUTHSEC_RESOURCE_URI, exactly (e.g. https://mcp.example.com/mcp). Tokens requested "
+        "with resource=<this URI> carry it as their audience.",
+    )
+    client = models.OneToOneField(Client, on_delete=models.PROTECT, related_name="resource_server", editable=False)
+    scopes = models.ManyToManyField(
+        "rbac.Scope",
+        blank=True,
+        related_name="resource_servers",
+        verbose_name="supported scopes",
+        help_text="Advertised to MCP clients in the server's protected-resource metadata (scopes_supported).",
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive: no new tokens for it, introspection answers inactive, every tool is denied."
+    )
+    generation = models.PositiveBigIntegerField(default=1, editable=False)
+    manifest_published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    policy_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    policy_fetched_generation = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "resource_uri"]
+        verbose_name = "resource server (SDK runtime)"
+        verbose_name_plural = "resource servers (SDK runtime)"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ResourceServerTool(models.Model):
+    """One tool of a resource server: pushed by its manifest (or added by an admin) and mapped by an admin.
+
+    A tool is allowed for any valid token when `is_public`, for a token holding at least one of
+    `required_scopes` otherwise; a tool with neither is denied (the SDK denies unmapped tools).
+    """
+
+    resource_server = models.ForeignKey(ResourceServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(null=True, blank=True)
+    suggested_scopes = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    is_public = models.BooleanField(default=False, help_text="Any valid token of this issuer may call it.")
+    required_scopes = models.ManyToManyField(
+        "rbac.Scope",
+        blank=True,
+        related_name="resource_server_tools",
+        help_text="A token needs at least one of these scopes.",
+    )
+    in_manifest = models.BooleanField(default=True, editable=False, help_text="Listed in the last manifest.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "tool"
+        constraints = [
+            models.UniqueConstraint(fields=["resource_server", "name"], name="oauth_rs_tool_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

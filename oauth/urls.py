@@ -6,7 +6,7 @@ Django-oauth-toolkit's views keep their ``oauth2_provider:`` URL names so its in
 from django.urls import path
 from oauth2_provider import views as dot
 
-from oauth import views
+from oauth import resource_server_views, views
 
 app_name = "oauth2_provider"
 
@@ -20,6 +20,17 @@ urlpatterns = [
     path("register", views.RegisterView.as_view(), name="dcr-register"),
     # RFC 7592 client configuration endpoint: DOT's registration response links to it.
     path("register/<str:client_id>", views.RegistrationManagementView.as_view(), name="dcr-register-management"),
+    # The published SDK's runtime API (authsec_sdk.runtime): policy fetch and tool-inventory push.
+    path(
+        "authsec/resource-servers/<str:resource_server_id>/sdk-policy",
+        resource_server_views.sdk_policy,
+        name="resource-server-sdk-policy",
+    ),
+    path(
+        "authsec/resource-servers/<str:resource_server_id>/sdk-manifest",
+        resource_server_views.sdk_manifest,
+        name="resource-server-sdk-manifest",
+    ),
     path(".well-known/oauth-authorization-server", views.authorization_server_metadata, name="oauth-server-metadata"),
     path(".well-known/openid-configuration", views.openid_configuration, name="oidc-connect-discovery-info"),
 ]

@@ -17,22 +17,25 @@ from oauthlib.oauth2.rfc6749 import errors
 import audit
 from audit.recorder import Actor
 from oauth import issuer, tokens
+from oauth.models import ResourceServer
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
 
 
 def known_resources() -> set[str]:
-    """RFC 8707 resources this tenant issues tokens for: its active applications' MCP endpoints."""
-    return {
+    """RFC 8707 resources this tenant issues tokens for: its active applications' MCP endpoints and its
+    active registered resource servers (the SDK's runtime API, `oauth.resource_servers`)."""
+    hosted = {
         issuer.mcp_resource(slug) for slug in Application.objects.filter(is_active=True).values_list("slug", flat=True)
     }
+    return hosted | set(ResourceServer.objects.filter(is_active=True).values_list("resource_uri", flat=True))
 
 
 def unknown_resource_error(uri: str, **kwargs: Any) -> errors.CustomOAuth2Error:
     return errors.CustomOAuth2Error(
         error="invalid_target",
-        description=f"Unknown resource: {uri}. Tokens are issued for this tenant's MCP endpoints.",
+        description=f"Unknown resource: {uri}. Tokens are issued for this tenant's MCP endpoints and resource servers.",
         **kwargs,
     )
 

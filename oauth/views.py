@@ -27,7 +27,7 @@ from oauthlib.common import Request as OauthlibRequest
 import audit
 from accounts.forms import LoginForm
 from audit.recorder import Actor
-from oauth import issuer
+from oauth import introspection, issuer
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.scopes import TenantScopes
@@ -264,7 +264,10 @@ class IntrospectView(dot.IntrospectTokenView):
     """RFC 7662 for clients registered as resource servers (or tokens with the `introspection` scope).
 
     Tokens are looked up in the current tenant's schema only, so another tenant's token is inactive here.
+    The answer (`oauth.introspection`) adds `sub`, `iss` and the scopes the holder still has to DOT's fields.
     """
+
+    introspecting_client: Client | None = None
 
     def authenticate_client(self, request: HttpRequest) -> bool:
         core = self.get_oauthlib_core()
@@ -272,7 +275,14 @@ class IntrospectView(dot.IntrospectTokenView):
         oauth_request = OauthlibRequest(uri, method, body, headers)
         if not core.server.request_validator.authenticate_client(oauth_request):
             return False
+        self.introspecting_client = oauth_request.client
         return bool(getattr(oauth_request.client, "is_resource_server", False))
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return introspection.token_response(request.GET.get("token"), self.introspecting_client)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return introspection.token_response(request.POST.get("token"), self.introspecting_client)
 
 
 # --- Dynamic client registration (RFC 7591) -----------------------------------------------------------------------

@@ -1,0 +1,438 @@
+"""Resource servers protected by the published SDK's runtime API (`mount_mcp` + `HybridValidator`).
+
+Writes (registration, manifest pushes, tool mappings) are atomic, audited, and bump the server's policy
+`generation`. Reads build the `sdk-policy` document in exactly the shape `ScopeMatrixClient` parses, and
+authenticate the SDK's HTTP Basic calls with the server's introspection credentials in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus, urlparse
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from oauth2_provider.settings import oauth2_settings
+
+import audit
+from audit.models import AuditEvent
+from audit.recorder import Actor
+from oauth import issuer
+from oauth.models import Client, ResourceServer, ResourceServerTool
+from rbac.models import Scope
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+MAX_TOOLS = 1000
+MAX_NAME = 200
+MAX_DESCRIPTION = 10_000
+MAX_SUGGESTED = 50
+# How often a policy fetch is written down (the SDK fetches every 30 s by default).
+FETCH_NOTE_SECONDS = 60
+
+
+# --- Registration -----------------------------------------------------------------------------------------------
+
+
+def new_client_secret() -> str:
+    """256 random bits in URL-safe characters: the SDK sends Basic credentials without form-encoding them."""
+    return secrets.token_urlsafe(32)
+
+
+def validate_resource_uri(value: str) -> str:
+    """An absolute https URI (http only on a loopback host) without query or fragment (RFC 8707 §2)."""
+    uri = (value or "").strip()
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("https", "http") or not parsed.netloc or not parsed.hostname:
+        raise ValidationError("Enter an absolute URI such as https://mcp.example.com/mcp.")
+    if parsed.scheme == "http" and parsed.hostname not in LOOPBACK_HOSTS:
+        raise ValidationError("Use https; http is accepted for localhost only.")
+    if parsed.query or parsed.fragment or "#" in uri:
+        raise ValidationError("A resource URI has no query and no fragment.")
+    return uri
+
+
+@transaction.atomic
+def create_resource_server(
+    *,
+    actor: Any,
+    name: str,
+    resource_uri: str,
+    scopes: Iterable[Scope] = (),
+    client_secret: str | None = None,
+    request: HttpRequest | None = None,
+) -> tuple[ResourceServer, str]:
+    """Register a resource server with its own introspection client; returns it and the plaintext secret
+    (stored hashed, so this is the only time it can be shown)."""
+    uri = validate_resource_uri(resource_uri)
+    secret = client_secret or new_client_secret()
+    client = Client.objects.create(
+        name=f"{name} (resource server)"[:255],
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        client_secret=secret,
+        is_resource_server=True,
+        description=f"Introspection and SDK-policy credentials of the resource server {uri}.",
+    )
+    server = ResourceServer.objects.create(name=name, resource_uri=uri, client=client)
+    server.scopes.set(list(scopes))
+    audit.record(
+        actor,
+        "oauth.resource_server_created",
+        target=server,
+        request=request,
+        data={
+            "resource_server_id": str(server.pk),
+            "resource_uri": uri,
+            "client_id": client.client_id,
+            "scopes": sorted(scope.name for scope in server.scopes.all()),
+        },
+    )
+    return server, secret
+
+
+@transaction.atomic
+def delete_resource_server(*, actor: Any, server: ResourceServer, request: HttpRequest | None = None) -> None:
+    """Delete the server, its tools and its introspection client (so its credentials stop working at once)."""
+    data = {"resource_server_id": str(server.pk), "resource_uri": server.resource_uri}
+    client = server.client
+    audit.record(actor, "oauth.resource_server_deleted", target=server, request=request, data=data)
+    server.delete()
+    client.delete()
+
+
+def sdk_settings(server: ResourceServer) -> dict[str, str]:
+    """The SDK's environment for this server (`authsec_sdk.runtime.from_env`), secret left out."""
+    iss = issuer.issuer_for()
+    return {
+        "AUTHSEC_ISSUER": iss,
+        "AUTHSEC_AUTHORIZATION_SERVER": iss,
+        "AUTHSEC_JWKS_URL": f"{iss}/jwks",
+        "AUTHSEC_INTROSPECTION_URL": f"{iss}/introspect",
+        "AUTHSEC_INTROSPECTION_CLIENT_ID": server.client.client_id,
+        "AUTHSEC_INTROSPECTION_CLIENT_SECRET": "<shown once when the server was registered>",
+        "AUTHSEC_RESOURCE_SERVER_ID": str(server.pk),
+        "AUTHSEC_RESOURCE_URI": server.resource_uri,
+        "AUTHSEC_RESOURCE_NAME": server.name,
+        "AUTHSEC_POLICY_MODE": "remote_required",
+        "AUTHSEC_VALIDATION_MODE": "jwt_and_introspect",
+        "AUTHSEC_PUBLISH_MANIFEST": "true",
+    }
+
+
+# --- Authentication of the SDK's calls ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return make_password(secrets.token_urlsafe(16), hasher=oauth2_settings.CLIENT_SECRET_HASHER)
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    client_id: str
+    secret: str
+
+
+def basic_credentials(request: HttpRequest) -> BasicCredentials | None:
+    """`Authorization: Basic base64(id:secret)`; both parts are also form-decoded (RFC 6749 §2.3.1), which
+    changes nothing for the URL-safe ids and secrets this server generates."""
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or not client_id:
+        return None
+    return BasicCredentials(unquote_plus(client_id), unquote_plus(secret))
+
+
+def authenticate(request: HttpRequest, resource_server_id: str) -> ResourceServer | None:
+    """The resource server named in the URL, if the request carries its introspection credentials.
+
+    Unknown ids and wrong credentials take the same path (a hash check against a dummy), so neither the
+    answer nor its timing tells which one was wrong.
+    """
+    credentials = basic_credentials(request)
+    try:
+        pk = uuid.UUID(resource_server_id)
+    except ValueError:
+        pk = None
+    server = ResourceServer.objects.select_related("client").filter(pk=pk).first() if pk else None
+    stored_id = server.client.client_id if server is not None else ""
+    stored_hash = server.client.client_secret if server is not None else _dummy_hash()
+    given_id = credentials.client_id if credentials else ""
+    id_ok = constant_time_compare(given_id, stored_id)
+    secret_ok = check_password(credentials.secret if credentials else "", stored_hash)
+    if (
+        server is not None
+        and credentials is not None
+        and id_ok
+        and secret_ok
+        and server.client.status == Client.Status.ACTIVE
+    ):
+        return server
+    audit.record(
+        Actor(AuditEvent.ActorType.CLIENT if credentials else AuditEvent.ActorType.ANONYMOUS, given_id[:128], ""),
+        "oauth.resource_server_auth_failed",
+        target=server,
+        outcome=AuditEvent.Outcome.DENY,
+        request=request,
+        data={
+            "resource_server_id": resource_server_id[:64],
+            "client_id": given_id[:128],
+            "endpoint": request.path.rsplit("/", 1)[-1],
+            "reason": "no credentials" if credentials is None else "invalid credentials",
+        },
+    )
+    return None
+
+
+def client_actor(server: ResourceServer) -> Actor:
+    return Actor(AuditEvent.ActorType.CLIENT, server.client.client_id, server.name)
+
+
+# --- The policy document (GET sdk-policy) ---------------------------------------------------------------------------
+
+
+def policy_document(server: ResourceServer) -> dict[str, Any]:
+    """`{state, policy_complete, reason, tool_policy, scopes_supported, generation}` as the SDK reads it.
+
+    `needs_setup` (deny all) until at least one tool is public or mapped to a scope; after that, tools left
+    unmapped are listed without scopes, which the SDK denies. An inactive server gets `disabled` (deny all).
+    """
+    tools = list(server.tools.prefetch_related("required_scopes").order_by("name"))
+    tool_policy = []
+    unmapped = []
+    mapped_scopes: set[str] = set()
+    for tool in tools:
+        scopes = sorted(scope.name for scope in tool.required_scopes.all())
+        public = tool.is_public and not scopes
+        if not public and not scopes:
+            unmapped.append(tool.name)
+        mapped_scopes.update(scopes)
+        tool_policy.append({"name": tool.name, "is_public": public, "required_scopes": scopes})
+    supported = sorted(set(server.scopes.values_list("name", flat=True)) | mapped_scopes)
+    if not server.is_active:
+        state, complete = "disabled", False
+        reason = "This resource server is disabled in the AuthSec dashboard; every tool is denied."
+    elif not tools:
+        state, complete = "needs_setup", False
+        reason = "No tool inventory yet: publish the manifest (AUTHSEC_PUBLISH_MANIFEST=true) or add tools."
+    elif len(unmapped) == len(tools):
+        state, complete = "needs_setup", False
+        reason = "No tool is mapped yet: an admin maps each tool to scopes or marks it public in the dashboard."
+    else:
+        state, complete = "ready", True
+        reason = f"{len(unmapped)} tool(s) not mapped yet, denied: {', '.join(unmapped)}" if unmapped else ""
+    return {
+        "resource_server_id": str(server.pk),
+        "resource_uri": server.resource_uri,
+        "state": state,
+        "policy_complete": complete,
+        "reason": reason,
+        "tool_policy": tool_policy,
+        "scopes_supported": supported,
+        "generation": server.generation,
+    }
+
+
+def note_policy_fetch(server: ResourceServer, generation: int) -> None:
+    """Remember when (and which generation) the SDK last fetched, for the dashboard; at most once a minute."""
+    now = timezone.now()
+    last = server.policy_fetched_at
+    if (
+        last is None
+        or server.policy_fetched_generation != generation
+        or (now - last).total_seconds() > FETCH_NOTE_SECONDS
+    ):
+        ResourceServer.objects.filter(pk=server.pk).update(policy_fetched_at=now, policy_fetched_generation=generation)
+
+
+# --- Policy changes -------------------------------------------------------------------------------------------------
+
+
+def _bump(server: ResourceServer) -> int:
+    ResourceServer.objects.filter(pk=server.pk).update(generation=F("generation") + 1, updated_at=timezone.now())
+    server.refresh_from_db(fields=["generation", "updated_at"])
+    return server.generation
+
+
+@transaction.atomic
+def policy_changed(
+    *, actor: Any, server: ResourceServer, request: HttpRequest | None = None, data: dict[str, Any] | None = None
+) -> int:
+    """Bump the generation after a change to the server's policy and audit the policy now in force."""
+    generation = _bump(server)
+    document = policy_document(server)
+    audit.record(
+        actor,
+        "oauth.resource_server_policy_changed",
+        target=server,
+        request=request,
+        data={
+            **(data or {}),
+            "resource_server_id": str(server.pk),
+            "generation": generation,
+            "state": document["state"],
+            "tool_policy": document["tool_policy"],
+        },
+    )
+    return generation
+
+
+@transaction.atomic
+def map_tool(
+    *,
+    actor: Any,
+    tool: ResourceServerTool,
+    is_public: bool,
+    required_scopes: Iterable[Scope],
+    request: HttpRequest | None = None,
+) -> ResourceServerTool:
+    """Make a tool public, or require one of `required_scopes` (a tool cannot be both)."""
+    scopes = list(required_scopes)
+    if is_public and scopes:
+        raise ValidationError("A public tool needs no scopes: clear the scopes or untick public.")
+    tool.is_public = is_public
+    tool.save(update_fields=["is_public", "updated_at"])
+    tool.required_scopes.set(scopes)
+    policy_changed(
+        actor=actor,
+        server=tool.resource_server,
+        request=request,
+        data={"tool": tool.name, "is_public": is_public, "required_scopes": sorted(s.name for s in scopes)},
+    )
+    return tool
+
+
+def bump_all_generations() -> None:
+    """A scope was renamed or deleted: every server's policy may read differently now."""
+    ResourceServer.objects.update(generation=F("generation") + 1)
+
+
+# --- Manifest (PUT sdk-manifest) ------------------------------------------------------------------------------------
+
+
+class ManifestError(ValueError):
+    """The manifest body is not what the SDK sends; the message says what is wrong."""
+
+
+@dataclass
+class ManifestResult:
+    generation: int
+    tools: int
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def _text(entry: dict[str, Any], key: str, limit: int, where: str) -> str:
+    value = entry.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ManifestError(f"{where}: '{key}' must be a string.")
+    if len(value) > limit:
+        raise ManifestError(f"{where}: '{key}' is longer than {limit} characters.")
+    return value
+
+
+def _object(entry: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ManifestError(f"{where}: '{key}' must be an object.")
+    return value
+
+
+def parse_manifest(payload: Any) -> list[dict[str, Any]]:
+    """`{"tools": [{name, title?, description?, input_schema?, annotations?, suggested_scopes?}]}`."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("tools"), list):
+        raise ManifestError('The manifest must be a JSON object with a "tools" list.')
+    entries = payload["tools"]
+    if len(entries) > MAX_TOOLS:
+        raise ManifestError(f"A manifest lists at most {MAX_TOOLS} tools.")
+    tools: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"tools[{index}]"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where} must be an object.")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise ManifestError(f"{where}: 'name' must be a non-empty string without surrounding spaces.")
+        if len(name) > MAX_NAME or not name.isprintable():
+            raise ManifestError(f"{where}: 'name' must be printable and at most {MAX_NAME} characters.")
+        if name in seen:
+            raise ManifestError(f"{where}: the tool '{name}' is listed twice.")
+        seen.add(name)
+        suggested = entry.get("suggested_scopes") or []
+        if not isinstance(suggested, list) or not all(isinstance(s, str) and 0 < len(s) <= 100 for s in suggested):
+            raise ManifestError(f"{where}: 'suggested_scopes' must be a list of scope names.")
+        if len(suggested) > MAX_SUGGESTED:
+            raise ManifestError(f"{where}: at most {MAX_SUGGESTED} suggested scopes.")
+        tools.append(
+            {
+                "name": name,
+                "title": _text(entry, "title", MAX_NAME, where),
+                "description": _text(entry, "description", MAX_DESCRIPTION, where),
+                "input_schema": _object(entry, "input_schema", where),
+                "annotations": _object(entry, "annotations", where),
+                "suggested_scopes": sorted(set(suggested)),
+            }
+        )
+    return tools
+
+
+@transaction.atomic
+def publish_manifest(
+    *, server: ResourceServer, tools: list[dict[str, Any]], request: HttpRequest | None = None
+) -> ManifestResult:
+    """Replace the server's tool inventory with `tools` (from `parse_manifest`). Mappings are kept: a tool
+    missing from the manifest is only flagged, so it keeps its mapping if it comes back."""
+    server = ResourceServer.objects.select_for_update().select_related("client").get(pk=server.pk)
+    existing = {tool.name: tool for tool in server.tools.all()}
+    names = {entry["name"] for entry in tools}
+    added = sorted(names - set(existing))
+    removed = sorted(name for name, tool in existing.items() if tool.in_manifest and name not in names)
+    returned = sorted(name for name, tool in existing.items() if not tool.in_manifest and name in names)
+    for entry in tools:
+        tool = existing.get(entry["name"])
+        if tool is None:
+            ResourceServerTool.objects.create(resource_server=server, in_manifest=True, **entry)
+            continue
+        for key, value in entry.items():
+            setattr(tool, key, value)
+        tool.in_manifest = True
+        tool.save()
+    server.tools.filter(name__in=removed).update(in_manifest=False, updated_at=timezone.now())
+    server.manifest_published_at = timezone.now()
+    server.save(update_fields=["manifest_published_at", "updated_at"])
+    generation = _bump(server) if added or removed or returned else server.generation
+    audit.record(
+        client_actor(server),
+        "oauth.resource_server_manifest_published",
+        target=server,
+        request=request,
+        data={
+            "resource_server_id": str(server.pk),
+            "tools": len(tools),
+            "added": added,
+            "removed": removed,
+            "generation": generation,
+        },
+    )
+    return ManifestResult(generation=generation, tools=len(tools), added=added, removed=removed)
