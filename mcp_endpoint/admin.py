@@ -1,7 +1,11 @@
-"""Tenant dashboard: MCP login sessions (read-only list, revocable)."""
+"""Tenant dashboard: MCP login sessions (read-only list, revocable), and choosing which registered tools an
+application serves (on the application's page)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -9,6 +13,55 @@ from django.http import HttpRequest
 from mcp_endpoint import notify
 from mcp_endpoint.login import audit_session
 from mcp_endpoint.models import AuthSession
+from mcp_endpoint.registry import ensure_loaded, registry
+from mcp_endpoint.services import seed_tool_policies
+from rbac.admin import ApplicationAdmin
+from rbac.models import Application, ToolPolicy
+
+
+class ApplicationForm(forms.ModelForm):
+    serve_tools = forms.MultipleChoiceField(
+        label="Serve registered tools",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=(
+            "Tools registered in this server's code (@protected_by_AuthSec) that this application does not serve "
+            "yet. Each one ticked gets a tool policy seeded from its code-declared requirement; edit it below."
+        ),
+    )
+
+    class Meta:
+        model = Application
+        fields = ["slug", "name", "description", "is_active", "auth_mode"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        ensure_loaded()
+        served = (
+            set(ToolPolicy.objects.filter(application=self.instance).values_list("tool_name", flat=True))
+            if self.instance.pk
+            else set()
+        )
+        self.fields["serve_tools"].choices = [
+            (name, f"{name} — {registry.get(name).description}" if registry.get(name).description else name)  # type: ignore[union-attr]
+            for name in sorted(registry.names())
+            if name not in served
+        ]
+
+
+class ServedToolsApplicationAdmin(ApplicationAdmin):
+    form = ApplicationForm
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        tools = form.cleaned_data.get("serve_tools") or []
+        if tools:
+            seeded = seed_tool_policies(actor=request.user, application=form.instance, tools=tools)
+            messages.success(request, f"Now serving {len(seeded)} more tool(s): {', '.join(seeded)}.")
+
+
+admin.site.unregister(Application)
+admin.site.register(Application, ServedToolsApplicationAdmin)
 
 
 @admin.register(AuthSession)

@@ -67,6 +67,7 @@ class AppConfig:
     auth_mode: str
     policies: dict[str, Requirement]
     resource: str  # canonical URL = the `aud` its tokens must carry
+    log_arguments: frozenset[str] = frozenset()  # tools whose call arguments go into the audit log
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,10 @@ def _load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
     app = Application.objects.filter(slug=app_slug, is_active=True).first()
     if app is None:
         return None
-    policies = {policy.tool_name: policy.requirement() for policy in ToolPolicy.objects.filter(application=app)}
-    return AppConfig(app.slug, app.name, app.auth_mode, policies, issuers.mcp_resource(app.slug, tenant.tenant))
+    rows = list(ToolPolicy.objects.filter(application=app))
+    policies = {policy.tool_name: policy.requirement() for policy in rows}
+    logged = frozenset(policy.tool_name for policy in rows if policy.log_arguments)
+    return AppConfig(app.slug, app.name, app.auth_mode, policies, issuers.mcp_resource(app.slug, tenant.tenant), logged)
 
 
 def bump_config_version() -> None:

@@ -123,6 +123,18 @@ async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> 
     return types.ListToolsResult(tools=tools)
 
 
+MAX_LOGGED_ARGUMENTS = 4096
+
+
+def _logged_arguments(arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """A call's arguments for the audit log (policy `log_arguments`): as sent, without the injected
+    `_user_info`, at most `MAX_LOGGED_ARGUMENTS` bytes of JSON (else only the size). `audit.record` redacts
+    values under secret-looking keys."""
+    logged = {key: value for key, value in (arguments or {}).items() if key != "_user_info"}
+    size = len(json.dumps(logged, default=str))
+    return logged if size <= MAX_LOGGED_ARGUMENTS else {"truncated": True, "json_bytes": size}
+
+
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
@@ -145,12 +157,14 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
             decision = decide(auth.principal.call_grants, requirement)
 
     def audit(outcome: str, reason: str) -> None:
-        data = {
+        data: dict[str, Any] = {
             "application": auth.app.slug,
             "tool": name,
             "reason": reason,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        if name in auth.app.log_arguments:
+            data["arguments"] = _logged_arguments(params.arguments)
         _audit(ctx, auth, "mcp.tool_call", outcome, data)
 
     if not decision.allowed or auth.principal is None:

@@ -83,7 +83,7 @@ def delete_role(*, actor: Any, role: Role) -> None:
 @transaction.atomic
 def upsert_tool_policy(*, actor: Any, application: Application, tool_name: str, **fields: Any) -> ToolPolicy:
     """Create or update the policy of one tool; the audit event carries before and after values."""
-    allowed = set(KINDS) | {"require_all", "is_enabled", "description"}
+    allowed = set(KINDS) | {"require_all", "is_enabled", "description", "log_arguments"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationError(f"Unknown tool policy fields: {', '.join(sorted(unknown))}")

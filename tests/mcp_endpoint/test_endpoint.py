@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -346,6 +347,61 @@ def test_tool_calls_are_audited_with_the_review_pages_shape(
         "application": "demo",
         "count": len(EXPECTED["bob@acme.test"] | LOGIN_TOOLS),
     }
+
+
+def test_arguments_are_audited_only_when_the_tool_policy_says_so(
+    asgi_server: LiveServer, committed: Committed, tokens: Callable[[str], str]
+) -> None:
+    from rbac import services
+
+    def log_arguments(value: bool) -> None:
+        services.upsert_tool_policy(
+            actor="tests", application=Application.objects.get(slug="demo"), tool_name="calculator", log_arguments=value
+        )
+
+    def events_with(marker: float) -> list[AuditEvent]:
+        deadline = time.monotonic() + 10
+        while True:
+            with schema_context("tenant_acme"):
+                found = [
+                    event
+                    for event in AuditEvent.objects.filter(
+                        action="mcp.tool_call", actor_label="carol@acme.test", data__tool="calculator"
+                    )
+                    if event.data.get("arguments", {}).get("a") == marker
+                ]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    token = tokens("carol@acme.test")
+    endpoint = url(asgi_server)
+    commit_in_acme(lambda: log_arguments(True))
+    try:
+        marker = time.time()
+        arguments = {"operation": "add", "a": marker, "b": 1, "api_key": "s3cr3t-in-arguments"}
+        call(endpoint, token, "calculator", arguments)
+        logged = events_with(marker)
+        assert len(logged) == 1 and logged[0].data["arguments"]["operation"] == "add"
+        assert "s3cr3t" not in json.dumps(logged[0].data)  # redacted by audit.record
+        assert logged[0].data["arguments"]["api_key"] != "s3cr3t-in-arguments"
+    finally:
+        commit_in_acme(lambda: log_arguments(False))
+    with schema_context("tenant_acme"):
+        before = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    assert not call(endpoint, token, "calculator", {"operation": "add", "a": 2, "b": 1}).is_error
+    deadline = time.monotonic() + 10
+    while True:
+        with schema_context("tenant_acme"):
+            later = list(
+                AuditEvent.objects.filter(
+                    seq__gt=before, action="mcp.tool_call", actor_label="carol@acme.test", data__tool="calculator"
+                )
+            )
+        if later or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(later) == 1 and "arguments" not in later[0].data
 
 
 def test_deactivating_the_application_answers_404_on_the_next_request(
