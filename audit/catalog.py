@@ -43,6 +43,20 @@ EVENT_KINDS: dict[str, str] = {
     "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",
     "audit.archived": "the retention job (data: archived range, file, SHA-256, checkpoint hash)",
     "audit.archive_refused": "the retention job when the events due do not verify (outcome failure)",
+    "workloads.svid_issued": "workloads.services.issue_svid: dashboard action, renewal task, first use",
+    "workloads.svid_issue_failed": "issue_svid when Vault or the SVID files fail (outcome failure; old files kept)",
+    "oauth.resource_server_created": "oauth.resource_servers.create_resource_server (dashboard add; uri, client_id)",
+    "oauth.resource_server_deleted": "oauth.resource_servers.delete_resource_server (dashboard; client deleted too)",
+    "oauth.resource_server_manifest_published": "PUT …/sdk-manifest by the SDK (data: tools, added, removed)",
+    "oauth.resource_server_policy_changed": "a tool mapping saved (dashboard, map_tool): generation, tool_policy",
+    "oauth.resource_server_auth_failed": "sdk-policy / sdk-manifest with wrong credentials (outcome deny)",
+    "service.created": "services.services.create_service (dashboard add, seed_demo; data: service name)",
+    "service.secret_created": "the first secret version of a service written to Vault (data: vault_version)",
+    "service.secret_replaced": "a new secret version from the dashboard (data: vault_version, keys_changed)",
+    "service.secret_rotated": "a rotation (Celery or rotate now; data: vault_version, rotation_kind)",
+    "service.rotation_failed": "a failed rotation: current version kept (outcome failure; safe error message)",
+    "service.read": "ServiceAccessSDK: a tool read a service (outcome allow/deny/failure; service, tool, version)",
+    "service.deleted": "services.services.delete_service (dashboard delete; Vault versions deleted after)",
 }
 
 # Written by features still being built (each adds its kinds above with a scenario when it lands); for the

@@ -23,3 +23,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(3600.0, sender.signature("oauth.tasks.rotate_signing_keys"), name="oauth-key-rotation")
     retention = sender.signature("audit.tasks.apply_retention")
     sender.add_periodic_task(float(settings.AUDIT_RETENTION_INTERVAL), retention, name="audit-retention")
+    rotation = sender.signature("services.tasks.rotate_due_services")
+    sender.add_periodic_task(float(settings.SERVICES_ROTATION_CHECK_INTERVAL), rotation, name="services-rotation")
+    svids = sender.signature("workloads.tasks.renew_due_svids")
+    sender.add_periodic_task(float(settings.SVID_RENEWAL_INTERVAL), svids, name="svid-renewal")

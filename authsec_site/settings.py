@@ -6,6 +6,7 @@ clear message when a required value is missing, instead of running on a developm
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +62,7 @@ SHARED_APPS = [
     "django.contrib.postgres",
     "accounts",
     "audit",
+    "sdkmgr",  # public directory of AuthSec SDK client ids (client id -> tenant)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -78,6 +80,7 @@ TENANT_APPS = [
     "oauth2_provider",
     "services",
     "mcp_endpoint",
+    "workloads",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -198,6 +201,8 @@ VAULT_KV_MOUNT = env_str("VAULT_KV_MOUNT", "secret")
 VAULT_KV_PREFIX = env_str("VAULT_KV_PREFIX", "authsec")
 VAULT_TIMEOUT = env_int("VAULT_TIMEOUT", 5, minimum=1)
 VAULT_CACERT = env_str("VAULT_CACERT")
+# Lifetime of a tenant's own Vault token (AppRole login); the app logs in again before it runs out.
+VAULT_TENANT_TOKEN_TTL = env_int("VAULT_TENANT_TOKEN_TTL", 900, minimum=60)
 
 # --- Celery -------------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -311,6 +316,51 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 # --- end of REST management API ----------------------------------------------------------------------------------
+
+# --- SPIFFE workload identities (workloads app; docs/spiffe.md) -------------------------------------------------
+# Each tenant is the trust domain "<slug>.<SPIFFE_TRUST_DOMAIN_SUFFIX>" with its own CA in Vault PKI.
+SPIFFE_TRUST_DOMAIN_SUFFIX = env_str("SPIFFE_TRUST_DOMAIN_SUFFIX", "authsec.local").lower().strip(".")
+if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", SPIFFE_TRUST_DOMAIN_SUFFIX):
+    raise ImproperlyConfigured(
+        f"SPIFFE_TRUST_DOMAIN_SUFFIX must be a DNS-like name (letters, digits, dots, hyphens), "
+        f"got {SPIFFE_TRUST_DOMAIN_SUFFIX!r}"
+    )
+# SVID files: <SVID_DIR>/<tenant>/<workload>/{svid.crt,svid.key,ca.crt}; the platform's own under _platform/.
+SVID_DIR = BASE_DIR / env_str("SVID_DIR", str(LOCAL_DIR / "svids"))  # relative: to BASE_DIR
+SVID_DEFAULT_TTL = env_int("SVID_DEFAULT_TTL", 3600, minimum=60)
+SVID_MAX_TTL = env_int("SVID_MAX_TTL", 7 * 24 * 3600, minimum=60)
+SPIFFE_CA_TTL = env_int("SPIFFE_CA_TTL", 10 * 365 * 24 * 3600, minimum=86400)
+try:
+    SVID_RENEW_FRACTION = float(env_str("SVID_RENEW_FRACTION", "0.5"))
+except ValueError:
+    raise ImproperlyConfigured("SVID_RENEW_FRACTION must be a number between 0.1 and 0.9, e.g. 0.5") from None
+if not 0.1 <= SVID_RENEW_FRACTION <= 0.9:
+    raise ImproperlyConfigured(f"SVID_RENEW_FRACTION must be between 0.1 and 0.9, got {SVID_RENEW_FRACTION}")
+SVID_RENEWAL_INTERVAL = env_int("SVID_RENEWAL_INTERVAL", 60, minimum=5)
+SVID_RETRY_BACKOFF = env_int("SVID_RETRY_BACKOFF", 5, minimum=1)
+SVID_RETRY_BACKOFF_MAX = env_int("SVID_RETRY_BACKOFF_MAX", 300, minimum=1)
+SVID_MAX_RETRIES = env_int("SVID_MAX_RETRIES", 10, minimum=0)
+# SPIRE agent (Workload API) socket, e.g. unix:///run/spire/sockets/agent.sock: when set, the platform's own
+# identity comes from it (py-spiffe X509Source) and is written under <SVID_DIR>/_platform/.
+SPIFFE_ENDPOINT_SOCKET = env_str("SPIFFE_ENDPOINT_SOCKET")
+# --- end of SPIFFE -----------------------------------------------------------------------------------------------
+
+# --- Services (Vault-backed credentials) and their rotation ------------------------------------------------------
+SERVICES_KEEP_VERSIONS = env_int("SERVICES_KEEP_VERSIONS", 10, minimum=2)
+SERVICES_CACHE_SECONDS = env_int("SERVICES_CACHE_SECONDS", 30, minimum=0)
+if SERVICES_CACHE_SECONDS > 60:
+    raise ImproperlyConfigured(f"SERVICES_CACHE_SECONDS must be at most 60, got {SERVICES_CACHE_SECONDS}")
+SERVICES_ROTATION_CHECK_INTERVAL = env_int("SERVICES_ROTATION_CHECK_INTERVAL", 300, minimum=5)
+SERVICES_ROTATION_MAX_RETRIES = env_int("SERVICES_ROTATION_MAX_RETRIES", 5, minimum=0)
+SERVICES_ROTATION_RETRY_BACKOFF = env_int("SERVICES_ROTATION_RETRY_BACKOFF", 30, minimum=1)
+SERVICES_HTTP_TIMEOUT = env_int("SERVICES_HTTP_TIMEOUT", 10, minimum=1)
+# --- end of services ----------------------------------------------------------------------------------------------
+
+# --- AuthSec SDK compatibility (/sdkmgr/…; docs/sdk.md) ---------------------------------------------------------
+# Requests per minute per SDK client id (all endpoints), and logins started (oauth_start / start) per minute.
+SDKMGR_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
+# --- end of AuthSec SDK compatibility ---------------------------------------------------------------------------
 
 # --- Demo data ------------------------------------------------------------------------------------------------
 AUTHSEC_DEMO_PASSWORD = env_str("AUTHSEC_DEMO_PASSWORD", "authsec-demo")

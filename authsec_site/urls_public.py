@@ -1,6 +1,6 @@
 """URLs outside any tenant (public schema): platform admin, health."""
 
-from django.urls import path
+from django.urls import include, path
 
 from authsec_site import views
 from authsec_site.admin_sites import platform_admin
@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", platform_admin.urls),
+    path("sdkmgr/", include("sdkmgr.urls")),  # the published AuthSec SDK's API (docs/sdk.md)
     # RFC 8414 path insertion for the issuer <base>/t/<slug>/oauth
     path(
         ".well-known/oauth-authorization-server/t/<slug:slug>/oauth",

@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("rbac.api.urls")),
     path("audit/", include("audit.urls")),
+    path("spiffe/", include("workloads.urls")),
     path("oauth/", include("oauth.urls")),
     path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),

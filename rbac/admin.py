@@ -88,7 +88,17 @@ class RoleBindingInline(admin.TabularInline):
 
 class ToolPolicyInline(admin.TabularInline):
     model = ToolPolicy
-    fields = ["tool_name", "roles", "groups", "scopes", "resources", "permissions", "require_all", "is_enabled"]
+    fields = [
+        "tool_name",
+        "roles",
+        "groups",
+        "scopes",
+        "resources",
+        "permissions",
+        "require_all",
+        "is_enabled",
+        "log_arguments",
+    ]
     extra = 0
     show_change_link = True
 
@@ -210,7 +220,7 @@ class ToolPolicyForm(forms.ModelForm):
 
     class Meta:
         model = ToolPolicy
-        fields = ["application", "tool_name", "description", *KINDS, "require_all", "is_enabled"]
+        fields = ["application", "tool_name", "description", *KINDS, "require_all", "is_enabled", "log_arguments"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -289,9 +299,10 @@ class ToolPolicyAdmin(RbacAdmin):
 
 @admin.register(Application)
 class ApplicationAdmin(RbacAdmin):
-    list_display = ["slug", "name", "is_active", "tool_count", "mcp_url"]
+    list_display = ["slug", "name", "is_active", "tool_count", "mcp_url", "sdk_client_id"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "description"]
+    readonly_fields = ["sdk_client_id"]  # for the AuthSec SDK's client_id (docs/sdk.md); found by sdkmgr
     inlines = [ToolPolicyInline]
     actions = ["activate", "deactivate"]
 

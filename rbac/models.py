@@ -8,6 +8,7 @@ and matched exactly and case-sensitively by the decision engine (`rbac.engine`).
 from __future__ import annotations
 
 import re
+import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -64,6 +65,15 @@ class Application(models.Model):
         choices=AuthMode.choices,
         default=AuthMode.BOTH,
         help_text="How MCP clients authenticate at this application's endpoint.",
+    )
+    # The client id the published AuthSec SDK is configured with (`sdkmgr`): found through the public directory
+    # `sdkmgr.SdkClient`, kept in step by `sdkmgr.signals` whenever an application is saved or deleted.
+    sdk_client_id = models.UUIDField(
+        "SDK client id",
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text="Give this to run_mcp_server_with_oauth(client_id=...) of the AuthSec SDK (see docs/sdk.md).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -187,6 +197,10 @@ class ToolPolicy(models.Model):
     permissions = _name_list()
     require_all = models.BooleanField(default=False)
     is_enabled = models.BooleanField(default=True)
+    log_arguments = models.BooleanField(
+        default=False,
+        help_text="Record each call's arguments in the audit log (values under secret-looking keys are redacted).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

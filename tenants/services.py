@@ -17,6 +17,7 @@ from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from tenants.models import Domain, Tenant, schema_name_for, validate_tenant_slug
+from workloads.services import ensure_trust_domain
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,13 @@ def provision_outside_postgres(schema_name: str) -> None:
             current_key()
     except Exception:
         logger.exception("Provisioning of %s outside Postgres failed; it will be retried on first use", schema_name)
+    try:  # the tenant's own Vault policy and AppRole (services, keys and PKI are read with them)
+        from authsec_site.lib import vault
+
+        vault.ensure_tenant_access(schema_name)
+    except Exception:
+        logger.exception("Vault policy of %s could not be provisioned; it will be retried on first use", schema_name)
+    ensure_trust_domain(schema_name)  # SPIFFE CA + SVID role in Vault PKI (never raises; else on first use)
 
 
 @transaction.atomic

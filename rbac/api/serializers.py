@@ -45,8 +45,8 @@ def refuse_if_named_by_policies(kind: str, old_names: list[str], what: str) -> N
 class ApplicationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Application
-        fields = ["id", "slug", "name", "description", "is_active", "created_at", "updated_at"]
-        read_only_fields = ["created_at", "updated_at"]
+        fields = ["id", "slug", "name", "description", "is_active", "sdk_client_id", "created_at", "updated_at"]
+        read_only_fields = ["sdk_client_id", "created_at", "updated_at"]
 
 
 class _NamedSerializer(serializers.ModelSerializer):
@@ -160,6 +160,7 @@ class ToolPolicySerializer(serializers.ModelSerializer):
             *KINDS,
             "require_all",
             "is_enabled",
+            "log_arguments",
             "created_at",
             "updated_at",
         ]

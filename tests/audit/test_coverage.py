@@ -316,6 +316,137 @@ def _archive_refused(w: World) -> None:
     assert latest(w.acme, "audit.archive_refused").outcome == "failure"
 
 
+# --- SPIFFE workload identities ---------------------------------------------------------------------------------------
+
+
+@scenario("workloads.svid_issued", "workloads.svid_issue_failed")
+def _svid_issued(w: World) -> None:
+    from authsec_site.lib import vault
+    from workloads.models import Workload
+    from workloads.services import SvidIssueError, issue_svid
+
+    settings = w.request.getfixturevalue("settings")
+    settings.SVID_DIR = w.request.getfixturevalue("tmp_path") / "svids"
+    addr = settings.VAULT_ADDR
+    with schema_context(w.acme.schema_name):
+        workload = Workload.objects.create(name="coverage", spiffe_path="/coverage")
+        issue_svid(workload, actor="tests")
+        settings.VAULT_ADDR = "http://127.0.0.1:9"  # nothing listens there
+        vault.reset_client()
+        vault.forget_tenant_clients()
+        try:
+            with pytest.raises(SvidIssueError):
+                issue_svid(workload, actor="tests")
+        finally:
+            settings.VAULT_ADDR = addr
+            vault.reset_client()
+            vault.forget_tenant_clients()
+    issued = latest(w.acme, "workloads.svid_issued", target_id=str(workload.pk))
+    assert issued.data["spiffe_id"] == "spiffe://acme.authsec.local/coverage"
+    assert latest(w.acme, "workloads.svid_issue_failed", target_id=str(workload.pk)).outcome == "failure"
+
+
+# --- the SDK runtime API: registered resource servers -----------------------------------------------------------------
+
+
+@scenario(
+    "oauth.resource_server_created",
+    "oauth.resource_server_manifest_published",
+    "oauth.resource_server_policy_changed",
+    "oauth.resource_server_auth_failed",
+    "oauth.resource_server_deleted",
+)
+def _resource_server(w: World) -> None:
+    import base64
+
+    from oauth import resource_servers
+    from oauth.models import ResourceServer
+
+    add = w.admin.post(
+        "/t/acme/admin/oauth/resourceserver/add/",
+        {
+            "name": "Coverage RS",
+            "resource_uri": "https://coverage.example.com/mcp",
+            "is_active": "on",
+            "introspection_client_secret": "c" * 43,
+            "tools-TOTAL_FORMS": 0,
+            "tools-INITIAL_FORMS": 0,
+            "tools-MIN_NUM_FORMS": 0,
+            "tools-MAX_NUM_FORMS": 1000,
+        },
+    )
+    assert add.status_code == 302, add.content.decode()[-2000:]
+    with schema_context(w.acme.schema_name):
+        server = ResourceServer.objects.select_related("client").get(resource_uri="https://coverage.example.com/mcp")
+        client_id = server.client.client_id
+    url = f"/t/acme/oauth/authsec/resource-servers/{server.pk}/"
+    auth = "Basic " + base64.b64encode(f"{client_id}:{'c' * 43}".encode()).decode()
+    pushed = Client().put(
+        url + "sdk-manifest", '{"tools": [{"name": "t1"}]}', "application/json", HTTP_AUTHORIZATION=auth
+    )
+    assert pushed.status_code == 200
+    assert Client().get(url + "sdk-policy", HTTP_AUTHORIZATION=auth[:-4] + "AAA=").status_code == 401
+    with schema_context(w.acme.schema_name):
+        tool = server.tools.get(name="t1")
+        resource_servers.map_tool(actor="tests", tool=tool, is_public=True, required_scopes=[])
+    assert w.admin.post(f"/t/acme/admin/oauth/resourceserver/{server.pk}/delete/", {"post": "yes"}).status_code == 302
+    target = str(server.pk)
+    assert latest(w.acme, "oauth.resource_server_created", target_id=target).data["client_id"] == client_id
+    assert latest(w.acme, "oauth.resource_server_manifest_published", target_id=target).data["added"] == ["t1"]
+    assert latest(w.acme, "oauth.resource_server_policy_changed", target_id=target).data["tool"] == "t1"
+    assert latest(w.acme, "oauth.resource_server_auth_failed", target_id=target).outcome == "deny"
+    assert latest(w.acme, "oauth.resource_server_deleted", target_id=target).actor_label == "admin@acme.test"
+
+
+# --- services (Vault-backed credentials) ---------------------------------------------------------------------------
+
+
+@scenario(
+    "service.created",
+    "service.secret_created",
+    "service.secret_replaced",
+    "service.secret_rotated",
+    "service.rotation_failed",
+    "service.read",
+    "service.deleted",
+)
+def _services(w: World) -> None:
+    from accounts.models import User
+    from services.models import Service
+    from services.sdk import read_credentials
+    from tests.services.conftest import session_for
+
+    form = {
+        "name": "Coverage service", "service_type": "api_key", "auth_type": "header", "base_url": "",
+        "metadata": "{}", "is_enabled": "on", "rotation_policy": "on_demand", "rotation_interval_days": "30",
+        "rotation_kind": "generated", "rotation_config": "{}", "keep_versions": "5", "api_key": "k" * 32,
+    }  # fmt: skip
+    assert w.admin.post("/t/acme/admin/services/service/add/", form).status_code == 302
+    with schema_context(w.acme.schema_name):
+        service = Service.objects.get(name="Coverage service")
+    change = f"/t/acme/admin/services/service/{service.pk}/change/"
+    assert w.admin.post(change, {**form, "api_key": "j" * 32}).status_code == 302
+    listing = "/t/acme/admin/services/service/"
+    w.admin.post(listing, {"action": "rotate_now", "_selected_action": [service.pk]})
+    with schema_context(w.acme.schema_name):
+        Service.objects.filter(pk=service.pk).update(rotation_kind="oauth2_refresh", service_type="oauth2")
+    w.admin.post(listing, {"action": "rotate_now", "_selected_action": [service.pk]})
+    with schema_context(w.acme.schema_name):
+        reader = session_for(User.objects.get(email="admin@acme.test"))
+        Service.objects.filter(pk=service.pk).update(rotation_kind="generated", service_type="api_key")
+    read_credentials(reader, "Coverage service")
+    assert w.admin.post(change.replace("change/", "delete/"), {"post": "yes"}).status_code == 302
+    target = {"target_id": str(service.pk), "target_type": "services.service"}
+    assert latest(w.acme, "service.created", **target).data == {"service": "Coverage service"}
+    assert latest(w.acme, "service.secret_created", **target).data["vault_version"] == 1
+    assert latest(w.acme, "service.secret_replaced", **target).data["keys_changed"] == ["api_key"]
+    assert latest(w.acme, "service.secret_rotated", **target).data["rotation_kind"] == "generated"
+    assert latest(w.acme, "service.rotation_failed", **target).outcome == "failure"
+    read = latest(w.acme, "service.read", **target)
+    assert (read.outcome, read.actor_label, read.data["vault_version"]) == ("allow", "admin@acme.test", 3)
+    assert latest(w.acme, "service.deleted", **target).actor_label == "admin@acme.test"
+
+
 # --- the tests --------------------------------------------------------------------------------------------------------
 
 

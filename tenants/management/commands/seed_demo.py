@@ -11,10 +11,13 @@ from django_tenants.utils import schema_context
 
 from accounts.models import User
 from audit.services import ensure_auditor_group
+from authsec_site.lib.vault import VaultError
 from oauth.demo import seed_oauth
 from rbac.demo import seed_rbac
+from services.demo import seed_services
 from tenants.models import Tenant
 from tenants.services import create_tenant, ensure_public_tenant
+from workloads.demo import seed_workloads
 
 PLATFORM_ADMIN = "platform@authsec.test"
 DEMO_TENANTS = {
@@ -65,6 +68,11 @@ class Command(BaseCommand):
                     self._ensure_user(email, password, admin=False, staff=True)
                     auditors.user_set.add(User.objects.get(email=email))
                 seed_oauth()
+                seed_workloads(slug)  # SPIFFE demo workloads (SVIDs come from the renewal job)
+                try:  # the seed's "GitHub API Integration" (placeholder token, in Vault)
+                    seed_services(slug)
+                except VaultError as exc:
+                    self.stderr.write(f"demo services of {slug} not seeded: {exc}")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
 
     def _ensure_user(self, email: str, password: str, *, admin: bool, staff: bool = False) -> None:
