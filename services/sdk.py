@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,6 +113,11 @@ def read_credentials(session: Any, name: str) -> dict[str, Any]:
             audit.record(actor, "service.read", data=details, outcome=AuditEvent.Outcome.DENY)
             raise ServiceNotFound(f'The service "{name}" is not configured for this tenant.')
         grants = grants_for_user_id(user.pk) if user else None
+        claimed = user_info.get("scopes") if isinstance(user_info, dict) else None
+        if grants is not None and isinstance(claimed, list):
+            # A bearer token narrowed to fewer scopes than its user holds narrows service reads the same way
+            # (the MCP endpoint passes the narrowed scopes in user_info); session lists never widen grants.
+            grants = replace(grants, scopes=grants.scopes & frozenset(str(scope) for scope in claimed))
         decision = decide(grants, service.requirement())
         if not decision.allowed:
             audit.record(

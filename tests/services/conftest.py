@@ -41,7 +41,7 @@ def session_for(user: User | None, tenant: str = "acme", **user_info: Any) -> Se
             "tenant_id": tenant,
             "roles": [],
             "groups": [],
-            "scopes": [],
+            # No "scopes" unless given: a list there is a bearer token's scopes, which narrow the user's grants.
             "resources": [],
             "permissions": [],
             **user_info,

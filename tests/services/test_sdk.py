@@ -205,3 +205,11 @@ def test_the_async_api_maps_to_the_same_core(in_acme) -> None:  # type: ignore[n
             await loop.run_in_executor(None, connections.close_all)  # the worker thread's own connection
 
     asyncio.run(main())
+
+
+def test_a_token_narrowed_to_fewer_scopes_narrows_service_reads(demo_users) -> None:  # type: ignore[no-untyped-def]
+    """The MCP endpoint passes a bearer token's narrowed scopes in user_info: they can only narrow."""
+    make_service({"access_token": unique_secret()}, name="Narrowed")
+    with pytest.raises(ServiceAccessDenied):
+        read_credentials(session_for(demo_users["alice"], scopes=["write"]), "Narrowed")  # no read in the token
+    assert read_credentials(session_for(demo_users["alice"], scopes=["read"]), "Narrowed")["service_name"] == "Narrowed"
