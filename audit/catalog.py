@@ -69,4 +69,11 @@ PLANNED_EVENT_KINDS: dict[str, str] = {
     "oauth.client_deleted": "RFC 7592 client deletion",
     "oauth.upstream_created": "upstream identity provider added (also oauth.upstream_changed / _deleted)",
     "accounts.user_created": "a user created at first upstream sign-in",
+    "mcp.auth_session_started": "oauth_start: a login-tool session created (data: application, session hash prefix)",
+    "mcp.auth_session_authenticated": "a login-tool session bound to a user (data: via callback/oauth_authenticate)",
+    "mcp.auth_session_logged_out": "oauth_logout",
+    "mcp.auth_session_revoked": "an admin revoked a login-tool session in the dashboard",
+    "sdkmgr.tools_declared": "the AuthSec SDK declared tools whose requirement differs from the policy row",
+    "sdkmgr.cleanup_requested": "the AuthSec SDK's cleanup-sessions at server shutdown (no session ended)",
+    "sdkmgr.user_details_read": "/sdkmgr/services/user-details read for a session (no secret in it)",
 }
