@@ -21,10 +21,11 @@ from audit.models import AuditEvent
 from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession, state_for
 from oauth.models import Client as OAuthClient
+from rbac.demo import DEMO_POLICIES
 from rbac.models import Application
 from tests.conftest import LiveServer
 from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme, get_token
-from tests.mcp_endpoint.test_endpoint import EXPECTED, url
+from tests.mcp_endpoint.test_endpoint import EXPECTED, VALID_ARGUMENTS, url
 from tests.oauth.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -156,6 +157,32 @@ def test_seed_flow_login_then_list_logout(asgi_server: LiveServer, committed: Co
             AuditEvent.objects.filter(action__startswith="mcp.auth_session_").values_list("action", flat=True)
         )
     assert {"mcp.auth_session_started", "mcp.auth_session_authenticated", "mcp.auth_session_logged_out"} <= actions
+
+
+@pytest.mark.parametrize("email", sorted(EXPECTED))
+def test_seed_flow_gives_each_demo_user_exactly_their_tools_and_calls_agree(
+    asgi_server: LiveServer, committed: Committed, email: str
+) -> None:
+    endpoint = url(asgi_server)
+    session_id = login(asgi_server, email)
+    assert mcp(endpoint, session_id) == sorted(EXPECTED[email] | LOGIN_TOOLS)
+
+    async def call_all() -> dict[str, str]:
+        outcomes = {}
+        http = httpx2.AsyncClient(headers={"X-AuthSec-Session": session_id}, timeout=30)
+        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
+            for tool in sorted(DEMO_POLICIES):
+                try:
+                    result = await client.call_tool(tool, VALID_ARGUMENTS.get(tool, {}))
+                    assert tool == "list_my_repos" or not result.is_error, (tool, result)
+                    outcomes[tool] = "called"
+                except MCPError as exc:
+                    assert exc.error.message == f"Unknown tool: {tool}", (tool, exc)
+                    outcomes[tool] = "unknown"
+        return outcomes
+
+    outcomes = anyio.run(call_all)
+    assert {tool for tool, outcome in outcomes.items() if outcome == "called"} == EXPECTED[email]
 
 
 def test_unknown_expired_and_foreign_sessions_are_anonymous(asgi_server: LiveServer, committed: Committed) -> None:
