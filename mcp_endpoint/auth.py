@@ -96,6 +96,11 @@ class Principal:
         return replace(self.grants, scopes=self.grants.scopes & self.token_scopes)  # type: ignore[operator]
 
     def user_info(self) -> dict[str, Any]:
+        """A fresh copy of `_user_info` (a tool may change what it gets)."""
+        return {key: list(value) if isinstance(value, list) else value for key, value in self._user_info.items()}
+
+    @cached_property
+    def _user_info(self) -> dict[str, Any]:
         """What a tool receives as ``arguments["_user_info"]``: database-backed grants (scopes narrowed to a bearer
         token's), not token claims."""
         return {

@@ -44,48 +44,58 @@ class _Entry:
 
 
 class LiveSessions:
-    """MCP sessions opened in this process (by id digest): their endpoint, last use and a notification handle."""
+    """MCP sessions opened in this process: their endpoint, last use and a notification handle.
+
+    Keyed by the session id (the per-request checks cost no hashing); published notices name a session by the
+    SHA-256 of its id, kept in a second index."""
 
     def __init__(self, idle_seconds: float) -> None:
         self._entries: dict[str, _Entry] = {}
+        self._by_digest: dict[str, str] = {}
         self._idle = idle_seconds
 
     def opened(self, mcp_session_id: str, tenant: str, app: str) -> None:
         now = time.monotonic()
         if len(self._entries) >= MAX_SESSIONS:
             self._prune(now)
-        self._entries[digest(mcp_session_id)] = _Entry(tenant, app, now)
+        self._entries[mcp_session_id] = _Entry(tenant, app, now)
+        self._by_digest[digest(mcp_session_id)] = mcp_session_id
 
     def belongs(self, mcp_session_id: str, tenant: str, app: str) -> bool:
         """False when the session was opened here at another endpoint (it must then answer 404)."""
-        entry = self._entries.get(digest(mcp_session_id))
+        entry = self._entries.get(mcp_session_id)
         if entry is None:
             return True  # not opened in this process: the session manager answers for it
         entry.seen = time.monotonic()
-        return (entry.tenant, entry.app) == (tenant, app)
+        return entry.tenant == tenant and entry.app == app
 
     def attach(self, mcp_session_id: str, session: Any) -> None:
-        entry = self._entries.get(digest(mcp_session_id))
+        entry = self._entries.get(mcp_session_id)
         if entry is not None:
             entry.session = session
 
     async def notify(self, key: str) -> bool:
         """Send ``notifications/tools/list_changed`` on the session with id digest `key`, if it lives here."""
-        entry = self._entries.get(key)
+        mcp_session_id = self._by_digest.get(key)
+        entry = self._entries.get(mcp_session_id) if mcp_session_id is not None else None
         if entry is None or entry.session is None:
             return False
         try:
             await entry.session.send_tool_list_changed()
         except Exception as exc:  # noqa: BLE001 - the session ended: forget it
             logger.debug("tools/list_changed not delivered (%s)", type(exc).__name__)
-            self._entries.pop(key, None)
+            self._forget(mcp_session_id)  # type: ignore[arg-type]
             return False
         return True
+
+    def _forget(self, mcp_session_id: str) -> None:
+        self._entries.pop(mcp_session_id, None)
+        self._by_digest.pop(digest(mcp_session_id), None)
 
     def _prune(self, now: float) -> None:
         cutoff = now - self._idle
         for key in [key for key, entry in self._entries.items() if entry.seen < cutoff]:
-            self._entries.pop(key, None)
+            self._forget(key)
 
     def __len__(self) -> int:
         return len(self._entries)
