@@ -156,7 +156,9 @@ _configs: dict[tuple[str, str], tuple[str, AppConfig | None]] = {}
 _configs_lock = threading.Lock()
 
 
-def _load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
+def load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
+    """An application's endpoint settings and tool requirements, read from the current tenant's database now
+    (no cache; None when it does not exist or is inactive)."""
     from rbac.models import Application, ToolPolicy
 
     app = Application.objects.filter(slug=app_slug, is_active=True).first()
@@ -185,7 +187,7 @@ def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
     hit = _configs.get(key)
     if hit is None or hit[0] != version:
         close_old_connections()
-        hit = (version, _load_config(tenant, app_slug))
+        hit = (version, load_config(tenant, app_slug))
         with _configs_lock:
             _configs[key] = hit
     if hit[1] is None:

@@ -16,7 +16,7 @@ from django.db import connection
 
 from audit.models import AuditEvent
 from audit.recorder import Actor
-from mcp_endpoint.auth import RequestAuth, TenantRef, _load_config
+from mcp_endpoint.auth import RequestAuth, TenantRef, load_config
 
 SUFFIX = "-main-client"
 
@@ -108,7 +108,7 @@ def resolve_client(client_id: str, app_name: str = "") -> Caller:
     # Read fresh (two small queries) rather than through the MCP endpoint's process cache: SDK calls are few and
     # a tools/list that just seeded policy rows must see them at once.
     tenant = TenantRef(entry.tenant.slug, entry.tenant.schema_name, entry.tenant)
-    config = _load_config(tenant, slug)
+    config = load_config(tenant, slug)
     if config is None:
         raise SdkError(401, "invalid_client", UNKNOWN_CLIENT)
     return Caller(client_id=client_id, tenant=entry.tenant, auth=RequestAuth(tenant, config), app_name=app_name[:200])
