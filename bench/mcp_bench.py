@@ -47,7 +47,8 @@ from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
 ACTOR = "bench"
 EMAIL = "mcp-bench@bench.test"
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
 PROTOCOL = "2025-06-18"
 CALL = {"name": "calculator", "arguments": {"operation": "add", "a": 2, "b": 3}}
 TARGET_CALL_RATIO, TARGET_ADDED_P50_MS, TARGET_LIST_RATIO = 0.85, 1.0, 1 / 1.3
@@ -92,60 +93,74 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def worker(url: str, headers: dict[str, str], body: dict[str, Any], until: float, lat: list[float]) -> int:
-    errors = 0
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        init = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": PROTOCOL,
-                "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "1"},
-            },
-        }
-        response = await http.post(url, json=init)
-        response.raise_for_status()
-        session = response.headers.get("mcp-session-id")
-        if session:  # handshake-era protocol: the session header goes on every later request
-            http.headers["mcp-session-id"] = session
-        await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-        i = 0
-        while time.perf_counter() < until:
-            i += 1
-            started = time.perf_counter()
-            response = await http.post(url, json={"jsonrpc": "2.0", "id": i, **body})
-            lat.append(time.perf_counter() - started)
-            if response.status_code != 200 or "error" in response.json():
-                errors += 1
+async def open_session(url: str, headers: dict[str, str]) -> httpx2.AsyncClient:
+    """A client with an initialized MCP session (handshake-era protocol: the session id on every request)."""
+    http = httpx2.AsyncClient(headers=headers, timeout=30)
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+    }
+    response = await http.post(url, json=init)
+    response.raise_for_status()
+    session = response.headers.get("mcp-session-id")
+    if session:
+        http.headers["mcp-session-id"] = session
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return http
+
+
+async def closed_loop(http: httpx2.AsyncClient, url: str, body: dict[str, Any], until: float, lat: list[float]) -> int:
+    """Requests one after another until `until`; latencies appended to `lat`; returns the number of errors."""
+    errors, i = 0, 0
+    while time.perf_counter() < until:
+        i += 1
+        started = time.perf_counter()
+        response = await http.post(url, json={"jsonrpc": "2.0", "id": i, **body})
+        lat.append(time.perf_counter() - started)
+        if response.status_code != 200 or "error" in response.json():
+            errors += 1
     return errors
 
 
-def run(pid: int, url: str, token: str | None, body: dict[str, Any]) -> dict[str, float]:
+def measure(pid: int, url: str, token: str | None, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """One closed-loop slice (after a short warm-up): raw latencies, elapsed time, server CPU, errors."""
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": PROTOCOL}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     lat: list[float] = []
 
-    async def main() -> int:
-        warm = time.perf_counter() + 1.0
-        await asyncio.gather(*(worker(url, headers, body, warm, []) for _ in range(CLIENTS)))
-        until = time.perf_counter() + SECONDS
-        return sum(await asyncio.gather(*(worker(url, headers, body, until, lat) for _ in range(CLIENTS))))
+    span: dict[str, float] = {}
 
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    async def main() -> int:
+        clients = [await open_session(url, headers) for _ in range(CLIENTS)]
+        try:
+            warm = time.perf_counter() + 0.5
+            await asyncio.gather(*(closed_loop(http, url, body, warm, []) for http in clients))
+            span["cpu0"], span["t0"] = cpu_seconds(pid), time.perf_counter()
+            until = span["t0"] + seconds
+            errors = sum(await asyncio.gather(*(closed_loop(http, url, body, until, lat) for http in clients)))
+            span["cpu1"], span["t1"] = cpu_seconds(pid), time.perf_counter()
+            return errors
+        finally:
+            for http in clients:
+                await http.aclose()
+
     errors = asyncio.run(main())
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
-    lat.sort()
+    return {"lat": lat, "elapsed": span["t1"] - span["t0"], "cpu": span["cpu1"] - span["cpu0"], "errors": errors}
+
+
+def summary(slices: list[dict[str, Any]]) -> dict[str, float]:
+    lat = sorted(value for part in slices for value in part["lat"])
     q = statistics.quantiles(lat, n=100)
     return {
-        "rps": len(lat) / elapsed,
+        "rps": len(lat) / sum(part["elapsed"] for part in slices),
         "p50": q[49] * 1000,
         "p95": q[94] * 1000,
         "p99": q[98] * 1000,
-        "cpu_ms": cpu * 1000 / max(len(lat), 1),
-        "errors": errors,
+        "cpu_ms": sum(part["cpu"] for part in slices) * 1000 / max(len(lat), 1),
+        "errors": sum(part["errors"] for part in slices),
     }
 
 
@@ -170,7 +185,10 @@ def main() -> int:
             time.sleep(0.2)
         token, token_1k = mint_token(user_id, base, "mcp-bench"), mint_token(user_id, base, "mcp-bench-1k")
         python = sys.version.split()[0]
-        print(f"MCP benchmark: {CLIENTS} clients × {SECONDS:g} s per row, protocol {PROTOCOL}, Python {python}")
+        print(
+            f"MCP benchmark: {CLIENTS} clients × {SECONDS:g} s per row in {ROUNDS} alternating slices, "
+            f"protocol {PROTOCOL}, Python {python}"
+        )
         rows = [
             (
                 "tools/call",
@@ -188,9 +206,14 @@ def main() -> int:
         results = {}
         head = ("method", "server", "req/s", "p50 ms", "p95 ms", "p99 ms", "cpu ms/req", "errors")
         print("{:<14} {:<14} {:>8} {:>8} {:>8} {:>8} {:>10} {:>6}".format(*head))
-        for method, who, url, tok, body in rows:
-            r = run(server.pid, url, tok, body)
-            results[(method, who)] = r
+        # Alternate the rows in ROUNDS short slices (ABAB…), so drift of the machine during the run (other
+        # processes, CPU frequency) hits both servers alike; each row gets SECONDS in all.
+        slices: dict[tuple[str, str], list[dict[str, Any]]] = {(method, who): [] for method, who, *_ in rows}
+        for _ in range(ROUNDS):
+            for method, who, url, tok, body in rows:
+                slices[(method, who)].append(measure(server.pid, url, tok, body, SECONDS / ROUNDS))
+        for method, who, *_ in rows:
+            r = results[(method, who)] = summary(slices[(method, who)])
             print(
                 f"{method:<14} {who:<14} {r['rps']:8.0f} {r['p50']:8.2f} {r['p95']:8.2f} {r['p99']:8.2f} "
                 f"{r['cpu_ms']:10.2f} {r['errors']:6d}"
