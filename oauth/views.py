@@ -279,7 +279,14 @@ class IntrospectView(dot.IntrospectTokenView):
         return bool(getattr(oauth_request.client, "is_resource_server", False))
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return introspection.token_response(request.GET.get("token"), self.introspecting_client)
+        # RFC 7662 §2.1 is POST; a token in the query string ends up in access logs and proxies.
+        response = JsonResponse(
+            {"error": "invalid_request", "error_description": "Use POST with the token in the form body (RFC 7662)."},
+            status=405,
+        )
+        response["Allow"] = "POST"
+        response["Cache-Control"] = "no-store"
+        return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return introspection.token_response(request.POST.get("token"), self.introspecting_client)

@@ -79,6 +79,17 @@ def test_client_credentials_in_the_body_work_too(code_tokens, resource_server) -
     assert response.json()["active"] is True
 
 
+def test_introspection_refuses_a_token_in_the_query_string(code_tokens, resource_server) -> None:  # type: ignore[no-untyped-def]
+    response = HttpClient().get(
+        "/t/acme/oauth/introspect",
+        {"token": code_tokens["access_token"]},
+        **basic_auth(resource_server.client.client_id, resource_server.secret),
+    )
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert response.json()["error"] == "invalid_request"
+    assert "active" not in response.json()
+
+
 @pytest.mark.parametrize("who", ["anonymous", "machine-client", "public-client", "wrong-secret", "user-token"])
 def test_introspection_is_refused_to_anyone_but_resource_servers(code_tokens, clients, resource_server, who) -> None:  # type: ignore[no-untyped-def]
     headers = {
