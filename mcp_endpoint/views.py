@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 @require_GET
 def protected_resource_metadata(request: HttpRequest, slug: str, app: str) -> JsonResponse:
     """/.well-known/oauth-protected-resource/t/<slug>/mcp/<app>: names the tenant's issuer as the AS."""
-    tenant = Tenant.objects.filter(slug=slug, is_active=True).exclude(schema_name="public").first()
+    tenant = Tenant.objects.serving().filter(slug=slug).first()
     if tenant is None:
         return JsonResponse({"error": "not_found", "error_description": "No such MCP endpoint."}, status=404)
     with tenant_context(tenant):

@@ -18,9 +18,7 @@ def rotate_signing_keys(schema_name: str | None = None) -> dict[str, str]:
     whose tokens have all expired. Idempotent: a second run inside the window changes nothing."""
     from oauth.keys import prune_expired, rotate_if_due
 
-    tenants = Tenant.objects.filter(is_active=True).exclude(schema_name="public")
-    if schema_name:
-        tenants = tenants.filter(schema_name=schema_name)
+    tenants = Tenant.objects.serving(schema_name)
     results: dict[str, str] = {}
     for tenant in tenants:
         with schema_context(tenant.schema_name):

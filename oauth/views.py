@@ -80,7 +80,7 @@ def root_authorization_server_metadata(request: HttpRequest, slug: str) -> JsonR
 
     from tenants.models import Tenant
 
-    tenant = Tenant.objects.filter(slug=slug, is_active=True).exclude(schema_name="public").first()
+    tenant = Tenant.objects.serving().filter(slug=slug).first()
     if tenant is None:
         return JsonResponse({"error": "not_found", "error_description": "No such issuer."}, status=404)
     with tenant_context(tenant):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -179,6 +180,22 @@ def _name_list() -> ArrayField:
     return ArrayField(models.CharField(max_length=160), default=list, blank=True)
 
 
+def requirement_of(row: Any) -> Any:
+    """The engine's `Requirement` of a row carrying the RBAC lists, `require_all` and `is_enabled` (a tool
+    policy, a service)."""
+    from rbac.engine import Requirement
+
+    return Requirement.of(
+        roles=row.roles,
+        groups=row.groups,
+        scopes=row.scopes,
+        resources=row.resources,
+        permissions=row.permissions,
+        require_all=row.require_all,
+        enabled=row.is_enabled,
+    )
+
+
 class ToolPolicy(models.Model):
     """Who may see and call one tool of an application. A tool without an enabled policy is denied.
 
@@ -213,14 +230,4 @@ class ToolPolicy(models.Model):
         return f"{self.application.slug}/{self.tool_name}"
 
     def requirement(self):  # type: ignore[no-untyped-def]
-        from rbac.engine import Requirement
-
-        return Requirement.of(
-            roles=self.roles,
-            groups=self.groups,
-            scopes=self.scopes,
-            resources=self.resources,
-            permissions=self.permissions,
-            require_all=self.require_all,
-            enabled=self.is_enabled,
-        )
+        return requirement_of(self)

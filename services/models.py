@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from rbac.engine import Requirement
+from rbac.models import requirement_of
 
 validate_service_name = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,127}$",
@@ -119,15 +120,7 @@ class Service(models.Model):
         return self.name
 
     def requirement(self) -> Requirement:
-        return Requirement.of(
-            roles=self.roles,
-            groups=self.groups,
-            scopes=self.scopes,
-            resources=self.resources,
-            permissions=self.permissions,
-            require_all=self.require_all,
-            enabled=self.is_enabled,
-        )
+        return requirement_of(self)
 
     def is_rotation_due(self, now: Any = None) -> bool:
         """Interval policy only: never rotated, last rotation older than the interval, or last attempt failed."""

@@ -20,9 +20,7 @@ def rotate_due_services(schema_name: str | None = None) -> dict[str, list[int]]:
     """Queue a rotation for every service whose policy says it is due, in every active tenant (or one)."""
     from services.models import Service
 
-    tenants = Tenant.objects.filter(is_active=True).exclude(schema_name="public")
-    if schema_name:
-        tenants = tenants.filter(schema_name=schema_name)
+    tenants = Tenant.objects.serving(schema_name)
     queued: dict[str, list[int]] = {}
     for tenant in tenants:
         with schema_context(tenant.schema_name):

@@ -35,6 +35,13 @@ def schema_name_for(slug: str) -> str:
     return "tenant_" + slug.replace("-", "_")
 
 
+class TenantQuerySet(models.QuerySet["Tenant"]):
+    def serving(self, schema_name: str | None = None) -> TenantQuerySet:
+        """Active tenants, never the public schema (optionally only the one with `schema_name`)."""
+        tenants = self.filter(is_active=True).exclude(schema_name="public")
+        return tenants.filter(schema_name=schema_name) if schema_name else tenants
+
+
 class Tenant(TenantMixin):
     """An organisation: one schema, one issuer. Inactive tenants answer 404 everywhere."""
 
@@ -42,6 +49,8 @@ class Tenant(TenantMixin):
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
 
     # create_tenant() migrates the new schema; deleting a Tenant row never silently drops data.
     auto_create_schema = True

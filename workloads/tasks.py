@@ -24,9 +24,7 @@ def renew_due_svids(schema_name: str | None = None) -> dict[str, list[int]]:
     from workloads.files import workload_files
     from workloads.models import Workload
 
-    tenants = Tenant.objects.filter(is_active=True).exclude(schema_name="public")
-    if schema_name:
-        tenants = tenants.filter(schema_name=schema_name)
+    tenants = Tenant.objects.serving(schema_name)
     queued: dict[str, list[int]] = {}
     for tenant in tenants:
         with schema_context(tenant.schema_name):
