@@ -15,7 +15,7 @@ def record(actor: Any, action: str, **kwargs: Any) -> AuditEvent:
     return _record(actor, action, **kwargs)
 
 
-def record_many(entries: list[Any]) -> list[AuditEvent]:
+def record_many(entries: list[Any]) -> list[dict[str, Any]]:
     """Write several events in one transaction; see `audit.recorder.record_many`."""
     from audit.recorder import record_many as _record_many
 

@@ -159,7 +159,23 @@ def link(event: AuditEvent, using: str | None = None) -> None:
 
 
 def link_many(events: list[AuditEvent], using: str | None = None) -> None:
-    """Attach new, unsaved events to the chain in their order, under one lock and one head read.
+    """Attach new, unsaved events to the chain in their order (see `link_rows`)."""
+    rows = [{name: getattr(event, name) for name in HASHED_FIELDS if name not in LINK_FIELDS} for event in events]
+    link_rows(rows, using)
+    for event, row in zip(events, rows, strict=True):
+        for name in (*LINK_FIELDS, "data", "ip", "hash"):
+            setattr(event, name, row[name])
+
+
+# Set by linking (the rest of an event's hashed fields are given).
+LINK_FIELDS = ("seq", "prev_hash", "created_at")
+_ips: dict[str, str | None] = {}
+
+
+def link_rows(rows: list[dict[str, Any]], using: str | None = None) -> None:
+    """Attach new events, given as dicts of their stored fields, to the chain in their order, under one lock
+    and one head read: sets ``seq``, ``prev_hash``, ``created_at`` and ``hash`` and normalises ``data`` and
+    ``ip`` to what Postgres gives back.
 
     Must run in the transaction that inserts them, after which the lock is released at commit."""
     with connections[using or "default"].cursor() as cursor:
@@ -173,11 +189,20 @@ def link_many(events: list[AuditEvent], using: str | None = None) -> None:
     now = timezone.now()
     created_at = max(now, last.created_at) if last.created_at is not None else now
     seq, prev_hash = last.seq, last.hash
-    for event in events:
-        event.data = normalise_data(event.data or {})
-        event.ip = normalise_ip(event.ip)
+    for fields in rows:
+        fields["data"] = normalise_data(fields["data"] or {})
+        ip = fields["ip"]
+        if ip:
+            normal = _ips.get(ip)
+            if normal is None:
+                if len(_ips) > 4096:
+                    _ips.clear()
+                normal = _ips[ip] = normalise_ip(ip)
+            fields["ip"] = normal
+        else:
+            fields["ip"] = None
         seq += 1
-        event.seq = seq
-        event.prev_hash = prev_hash
-        event.created_at = created_at
-        event.hash = prev_hash = event_hash(event)
+        fields["seq"] = seq
+        fields["prev_hash"] = prev_hash
+        fields["created_at"] = created_at
+        fields["hash"] = prev_hash = compute_hash(fields)

@@ -35,10 +35,11 @@ from django.test.utils import override_settings  # noqa: E402
 from django_tenants.utils import schema_context, tenant_context  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from authsec_site.lib import vault  # noqa: E402
 from bench.mcp_bench_asgi import register_bulk_tools  # noqa: E402
 from mcp_endpoint.registry import ensure_loaded  # noqa: E402
 from mcp_endpoint.services import seed_tool_policies  # noqa: E402
-from oauth import tokens  # noqa: E402
+from oauth import keys, tokens  # noqa: E402
 from rbac import services  # noqa: E402
 from rbac.models import Application, Role, Scope  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
@@ -69,7 +70,17 @@ def ensure_data() -> int:
         for slug, names in (("mcp-bench", ["calculator"]), ("mcp-bench-1k", ["calculator", *bulk])):
             app, _ = Application.objects.get_or_create(slug=slug, defaults={"name": slug})
             seed_tool_policies(actor=ACTOR, application=app, tools=names)
+        ensure_signing_key()
         return user.pk
+
+
+def ensure_signing_key() -> None:
+    """A current key whose private half Vault really holds (a dev OpenBao forgets it on restart, so a second
+    `make bench-mcp` would otherwise fail to mint its token)."""
+    try:
+        keys.private_jwk(keys.current_key())
+    except vault.VaultError:
+        keys.create_signing_key(actor=ACTOR)
 
 
 def mint_token(user_id: int, base: str, app: str) -> str:

@@ -8,8 +8,10 @@ JWKS fetch in the steady state:
 - the user's effective grants come through `rbac.grants` (version token ``rbac:version``);
 - JWKS are cached per tenant and refetched (rate-limited) only when a token names an unknown ``kid``;
 - revocation: DOT stores tokens hashed, so the token endpoint's revocation hook writes
-  ``mcp:revoked:<sha256(token)>`` to Redis until the token's expiry (`note_revoked`). The check is one key
-  in the same Redis round trip that reads both version tokens.
+  ``mcp:revoked:<sha256(token)>`` to Redis until the token's expiry (`note_revoked`).
+Both version tokens and the revocation marker are read from this process's `mcp_endpoint.mirror` (kept
+current by pub/sub announcements of every write), so a request usually makes no Redis round trip at all;
+what the mirror does not hold is read in one MGET.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
+from authsec_site.lib import coherence
 from mcp_endpoint.fastredis import FastRedis, Unsupported
+from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
 from rbac.engine import KINDS, Grants, Requirement
 from rbac.grants import VERSION_KEY as RBAC_VERSION_KEY
@@ -172,7 +176,7 @@ def load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
 
 def bump_config_version() -> None:
     """Make every process reload the current tenant's application settings and tool policies."""
-    cache.set(CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    coherence.set_and_announce(CONFIG_VERSION_KEY, uuid.uuid4().hex)
 
 
 def _config_version(value: str | None) -> str:
@@ -228,7 +232,7 @@ def note_revoked(token_digests: list[tuple[str, int | None]]) -> None:
     default_ttl = settings.OAUTH_ACCESS_TOKEN_SECONDS + LEEWAY
     for digest, expires_at in token_digests:
         ttl = default_ttl if expires_at is None else max(int(expires_at - time.time()) + LEEWAY, 1)
-        cache.set(REVOKED_PREFIX + digest, 1, timeout=ttl)
+        coherence.set_and_announce(REVOKED_PREFIX + digest, 1, timeout=ttl)
 
 
 # Verified claims by (schema, application, token digest), so a client's repeated requests with one token pay
@@ -415,6 +419,40 @@ def _async_client() -> Any:
     return client
 
 
+_mirror: Mirror | None = None
+
+
+def mirror() -> Mirror:
+    """This process's mirror of the hot-path keys (live once `McpEndpoint.run` has subscribed it)."""
+    global _mirror
+    if _mirror is None:
+        _mirror = Mirror(settings.REDIS_URL, coherence.channel())
+    return _mirror
+
+
+async def _read_keys(keys: list[str]) -> list[Any]:
+    """The values of raw Redis `keys` (None: absent): from the mirror, else one MGET (which fills the mirror).
+
+    Keys from index 2 on are revocation markers, for which "absent" is an answer worth keeping; an absent
+    version token is created by the sync path, so it is not kept."""
+    held = _mirror
+    if held is None or not held.live:
+        return [None if value is None else _serializer.loads(value) for value in await _async_client().mget(keys)]
+    values = [held.get(key) for key in keys]
+    if MISSING not in values:
+        return values
+    epoch = held.epoch
+    missing = [key for key, value in zip(keys, values, strict=True) if value is MISSING]
+    raw = await _async_client().mget(missing)
+    fetched = {key: None if item is None else _serializer.loads(item) for key, item in zip(missing, raw, strict=True)}
+    for index, key in enumerate(keys):
+        if values[index] is MISSING:
+            values[index] = fetched[key]
+            if values[index] is not None or index >= 2:
+                held.fill(epoch, key, values[index])
+    return values
+
+
 _key_prefixes: dict[str, str] = {}
 
 
@@ -440,10 +478,9 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     if token:
         keys.append(REVOKED_PREFIX + digest)
     try:
-        raw = await _async_client().mget([_raw_key(tenant.schema_name, key) for key in keys])
+        values = await _read_keys([_raw_key(tenant.schema_name, key) for key in keys])
     except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem
         return None
-    values = [None if value is None else _serializer.loads(value) for value in raw]
     config = _configs.get((tenant.schema_name, app_slug))
     if values[0] is None or config is None or config[0] != values[0]:
         return None

@@ -27,8 +27,8 @@ class ReplyError(Exception):
     """Redis answered with an error reply."""
 
 
-class _Incomplete(Exception):
-    pass
+class Incomplete(Exception):
+    """The buffer does not hold a whole reply yet."""
 
 
 def encode(*args: str | bytes) -> bytes:
@@ -40,10 +40,10 @@ def encode(*args: str | bytes) -> bytes:
 
 
 def parse(buffer: bytes | bytearray, pos: int = 0) -> tuple[Any, int]:
-    """One RESP2 reply from `buffer` at `pos`: (value, position after it); raises `_Incomplete`."""
+    """One RESP2 reply from `buffer` at `pos`: (value, position after it); raises `Incomplete`."""
     end = buffer.find(b"\r\n", pos)
     if end < 0:
-        raise _Incomplete
+        raise Incomplete
     kind, line = buffer[pos : pos + 1], bytes(buffer[pos + 1 : end])
     after = end + 2
     if kind == b"$":
@@ -51,7 +51,7 @@ def parse(buffer: bytes | bytearray, pos: int = 0) -> tuple[Any, int]:
         if length < 0:
             return None, after
         if len(buffer) < after + length + 2:
-            raise _Incomplete
+            raise Incomplete
         return bytes(buffer[after : after + length]), after + length + 2
     if kind == b"*":
         count = int(line)
@@ -93,7 +93,7 @@ class _Protocol(asyncio.Protocol):
                         waiter.set_exception(value)
                     else:
                         waiter.set_result(value)
-        except _Incomplete:
+        except Incomplete:
             pass
         except (ValueError, ConnectionError) as exc:
             self._fail(ConnectionError(f"Bad reply from Redis: {exc}"))

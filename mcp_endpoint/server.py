@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +36,7 @@ from audit.recorder import Actor
 from mcp_endpoint import login, notify
 from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
+from mcp_endpoint.auth import mirror as auth_mirror
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import InvalidArguments, ToolError, ensure_loaded, registry
 from rbac.engine import Decision, Requirement, decide, filter_tools
@@ -44,6 +47,25 @@ MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app
 MAX_PEEK_BYTES = 4 * 1024 * 1024
 MCP_SESSION_HEADER = b"mcp-session-id"
 UNKNOWN = Decision(False, "unknown tool")
+
+
+class _RequestIds:
+    """Request ids for the audit trail: unique, not secret. A random per-process prefix and a counter (32 hex
+    digits like a UUID) instead of `uuid4`, whose `getrandom` system call was a visible cost per request."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_request_id = _RequestIds()
 
 
 def resource_metadata_url(tenant: str, app: str) -> str:
@@ -359,9 +381,9 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[McpEndpoint]:
-        """The session manager's task group, the notification listener and the audit writer, for the app's
-        lifetime (audit exits last)."""
-        async with self.audit.run(), self.session_manager.run():
+        """The session manager's task group, the notification listener, the cache mirror's subscription and
+        the audit writer, for the app's lifetime (audit exits last)."""
+        async with self.audit.run(), self.session_manager.run(), auth_mirror().running():
             listener = asyncio.get_running_loop().create_task(notify.listen(self.live))
             try:
                 yield self
@@ -418,7 +440,7 @@ class McpEndpoint:
             "authsec": auth,
             "authsec_audit": self.audit,
             "authsec_live": self.live,
-            "authsec_request_id": uuid.uuid4().hex,
+            "authsec_request_id": _request_id(),
         }
         if not mcp_session_id and scope.get("method") == "POST":
             send = self._note_new_session(send, tenant, app)

@@ -20,6 +20,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
+from authsec_site.lib import coherence
 from rbac import models as m
 from rbac.engine import KINDS, Grants
 
@@ -122,7 +123,8 @@ def current_version() -> str | None:
 def bump_version() -> None:
     """Make every cached grant of the current tenant stale, in every process."""
     try:
-        cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        # Announced too: MCP endpoint processes mirror this key in memory (authsec_site.lib.coherence).
+        coherence.set_and_announce(VERSION_KEY, uuid.uuid4().hex)
     except Exception as exc:  # noqa: BLE001
         # The local TTL bounds how long another process may still use what it cached.
         logger.error("Could not invalidate the RBAC grants cache (%s)", type(exc).__name__)

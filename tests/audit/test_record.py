@@ -148,7 +148,7 @@ def test_record_many_links_a_batch_into_the_chain_with_one_insert(
     with django_assert_max_num_queries(3):  # the lock + head read, at most a savepoint; COPY is not in the query log
         events = audit.record_many(entries)
     rows = list(AuditEvent.objects.filter(seq__gt=before.seq).order_by("seq"))
-    assert [row.hash for row in rows] == [event.hash for event in events]
+    assert [row.hash for row in rows] == [event["hash"] for event in events]
     assert [row.id for row in rows] == sorted(row.id for row in rows)  # ids follow the chain order
     assert [row.seq for row in rows] == list(range(before.seq + 1, before.seq + 6))
     assert rows[0].prev_hash == before.hash
@@ -156,6 +156,13 @@ def test_record_many_links_a_batch_into_the_chain_with_one_insert(
     assert all(row.hash == event_hash(row) for row in rows)
     assert rows[2].request_id == "req-2" and rows[2].data["api_token"] != "s3cr3t"
     assert verify_chain().broken is None
+
+
+def test_batch_copy_writes_every_stored_column() -> None:
+    from audit.models import COPY_COLUMNS
+
+    stored = {f.column for f in AuditEvent._meta.concrete_fields if not f.primary_key and not f.generated}
+    assert set(COPY_COLUMNS) == stored and len(COPY_COLUMNS) == len(stored)
 
 
 def test_record_many_is_all_or_nothing(in_acme: Tenant) -> None:

@@ -10,14 +10,14 @@ import pytest
 import redis
 from django.conf import settings
 
-from mcp_endpoint.fastredis import FastRedis, ReplyError, Unsupported, _Incomplete, encode, parse
+from mcp_endpoint.fastredis import FastRedis, Incomplete, ReplyError, Unsupported, encode, parse
 
 
 def test_parse_handles_every_reply_type_and_partial_input() -> None:
     reply = b"*4\r\n$3\r\nabc\r\n$-1\r\n:42\r\n+OK\r\n"
     assert parse(reply) == ([b"abc", None, 42, "OK"], len(reply))
     for cut in range(len(reply)):  # any prefix is incomplete, never misread
-        with pytest.raises(_Incomplete):
+        with pytest.raises(Incomplete):
             parse(reply[:cut])
     error, _ = parse(b"-ERR wrong\r\n")
     assert isinstance(error, ReplyError) and str(error) == "ERR wrong"

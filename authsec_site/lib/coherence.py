@@ -1,0 +1,57 @@
+"""Cache keys that processes mirror in memory: every write is stored in Redis and announced in one step.
+
+The MCP endpoint answers most requests without a Redis round trip by keeping a copy of a few small keys
+(the configuration and RBAC version tokens, the revoked-token markers) that these announcements keep
+current (`mcp_endpoint.mirror`). For the copy to be right, every write of such a key goes through
+`set_and_announce`: SET and PUBLISH in one MULTI/EXEC, so Redis never holds a new value whose announcement
+was not sent, and no announcement names a value that was not stored.
+
+An announcement is JSON ``{"k": <raw Redis key>, "v": <value>, "e": <expiry, Unix seconds, or null>}`` on
+`channel()`. Pub/sub channels are shared by every database of a Redis server, so the channel name carries
+the database number and the cache key prefix (two deployments on one Redis do not hear each other).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisSerializer
+
+_client: Any = None
+_client_lock = threading.Lock()
+_serializer = RedisSerializer()
+
+
+def redis_client() -> Any:
+    """This process's synchronous redis-py client for publishing (short timeouts: callers fall back)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            import redis
+
+            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        return _client
+
+
+def channel() -> str:
+    path = urlsplit(settings.REDIS_URL).path.strip("/")
+    return f"{cache.key_prefix or 'cache'}:mirror:db{path or '0'}"
+
+
+def set_and_announce(key: str, value: str | int, timeout: int | None = None) -> None:
+    """Set the current schema's cache `key` (as `cache.set` would store it) and announce the new value.
+
+    Raises on a Redis error; then nothing was written and nothing announced."""
+    raw_key = cache.make_key(key)
+    expires = None if timeout is None else time.time() + timeout
+    message = json.dumps({"k": raw_key, "v": value, "e": expires})
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.set(raw_key, _serializer.dumps(value), ex=timeout)
+    pipe.publish(channel(), message)
+    pipe.execute()

@@ -1,0 +1,188 @@
+"""An in-memory copy of the few Redis keys every MCP request reads, kept current by Redis pub/sub.
+
+Every MCP request needs the tenant's configuration and RBAC version tokens and, with a bearer token, the
+token's revocation marker (`mcp_endpoint.auth`). Reading them from Redis on each request was the largest
+cost the endpoint added to a tool call (a loopback round trip: two system calls and a wake-up of Redis).
+Instead each process keeps a `Mirror` of those keys:
+
+- Every write of such a key is `authsec_site.lib.coherence.set_and_announce` (SET and PUBLISH in one
+  MULTI/EXEC), and the mirror applies the announcement as soon as its bytes arrive: in the protocol's
+  ``data_received``, on the event loop, before any request task that arrived in the same or a later
+  event-loop turn runs. The writer's PUBLISH has returned before its own HTTP response is sent, so a
+  client's next request after a dashboard change sees the change (the "next request" rule of the RBAC
+  design), exactly as with a read per request.
+- Keys the mirror does not hold are read with one MGET (`fill`), and kept only if no announcement for
+  them arrived meanwhile and the subscription is the one that was live when the read was sent.
+- The mirror answers only while its subscription is confirmed. When the connection drops it forgets
+  everything and the endpoint reads Redis per request again until it has resubscribed (whatever was
+  announced in between is missed, so nothing held from before may be trusted).
+- Each entry lives at most `ENTRY_TTL` seconds (and never past the key's own expiry), a bound on any
+  error no one foresaw; re-reading a few keys every few seconds costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mcp_endpoint.fastredis import FastRedis, Incomplete, ReplyError, Unsupported, encode, parse
+
+logger = logging.getLogger(__name__)
+MISSING: Any = object()
+ENTRY_TTL = 5.0
+MAX_ENTRIES = 50_000
+RETRY_MAX = 10.0
+
+
+class _Subscription(asyncio.Protocol):
+    """One SUBSCRIBE connection: announcements go straight to the mirror as their bytes arrive."""
+
+    def __init__(self, mirror: Mirror, channel: bytes, auth: tuple[str, ...] | None) -> None:
+        self.mirror, self.channel, self.auth = mirror, channel, auth
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        commands = encode("AUTH", *self.auth) if self.auth else b""
+        transport.write(commands + encode("SUBSCRIBE", self.channel))  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        pos = 0
+        try:
+            while pos < len(self.buffer):
+                reply, pos = parse(self.buffer, pos)
+                self._handle(reply)
+        except Incomplete:
+            pass
+        except (ValueError, ConnectionError) as exc:
+            self._close(ConnectionError(f"Bad reply from Redis: {exc}"))
+            return
+        del self.buffer[:pos]
+
+    def _handle(self, reply: Any) -> None:
+        if isinstance(reply, ReplyError):
+            self._close(ConnectionError(f"Redis refused the subscription: {reply}"))
+        elif isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+            self.mirror.apply(reply[2])
+        elif isinstance(reply, list) and len(reply) == 3 and reply[0] == b"subscribe" and reply[1] == self.channel:
+            self.mirror.went_live()
+
+    def _close(self, exc: Exception) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.lost.done():
+            self.lost.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.mirror.went_dark()
+        if not self.lost.done():
+            self.lost.set_exception(exc or ConnectionError("Redis closed the subscription"))
+
+
+class Mirror:
+    """Raw Redis key → value, for keys written with `set_and_announce`; only trusted while `live`."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._url, self._channel = url, channel.encode()
+        self._entries: dict[str, tuple[float, Any]] = {}
+        self.live = False
+        self.epoch = 0  # changes whenever the subscription starts or ends
+
+    def get(self, key: str) -> Any:
+        """The mirrored value (None: the key is absent in Redis), or `MISSING`: read it from Redis."""
+        if not self.live:
+            return MISSING
+        hit = self._entries.get(key)
+        if hit is None:
+            return MISSING
+        if hit[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return MISSING
+        return hit[1]
+
+    def fill(self, epoch: int, key: str, value: Any) -> None:
+        """Keep `value`, read from Redis by a request sent while the mirror was live in `epoch`, unless an
+        announcement for the key arrived since (it is newer) or the subscription changed."""
+        if epoch != self.epoch or not self.live:
+            return
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries.setdefault(key, (time.monotonic() + ENTRY_TTL, value))
+
+    def apply(self, payload: bytes) -> None:
+        try:
+            message = json.loads(payload)
+            key, value, expires = message["k"], message["v"], message["e"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("Ignoring a malformed cache announcement")
+            return
+        until = time.monotonic() + ENTRY_TTL
+        if expires is not None:
+            until = min(until, time.monotonic() + float(expires) - time.time())
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (until, value)
+
+    def went_live(self) -> None:
+        self._entries.clear()
+        self.epoch += 1
+        self.live = True
+
+    def went_dark(self) -> None:
+        self.live = False
+        self.epoch += 1
+        self._entries.clear()
+
+    async def _subscribe_once(self) -> None:
+        client = FastRedis(self._url)  # parses the URL (plain redis:// only, like the hot-path client)
+        auth = None
+        if client.password is not None:
+            auth = (client.username, client.password) if client.username else (client.password,)
+        loop = asyncio.get_running_loop()
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: _Subscription(self, self._channel, auth), client.host, client.port),
+            timeout=5,
+        )
+        try:
+            await protocol.lost
+        finally:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            self.went_dark()
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            started = time.monotonic()
+            try:
+                await self._subscribe_once()
+            except asyncio.CancelledError:
+                raise
+            except Unsupported:
+                logger.info("Cache mirror off for this Redis URL (TLS or unix socket): reading Redis per request")
+                return
+            except Exception as exc:  # noqa: BLE001 - Redis away: requests read Redis (or the database) meanwhile
+                if time.monotonic() - started > 30:
+                    delay = 0.2  # it had been up for a while: retry soon
+                logger.warning("Cache mirror lost its Redis subscription (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Mirror]:
+        task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.went_dark()
