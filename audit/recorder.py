@@ -40,15 +40,24 @@ class Actor:
 SYSTEM = Actor(AuditEvent.ActorType.SYSTEM, "", "system")
 
 
+_sensitive_keys: dict[str, bool] = {}
+
+
+def _is_sensitive(key: str) -> bool:
+    """Whether a data key names a secret (cached: events repeat the same few keys)."""
+    known = _sensitive_keys.get(key)
+    if known is None:
+        if len(_sensitive_keys) > 4096:
+            _sensitive_keys.clear()
+        known = _sensitive_keys[key] = bool(_SENSITIVE_KEY.search(key)) and not _HARMLESS_SUFFIX.search(key)
+    return known
+
+
 def redact(value: Any) -> Any:
     """Replace the values of secret-looking keys, at any depth, so no secret reaches the log."""
     if isinstance(value, Mapping):
         return {
-            str(key): (
-                REDACTED
-                if _SENSITIVE_KEY.search(str(key)) and not _HARMLESS_SUFFIX.search(str(key)) and item not in (None, "")
-                else redact(item)
-            )
+            str(key): (REDACTED if _is_sensitive(str(key)) and item not in (None, "") else redact(item))
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
@@ -100,6 +109,7 @@ class Entry:
 
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 _valid_actions: set[str] = set()
+_OUTCOMES = frozenset(AuditEvent.Outcome.values)
 
 
 def _fields(
@@ -116,7 +126,7 @@ def _fields(
         if not action or not _ACTION.fullmatch(action):
             raise ValueError(f'Audit actions are dotted lower-case names like "tenant.created", got {action!r}')
         _valid_actions.add(action)
-    if outcome not in AuditEvent.Outcome.values:
+    if outcome not in _OUTCOMES:
         raise ValueError(f"Unknown audit outcome {outcome!r}")
     actor_type, actor_id, actor_label = _actor_fields(actor)
     target_type, target_id, target_label = _target_fields(target)

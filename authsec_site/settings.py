@@ -280,6 +280,11 @@ AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimu
 MCP_AUTH_SESSION_SECONDS = env_int("MCP_AUTH_SESSION_SECONDS", 3600, minimum=60)
 # Handshake-era MCP sessions (Mcp-Session-Id) idle longer than this are closed; the client re-initializes.
 MCP_SESSION_IDLE_SECONDS = env_int("MCP_SESSION_IDLE_SECONDS", 1800, minimum=30)
+# Who writes the MCP endpoint's audit events: "process" (a child process per web process, off the event
+# loop's GIL) or "thread" (a writer thread in the web process: less memory, slower tool calls).
+MCP_AUDIT_WRITER = env_str("MCP_AUDIT_WRITER", "process")
+if MCP_AUDIT_WRITER not in ("process", "thread"):
+    raise ImproperlyConfigured(f'MCP_AUDIT_WRITER must be "process" or "thread", not {MCP_AUDIT_WRITER!r}.')
 # ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
 MCP_ALLOWED_HOSTS = env_list(

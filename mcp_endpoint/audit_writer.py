@@ -1,34 +1,65 @@
-"""Audit events of MCP requests, written off the request path in small batches.
+"""Audit events of MCP requests, written off the request path in batches, by a child process.
 
-A tools/call must not wait for its own INSERT (docs/benchmarks.md), so handlers `submit` events to an
-in-process queue that one writer thread flushes every `FLUSH_INTERVAL` seconds, one transaction and one
-INSERT per tenant per batch, through `audit.record_many` (so the audit app's rules — redaction, hash chain —
-apply).
-Events are not lost on a clean shutdown: the root ASGI app's lifespan awaits a final flush. A failed write
-is retried `MAX_ATTEMPTS` times and then logged with the events' content (never silently dropped). A
-process crash can lose at most the last interval's events; that is the price of not blocking the caller.
+A tools/call must not wait for its own INSERT, and in the web process the writing itself was most of what the
+endpoint added to a call: linking, hashing and COPYing each event, and above all holding the GIL that the
+event loop needs (docs/benchmarks.md). So handlers `submit` events to an in-memory list that is handed over
+every `FLUSH_INTERVAL` seconds, one batch at a time, to this web process's own audit process
+(`mcp_endpoint.audit_process`, started and supervised here, fed through a pipe). It writes each batch with
+`audit.record_many` (redaction and the hash chain apply) and acknowledges it.
+
+What is not lost:
+- a clean shutdown: the lifespan flushes, closes the pipe and waits for the last acknowledgement;
+- the audit process dying: batches it has not acknowledged are sent again to its replacement (a batch that
+  was committed just before the crash can then appear twice: duplicated rather than lost);
+- the web process dying: the audit process still writes every batch it has received, then exits at the end
+  of the pipe. What was submitted but not yet handed over (at most one interval) is lost.
+- a failed write is retried `MAX_ATTEMPTS` times, then logged with the events' content, never silently dropped.
+If the audit process cannot be started, or with ``MCP_AUDIT_WRITER=thread``, a writer thread in this process
+does the same work (as it does without a lifespan, in a bare test harness).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import close_old_connections, connections
 from django_tenants.utils import schema_context
 
 from audit import context as audit_context
-from audit.recorder import Entry
+from audit.recorder import Actor, Entry
 
 logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05
 MAX_ATTEMPTS = 3
+RETRY_DELAY = 0.5
+START_TIMEOUT = 60.0
+MAX_RESTARTS = 5  # in a row without a successful start: then this process writes itself
+MAX_UNACKED_EVENTS = 200_000  # beyond this (the audit process stuck) the oldest batch is logged and dropped
+
+
+class _WireEncoder(DjangoJSONEncoder):
+    """Django's JSON types, and anything else as its ``str()``: one odd value must not lose a whole batch."""
+
+    def default(self, o: Any) -> Any:
+        try:
+            return super().default(o)
+        except TypeError:
+            return str(o)
+
+
+_ENCODER = _WireEncoder(separators=(",", ":"))
 
 
 @dataclass
@@ -42,9 +73,37 @@ class PendingEvent:
     context: audit_context.RequestContext = audit_context.RequestContext()  # noqa: RUF009 - frozen dataclass
     attempts: int = 0
 
+    def to_wire(self) -> list[Any]:
+        actor = self.actor if isinstance(self.actor, Actor) else Actor("system", "", str(self.actor))
+        ctx = self.context
+        target = list(self.target) if isinstance(self.target, tuple) else self.target
+        return [self.schema, [actor.type, actor.id, actor.label], self.action, self.outcome, self.data, target,
+                [ctx.request_id, ctx.ip, ctx.user_agent]]  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, item: list[Any]) -> PendingEvent:
+        schema, actor, action, outcome, data, target, ctx = item
+        return cls(
+            schema=schema,
+            actor=Actor(*actor),
+            action=action,
+            outcome=outcome,
+            data=data,
+            target=tuple(target) if isinstance(target, list) else target,
+            context=audit_context.RequestContext(*ctx),
+        )
+
+
+def encode_batch(events: list[PendingEvent]) -> bytes:
+    return _ENCODER.encode([event.to_wire() for event in events]).encode()
+
+
+def decode_batch(payload: bytes) -> list[PendingEvent]:
+    return [PendingEvent.from_wire(item) for item in json.loads(payload)]
+
 
 def write_events(events: list[PendingEvent]) -> list[PendingEvent]:
-    """Write `events` (sync, in the writer thread); return the ones that could not be written."""
+    """Write `events` (sync); return the ones that could not be written."""
     import audit
 
     close_old_connections()
@@ -73,54 +132,192 @@ def write_events(events: list[PendingEvent]) -> list[PendingEvent]:
     return failed
 
 
-class AuditWriter:
-    """The per-process queue of MCP audit events and its flusher (entered by the root ASGI lifespan)."""
+def write_with_retries(events: list[PendingEvent], *, delay: float = RETRY_DELAY) -> None:
+    """Write `events`, retrying what fails `MAX_ATTEMPTS` times in all; then log what is given up.
+
+    A batch is all or nothing per tenant, so retries write the failed events one by one: one event that cannot
+    be written (a bug elsewhere) does not take the others down with it."""
+    events = write_events(events)
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        if not events:
+            return
+        time.sleep(delay * (attempt - 1))
+        events = [event for single in events for event in write_events([single])]
+    for event in events:
+        logger.error("Dropping MCP audit event after %d attempts: %s %s", MAX_ATTEMPTS, event.action, event.data)
+
+
+class AuditProcess:
+    """The web process's audit process: started, fed batches through its stdin, acknowledged on its stdout,
+    restarted when it dies (with its unacknowledged batches sent again)."""
 
     def __init__(self) -> None:
+        self._unacked: dict[int, list[PendingEvent]] = {}
+        self._unacked_events = 0
+        self._seq = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._closing = False
+        self.gave_up = False
+        self.pid: int | None = None
+
+    def send(self, events: list[PendingEvent]) -> None:
+        self._seq += 1
+        self._unacked[self._seq] = events
+        self._unacked_events += len(events)
+        while self._unacked_events > MAX_UNACKED_EVENTS and len(self._unacked) > 1:
+            seq = next(iter(self._unacked))
+            dropped = self._unacked.pop(seq)
+            self._unacked_events -= len(dropped)
+            for event in dropped:
+                logger.error("Dropping MCP audit event (audit process not keeping up): %s %s", event.action, event.data)
+        if self._ready:
+            self._write(self._seq, events)
+
+    def _write(self, seq: int, events: list[PendingEvent]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        payload = encode_batch(events)
+        self._proc.stdin.write(b"%d %d\n" % (seq, len(payload)) + payload)
+
+    def take_unacked(self) -> list[PendingEvent]:
+        events = [event for batch in self._unacked.values() for event in batch]
+        self._unacked.clear()
+        self._unacked_events = 0
+        return events
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        database = settings.DATABASES["default"]["NAME"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mcp_endpoint.audit_process",
+            "--database",
+            str(database),  # the parent's database (under pytest: the test database, whatever DATABASE_URL says)
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(settings.BASE_DIR),
+        )
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        if line != b"ready\n":
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"the audit process did not start (exit code {proc.returncode})")
+        return proc
+
+    async def supervise(self) -> None:
+        """Keep an audit process running until `close` (give up after `MAX_RESTARTS` failed starts in a row)."""
+        failures = 0
+        while not self._closing:
+            try:
+                proc = await self._start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                failures += 1
+                logger.error("MCP audit process: %s (attempt %d)", exc, failures)
+                if failures >= MAX_RESTARTS:
+                    self.gave_up = True
+                    return
+                await asyncio.sleep(min(0.5 * 2**failures, 10.0))
+                continue
+            failures = 0
+            self._proc, self.pid = proc, proc.pid
+            self._ready = True
+            for seq, events in list(self._unacked.items()):  # what the previous process did not acknowledge
+                self._write(seq, events)
+            if self._closing and proc.stdin is not None:
+                proc.stdin.close()  # closed while it was starting: it writes the backlog, then exits
+            await self._read_acks(proc)
+            self._ready = False
+            code = await proc.wait()
+            if not self._closing:
+                logger.error("MCP audit process %d exited (code %s); starting another", proc.pid, code)
+
+    async def _read_acks(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                return
+            try:
+                seq = int(line)
+            except ValueError:
+                logger.error("MCP audit process said %r", line[:100])
+                continue
+            batch = self._unacked.pop(seq, None)
+            if batch is not None:
+                self._unacked_events -= len(batch)
+
+    async def close(self, supervisor: asyncio.Task[None], timeout: float) -> None:
+        """End of input: the process writes what it has, acknowledges it and exits; wait for that."""
+        self._closing = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                await proc.stdin.drain()
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(supervisor), timeout)
+        except TimeoutError:
+            logger.error("MCP audit process did not finish within %.0fs; writing the rest here", timeout)
+            supervisor.cancel()
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+class AuditWriter:
+    """The per-process queue of MCP audit events and what writes them (entered by the root ASGI lifespan)."""
+
+    def __init__(self, mode: str | None = None) -> None:
         self._pending: list[PendingEvent] = []
         self._lock = threading.Lock()
-        self._wakeup: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running = False
+        self._mode = mode or settings.MCP_AUDIT_WRITER
+        self.process: AuditProcess | None = None
 
     def submit(self, event: PendingEvent) -> None:
         with self._lock:
             self._pending.append(event)
         if not self._running:
             # No lifespan (a bare test harness): write now in a thread, still off the caller's path.
-            loop = asyncio.get_running_loop()
-            loop.run_in_executor(None, self._flush_sync)
+            asyncio.get_running_loop().run_in_executor(None, self._write_in_thread, self._take())
 
     def _take(self) -> list[PendingEvent]:
         with self._lock:
             events, self._pending = self._pending, []
         return events
 
-    def _flush_sync(self) -> None:
+    @staticmethod
+    def _write_in_thread(events: list[PendingEvent]) -> None:
+        if events:
+            write_with_retries(events)
+
+    async def flush(self) -> None:
+        """Hand what is pending to the audit process (or write it in this process's writer thread)."""
         events = self._take()
         if not events:
             return
-        failed = write_events(events)
-        retry = []
-        for event in failed:
-            event.attempts += 1
-            if event.attempts < MAX_ATTEMPTS:
-                retry.append(event)
-            else:
-                logger.error(
-                    "Dropping MCP audit event after %d attempts: %s %s", event.attempts, event.action, event.data
-                )
-        if retry:
-            with self._lock:
-                self._pending[:0] = retry
-
-    async def flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._flush_sync)
+        if self.process is not None and not self.process.gave_up:
+            self.process.send(events)
+            return
+        if self.process is not None:
+            events = self.process.take_unacked() + events  # it gave up: its backlog is written here
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, events)
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[AuditWriter]:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-audit")
+        supervisor: asyncio.Task[None] | None = None
+        if self._mode == "process":
+            self.process = AuditProcess()
+            supervisor = asyncio.create_task(self.process.supervise())
         self._running = True
         task = asyncio.create_task(self._loop())
         try:
@@ -131,6 +328,12 @@ class AuditWriter:
                 await task
             self._running = False
             await self.flush()
+            if self.process is not None and supervisor is not None:
+                await self.process.close(supervisor, timeout=30.0)
+                leftover = self.process.take_unacked()
+                if leftover:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, leftover)
+            await asyncio.get_running_loop().run_in_executor(self._executor, connections.close_all)
             self._executor.shutdown(wait=True)
             self._executor = None
 

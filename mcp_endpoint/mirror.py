@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,6 +38,7 @@ MISSING: Any = object()
 ENTRY_TTL = 5.0
 MAX_ENTRIES = 50_000
 RETRY_MAX = 10.0
+CLIENT_NAME = "authsec-mirror"
 
 
 class _Subscription(asyncio.Protocol):
@@ -51,6 +53,7 @@ class _Subscription(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         commands = encode("AUTH", *self.auth) if self.auth else b""
+        commands += encode("CLIENT", "SETNAME", f"{CLIENT_NAME}-{os.getpid()}")  # so operators can tell it apart
         transport.write(commands + encode("SUBSCRIBE", self.channel))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,54 @@
+"""The audit process of one web process (`mcp_endpoint.audit_writer.AuditProcess` starts it).
+
+Reads batches of MCP audit events from stdin (a header line ``<seq> <length>``, then that many bytes of JSON),
+writes each with `audit.record_many` (retrying, then logging what it gives up), and acknowledges it on
+stdout with ``<seq>``. It ends when stdin ends, after the last batch, so it outlives neither its web process
+nor the batches that process handed over. Interrupts are ignored: Ctrl-C and a group-wide SIGTERM reach the
+web process, which closes the pipe when it has flushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Acknowledgements get a private copy of stdout; anything else printed (logging, warnings) goes to stderr.
+    acks = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database", required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
+
+    import django
+    from django.conf import settings
+
+    django.setup()
+    settings.DATABASES["default"]["NAME"] = args.database  # before the first connection is made
+
+    from mcp_endpoint.audit_writer import decode_batch, write_with_retries
+
+    stdin = sys.stdin.buffer
+    acks.write(b"ready\n")
+    acks.flush()
+    while True:
+        header = stdin.readline()
+        if not header:
+            return 0
+        seq, length = header.split()
+        payload = stdin.read(int(length))
+        if len(payload) < int(length):
+            return 0  # the web process ended mid-batch: that batch was never complete
+        write_with_retries(decode_batch(payload))
+        acks.write(seq + b"\n")
+        acks.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

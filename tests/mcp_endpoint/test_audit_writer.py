@@ -1,0 +1,113 @@
+"""The MCP audit writer and its audit process: batches reach the log, nothing is lost when the process dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from django_tenants.utils import schema_context
+
+from audit.context import RequestContext
+from audit.models import AuditEvent
+from audit.recorder import Actor
+from audit.verify import verify_chain
+from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, encode_batch
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(request_id: str, action: str = "mcp.tool_call", **data: object) -> PendingEvent:
+    return PendingEvent(
+        schema="tenant_acme",
+        actor=Actor("user", "7", "writer@acme.test"),
+        action=action,
+        outcome="allow",
+        data={"application": "demo", "tool": "hello", **data},
+        target=("rbac.application", "", "demo"),
+        context=RequestContext(request_id=request_id, ip="127.0.0.1", user_agent="tests"),
+    )
+
+
+def _written(prefix: str) -> list[AuditEvent]:
+    with schema_context("tenant_acme"):
+        return list(AuditEvent.objects.filter(request_id__startswith=prefix).order_by("seq"))
+
+
+def test_a_batch_survives_the_pipe_unchanged() -> None:
+    event = _event("r1", note="naïve ✓", count=3, ratio=0.5, nested={"a": [1, None, True]})
+    (back,) = decode_batch(encode_batch([event]))
+    assert back == event
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_every_submitted_event_is_written_once_by_shutdown(mode: str) -> None:
+    prefix = uuid.uuid4().hex[:12]
+
+    async def main() -> int | None:
+        writer = AuditWriter(mode)
+        async with writer.run():
+            for i in range(300):
+                writer.submit(_event(f"{prefix}-{i:04d}", api_token="s3cr3t"))
+                if i % 50 == 0:
+                    await asyncio.sleep(0.06)  # several flushes (the first ones while the process starts)
+        return writer.process.pid if writer.process else None
+
+    pid = asyncio.run(main())
+    assert (pid is not None and pid != os.getpid()) == (mode == "process")
+    rows = _written(prefix)
+    assert [row.request_id for row in rows] == [f"{prefix}-{i:04d}" for i in range(300)]  # once each, in order
+    assert all(row.data["api_token"] == "[redacted]" for row in rows)
+    with schema_context("tenant_acme"):
+        assert verify_chain().broken is None
+
+
+def test_batches_the_audit_process_had_not_acknowledged_go_to_its_replacement() -> None:
+    prefix = uuid.uuid4().hex[:12]
+
+    async def main() -> tuple[int, int]:
+        writer = AuditWriter("process")
+        async with writer.run():
+            process = writer.process
+            assert process is not None
+            deadline = time.monotonic() + 60
+            while process.pid is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            first = process.pid
+            for i in range(100):
+                writer.submit(_event(f"{prefix}-{i:04d}"))
+            await writer.flush()
+            os.kill(first, signal.SIGKILL)  # dies with the batch unacknowledged (or just after writing it)
+            for i in range(100, 200):
+                writer.submit(_event(f"{prefix}-{i:04d}"))
+            while process.pid == first and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            second = process.pid
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert second != first
+    ids = [row.request_id for row in _written(prefix)]
+    assert set(ids) == {f"{prefix}-{i:04d}" for i in range(200)}  # nothing lost
+    assert all(ids.count(i) <= 2 for i in set(ids))  # at worst a batch committed just before the kill twice
+
+
+def test_an_unwritable_event_is_logged_and_given_up_without_holding_back_the_rest(capfd) -> None:  # type: ignore[no-untyped-def]
+    prefix = uuid.uuid4().hex[:12]
+
+    async def main() -> None:
+        writer = AuditWriter("process")
+        async with writer.run():
+            writer.submit(_event(f"{prefix}-before"))
+            writer.submit(_event(f"{prefix}-lost", action="Not An Action"))  # refused by audit.record_many
+            writer.submit(_event(f"{prefix}-after", odd=object()))  # a value JSON cannot hold: kept as text
+
+    asyncio.run(main())
+    rows = _written(prefix)
+    assert [row.request_id for row in rows] == [f"{prefix}-before", f"{prefix}-after"]
+    assert rows[1].data["odd"].startswith("<object object at")
+    err = capfd.readouterr().err
+    assert "Dropping MCP audit event after 3 attempts: Not An Action" in err
