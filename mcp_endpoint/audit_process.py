@@ -14,10 +14,15 @@ import os
 import signal
 import sys
 
+NICENESS = 10
+
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Background work: when CPUs are busy, serving requests comes first and the log catches up in the gaps
+    # (a nice-10 process still gets about a tenth of a busy CPU, far more than writing the log needs).
+    os.nice(NICENESS)
     # Acknowledgements get a private copy of stdout; anything else printed (logging, warnings) goes to stderr.
     acks = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

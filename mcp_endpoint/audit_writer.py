@@ -41,7 +41,7 @@ from audit import context as audit_context
 from audit.recorder import Actor, Entry
 
 logger = logging.getLogger(__name__)
-FLUSH_INTERVAL = 0.05
+FLUSH_INTERVAL = 0.2
 MAX_ATTEMPTS = 3
 RETRY_DELAY = 0.5
 START_TIMEOUT = 60.0

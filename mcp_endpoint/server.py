@@ -79,10 +79,15 @@ class ToolSession:
         self.tenant_id = auth.tenant.slug
         self.schema_name = auth.tenant.schema_name
         self.application = auth.app.slug
-        self.user_info = auth.principal.user_info() if auth.principal else None
+        self._principal = auth.principal
         self.tool = tool
         self.request_id = request_id
         self.mcp_session = mcp_session
+
+    @property
+    def user_info(self) -> dict[str, Any] | None:
+        """The caller's `_user_info` (a fresh copy; built only for tools that use it)."""
+        return self._principal.user_info() if self._principal else None
 
 
 def _auth(ctx: Any) -> RequestAuth:
@@ -96,8 +101,7 @@ def _actor(auth: RequestAuth) -> Any:
 
 
 def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[str, Any]) -> None:
-    request = ctx.request
-    client = request.scope.get("client")
+    state = ctx.request.scope["state"]
     event = PendingEvent(
         schema=auth.tenant.schema_name,
         actor=_actor(auth),
@@ -105,13 +109,9 @@ def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[st
         outcome=outcome,
         data=data,
         target=("rbac.application", "", auth.app.slug),
-        context=audit_context.RequestContext(
-            request_id=request.scope["state"].get("authsec_request_id", ""),
-            ip=client[0] if client else None,
-            user_agent=request.headers.get("user-agent", "")[:255],
-        ),
+        context=state["authsec_context"],
     )
-    writer: AuditWriter = request.scope["state"]["authsec_audit"]
+    writer: AuditWriter = state["authsec_audit"]
     writer.submit(event)
 
 
@@ -131,9 +131,9 @@ def _mcp_tool(name: str) -> types.Tool | None:
 
 def _attach(ctx: Any) -> None:
     """Keep this MCP session's handle (handshake-era sessions only) for later list_changed notifications."""
-    mcp_session_id = ctx.request.headers.get("mcp-session-id")
-    if mcp_session_id:
-        ctx.request.scope["state"]["authsec_live"].attach(mcp_session_id, ctx.session)
+    state = ctx.request.scope["state"]
+    if state["authsec_mcp_session"]:
+        state["authsec_live"].attach(state["authsec_mcp_session"], ctx.session)
 
 
 async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -203,7 +203,7 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         content = await tool.run(
             arguments,
             auth.principal.user_info(),
-            ToolSession(auth, ctx.session, name, ctx.request.scope["state"].get("authsec_request_id", "")),
+            ToolSession(auth, ctx.session, name, ctx.request.scope["state"]["authsec_context"].request_id),
         )
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
         reason = decision.reason
@@ -226,7 +226,7 @@ async def _call_login_tool(
     """The seed's login tools: callable by anyone (they are how a caller gets an identity)."""
     reason = "login tool"
     try:
-        mcp_session_id = ctx.request.headers.get("mcp-session-id", "")
+        mcp_session_id = ctx.request.scope["state"]["authsec_mcp_session"]
         content = await _run_login_tool(name, arguments, auth, _actor(auth), mcp_session_id=mcp_session_id)
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
     except login.LoginToolError as exc:
@@ -435,12 +435,18 @@ class McpEndpoint:
         elif auth.principal is None and auth.app.auth_mode == "bearer":
             await _challenge(send, tenant, app)
             return
+        client = scope.get("client")
         state = {
             **scope.get("state", {}),
             "authsec": auth,
             "authsec_audit": self.audit,
             "authsec_live": self.live,
-            "authsec_request_id": _request_id(),
+            "authsec_mcp_session": mcp_session_id,
+            "authsec_context": audit_context.RequestContext(
+                request_id=_request_id(),
+                ip=client[0] if client else None,
+                user_agent=_header(scope, b"user-agent")[:255],
+            ),
         }
         if not mcp_session_id and scope.get("method") == "POST":
             send = self._note_new_session(send, tenant, app)

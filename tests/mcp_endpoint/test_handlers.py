@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from audit.context import RequestContext
 from mcp_endpoint import server
 from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
 from mcp_endpoint.registry import protected_by_AuthSec, registry
@@ -39,7 +40,12 @@ def _ctx(writer: Collector) -> Any:
         app=AppConfig("demo", "Demo", "both", {"crashes_for_test": Requirement.of()}, "http://x/t/acme/mcp/demo"),
         principal=Principal(7, "alice@acme.test", "acme", Grants.of(roles=["admin"])),
     )
-    state = {"authsec": auth, "authsec_audit": writer, "authsec_request_id": "req-1"}
+    state = {
+        "authsec": auth,
+        "authsec_audit": writer,
+        "authsec_mcp_session": "",
+        "authsec_context": RequestContext(request_id="req-1", ip="127.0.0.1"),
+    }
     request = SimpleNamespace(scope={"state": state, "client": ("127.0.0.1", 1)}, headers={})
     return SimpleNamespace(request=request, session=None)
 
