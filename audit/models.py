@@ -22,6 +22,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from audit.chain import HASHED_FIELDS
+
 
 class AuditLogIsAppendOnly(Exception):
     """Raised on any attempt to change or delete an audit event."""
@@ -170,24 +172,7 @@ class AuditEvent(models.Model):
 
 
 # What `insert_linked` writes: every stored column but the id and the generated ones (checked by a test).
-COPY_COLUMNS = (
-    "created_at",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "action",
-    "outcome",
-    "target_type",
-    "target_id",
-    "target_label",
-    "data",
-    "request_id",
-    "ip",
-    "user_agent",
-    "seq",
-    "prev_hash",
-    "hash",
-)
+COPY_COLUMNS = (*HASHED_FIELDS, "hash")
 
 
 class AuditCheckpoint(models.Model):

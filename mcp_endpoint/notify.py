@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+
+from authsec_site.lib import coherence
 
 logger = logging.getLogger(__name__)
 CHANNEL = "authsec:mcp:tools_changed"
@@ -101,23 +102,9 @@ class LiveSessions:
         return len(self._entries)
 
 
-_publisher: Any = None
-_publisher_lock = threading.Lock()
-
-
-def _client() -> Any:
-    global _publisher
-    with _publisher_lock:
-        if _publisher is None:
-            import redis
-
-            _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        return _publisher
-
-
 def publish(mcp_session_id: str) -> None:
     try:
-        _client().publish(CHANNEL, digest(mcp_session_id))
+        coherence.redis_client().publish(CHANNEL, digest(mcp_session_id))
     except Exception as exc:  # noqa: BLE001 - best effort: the next request shows the right tools anyway
         logger.warning("Could not publish an MCP tools/list_changed notice (%s)", type(exc).__name__)
 
