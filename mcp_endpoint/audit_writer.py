@@ -71,7 +71,6 @@ class PendingEvent:
     data: dict[str, Any]
     target: Any = None
     context: audit_context.RequestContext = audit_context.RequestContext()  # noqa: RUF009 - frozen dataclass
-    attempts: int = 0
 
     def to_wire(self) -> list[Any]:
         actor = self.actor if isinstance(self.actor, Actor) else Actor("system", "", str(self.actor))

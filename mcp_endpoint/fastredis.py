@@ -129,6 +129,13 @@ class FastRedis:
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
 
+    @property
+    def auth(self) -> tuple[str, ...] | None:
+        """The arguments of ``AUTH`` for this URL (None: no password)."""
+        if self.password is None:
+            return None
+        return (self.username, self.password) if self.username else (self.password,)
+
     async def _connection(self) -> _Protocol:
         protocol = self._protocol
         if protocol is not None and not protocol.closed:
@@ -139,9 +146,8 @@ class FastRedis:
                 async with asyncio.timeout(self.timeout):
                     _, protocol = await loop.create_connection(_Protocol, self.host, self.port)
                     self._protocol = protocol  # type: ignore[assignment]
-                    if self.password is not None:
-                        auth = (self.username, self.password) if self.username else (self.password,)
-                        await self._send(protocol, "AUTH", *auth)  # type: ignore[arg-type]
+                    if self.auth is not None:
+                        await self._send(protocol, "AUTH", *self.auth)  # type: ignore[arg-type]
                     if self.db:
                         await self._send(protocol, "SELECT", str(self.db))  # type: ignore[arg-type]
             return self._protocol  # type: ignore[return-value]

@@ -79,6 +79,7 @@ class _Subscription(asyncio.Protocol):
             self.mirror.went_live()
 
     def _close(self, exc: Exception) -> None:
+        self.mirror.went_dark()  # at once, not when the transport reports the close
         if self.transport is not None:
             self.transport.close()
         if not self.lost.done():
@@ -145,13 +146,10 @@ class Mirror:
         self._entries.clear()
 
     async def _subscribe_once(self) -> None:
-        client = FastRedis(self._url)  # parses the URL (plain redis:// only, like the hot-path client)
-        auth = None
-        if client.password is not None:
-            auth = (client.username, client.password) if client.username else (client.password,)
+        client = FastRedis(self._url)  # only its parsed URL (plain redis:// only, like the hot-path client)
         loop = asyncio.get_running_loop()
         _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: _Subscription(self, self._channel, auth), client.host, client.port),
+            loop.create_connection(lambda: _Subscription(self, self._channel, client.auth), client.host, client.port),
             timeout=5,
         )
         try:
@@ -159,7 +157,6 @@ class Mirror:
         finally:
             if protocol.transport is not None:
                 protocol.transport.close()
-            self.went_dark()
 
     async def _run(self) -> None:
         delay = 0.2
