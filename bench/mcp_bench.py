@@ -108,19 +108,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu_seconds(pid: int) -> float:
-    """CPU of the server's running children: the audit process (it writes what the endpoint audits)."""
-    total = 0.0
+def children(pid: int) -> list[str]:
+    """Pids of the server's running children: its audit process (it writes what the endpoint audits)."""
+    found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+        if entry.isdigit():
+            try:
+                if _stat(entry)[1] == str(pid):
+                    found.append(entry)
+            except OSError:
+                continue
+    return found
+
+
+def children_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for child in children(pid):
         try:
-            fields = _stat(entry)
+            fields = _stat(child)
         except OSError:
             continue
-        if fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def wait_until_settled(pid: int, timeout: float = 120.0) -> None:
+    """Wait until the server's audit process has started and gone idle: its start-up (Django set-up, a second
+    or two of CPU) must neither be counted against our rows nor take CPU from the first slices."""
+    deadline = time.monotonic() + timeout
+    previous = -1.0
+    while time.monotonic() < deadline:
+        used = children_cpu_seconds(pid)
+        if children(pid) and used == previous:
+            return
+        previous = used
+        time.sleep(0.5)
+    raise SystemExit("bench-mcp: the server's audit process did not settle")
 
 
 async def open_session(url: str, headers: dict[str, str]) -> httpx2.AsyncClient:
@@ -222,6 +245,7 @@ def main() -> int:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.2)
+        wait_until_settled(server.pid)
         token, token_1k = mint_token(user_id, base, "mcp-bench"), mint_token(user_id, base, "mcp-bench-1k")
         python = sys.version.split()[0]
         print(

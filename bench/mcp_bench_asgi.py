@@ -83,7 +83,7 @@ class BenchRouter:
             await self.root(scope, receive, send)
 
 
-if os.environ.get("BENCH_NO_AUDIT"):  # experiment only: how much of the cost is the audit trail
+if os.environ.get("BENCH_NO_AUDIT", "0") not in ("", "0"):  # experiment only: how much of the cost is the audit trail
     from mcp_endpoint.audit_writer import AuditWriter
 
     AuditWriter.submit = lambda self, event: None  # type: ignore[method-assign]
