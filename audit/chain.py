@@ -102,11 +102,37 @@ def _json_safe(value: Any) -> Any:
 # Encoders made once: `json.dumps` with options builds a new encoder per call, a large part of its cost here.
 _DATA_ENCODER = DjangoJSONEncoder()
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_NATIVE = frozenset({str, int, bool, type(None)})
+
+
+def _via_json(value: Any) -> Any:
+    """Any value as it comes back from jsonb: through Django's JSON encoder (dates, UUIDs, tuples…) and back."""
+    return _json_safe(json.loads(_DATA_ENCODER.encode(value)))
+
+
+def _normal(value: Any) -> Any:
+    # Exact types only: plain JSON (what a JSON decoder gives) is copied as it is, in one pass; anything else
+    # (a str or int subclass, a tuple, a date, a non-string key) goes through the encoder like before.
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return _via_json(value)
+            out[key] = item if type(item) in _NATIVE else _normal(item)
+        return out
+    if kind is list:
+        return [item if type(item) in _NATIVE else _normal(item) for item in value]
+    if kind is float:
+        return _json_safe(value)
+    return _via_json(value)
 
 
 def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """`data` as plain JSON that survives a round trip through jsonb unchanged (dates become strings)."""
-    return _json_safe(json.loads(_DATA_ENCODER.encode(dict(data))))
+    return _normal(dict(data))
 
 
 def canonical_content(fields: Mapping[str, Any], created_at: str | None = None) -> bytes:

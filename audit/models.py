@@ -100,13 +100,14 @@ class AuditEvent(models.Model):
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(max_length=128, blank=True)
     actor_label = models.CharField(max_length=255, blank=True, help_text="The actor's name at the time of the event.")
-    action = models.CharField(max_length=100, db_index=True, help_text='Dotted name, e.g. "tenant.created".')
+    # No index of its own: the review pages filter on `category` (indexed) and search actions by substring.
+    action = models.CharField(max_length=100, help_text='Dotted name, e.g. "tenant.created".')
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=128, blank=True)
     target_label = models.CharField(max_length=255, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True)  # found by the text search, which scans a time window
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
     seq = models.BigIntegerField(unique=True, editable=False, help_text="Position in this schema's hash chain.")

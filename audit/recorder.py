@@ -53,8 +53,13 @@ def _is_sensitive(key: str) -> bool:
     return known
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def redact(value: Any) -> Any:
     """Replace the values of secret-looking keys, at any depth, so no secret reaches the log."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {
             str(key): (REDACTED if _is_sensitive(str(key)) and item not in (None, "") else redact(item))

@@ -13,6 +13,7 @@ import argparse
 import os
 import signal
 import sys
+from typing import Any
 
 NICENESS = 10
 
@@ -24,7 +25,7 @@ def main() -> int:
     # (a nice-10 process still gets about a tenth of a busy CPU, far more than writing the log needs).
     os.nice(NICENESS)
     # Acknowledgements get a private copy of stdout; anything else printed (logging, warnings) goes to stderr.
-    acks = os.fdopen(os.dup(1), "wb")
+    acks = os.fdopen(os.dup(1), "wb", buffering=0)  # unbuffered: one write per acknowledgement
     os.dup2(2, 1)
     parser = argparse.ArgumentParser()
     parser.add_argument("--database", required=True)
@@ -40,8 +41,7 @@ def main() -> int:
     from mcp_endpoint.audit_writer import decode_batch, write_with_retries
 
     stdin = sys.stdin.buffer
-    acks.write(b"ready\n")
-    acks.flush()
+    acked = _ack(acks, b"ready")
     while True:
         header = stdin.readline()
         if not header:
@@ -51,8 +51,17 @@ def main() -> int:
         if len(payload) < int(length):
             return 0  # the web process ended mid-batch: that batch was never complete
         write_with_retries(decode_batch(payload))
-        acks.write(seq + b"\n")
-        acks.flush()
+        if acked:
+            # The web process gone (nobody reads the acknowledgements): still write what it sent, up to EOF.
+            acked = _ack(acks, seq)
+
+
+def _ack(acks: Any, line: bytes) -> bool:
+    try:
+        acks.write(line + b"\n")
+    except BrokenPipeError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class _WireEncoder(DjangoJSONEncoder):
 _ENCODER = _WireEncoder(separators=(",", ":"))
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingEvent:
     schema: str
     actor: Any

@@ -94,10 +94,11 @@ def _auth(ctx: Any) -> RequestAuth:
     return ctx.request.scope["state"]["authsec"]
 
 
+ANONYMOUS = Actor("anonymous", "", "anonymous")
+
+
 def _actor(auth: RequestAuth) -> Any:
-    if auth.principal is None:
-        return Actor("anonymous", "", "anonymous")
-    return Actor("user", str(auth.principal.user_id), auth.principal.email)
+    return ANONYMOUS if auth.principal is None else auth.principal.audit_actor
 
 
 def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[str, Any]) -> None:

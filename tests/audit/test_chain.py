@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import enum
 import hashlib
+import json
 import threading
+import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, connections, transaction
 from django_tenants.utils import schema_context
 
@@ -96,6 +101,46 @@ def test_hash_still_matches_after_a_round_trip_through_postgres(in_acme: Tenant)
             "nested": {"z": [True, False, None], "a": {"b": "c"}},
         },
     )
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.data == event.data
+    assert chain.event_hash(stored) == stored.hash
+
+
+class _Colour(str, enum.Enum):
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+ODD_DATA = {
+    "plain": {"s": "x", "i": 1, "b": True, "n": None, "f": 0.25, "list": [1, 2.0, {"minus_zero": -0.0}]},
+    "floats": [1e20, 1.5e-7, float("nan"), float("-inf")],
+    "tuple": (1, (2, 3)),
+    "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "amount": decimal.Decimal("1.50"),
+    "str_enum": _Colour.RED,
+    "int_enum": _Level.HIGH,
+    "keys": {1: "int key", None: "null key", "deep": [{"t": ("a",)}]},
+}
+
+
+def test_normalised_data_is_what_the_json_round_trip_gives() -> None:
+    """The one-pass normaliser copies plain JSON and sends anything else through Django's encoder: the result
+    is exactly what encoding and decoding the whole value gives (and then what jsonb hands back)."""
+    through_json = chain._json_safe(json.loads(DjangoJSONEncoder().encode(ODD_DATA)))
+    normalised = chain.normalise_data(ODD_DATA)
+    assert normalised == through_json
+    assert json.dumps(normalised, sort_keys=True) == json.dumps(through_json, sort_keys=True)
+    assert type(normalised["str_enum"]) is str and type(normalised["int_enum"]) is int
+    assert normalised["keys"] == {"1": "int key", "null": "null key", "deep": [{"t": ["a"]}]}
+    assert normalised["floats"] == [100000000000000000000, 1.5e-7, "nan", "-inf"]
+
+
+def test_odd_values_hash_the_same_after_a_round_trip_through_postgres(in_acme: Tenant) -> None:
+    event = audit.record("tests", "test.odd_values", data=ODD_DATA)
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.data == event.data
     assert chain.event_hash(stored) == stored.hash
