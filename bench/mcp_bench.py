@@ -48,8 +48,8 @@ from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
 ACTOR = "bench"
 EMAIL = "mcp-bench@bench.test"
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "16"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
 PROTOCOL = "2025-06-18"
 CALL = {"name": "calculator", "arguments": {"operation": "add", "a": 2, "b": 3}}
 TARGET_CALL_RATIO, TARGET_ADDED_P50_MS, TARGET_LIST_RATIO = 0.85, 1.0, 1 / 1.3

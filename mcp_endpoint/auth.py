@@ -462,7 +462,7 @@ async def _read_keys(keys: list[str]) -> list[Any]:
     held = _mirror
     if held is None or not held.live:
         return [None if value is None else _serializer.loads(value) for value in await _async_client().mget(keys)]
-    values = [held.get(key) for key in keys]
+    values = held.get_many(keys)
     if MISSING not in values:
         return values
     epoch = held.epoch
@@ -478,6 +478,7 @@ async def _read_keys(keys: list[str]) -> list[Any]:
 
 
 _key_prefixes: dict[str, str] = {}
+_version_keys: dict[str, tuple[str, str]] = {}
 
 
 def _raw_key(schema: str, key: str) -> str:
@@ -488,21 +489,29 @@ def _raw_key(schema: str, key: str) -> str:
     return prefix + key
 
 
+def _hot_keys(schema: str, digest: str) -> list[str]:
+    """The raw keys a request reads: the two version tokens, and the token's revocation marker (with a token)."""
+    versions = _version_keys.get(schema)
+    if versions is None:
+        versions = _version_keys[schema] = (_raw_key(schema, CONFIG_VERSION_KEY), _raw_key(schema, RBAC_VERSION_KEY))
+    if not digest:
+        return list(versions)
+    return [*versions, _raw_key(schema, REVOKED_PREFIX + digest)]
+
+
 async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
     """`resolve` without leaving the event loop, when everything it needs is already cached in this process.
 
-    Same checks, same Redis round trip (async client); returns None on any miss so the caller falls back to
-    `resolve` in a thread. Raises `NotFound` only for what `resolve` cached as not found."""
+    Same checks, same Redis values (from the mirror, else one MGET with the async client); returns None on any
+    miss so the caller falls back to `resolve` in a thread. Raises `NotFound` only for what `resolve` cached
+    as not found."""
     hit = _tenants.get(tenant_slug)
     if hit is None or hit[0] < time.monotonic() or hit[1] is None:
         return None
     tenant = hit[1]
-    keys = [CONFIG_VERSION_KEY, RBAC_VERSION_KEY]
     digest = token_digest(token) if token else ""
-    if token:
-        keys.append(REVOKED_PREFIX + digest)
     try:
-        values = await _read_keys([_raw_key(tenant.schema_name, key) for key in keys])
+        values = await _read_keys(_hot_keys(tenant.schema_name, digest))
     except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem
         return None
     config = _configs.get((tenant.schema_name, app_slug))

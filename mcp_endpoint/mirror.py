@@ -102,15 +102,23 @@ class Mirror:
 
     def get(self, key: str) -> Any:
         """The mirrored value (None: the key is absent in Redis), or `MISSING`: read it from Redis."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[Any]:
+        """`get` of each key, with one clock read (an expired entry is dropped, so `fill` can replace it)."""
         if not self.live:
-            return MISSING
-        hit = self._entries.get(key)
-        if hit is None:
-            return MISSING
-        if hit[0] < time.monotonic():
-            self._entries.pop(key, None)
-            return MISSING
-        return hit[1]
+            return [MISSING] * len(keys)
+        now = time.monotonic()
+        values = []
+        for key in keys:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] >= now:
+                values.append(hit[1])
+                continue
+            if hit is not None:
+                self._entries.pop(key, None)
+            values.append(MISSING)
+        return values
 
     def fill(self, epoch: int, key: str, value: Any) -> None:
         """Keep `value`, read from Redis by a request sent while the mirror was live in `epoch`, unless an

@@ -320,23 +320,27 @@ async def _challenge(send: Send, tenant: str, app: str, error: str = "", descrip
     await _json_response(send, 401, body, [(b"www-authenticate", header)])
 
 
-def _bearer(scope: Scope) -> tuple[str | None, bool]:
+# The request headers the endpoint reads, collected in one pass (the first of each counts).
+_READ_HEADERS = frozenset({b"authorization", MCP_SESSION_HEADER, SESSION_HEADER, b"user-agent"})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key in _READ_HEADERS and key not in found:
+            found[key] = value.decode("latin-1").strip()
+    return found
+
+
+def _bearer(authorization: str | None) -> tuple[str | None, bool]:
     """(token, malformed) from the Authorization header; other schemes count as no credentials."""
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer":
-                return None, False
-            token = token.strip()
-            return (token, False) if token else (None, True)
-    return None, False
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1").strip()
-    return ""
+    if authorization is None:
+        return None, False
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None, False
+    token = token.strip()
+    return (token, False) if token else (None, True)
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
@@ -394,8 +398,9 @@ class McpEndpoint:
                     await listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *, tenant: str, app: str) -> None:
-        token, malformed = _bearer(scope)
-        mcp_session_id = _header(scope, MCP_SESSION_HEADER)
+        headers = _headers(scope)
+        token, malformed = _bearer(headers.get(b"authorization"))
+        mcp_session_id = headers.get(MCP_SESSION_HEADER, "")
         if mcp_session_id and not self.live.belongs(mcp_session_id, tenant, app):
             # A session opened at another endpoint is unknown here, exactly like an expired one.
             await _json_response(send, 404, {"jsonrpc": "2.0", "id": None, "error": SESSION_NOT_FOUND}, [])
@@ -409,7 +414,7 @@ class McpEndpoint:
             await _challenge(send, tenant, app, "invalid_token", auth.token_error or "Empty bearer token.")
             return
         if auth.principal is None and auth.app.auth_mode in LOGIN_MODES:
-            session_id = _header(scope, SESSION_HEADER)
+            session_id = headers.get(SESSION_HEADER, "")
             if session_id:
                 # A login-tool session of this tenant and application: act as its user (else stay anonymous).
                 auth.principal = await self._session_principal(auth, session_id)
@@ -446,7 +451,7 @@ class McpEndpoint:
             "authsec_context": audit_context.RequestContext(
                 request_id=_request_id(),
                 ip=client[0] if client else None,
-                user_agent=_header(scope, b"user-agent")[:255],
+                user_agent=headers.get(b"user-agent", "")[:255],
             ),
         }
         if not mcp_session_id and scope.get("method") == "POST":

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 LIST = "/t/acme/audit/"
 
 
-def tool_call(actor: str, tool: str, outcome: str, application: str = "demo", reason: str = "") -> AuditEvent:
+def tool_call(actor: str, tool: str, outcome: str, application: str = "review-demo", reason: str = "") -> AuditEvent:
     """A decision event as the MCP endpoint will write it (the contract in docs/audit.md)."""
     return audit.record(
         Actor("user", "", actor),
@@ -44,11 +44,13 @@ def tool_call(actor: str, tool: str, outcome: str, application: str = "demo", re
 def decisions(acme: Tenant) -> dict[str, AuditEvent]:
     with schema_context(acme.schema_name):
         return {
-            "bob_deny": tool_call("bob@acme.test", "deploy_production", "deny", reason="needs role deployer"),
-            "bob_allow": tool_call("bob@acme.test", "hello", "allow"),
-            "alice_deny": tool_call("alice@acme.test", "deploy_production", "deny"),
-            "carol_other_app": tool_call("carol@acme.test", "deploy_production", "deny", application="ops"),
-            "rbac": audit.record("tests", "rbac.role_granted", data={"role": "analyst", "user": "bob@acme.test"}),
+            "bob_deny": tool_call("bob.review@acme.test", "review_deploy", "deny", reason="needs role deployer"),
+            "bob_allow": tool_call("bob.review@acme.test", "review_hello", "allow"),
+            "alice_deny": tool_call("alice.review@acme.test", "review_deploy", "deny"),
+            "carol_other_app": tool_call("carol.review@acme.test", "review_deploy", "deny", application="review-ops"),
+            "rbac": audit.record(
+                "tests", "rbac.role_granted", data={"role": "review-analyst", "user": "bob.review@acme.test"}
+            ),
         }
 
 
@@ -146,18 +148,21 @@ def test_auditors_get_403_on_rbac_edit_pages(auditor_client: Client, acme: Tenan
 
 
 def test_filters_by_actor_any_case_and_outcome(auditor_client: Client, decisions: dict[str, AuditEvent]) -> None:
-    response = auditor_client.get(LIST, {"actor": "BOB@acme.test", "outcome": "deny"})
-    assert rows(response) == [("mcp.tool_call", "deny", "bob@acme.test")]
-    response = auditor_client.get(LIST, {"actor": "bob@acme.test"})
-    assert rows(response) == [("mcp.tool_call", "allow", "bob@acme.test"), ("mcp.tool_call", "deny", "bob@acme.test")]
+    response = auditor_client.get(LIST, {"actor": "BOB.Review@acme.test", "outcome": "deny"})
+    assert rows(response) == [("mcp.tool_call", "deny", "bob.review@acme.test")]
+    response = auditor_client.get(LIST, {"actor": "bob.review@acme.test"})
+    assert rows(response) == [
+        ("mcp.tool_call", "allow", "bob.review@acme.test"),
+        ("mcp.tool_call", "deny", "bob.review@acme.test"),
+    ]
 
 
 def test_filters_by_application_tool_category_and_text(
     auditor_client: Client, decisions: dict[str, AuditEvent]
 ) -> None:
-    by_tool = auditor_client.get(LIST, {"application": "demo", "tool": "deploy_production"})
-    assert {actor for _, _, actor in rows(by_tool)} == {"bob@acme.test", "alice@acme.test"}
-    by_category = auditor_client.get(LIST, {"category": "rbac", "q": "analyst"})
+    by_tool = auditor_client.get(LIST, {"application": "review-demo", "tool": "review_deploy"})
+    assert {actor for _, _, actor in rows(by_tool)} == {"bob.review@acme.test", "alice.review@acme.test"}
+    by_category = auditor_client.get(LIST, {"category": "rbac", "q": "review-analyst"})
     assert rows(by_category) == [("rbac.role_granted", "success", "tests")]
     by_text = auditor_client.get(LIST, {"q": "NEEDS ROLE deployer"})
     assert [e.pk for e in by_text.context["page"].events] == [decisions["bob_deny"].pk]
@@ -178,14 +183,14 @@ def test_free_text_searches_the_last_week_unless_a_start_is_given(
 
 def test_filters_by_time_range(auditor_client: Client, decisions: dict[str, AuditEvent], acme: Tenant) -> None:
     with schema_context(acme.schema_name):
-        later = tool_call("dave@acme.test", "late_tool", "allow")
+        later = tool_call("dave.review@acme.test", "late_tool", "allow")
     boundary = later.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    assert rows(auditor_client.get(LIST, {"start": boundary, "actor": "dave@acme.test"})) == [
-        ("mcp.tool_call", "allow", "dave@acme.test")
+    assert rows(auditor_client.get(LIST, {"start": boundary, "actor": "dave.review@acme.test"})) == [
+        ("mcp.tool_call", "allow", "dave.review@acme.test")
     ]
-    assert rows(auditor_client.get(LIST, {"end": boundary, "actor": "dave@acme.test"})) == []
+    assert rows(auditor_client.get(LIST, {"end": boundary, "actor": "dave.review@acme.test"})) == []
     today = later.created_at.date().isoformat()
-    assert len(rows(auditor_client.get(LIST, {"start": today, "end": today, "actor": "dave@acme.test"}))) == 1
+    assert len(rows(auditor_client.get(LIST, {"start": today, "end": today, "actor": "dave.review@acme.test"}))) == 1
     tomorrow = (later.created_at.date() + dt.timedelta(days=1)).isoformat()
     assert rows(auditor_client.get(LIST, {"start": tomorrow})) == []
 
@@ -245,13 +250,13 @@ def test_detail_shows_data_chain_position_hash_and_verification(
     auditor_client: Client, decisions: dict[str, AuditEvent]
 ) -> None:
     event = decisions["bob_deny"]
-    response = auditor_client.get(f"{LIST}events/{event.pk}/", {"actor": "bob@acme.test"})
+    response = auditor_client.get(f"{LIST}events/{event.pk}/", {"actor": "bob.review@acme.test"})
     body = response.content.decode()
     assert response.context["status"].ok
     assert f'<td id="chain-position">{event.seq}</td>' in body
     assert event.hash in body and event.prev_hash in body
     assert "needs role deployer" in body and "Verified" in body
-    assert 'href="/t/acme/audit/?actor=bob%40acme.test"' in body
+    assert 'href="/t/acme/audit/?actor=bob.review%40acme.test"' in body
 
 
 def test_detail_shows_a_tampered_event_as_broken(auditor_client: Client, decisions: dict[str, AuditEvent]) -> None:
@@ -275,17 +280,17 @@ def test_unknown_event_is_404(auditor_client: Client) -> None:
 def test_chart_and_top_denied_tools_reflect_the_filters(
     auditor_client: Client, decisions: dict[str, AuditEvent]
 ) -> None:
-    response = auditor_client.get(LIST, {"application": "demo"})
+    response = auditor_client.get(LIST, {"application": "review-demo"})
     body = response.content.decode()
     assert '<svg id="audit-chart-svg"' in body
     chart = response.context["chart"]
     assert {rect.outcome: rect.count for rect in chart.rects} == {"deny": 2, "allow": 1}
     assert chart.bar_kind == "day" and chart.total == 3
     top = response.context["top_denied"]
-    assert [(row["application"], row["tool"], row["n"]) for row in top] == [("demo", "deploy_production", 2)]
-    assert "outcome=deny" in top[0]["qs"] and "tool=deploy_production" in top[0]["qs"]
+    assert [(row["application"], row["tool"], row["n"]) for row in top] == [("review-demo", "review_deploy", 2)]
+    assert "outcome=deny" in top[0]["qs"] and "tool=review_deploy" in top[0]["qs"]
     hourly = auditor_client.get(
-        LIST, {"start": dt.date.today().isoformat(), "end": dt.date.today().isoformat(), "tool": "hello"}
+        LIST, {"start": dt.date.today().isoformat(), "end": dt.date.today().isoformat(), "tool": "review_hello"}
     )
     assert hourly.context["chart"].bar_kind == "hour" and hourly.context["chart"].total == 1
 
@@ -302,16 +307,16 @@ def test_csv_export_holds_every_filtered_event(
     auditor_client: Client, decisions: dict[str, AuditEvent], acme: Tenant
 ) -> None:
     with schema_context(acme.schema_name):
-        tool_call("=HYPERLINK(evil)", "deploy_production", "deny")
-    response = auditor_client.get(LIST + "export.csv", {"tool": "deploy_production", "outcome": "deny"})
+        tool_call("=HYPERLINK(evil)", "review_deploy", "deny")
+    response = auditor_client.get(LIST + "export.csv", {"tool": "review_deploy", "outcome": "deny"})
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"].startswith('attachment; filename="audit-acme-')
     records = list(csv.DictReader(io.StringIO(_body(response))))
     assert [(r["actor_label"], r["application"], r["outcome"]) for r in records] == [
-        ("bob@acme.test", "demo", "deny"),
-        ("alice@acme.test", "demo", "deny"),
-        ("carol@acme.test", "ops", "deny"),
-        ("'=HYPERLINK(evil)", "demo", "deny"),  # never a spreadsheet formula
+        ("bob.review@acme.test", "review-demo", "deny"),
+        ("alice.review@acme.test", "review-demo", "deny"),
+        ("carol.review@acme.test", "review-ops", "deny"),
+        ("'=HYPERLINK(evil)", "review-demo", "deny"),  # never a spreadsheet formula
     ]
     first = records[0]
     assert json.loads(first["data"])["reason"] == "needs role deployer"
@@ -321,16 +326,16 @@ def test_csv_export_holds_every_filtered_event(
 def test_jsonl_export_lines_verify_against_their_hashes(
     auditor_client: Client, decisions: dict[str, AuditEvent], acme: Tenant
 ) -> None:
-    response = auditor_client.get(LIST + "export.jsonl", {"actor": "bob@acme.test"})
+    response = auditor_client.get(LIST + "export.jsonl", {"actor": "bob.review@acme.test"})
     lines = [json.loads(line) for line in _body(response).splitlines()]
-    assert [(line["tool"], line["outcome"]) for line in lines] == [("deploy_production", "deny"), ("hello", "allow")]
+    assert [(line["tool"], line["outcome"]) for line in lines] == [("review_deploy", "deny"), ("review_hello", "allow")]
     for line in lines:
         fields = {**line, "created_at": dt.datetime.fromisoformat(line["created_at"])}
         assert chain.compute_hash(fields) == line["hash"]
     with schema_context(acme.schema_name):
         exported = AuditEvent.objects.filter(action="audit.exported").latest("seq")
     assert exported.actor_label == "auditor@acme.test"
-    assert exported.data == {"format": "jsonl", "filters": {"actor": "bob@acme.test"}}
+    assert exported.data == {"format": "jsonl", "filters": {"actor": "bob.review@acme.test"}}
 
 
 def test_unknown_export_format_is_404(auditor_client: Client) -> None:
