@@ -240,6 +240,35 @@ def test_revoking_the_admin_role_hides_admin_panel_on_the_next_request(
     assert "admin_panel" in mcp_list(globex, token)
 
 
+def test_a_deactivated_users_token_is_refused_on_the_next_request(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    """The endpoint reuses a verified token's principal while the RBAC version is unchanged; saving the user
+    changes that version, so the next request sees the deactivation."""
+    token = get_token(asgi_server, committed, "erin@globex.test", tenant="globex")
+    globex = url(asgi_server, "globex")
+    assert "hello" in mcp_list(globex, token)
+    assert "hello" in mcp_list(globex, token)  # the second request is served from the cached principal
+
+    def set_active(active: bool) -> None:
+        user = User.objects.get(email="erin@globex.test")
+        user.is_active = active
+        user.save()
+
+    commit_in("tenant_globex", lambda: set_active(False))
+    try:
+        response = httpx2.post(
+            globex,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 401
+        assert response.json()["error_description"] == "user is unknown or inactive"
+    finally:
+        commit_in("tenant_globex", lambda: set_active(True))
+    assert "hello" in mcp_list(globex, token)
+
+
 def test_a_revoked_token_is_refused(asgi_server: LiveServer, committed: Committed) -> None:
     token = get_token(asgi_server, committed, "bob@acme.test")
     assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)
