@@ -39,6 +39,7 @@ from django_tenants.utils import schema_context
 
 from audit import context as audit_context
 from audit.recorder import Actor, Entry
+from authsec_site.lib.background import background
 
 logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.2
@@ -318,13 +319,10 @@ class AuditWriter:
             self.process = AuditProcess()
             supervisor = asyncio.create_task(self.process.supervise())
         self._running = True
-        task = asyncio.create_task(self._loop())
         try:
-            yield self
+            async with background(self._loop()):
+                yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self._running = False
             await self.flush()
             if self.process is not None and supervisor is not None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from authsec_site.lib.background import background
 from mcp_endpoint.fastredis import FastRedis, Incomplete, ReplyError, Unsupported, encode, parse
 
 logger = logging.getLogger(__name__)
@@ -186,11 +187,8 @@ class Mirror:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Mirror]:
-        task = asyncio.get_running_loop().create_task(self._run())
         try:
-            yield self
+            async with background(self._run()):
+                yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self.went_dark()

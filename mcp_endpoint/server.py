@@ -10,7 +10,6 @@ depends only on the credential on the request, and no MCP session can move betwe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -33,6 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
 from audit.recorder import Actor
+from authsec_site.lib.background import background
 from mcp_endpoint import login, notify
 from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
@@ -388,14 +388,13 @@ class McpEndpoint:
     async def run(self) -> AsyncIterator[McpEndpoint]:
         """The session manager's task group, the notification listener, the cache mirror's subscription and
         the audit writer, for the app's lifetime (audit exits last)."""
-        async with self.audit.run(), self.session_manager.run(), auth_mirror().running():
-            listener = asyncio.get_running_loop().create_task(notify.listen(self.live))
-            try:
-                yield self
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+        async with (
+            self.audit.run(),
+            self.session_manager.run(),
+            auth_mirror().running(),
+            background(notify.listen(self.live)),
+        ):
+            yield self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, *, tenant: str, app: str) -> None:
         headers = _headers(scope)
