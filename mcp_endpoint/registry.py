@@ -54,6 +54,8 @@ class RegisteredTool:
     typed: bool
     _validator: Any = field(repr=False, compare=False)
     _arg_model: Any = field(repr=False, compare=False, default=None)
+    # Typed tools: which of `INJECTED` the handler takes (read from its signature once, at registration).
+    injects: frozenset[str] = frozenset()
 
     def as_mcp_tool(self) -> types.Tool:
         return types.Tool(name=self.name, description=self.description or None, input_schema=self.input_schema)
@@ -78,10 +80,9 @@ class RegisteredTool:
         """Call the handler with validated `arguments` and the injected context; return content dicts."""
         if self.typed:
             kwargs = dict(arguments)
-            params = inspect.signature(self.handler).parameters
-            if "_user_info" in params:
+            if "_user_info" in self.injects:
                 kwargs["_user_info"] = user_info
-            if "session" in params:
+            if "session" in self.injects:
                 kwargs["session"] = session
             result = await self.handler(**kwargs)
         else:
@@ -198,6 +199,7 @@ def protected_by_AuthSec(  # noqa: N802 - the seed's public name
             typed=not seed_style,
             _validator=jsonschema.Draft202012Validator(schema),
             _arg_model=arg_model,
+            injects=frozenset(param.name for param in params if not seed_style and param.name in INJECTED),
         )
         (target or registry).add(tool)
         return func
