@@ -10,7 +10,6 @@ explicit database switch, after archiving them with a chain checkpoint.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -63,11 +62,14 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         connection = connections[self.db]
         table = connection.ops.quote_name(self.model._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(name) for name in COPY_COLUMNS)
+        data_at = COPY_COLUMNS.index("data")
         with transaction.atomic(using=self.db, savepoint=False):
-            chain.link_rows(rows, using=self.db)
+            data_texts = chain.link_rows(rows, using=self.db)
             with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([json.dumps(row[name]) if name == "data" else row[name] for name in COPY_COLUMNS])
+                for row, data_text in zip(rows, data_texts, strict=True):
+                    values = [row[name] for name in COPY_COLUMNS]
+                    values[data_at] = data_text  # the JSON text that was hashed
+                    copy.write_row(values)
 
     def for_actor(self, actor_id: str) -> AuditEventQuerySet:
         return self.filter(actor_id=actor_id)
