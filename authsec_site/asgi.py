@@ -6,6 +6,7 @@ everything else to Django. It owns the lifespan, in which it runs the MCP sessio
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 
@@ -23,6 +24,19 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 from mcp_endpoint.server import MCP_PATH, McpEndpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up built (Django, the apps, the tool registry) lives as long as the process: move it out of
+    the collector's reach, so a full collection walks only what requests create instead of pausing the event
+    loop for the whole heap (≈ 150 ms here). Once per process (a test process runs several lifespans)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 class RootRouter:
@@ -60,6 +74,7 @@ class RootRouter:
             async with contextlib.AsyncExitStack() as stack:
                 await stack.enter_async_context(self.mcp.run())
                 started = True
+                _freeze_startup_objects()
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
             await send({"type": "lifespan.shutdown.complete"})

@@ -10,6 +10,7 @@ web process, which closes the pipe when it has flushed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -38,8 +39,13 @@ def main() -> int:
     django.setup()
     settings.DATABASES["default"]["NAME"] = args.database  # before the first connection is made
 
+    import audit.recorder  # noqa: F401 - imported before the freeze below, like everything a write uses
     from mcp_endpoint.audit_writer import decode_batch, write_with_retries
 
+    # Django's start-up objects live as long as the process: keep them out of the collector's full passes.
+    # Each batch's short-lived rows trigger young collections, and every so often a full one, which otherwise
+    # walked all of them (≈ 120 ms of CPU, in a burst, every ~12,000 events; docs/benchmarks.md).
+    gc.freeze()
     stdin = sys.stdin.buffer
     acked = _ack(acks, b"ready")
     while True:
@@ -50,7 +56,7 @@ def main() -> int:
         payload = stdin.read(int(length))
         if len(payload) < int(length):
             return 0  # the web process ended mid-batch: that batch was never complete
-        write_with_retries(decode_batch(payload))
+        write_with_retries(decode_batch(payload), dedicated=True)
         if acked:
             # The web process gone (nobody reads the acknowledgements): still write what it sent, up to EOF.
             acked = _ack(acks, seq)

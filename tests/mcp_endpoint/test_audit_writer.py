@@ -111,3 +111,51 @@ def test_an_unwritable_event_is_logged_and_given_up_without_holding_back_the_res
     assert rows[1].data["odd"].startswith("<object object at")
     err = capfd.readouterr().err
     assert "Dropping MCP audit event after 3 attempts: Not An Action" in err
+
+
+def test_the_audit_process_survives_losing_its_database_connection_between_batches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """It skips the health check while its last batch committed moments ago; when the connection died in
+    between, that batch fails once, is written on the retry, and nothing is lost or written twice. Batches
+    of two tenants in a row each land in their own schema."""
+    from django.db import connection
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # this test's own queries, from inside its event loop
+    prefix = uuid.uuid4().hex[:12]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        started = cursor.fetchone()[0]
+
+    def written_everywhere() -> int:
+        return len(_written(prefix)) + len(_written_in("tenant_globex", prefix))
+
+    async def main() -> None:
+        writer = AuditWriter("process")
+        async with writer.run():
+            writer.submit(_event(f"{prefix}-a0"))
+            deadline = time.monotonic() + 60
+            while written_everywhere() < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            with connection.cursor() as cursor:  # the backends opened since this test began: the audit process's
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_start >= %s",
+                    [started],
+                )
+                assert cursor.fetchone()[0] == 1
+            for i in range(1, 4):
+                writer.submit(_event(f"{prefix}-a{i}"))
+                event = _event(f"{prefix}-g{i}")
+                event.schema = "tenant_globex"
+                writer.submit(event)
+
+    asyncio.run(main())
+    assert [row.request_id for row in _written(prefix)] == [f"{prefix}-a{i}" for i in range(4)]
+    assert [row.request_id for row in _written_in("tenant_globex", prefix)] == [f"{prefix}-g{i}" for i in range(1, 4)]
+    for schema in ("tenant_acme", "tenant_globex"):
+        with schema_context(schema):
+            assert verify_chain().broken is None
+
+
+def _written_in(schema: str, prefix: str) -> list[AuditEvent]:
+    with schema_context(schema):
+        return list(AuditEvent.objects.filter(request_id__startswith=prefix).order_by("seq"))
