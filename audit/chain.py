@@ -135,21 +135,6 @@ def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
     return _normal(dict(data))
 
 
-def canonical_content(fields: Mapping[str, Any], created_at: str | None = None) -> bytes:
-    """The bytes that are hashed: the hashed fields as JSON with sorted keys, no spaces, UTF-8.
-
-    `created_at`: the event's time already in canonical form (a batch shares one time)."""
-    content = {name: fields[name] for name in HASHED_FIELDS}
-    content["created_at"] = created_at or format_time(fields["created_at"])
-    content["ip"] = normalise_ip(fields["ip"])
-    content["v"] = CHAIN_VERSION
-    return _CANONICAL_ENCODER.encode(content).encode()
-
-
-def compute_hash(fields: Mapping[str, Any], created_at: str | None = None) -> str:
-    return hashlib.sha256(canonical_content(fields, created_at)).hexdigest()
-
-
 _encode_text = json.encoder.encode_basestring  # what the canonical encoder (ensure_ascii off) writes for a str
 # The canonical content's keys in the order `sort_keys` puts them, each with what precedes it in the output.
 _CANONICAL_KEYS = sorted((*HASHED_FIELDS, "v"))
@@ -166,27 +151,36 @@ def _canonical_value(value: Any) -> str:
 
 
 def canonical_data(data: Mapping[str, Any]) -> str:
-    """Normalised `data` (`normalise_data`) as the canonical content writes it: also valid input for jsonb."""
+    """`data` as the canonical content writes it (also what is stored as the jsonb value when linking)."""
     return _CANONICAL_ENCODER.encode(data)
 
 
-def _linked_content(fields: Mapping[str, Any], created_at: str, data: str) -> bytes:
-    """`canonical_content` of a row being linked, byte for byte, from parts already encoded: its time, and
-    its data as `canonical_data` wrote it (the same text is then stored). Writes each value once instead of
-    building and sorting a dict per event (a test compares the two on odd values)."""
+def canonical_content(fields: Mapping[str, Any], created_at: str | None = None, data: str | None = None) -> bytes:
+    """The bytes that are hashed: the hashed fields as JSON with sorted keys, no spaces, UTF-8.
+
+    `created_at`: the event's time already in canonical form (a batch shares one time); `data`: its data
+    already encoded by `canonical_data` (linking encodes it once, for the hash and the insert). Written value
+    by value in the sorted key order, which is what encoding the fields as one dict with ``sort_keys`` gives
+    (a test holds the two to the same bytes), without building and sorting a dict per event."""
     out = []
     for part, name in zip(_CANONICAL_PARTS, _CANONICAL_KEYS, strict=True):
         out.append(part)
         if name == "data":
-            out.append(data)
+            out.append(data if data is not None else canonical_data(fields["data"]))
         elif name == "created_at":
-            out.append(_encode_text(created_at))
+            out.append(_encode_text(created_at or format_time(fields["created_at"])))
+        elif name == "ip":
+            out.append(_canonical_value(normalise_ip(fields["ip"])))
         elif name == "v":
             out.append(str(CHAIN_VERSION))
         else:
             out.append(_canonical_value(fields[name]))
     out.append("}")
     return "".join(out).encode()
+
+
+def compute_hash(fields: Mapping[str, Any], created_at: str | None = None, data: str | None = None) -> str:
+    return hashlib.sha256(canonical_content(fields, created_at, data)).hexdigest()
 
 
 def event_fields(event: AuditEvent) -> dict[str, Any]:
@@ -277,5 +271,5 @@ def link_rows(rows: list[dict[str, Any]], using: str | None = None) -> list[str]
         fields["created_at"] = created_at
         data_text = canonical_data(fields["data"])
         data_texts.append(data_text)
-        fields["hash"] = prev_hash = hashlib.sha256(_linked_content(fields, created_text, data_text)).hexdigest()
+        fields["hash"] = prev_hash = compute_hash(fields, created_text, data_text)
     return data_texts

@@ -47,6 +47,7 @@ MAX_ATTEMPTS = 3
 RETRY_DELAY = 0.5
 START_TIMEOUT = 60.0
 MAX_RESTARTS = 5  # in a row without a successful start: then this process writes itself
+HEALTHY_FOR = 1.0  # seconds after a committed batch during which the audit process trusts its connection
 MAX_UNACKED_EVENTS = 200_000  # beyond this (the audit process stuck) the oldest batch is logged and dropped
 
 
@@ -120,9 +121,6 @@ class _Connection:
             close_old_connections()
         if connection.schema_name != schema:
             connection.set_schema(schema)
-
-
-HEALTHY_FOR = 1.0  # seconds after a committed batch during which the audit process trusts its connection
 
 
 def write_events(events: list[PendingEvent], *, dedicated: bool = False) -> list[PendingEvent]:

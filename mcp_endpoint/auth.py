@@ -345,7 +345,7 @@ def _finish(
         auth.principal = known[2]
         return auth
     try:
-        if not sync and (tenant.schema_name, app.slug, digest) not in _verified:
+        if not sync and key not in _verified:
             # Verifying needs the signing key; without it cached here, the sync path fetches the JWKS.
             kid = _unverified_kid(token)
             if kid is not None and kid not in _jwks.get(tenant.schema_name, (0.0, {}))[1]:

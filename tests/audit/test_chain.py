@@ -164,20 +164,25 @@ def _linking_cases() -> list[dict]:
         "target_label": ODD_TEXT,
         "data": chain.normalise_data({**ODD_DATA, ODD_TEXT: ODD_TEXT}),
         "request_id": "req-1",
-        "ip": chain.normalise_ip("2001:DB8:0:0::1"),
+        "ip": "2001:DB8:0:0::1",
         "user_agent": ODD_TEXT,
     }
-    return [base, {**base, "ip": None, "data": {}, "user_agent": "", "seq": 1}]
+    odd_types = {"ip": None, "data": {}, "user_agent": "", "seq": 1, "actor_type": AuditEvent.ActorType.USER}
+    return [base, {**base, **odd_types}]
 
 
 @pytest.mark.parametrize("fields", _linking_cases())
-def test_linking_writes_exactly_the_canonical_content(fields: dict) -> None:
-    """`link_rows` builds each event's canonical content from parts (its data encoded once, then stored as is):
-    byte for byte what `canonical_content`, which verification uses, gives."""
+def test_canonical_content_is_the_fields_as_one_sorted_dict(fields: dict) -> None:
+    """`canonical_content` writes value by value, its data possibly encoded beforehand (linking encodes it once,
+    then stores that text): byte for byte the hashed fields encoded as one dict with sorted keys."""
     created = chain.format_time(fields["created_at"])
+    as_one_dict = {name: fields[name] for name in chain.HASHED_FIELDS}
+    as_one_dict.update(created_at=created, ip=chain.normalise_ip(fields["ip"]), v=chain.CHAIN_VERSION)
+    expected = json.dumps(as_one_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     data_text = chain.canonical_data(fields["data"])
     assert json.loads(data_text) == fields["data"]
-    assert chain._linked_content(fields, created, data_text) == chain.canonical_content(fields, created)
+    assert chain.canonical_content(fields, created, data_text) == expected
+    assert chain.canonical_content(fields) == expected
 
 
 def test_a_batch_of_odd_events_verifies_after_a_round_trip_through_postgres(in_acme: Tenant) -> None:
