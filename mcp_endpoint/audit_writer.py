@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import marshal
 import sys
 import threading
 import time
@@ -95,12 +96,32 @@ class PendingEvent:
         )
 
 
+# A batch on the pipe: one tag byte, then the wire lists. `marshal` (Python's own format for its core types) is
+# what the endpoint's events take: our scalars and JSON-decoded request arguments; it costs a seventh of the JSON
+# encoding in the web process and a fifth of the decoding in the audit process. A batch holding any other type
+# (a date, a UUID: only a future producer could add one) goes as JSON, each odd value as Django encodes it or as
+# its ``str()``. The pipe runs only between this process and the child it started, with the same code.
+_MARSHAL, _JSON = b"M", b"J"
+_MARSHAL_VERSION = 4
+
+
 def encode_batch(events: list[PendingEvent]) -> bytes:
-    return _ENCODER.encode([event.to_wire() for event in events]).encode()
+    wire = [event.to_wire() for event in events]
+    try:
+        return _MARSHAL + marshal.dumps(wire, _MARSHAL_VERSION)
+    except ValueError:  # "unmarshallable object"
+        return _JSON + _ENCODER.encode(wire).encode()
 
 
 def decode_batch(payload: bytes) -> list[PendingEvent]:
-    return [PendingEvent.from_wire(item) for item in json.loads(payload)]
+    tag, body = payload[:1], payload[1:]
+    if tag == _MARSHAL:
+        items = marshal.loads(body)  # noqa: S302 - written by our own parent process, on a pipe only it holds
+    elif tag == _JSON:
+        items = json.loads(body)
+    else:
+        raise ValueError(f"unknown audit batch format {tag!r}")
+    return [PendingEvent.from_wire(item) for item in items]
 
 
 class _Connection:

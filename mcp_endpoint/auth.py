@@ -234,6 +234,20 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Digests of the tokens seen lately: a client sends the same token on every request, and hashing it (≈ 1 KB
+# with its grant claims) was a visible part of each request's cost. Process memory only, bounded.
+_digests: dict[str, str] = {}
+
+
+def _cached_digest(token: str) -> str:
+    digest = _digests.get(token)
+    if digest is None:
+        if len(_digests) >= VERIFIED_MAX:
+            _digests.clear()
+        digest = _digests[token] = token_digest(token)
+    return digest
+
+
 def note_revoked(token_digests: list[tuple[str, int | None]]) -> None:
     """Mark tokens (by SHA-256 of the raw token) revoked in the current tenant until they expire."""
     default_ttl = settings.OAUTH_ACCESS_TOKEN_SECONDS + LEEWAY
@@ -509,7 +523,7 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     if hit is None or hit[0] < time.monotonic() or hit[1] is None:
         return None
     tenant = hit[1]
-    digest = token_digest(token) if token else ""
+    digest = _cached_digest(token) if token else ""
     try:
         values = await _read_keys(_hot_keys(tenant.schema_name, digest))
     except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem

@@ -41,7 +41,9 @@ class _Entry:
     tenant: str
     app: str
     seen: float
-    session: Any = None  # the latest request's ServerSession: its unrelated notifications use the standalone stream
+    # A ServerSession of this MCP session (its first tools request's): notifications not tied to a request go
+    # out on the session's standalone stream, which every request's ServerSession shares.
+    session: Any = None
 
 
 class LiveSessions:
@@ -72,7 +74,7 @@ class LiveSessions:
 
     def attach(self, mcp_session_id: str, session: Any) -> None:
         entry = self._entries.get(mcp_session_id)
-        if entry is not None:
+        if entry is not None and entry.session is None:
             entry.session = session
 
     async def notify(self, key: str) -> bool:

@@ -57,6 +57,15 @@ class RegisteredTool:
     # Typed tools: which of `INJECTED` the handler takes (read from its signature once, at registration).
     injects: frozenset[str] = frozenset()
 
+    @property
+    def takes_user_info(self) -> bool:
+        """Whether the handler receives `_user_info` (every seed-style tool does; a typed one if it declares it)."""
+        return not self.typed or "_user_info" in self.injects
+
+    @property
+    def takes_session(self) -> bool:
+        return self.wants_session if not self.typed else "session" in self.injects
+
     def as_mcp_tool(self) -> types.Tool:
         return types.Tool(name=self.name, description=self.description or None, input_schema=self.input_schema)
 
@@ -76,8 +85,13 @@ class RegisteredTool:
             raise InvalidArguments(f"Invalid arguments for tool {self.name}: {where}: {error.message}")
         return arguments
 
-    async def run(self, arguments: dict[str, Any], user_info: dict[str, Any], session: Any) -> list[dict[str, Any]]:
-        """Call the handler with validated `arguments` and the injected context; return content dicts."""
+    async def run(
+        self, arguments: dict[str, Any], user_info: dict[str, Any] | None, session: Any
+    ) -> list[dict[str, Any]]:
+        """Call the handler with validated `arguments` and the injected context; return content dicts.
+
+        `user_info` and `session` are used only when the handler takes them (`takes_user_info`,
+        `takes_session`), so a caller may pass None for what it does not take."""
         if self.typed:
             kwargs = dict(arguments)
             if "_user_info" in self.injects:

@@ -194,18 +194,22 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         audit("deny", decision.reason)
         # A hidden tool answers exactly like a tool that does not exist.
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
-    arguments = {k: v for k, v in (params.arguments or {}).items() if k != "_user_info"}
+    arguments = params.arguments or {}
+    if "_user_info" in arguments:  # never the caller's: the endpoint injects the verified one
+        arguments = {k: v for k, v in arguments.items() if k != "_user_info"}
     try:
         arguments = tool.validate(arguments)
     except InvalidArguments as exc:
         audit("allow", f"{decision.reason}; invalid arguments")
         raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
     try:
-        content = await tool.run(
-            arguments,
-            auth.principal.user_info(),
-            ToolSession(auth, ctx.session, name, ctx.request.scope["state"]["authsec_context"].request_id),
-        )
+        # Built only for a handler that takes them (a fresh `_user_info` copy per call is not free).
+        user_info = auth.principal.user_info() if tool.takes_user_info else None
+        session = None
+        if tool.takes_session:
+            request_id = ctx.request.scope["state"]["authsec_context"].request_id
+            session = ToolSession(auth, ctx.session, name, request_id)
+        content = await tool.run(arguments, user_info, session)
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
         reason = decision.reason
     except ToolError as exc:

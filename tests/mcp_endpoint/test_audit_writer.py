@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import signal
 import time
@@ -38,9 +39,27 @@ def _written(prefix: str) -> list[AuditEvent]:
 
 
 def test_a_batch_survives_the_pipe_unchanged() -> None:
-    event = _event("r1", note="naïve ✓", count=3, ratio=0.5, nested={"a": [1, None, True]})
-    (back,) = decode_batch(encode_batch([event]))
+    event = _event("r1", note="naïve ✓", count=3, ratio=0.5, nested={"a": [1, None, True]}, zero="\x00")
+    payload = encode_batch([event])
+    assert payload[:1] == b"M"  # the endpoint's events take the compact format
+    (back,) = decode_batch(payload)
     assert back == event
+
+
+def test_a_batch_with_a_value_marshal_cannot_hold_goes_as_json_without_losing_it() -> None:
+    when = datetime.datetime(2026, 12, 3, 14, 0, tzinfo=datetime.UTC)
+    token = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    events = [_event("r1", count=1), _event("r2", when=when, id=token, odd=object.__name__)]
+    payload = encode_batch(events)
+    assert payload[:1] == b"J"
+    first, second = decode_batch(payload)
+    assert first == events[0]
+    assert second.data == {**events[1].data, "when": "2026-12-03T14:00:00Z", "id": str(token)}
+
+
+def test_a_batch_in_no_known_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown audit batch format"):
+        decode_batch(b'[["tenant_acme"]]')
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])
