@@ -381,7 +381,7 @@ def main() -> int:
             ratio, added = ours["rps"] / plain["rps"], ours["p50"] - plain["p50"]
             low, high = ratio_interval(slices[("tools/call", "ours (bearer)")], slices[("tools/call", "plain")])
             print(
-                f"tools/call ratio a/b: {ratio:.2f} (target ≥ {TARGET_CALL_RATIO}) "
+                f"tools/call ratio a/b: {ratio:.3f} (target ≥ {TARGET_CALL_RATIO}) "
                 f"{verdict(ratio >= TARGET_CALL_RATIO)}   [95 % interval over the rounds: {low:.2f}–{high:.2f}]"
             )
             ok = verdict(added <= TARGET_ADDED_P50_MS)
@@ -391,7 +391,7 @@ def main() -> int:
             ratio = ours["rps"] / plain["rps"]
             low, high = ratio_interval(slices[("tools/list 1k", "ours (bearer)")], slices[("tools/list 1k", "plain")])
             print(
-                f"tools/list (1,000 tools) ratio a/b: {ratio:.2f} (target ≥ {TARGET_LIST_RATIO:.2f}: ≤ 1.3× slower) "
+                f"tools/list (1,000 tools) ratio a/b: {ratio:.3f} (target ≥ {TARGET_LIST_RATIO:.2f}: ≤ 1.3× slower) "
                 f"{verdict(ratio >= TARGET_LIST_RATIO)}   [95 % interval over the rounds: {low:.2f}–{high:.2f}]"
             )
     finally:

@@ -202,7 +202,10 @@ class AuditProcess:
     restarted when it dies (with its unacknowledged batches sent again)."""
 
     def __init__(self) -> None:
-        self._unacked: dict[int, list[PendingEvent]] = {}
+        # Batches sent and not yet acknowledged, as sent: (event count, encoded batch). Bytes rather than the
+        # events themselves: a batch waits up to an interval and more, and thousands of live event objects
+        # kept the web process's garbage collector busy (bytes are not tracked by it).
+        self._unacked: dict[int, tuple[int, bytes]] = {}
         self._unacked_events = 0
         self._seq = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -213,24 +216,24 @@ class AuditProcess:
 
     def send(self, events: list[PendingEvent]) -> None:
         self._seq += 1
-        self._unacked[self._seq] = events
+        payload = encode_batch(events)
+        self._unacked[self._seq] = (len(events), payload)
         self._unacked_events += len(events)
         while self._unacked_events > MAX_UNACKED_EVENTS and len(self._unacked) > 1:
             seq = next(iter(self._unacked))
-            dropped = self._unacked.pop(seq)
-            self._unacked_events -= len(dropped)
-            for event in dropped:
+            count, dropped = self._unacked.pop(seq)
+            self._unacked_events -= count
+            for event in decode_batch(dropped):
                 logger.error("Dropping MCP audit event (audit process not keeping up): %s %s", event.action, event.data)
         if self._ready:
-            self._write(self._seq, events)
+            self._write(self._seq, payload)
 
-    def _write(self, seq: int, events: list[PendingEvent]) -> None:
+    def _write(self, seq: int, payload: bytes) -> None:
         assert self._proc is not None and self._proc.stdin is not None
-        payload = encode_batch(events)
         self._proc.stdin.write(b"%d %d\n" % (seq, len(payload)) + payload)
 
     def take_unacked(self) -> list[PendingEvent]:
-        events = [event for batch in self._unacked.values() for event in batch]
+        events = [event for _, payload in self._unacked.values() for event in decode_batch(payload)]
         self._unacked.clear()
         self._unacked_events = 0
         return events
@@ -278,8 +281,8 @@ class AuditProcess:
             failures = 0
             self._proc, self.pid = proc, proc.pid
             self._ready = True
-            for seq, events in list(self._unacked.items()):  # what the previous process did not acknowledge
-                self._write(seq, events)
+            for seq, (_, payload) in list(self._unacked.items()):  # what the previous process did not acknowledge
+                self._write(seq, payload)
             if self._closing and proc.stdin is not None:
                 proc.stdin.close()  # closed while it was starting: it writes the backlog, then exits
             await self._read_acks(proc)
@@ -301,7 +304,7 @@ class AuditProcess:
                 continue
             batch = self._unacked.pop(seq, None)
             if batch is not None:
-                self._unacked_events -= len(batch)
+                self._unacked_events -= batch[0]
 
     async def close(self, supervisor: asyncio.Task[None], timeout: float) -> None:
         """End of input: the process writes what it has, acknowledges it and exits; wait for that."""

@@ -16,6 +16,7 @@ from audit.context import RequestContext
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from audit.verify import verify_chain
+from mcp_endpoint import audit_writer
 from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, encode_batch
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,21 @@ def test_a_batch_with_a_value_marshal_cannot_hold_goes_as_json_without_losing_it
     first, second = decode_batch(payload)
     assert first == events[0]
     assert second.data == {**events[1].data, "when": "2026-12-03T14:00:00Z", "id": str(token)}
+
+
+def test_beyond_the_unacknowledged_limit_the_oldest_batches_are_logged_and_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(audit_writer, "MAX_UNACKED_EVENTS", 4)
+    process = audit_writer.AuditProcess()  # not started: batches wait for it, as while it (re)starts
+    batches = [[_event(f"b{n}-{i}", n=n) for i in range(2)] for n in range(3)]
+    with caplog.at_level("ERROR", logger="mcp_endpoint.audit_writer"):
+        for batch in batches:
+            process.send(batch)
+    dropped = [record.getMessage() for record in caplog.records if "not keeping up" in record.getMessage()]
+    assert len(dropped) == 2 and all("'n': 0" in message for message in dropped)
+    assert process.take_unacked() == batches[1] + batches[2]
+    assert process.take_unacked() == []
 
 
 def test_a_batch_in_no_known_format_is_refused() -> None:
