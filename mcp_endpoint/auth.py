@@ -2,7 +2,9 @@
 
 Everything here is on the hot path of every MCP request, so it is built to do no database work and no
 JWKS fetch in the steady state:
-- tenants are cached in process for `TENANT_TTL` seconds (deactivating a tenant takes effect within it);
+- tenants are cached in process for `TENANT_TTL` seconds (deactivating a tenant takes effect within it, plus
+  the moment its re-read takes: on the event loop an expired entry is re-read in the background while requests
+  go on with it, for at most `TENANT_STALE_FOR` more seconds);
 - an application's settings and `ToolPolicy` rows are cached in process, keyed by a per-tenant version
   token in Redis (`mcp:config_version`) that `mcp_endpoint.signals` replaces after every committed change;
 - the user's effective grants come through `rbac.grants` (version token ``rbac:version``);
@@ -16,6 +18,7 @@ what the mirror does not hold is read in one MGET.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -26,6 +29,7 @@ from functools import cached_property
 from typing import Any
 
 import jwt
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
@@ -45,6 +49,7 @@ logger = logging.getLogger(__name__)
 CONFIG_VERSION_KEY = "mcp:config_version"
 REVOKED_PREFIX = "mcp:revoked:"
 TENANT_TTL = 5.0
+TENANT_STALE_FOR = 5.0
 JWKS_REFETCH_INTERVAL = 5.0
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
 
@@ -139,10 +144,30 @@ _tenants: dict[str, tuple[float, TenantRef | None]] = {}
 _tenants_lock = threading.Lock()
 
 
-def _tenant(slug: str) -> TenantRef:
+_refreshing: dict[str, Any] = {}  # slug → the task re-reading it (one at a time per tenant)
+
+
+def _refresh_tenant(slug: str) -> None:
+    if slug in _refreshing:
+        return
+
+    async def refresh() -> None:
+        try:
+            await sync_to_async(_tenant)(slug, reload=True)
+        except NotFound:
+            pass  # now cached as not found: the next request answers 404
+        except Exception as exc:  # noqa: BLE001 - the sync path retries (and logs) once the grace is over
+            logger.warning("Could not re-read tenant %s (%s)", slug, type(exc).__name__)
+        finally:
+            _refreshing.pop(slug, None)
+
+    _refreshing[slug] = asyncio.get_running_loop().create_task(refresh())
+
+
+def _tenant(slug: str, *, reload: bool = False) -> TenantRef:
     now = time.monotonic()
     hit = _tenants.get(slug)
-    if hit is None or hit[0] < now:
+    if reload or hit is None or hit[0] < now:
         from tenants.models import Domain
 
         close_old_connections()
@@ -520,8 +545,14 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     miss so the caller falls back to `resolve` in a thread. Raises `NotFound` only for what `resolve` cached
     as not found."""
     hit = _tenants.get(tenant_slug)
-    if hit is None or hit[0] < time.monotonic() or hit[1] is None:
+    if hit is None or hit[1] is None:
         return None
+    if hit[0] < time.monotonic():
+        # Expired: re-read it off the loop while this request goes on with it (every request of the moment
+        # used to take the thread path together, each with its own query), unless it is too old for that.
+        if hit[0] + TENANT_STALE_FOR < time.monotonic():
+            return None
+        _refresh_tenant(tenant_slug)
     tenant = hit[1]
     digest = _cached_digest(token) if token else ""
     try:
