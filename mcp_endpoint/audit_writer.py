@@ -79,8 +79,10 @@ class PendingEvent:
         actor = self.actor if isinstance(self.actor, Actor) else Actor("system", "", str(self.actor))
         ctx = self.context
         target = list(self.target) if isinstance(self.target, tuple) else self.target
-        return [self.schema, [actor.type, actor.id, actor.label], self.action, self.outcome, self.data, target,
-                [ctx.request_id, ctx.ip, ctx.user_agent]]  # fmt: skip
+        # The actor type is a str enum (`AuditEvent.ActorType`): its plain value is what JSON wrote, and marshal
+        # takes only exact str.
+        return [self.schema, [str.__str__(actor.type), actor.id, actor.label], self.action, self.outcome, self.data,
+                target, [ctx.request_id, ctx.ip, ctx.user_agent]]  # fmt: skip
 
     @classmethod
     def from_wire(cls, item: list[Any]) -> PendingEvent:

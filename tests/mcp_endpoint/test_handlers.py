@@ -8,9 +8,11 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from audit.context import RequestContext
 from mcp_endpoint import server
+from mcp_endpoint.audit_writer import decode_batch, encode_batch
 from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
 from mcp_endpoint.registry import protected_by_AuthSec, registry
 from rbac.engine import Grants, Requirement
@@ -62,3 +64,16 @@ def test_a_failing_tool_gives_a_safe_error_and_a_log_line(crashing_tool: str, ca
     [event] = writer.events
     assert (event.action, event.outcome) == ("mcp.tool_call", "allow")
     assert event.data["reason"] == "allowed: any authenticated user; tool failed"
+
+
+def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_the_same(crashing_tool: str) -> None:
+    writer = Collector()
+    anyio.run(server._call_tool, _ctx(writer), SimpleNamespace(name=crashing_tool, arguments={}))
+    with pytest.raises(MCPError, match="Unknown tool"):  # audited as a denial first
+        anyio.run(server._call_tool, _ctx(writer), SimpleNamespace(name="no_such_tool", arguments={}))
+    assert [event.outcome for event in writer.events] == ["allow", "deny"]
+    payload = encode_batch(writer.events)
+    assert payload[:1] == b"M"  # the actor's str-enum type and every other field are exact core types
+    back = decode_batch(payload)
+    assert [event.to_wire() for event in back] == [event.to_wire() for event in writer.events]
+    assert back[0].actor == writer.events[0].actor and back[0].actor.type == "user"
