@@ -58,7 +58,7 @@ class RootRouter:
         path: str = scope["path"]
         match = MCP_PATH.match(path)
         if match:
-            await self.mcp(scope, receive, send, tenant=match["tenant"], app=match["app"])
+            await self.mcp.handle(scope, receive, send, match["tenant"], match["app"])
         elif path.startswith(self.static_prefix):
             if settings.STATIC_ROOT.is_dir():
                 await self.collected_static(dict(scope, path=path[len(self.static_prefix) - 1 :]), receive, send)
