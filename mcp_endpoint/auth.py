@@ -148,8 +148,10 @@ _refreshing: dict[str, Any] = {}  # slug → the task re-reading it (one at a ti
 
 
 def _refresh_tenant(slug: str) -> None:
-    if slug in _refreshing:
-        return
+    loop = asyncio.get_running_loop()
+    running = _refreshing.get(slug)
+    if running is not None and not running.done() and running.get_loop() is loop:
+        return  # (a task of a loop that has ended never finishes: it does not count)
 
     async def refresh() -> None:
         try:
@@ -159,9 +161,10 @@ def _refresh_tenant(slug: str) -> None:
         except Exception as exc:  # noqa: BLE001 - the sync path retries (and logs) once the grace is over
             logger.warning("Could not re-read tenant %s (%s)", slug, type(exc).__name__)
         finally:
-            _refreshing.pop(slug, None)
+            if _refreshing.get(slug) is task:
+                del _refreshing[slug]
 
-    _refreshing[slug] = asyncio.get_running_loop().create_task(refresh())
+    task = _refreshing[slug] = loop.create_task(refresh())
 
 
 def _tenant(slug: str, *, reload: bool = False) -> TenantRef:
