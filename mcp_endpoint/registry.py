@@ -94,14 +94,14 @@ class RegisteredTool:
         `takes_session`), so a caller may pass None for what it does not take."""
         if self.typed:
             kwargs = dict(arguments)
-            if "_user_info" in self.injects:
+            if self.takes_user_info:
                 kwargs["_user_info"] = user_info
-            if "session" in self.injects:
+            if self.takes_session:
                 kwargs["session"] = session
             result = await self.handler(**kwargs)
         else:
             payload = {**arguments, "_user_info": user_info}
-            result = await (self.handler(payload, session) if self.wants_session else self.handler(payload))
+            result = await (self.handler(payload, session) if self.takes_session else self.handler(payload))
         return as_content(result)
 
 
