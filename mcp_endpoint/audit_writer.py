@@ -73,16 +73,14 @@ class PendingEvent:
     outcome: str
     data: dict[str, Any]
     target: Any = None
-    context: audit_context.RequestContext = audit_context.RequestContext()  # noqa: RUF009 - frozen dataclass
+    context: audit_context.RequestContext = audit_context.RequestContext()  # noqa: RUF009 - a named tuple
 
     def to_wire(self) -> list[Any]:
         actor = self.actor if isinstance(self.actor, Actor) else Actor("system", "", str(self.actor))
         ctx = self.context
         target = list(self.target) if isinstance(self.target, tuple) else self.target
-        # The actor type is a str enum (`AuditEvent.ActorType`): its plain value is what JSON wrote, and marshal
-        # takes only exact str.
-        return [self.schema, [str.__str__(actor.type), actor.id, actor.label], self.action, self.outcome, self.data,
-                target, [ctx.request_id, ctx.ip, ctx.user_agent]]  # fmt: skip
+        return wire_event(self.schema, actor_wire(actor), self.action, self.outcome, self.data, target,
+                          [ctx.request_id, ctx.ip, ctx.user_agent])  # fmt: skip
 
     @classmethod
     def from_wire(cls, item: list[Any]) -> PendingEvent:
@@ -98,32 +96,68 @@ class PendingEvent:
         )
 
 
-# A batch on the pipe: one tag byte, then the wire lists. `marshal` (Python's own format for its core types) is
-# what the endpoint's events take: our scalars and JSON-decoded request arguments; it costs a seventh of the JSON
-# encoding in the web process and a fifth of the decoding in the audit process. A batch holding any other type
-# (a date, a UUID: only a future producer could add one) goes as JSON, each odd value as Django encodes it or as
-# its ``str()``. The pipe runs only between this process and the child it started, with the same code.
-_MARSHAL, _JSON = b"M", b"J"
+def actor_wire(actor: Actor) -> list[Any]:
+    """An actor as the wire carries it. Its type is a str enum (`AuditEvent.ActorType`): its plain value is what
+    JSON wrote, and marshal takes only exact str."""
+    return [str.__str__(actor.type), actor.id, actor.label]
+
+
+def wire_event(
+    schema: str, actor: list[Any], action: str, outcome: str, data: dict[str, Any], target: Any, context: list[Any]
+) -> list[Any]:
+    """One event as the wire carries it (what `PendingEvent.to_wire` gives; the MCP handlers build it directly)."""
+    return [schema, actor, action, outcome, data, target, context]
+
+
+# The pipe carries events encoded one by one, when they are submitted: a tag byte, then the event in `marshal`
+# (Python's own format for its core types: our scalars and JSON-decoded request arguments; a seventh of the cost
+# of JSON here, a fifth to decode), or, for an event holding any other type (a date, a UUID: only a future
+# producer could add one), in JSON with each odd value as Django encodes it or as its ``str()``. Encoding at
+# submit time means a pending event is one bytes object, which the garbage collector does not track: the
+# thousands of event lists and dicts waiting for a flush kept it busy. A batch is a tag byte and the marshalled
+# list of its events' bytes. The pipe runs only between this process and the child it started, with the same code.
+_MARSHAL, _JSON, _BATCH = b"M", b"J", b"B"
 _MARSHAL_VERSION = 4
 
 
-def encode_batch(events: list[PendingEvent]) -> bytes:
-    wire = [event.to_wire() for event in events]
+def encode_event(wire: list[Any]) -> bytes:
     try:
         return _MARSHAL + marshal.dumps(wire, _MARSHAL_VERSION)
     except ValueError:  # "unmarshallable object"
         return _JSON + _ENCODER.encode(wire).encode()
 
 
-def decode_batch(payload: bytes) -> list[PendingEvent]:
-    tag, body = payload[:1], payload[1:]
+def decode_event(blob: bytes) -> PendingEvent:
+    tag = blob[:1]
     if tag == _MARSHAL:
-        items = marshal.loads(body)  # noqa: S302 - written by our own parent process, on a pipe only it holds
+        item = marshal.loads(blob[1:])  # noqa: S302 - written by our own parent process, on a pipe only it holds
     elif tag == _JSON:
-        items = json.loads(body)
+        item = json.loads(blob[1:])
     else:
-        raise ValueError(f"unknown audit batch format {tag!r}")
-    return [PendingEvent.from_wire(item) for item in items]
+        raise ValueError(f"unknown audit event format {tag!r}")
+    return PendingEvent.from_wire(item)
+
+
+def pack_batch(blobs: list[bytes]) -> bytes:
+    """A batch of encoded events, as it goes on the pipe."""
+    return _BATCH + marshal.dumps(blobs, _MARSHAL_VERSION)
+
+
+def encode_batch(events: list[PendingEvent]) -> bytes:
+    return pack_batch([encode_event(event.to_wire()) for event in events])
+
+
+def unpack_batch(payload: bytes) -> list[bytes]:
+    if payload[:1] != _BATCH:
+        raise ValueError(f"unknown audit batch format {payload[:1]!r}")
+    blobs = marshal.loads(payload[1:])  # noqa: S302 - as above
+    if not isinstance(blobs, list) or not all(isinstance(blob, bytes) for blob in blobs):
+        raise ValueError("malformed audit batch")
+    return blobs
+
+
+def decode_batch(payload: bytes) -> list[PendingEvent]:
+    return [decode_event(blob) for blob in unpack_batch(payload)]
 
 
 class _Connection:
@@ -216,11 +250,12 @@ class AuditProcess:
         self.gave_up = False
         self.pid: int | None = None
 
-    def send(self, events: list[PendingEvent]) -> None:
+    def send(self, blobs: list[bytes]) -> None:
+        """Send a batch of encoded events (`encode_event`)."""
         self._seq += 1
-        payload = encode_batch(events)
-        self._unacked[self._seq] = (len(events), payload)
-        self._unacked_events += len(events)
+        payload = pack_batch(blobs)
+        self._unacked[self._seq] = (len(blobs), payload)
+        self._unacked_events += len(blobs)
         while self._unacked_events > MAX_UNACKED_EVENTS and len(self._unacked) > 1:
             seq = next(iter(self._unacked))
             count, dropped = self._unacked.pop(seq)
@@ -234,11 +269,12 @@ class AuditProcess:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(b"%d %d\n" % (seq, len(payload)) + payload)
 
-    def take_unacked(self) -> list[PendingEvent]:
-        events = [event for _, payload in self._unacked.values() for event in decode_batch(payload)]
+    def take_unacked(self) -> list[bytes]:
+        """The encoded events of every batch not acknowledged yet (they are no longer this object's to send)."""
+        blobs = [blob for _, payload in self._unacked.values() for blob in unpack_batch(payload)]
         self._unacked.clear()
         self._unacked_events = 0
-        return events
+        return blobs
 
     async def _start(self) -> asyncio.subprocess.Process:
         database = settings.DATABASES["default"]["NAME"]
@@ -330,7 +366,7 @@ class AuditWriter:
     """The per-process queue of MCP audit events and what writes them (entered by the root ASGI lifespan)."""
 
     def __init__(self, mode: str | None = None) -> None:
-        self._pending: list[PendingEvent] = []
+        self._pending: list[bytes] = []  # encoded events (`encode_event`)
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._running = False
@@ -338,33 +374,38 @@ class AuditWriter:
         self.process: AuditProcess | None = None
 
     def submit(self, event: PendingEvent) -> None:
+        self.submit_wire(event.to_wire())
+
+    def submit_wire(self, wire: list[Any]) -> None:
+        """Queue an event given as the wire carries it (`wire_event`): encoded now, written off the caller's path."""
+        blob = encode_event(wire)
         with self._lock:
-            self._pending.append(event)
+            self._pending.append(blob)
         if not self._running:
             # No lifespan (a bare test harness): write now in a thread, still off the caller's path.
             asyncio.get_running_loop().run_in_executor(None, self._write_in_thread, self._take())
 
-    def _take(self) -> list[PendingEvent]:
+    def _take(self) -> list[bytes]:
         with self._lock:
-            events, self._pending = self._pending, []
-        return events
+            blobs, self._pending = self._pending, []
+        return blobs
 
     @staticmethod
-    def _write_in_thread(events: list[PendingEvent]) -> None:
-        if events:
-            write_with_retries(events)
+    def _write_in_thread(blobs: list[bytes]) -> None:
+        if blobs:
+            write_with_retries([decode_event(blob) for blob in blobs])
 
     async def flush(self) -> None:
         """Hand what is pending to the audit process (or write it in this process's writer thread)."""
-        events = self._take()
-        if not events:
+        blobs = self._take()
+        if not blobs:
             return
         if self.process is not None and not self.process.gave_up:
-            self.process.send(events)
+            self.process.send(blobs)
             return
         if self.process is not None:
-            events = self.process.take_unacked() + events  # it gave up: its backlog is written here
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, events)
+            blobs = self.process.take_unacked() + blobs  # it gave up: its backlog is written here
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, blobs)
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[AuditWriter]:

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -38,6 +38,7 @@ from django.db import close_old_connections, connection
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from authsec_site.lib import coherence
+from mcp_endpoint.audit_writer import actor_wire
 from mcp_endpoint.fastredis import FastRedis, Unsupported
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
@@ -94,7 +95,7 @@ class Principal:
     # lacks is answered 403 insufficient_scope so the client can ask for it (step-up authorization).
     token_scopes: frozenset[str] | None = None
 
-    @property
+    @cached_property
     def limited(self) -> bool:
         """True when the token lacks some scope the user holds (only then can a call need a step-up)."""
         return self.token_scopes is not None and not self.grants.scopes <= self.token_scopes
@@ -116,6 +117,11 @@ class Principal:
         return Actor(AuditEvent.ActorType.USER, str(self.user_id), self.email)
 
     @cached_property
+    def audit_wire(self) -> list[Any]:
+        """`audit_actor` as the audit pipe carries it (shared: it is encoded, never changed)."""
+        return actor_wire(self.audit_actor)
+
+    @cached_property
     def _user_info(self) -> dict[str, Any]:
         """What a tool receives as ``arguments["_user_info"]``: database-backed grants (scopes narrowed to a bearer
         token's), not token claims."""
@@ -135,7 +141,6 @@ class RequestAuth:
     app: AppConfig
     principal: Principal | None = None
     token_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- Tenants ------------------------------------------------------------------------------------------------
@@ -496,17 +501,16 @@ def mirror() -> Mirror:
     return _mirror
 
 
-async def _read_keys(keys: list[str]) -> list[Any]:
-    """The values of raw Redis `keys` (None: absent): from the mirror, else one MGET (which fills the mirror).
+async def _read_redis(keys: tuple[str, ...]) -> list[Any]:
+    """The values of raw Redis `keys` (None: absent) in one MGET: while the mirror is not live."""
+    return [None if value is None else _serializer.loads(value) for value in await _async_client().mget(list(keys))]
+
+
+async def _fill_missing(held: Mirror, keys: tuple[str, ...], values: list[Any]) -> list[Any]:
+    """Read the keys the mirror does not hold with one MGET, and keep them in it.
 
     Keys from index 2 on are revocation markers, for which "absent" is an answer worth keeping; an absent
     version token is created by the sync path, so it is not kept."""
-    held = _mirror
-    if held is None or not held.live:
-        return [None if value is None else _serializer.loads(value) for value in await _async_client().mget(keys)]
-    values = held.get_many(keys)
-    if MISSING not in values:
-        return values
     epoch = held.epoch
     missing = [key for key, value in zip(keys, values, strict=True) if value is MISSING]
     raw = await _async_client().mget(missing)
@@ -531,14 +535,25 @@ def _raw_key(schema: str, key: str) -> str:
     return prefix + key
 
 
-def _hot_keys(schema: str, digest: str) -> list[str]:
-    """The raw keys a request reads: the two version tokens, and the token's revocation marker (with a token)."""
+_token_keys: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def _hot_keys(schema: str, digest: str) -> tuple[str, ...]:
+    """The raw keys a request reads: the two version tokens, and the token's revocation marker (with a token).
+    Kept per tenant and token digest, like the digests themselves (`_cached_digest`)."""
+    if digest:
+        keys = _token_keys.get((schema, digest))
+        if keys is not None:
+            return keys
     versions = _version_keys.get(schema)
     if versions is None:
         versions = _version_keys[schema] = (_raw_key(schema, CONFIG_VERSION_KEY), _raw_key(schema, RBAC_VERSION_KEY))
     if not digest:
-        return list(versions)
-    return [*versions, _raw_key(schema, REVOKED_PREFIX + digest)]
+        return versions
+    if len(_token_keys) >= VERIFIED_MAX:
+        _token_keys.clear()
+    keys = _token_keys[(schema, digest)] = (*versions, _raw_key(schema, REVOKED_PREFIX + digest))
+    return keys
 
 
 async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
@@ -558,8 +573,16 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
         _refresh_tenant(tenant_slug)
     tenant = hit[1]
     digest = _cached_digest(token) if token else ""
+    keys = _hot_keys(tenant.schema_name, digest)
+    held = _mirror
     try:
-        values = await _read_keys(_hot_keys(tenant.schema_name, digest))
+        # The values of those keys: from the mirror (the steady state: no await), else with one MGET.
+        if held is not None and held.live:
+            values = held.get_many(keys)
+            if MISSING in values:
+                values = await _fill_missing(held, keys, values)
+        else:
+            values = await _read_redis(keys)
     except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem
         return None
     config = _configs.get((tenant.schema_name, app_slug))

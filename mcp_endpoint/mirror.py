@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from authsec_site.lib.background import background
@@ -105,7 +105,7 @@ class Mirror:
         """The mirrored value (None: the key is absent in Redis), or `MISSING`: read it from Redis."""
         return self.get_many([key])[0]
 
-    def get_many(self, keys: list[str]) -> list[Any]:
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
         """`get` of each key, with one clock read (an expired entry is dropped, so `fill` can replace it)."""
         if not self.live:
             return [MISSING] * len(keys)

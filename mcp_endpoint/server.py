@@ -34,7 +34,7 @@ from audit import context as audit_context
 from audit.recorder import Actor
 from authsec_site.lib.background import background
 from mcp_endpoint import login, notify
-from mcp_endpoint.audit_writer import AuditWriter, PendingEvent
+from mcp_endpoint.audit_writer import AuditWriter, actor_wire, wire_event
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.auth import mirror as auth_mirror
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
@@ -95,6 +95,7 @@ def _auth(ctx: Any) -> RequestAuth:
 
 
 ANONYMOUS = Actor("anonymous", "", "anonymous")
+_ANONYMOUS_WIRE = actor_wire(ANONYMOUS)
 
 
 def _actor(auth: RequestAuth) -> Any:
@@ -102,18 +103,21 @@ def _actor(auth: RequestAuth) -> Any:
 
 
 def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[str, Any]) -> None:
+    """Queue an audit event of this request (built as the audit pipe carries it: no intermediate objects)."""
     state = ctx.request.scope["state"]
-    event = PendingEvent(
-        schema=auth.tenant.schema_name,
-        actor=_actor(auth),
-        action=action,
-        outcome=outcome,
-        data=data,
-        target=("rbac.application", "", auth.app.slug),
-        context=state["authsec_context"],
-    )
+    principal = auth.principal
     writer: AuditWriter = state["authsec_audit"]
-    writer.submit(event)
+    writer.submit_wire(
+        wire_event(
+            auth.tenant.schema_name,
+            _ANONYMOUS_WIRE if principal is None else principal.audit_wire,
+            action,
+            outcome,
+            data,
+            ["rbac.application", "", auth.app.slug],
+            list(state["authsec_context"]),
+        )
+    )
 
 
 def visible_tools(auth: RequestAuth) -> list[str]:
@@ -459,9 +463,7 @@ class McpEndpoint:
             "authsec_live": self.live,
             "authsec_mcp_session": mcp_session_id,
             "authsec_context": audit_context.RequestContext(
-                request_id=_request_id(),
-                ip=client[0] if client else None,
-                user_agent=headers.get(b"user-agent", "")[:255],
+                _request_id(), client[0] if client else None, headers.get(b"user-agent", "")[:255]
             ),
         }
         if not mcp_session_id and scope.get("method") == "POST":

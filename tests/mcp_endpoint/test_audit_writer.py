@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import marshal
 import os
 import signal
 import time
@@ -17,7 +18,7 @@ from audit.models import AuditEvent
 from audit.recorder import Actor
 from audit.verify import verify_chain
 from mcp_endpoint import audit_writer
-from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, encode_batch
+from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, decode_event, encode_batch, encode_event
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +42,8 @@ def _written(prefix: str) -> list[AuditEvent]:
 
 def test_a_batch_survives_the_pipe_unchanged() -> None:
     event = _event("r1", note="naïve ✓", count=3, ratio=0.5, nested={"a": [1, None, True]}, zero="\x00")
-    payload = encode_batch([event])
-    assert payload[:1] == b"M"  # the endpoint's events take the compact format
-    (back,) = decode_batch(payload)
+    assert encode_event(event.to_wire())[:1] == b"M"  # the endpoint's events take the compact format
+    (back,) = decode_batch(encode_batch([event]))
     assert back == event
 
 
@@ -51,9 +51,8 @@ def test_a_batch_with_a_value_marshal_cannot_hold_goes_as_json_without_losing_it
     when = datetime.datetime(2026, 12, 3, 14, 0, tzinfo=datetime.UTC)
     token = uuid.UUID("12345678-1234-5678-1234-567812345678")
     events = [_event("r1", count=1), _event("r2", when=when, id=token, odd=object.__name__)]
-    payload = encode_batch(events)
-    assert payload[:1] == b"J"
-    first, second = decode_batch(payload)
+    assert [encode_event(event.to_wire())[:1] for event in events] == [b"M", b"J"]  # only the odd one
+    first, second = decode_batch(encode_batch(events))
     assert first == events[0]
     assert second.data == {**events[1].data, "when": "2026-12-03T14:00:00Z", "id": str(token)}
 
@@ -66,16 +65,20 @@ def test_beyond_the_unacknowledged_limit_the_oldest_batches_are_logged_and_dropp
     batches = [[_event(f"b{n}-{i}", n=n) for i in range(2)] for n in range(3)]
     with caplog.at_level("ERROR", logger="mcp_endpoint.audit_writer"):
         for batch in batches:
-            process.send(batch)
+            process.send([encode_event(event.to_wire()) for event in batch])
     dropped = [record.getMessage() for record in caplog.records if "not keeping up" in record.getMessage()]
     assert len(dropped) == 2 and all("'n': 0" in message for message in dropped)
-    assert process.take_unacked() == batches[1] + batches[2]
+    assert [decode_event(blob) for blob in process.take_unacked()] == batches[1] + batches[2]
     assert process.take_unacked() == []
 
 
-def test_a_batch_in_no_known_format_is_refused() -> None:
+def test_a_batch_or_an_event_in_no_known_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown audit batch format"):
         decode_batch(b'[["tenant_acme"]]')
+    with pytest.raises(ValueError, match="malformed audit batch"):
+        decode_batch(b"B" + marshal.dumps([b"M", 7]))
+    with pytest.raises(ValueError, match="unknown audit event format"):
+        decode_event(b'X[["tenant_acme"]]')
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])

@@ -12,18 +12,22 @@ from mcp.shared.exceptions import MCPError
 
 from audit.context import RequestContext
 from mcp_endpoint import server
-from mcp_endpoint.audit_writer import decode_batch, encode_batch
+from mcp_endpoint.audit_writer import PendingEvent, decode_batch, encode_event, pack_batch
 from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
 from mcp_endpoint.registry import protected_by_AuthSec, registry
 from rbac.engine import Grants, Requirement
 
 
 class Collector:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
+    """Stands in for the writer: keeps what the handlers submit, as the wire carries it and decoded."""
 
-    def submit(self, event: Any) -> None:
-        self.events.append(event)
+    def __init__(self) -> None:
+        self.wires: list[list[Any]] = []
+        self.events: list[PendingEvent] = []
+
+    def submit_wire(self, wire: list[Any]) -> None:
+        self.wires.append(wire)
+        self.events.append(PendingEvent.from_wire(wire))
 
 
 @pytest.fixture
@@ -72,8 +76,9 @@ def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_
     with pytest.raises(MCPError, match="Unknown tool"):  # audited as a denial first
         anyio.run(server._call_tool, _ctx(writer), SimpleNamespace(name="no_such_tool", arguments={}))
     assert [event.outcome for event in writer.events] == ["allow", "deny"]
-    payload = encode_batch(writer.events)
-    assert payload[:1] == b"M"  # the actor's str-enum type and every other field are exact core types
-    back = decode_batch(payload)
-    assert [event.to_wire() for event in back] == [event.to_wire() for event in writer.events]
+    blobs = [encode_event(wire) for wire in writer.wires]
+    assert [blob[:1] for blob in blobs] == [b"M", b"M"]  # the actor's str-enum type and the rest: exact core types
+    back = decode_batch(pack_batch(blobs))
+    assert [event.to_wire() for event in back] == writer.wires
     assert back[0].actor == writer.events[0].actor and back[0].actor.type == "user"
+    assert back[0].context == RequestContext(request_id="req-1", ip="127.0.0.1")
