@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -80,6 +80,9 @@ class AppConfig:
     policies: dict[str, Requirement]
     resource: str  # canonical URL = the `aud` its tokens must carry
     log_arguments: frozenset[str] = frozenset()  # tools whose call arguments go into the audit log
+    # What tools/list answers, per grant set (`mcp_endpoint.server`): derived from this object and the grants,
+    # both immutable and replaced on every change, so it never outlives what it was derived from.
+    listings: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

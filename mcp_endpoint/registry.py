@@ -128,6 +128,7 @@ class Registry:
         self._tools: dict[str, RegisteredTool] = {}
         self._lock = threading.Lock()
         self._mcp_tools: dict[str, types.Tool] = {}
+        self.generation = 0  # changes with every add or remove (what was derived from the tool set is stale)
 
     def add(self, tool: RegisteredTool) -> None:
         with self._lock:
@@ -136,11 +137,13 @@ class Registry:
                 raise ValueError(f"A tool named {tool.name!r} is already registered")
             self._tools[tool.name] = tool
             self._mcp_tools[tool.name] = tool.as_mcp_tool()
+            self.generation += 1
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._tools.pop(name, None)
             self._mcp_tools.pop(name, None)
+            self.generation += 1
 
     def get(self, name: str) -> RegisteredTool | None:
         return self._tools.get(name)

@@ -82,3 +82,44 @@ def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_
     assert [event.to_wire() for event in back] == writer.wires
     assert back[0].actor == writer.events[0].actor and back[0].actor.type == "user"
     assert back[0].context == RequestContext(request_id="req-1", ip="127.0.0.1")
+
+
+def test_a_listing_is_kept_per_grant_set_and_not_past_a_change_of_grants_or_tools() -> None:
+    app = AppConfig(
+        "demo",
+        "Demo",
+        "bearer",
+        {"listing_admin_for_test": Requirement.of(roles=["admin"]), "listing_later_for_test": Requirement.of()},
+        "http://x/t/acme/mcp/demo",
+    )
+    tenant = TenantRef("acme", "tenant_acme", None)
+
+    def names(roles: list[str]) -> list[str]:
+        principal = Principal(7, "alice@acme.test", "acme", Grants.of(roles=roles))
+        return [tool.name for tool in server.listed_tools(RequestAuth(tenant, app, principal))]
+
+    @protected_by_AuthSec("listing_admin_for_test", inputSchema={"type": "object"})
+    async def listing_admin_for_test(arguments: dict) -> list:
+        return []
+
+    try:
+        admin = Principal(7, "alice@acme.test", "acme", Grants.of(roles=["admin"]))
+        first = server.listed_tools(RequestAuth(tenant, app, admin))
+        assert [tool.name for tool in first] == ["listing_admin_for_test"]
+        assert server.listed_tools(RequestAuth(tenant, app, admin)) is first  # kept: computed once
+        # Another principal with equal grants shares it; other grants get their own answer.
+        assert names(["admin"]) == ["listing_admin_for_test"]
+        assert names(["viewer"]) == []
+
+        # A tool registered later (its policy row was already there) shows at once.
+        @protected_by_AuthSec("listing_later_for_test", inputSchema={"type": "object"})
+        async def listing_later_for_test(arguments: dict) -> list:
+            return []
+
+        assert names(["admin"]) == ["listing_admin_for_test", "listing_later_for_test"]
+        assert names(["viewer"]) == ["listing_later_for_test"]
+        registry.remove("listing_admin_for_test")
+        assert names(["admin"]) == ["listing_later_for_test"]
+    finally:
+        registry.remove("listing_admin_for_test")
+        registry.remove("listing_later_for_test")
