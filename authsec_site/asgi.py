@@ -24,7 +24,6 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 from mcp_endpoint.server import MCP_PATH, McpEndpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
-MAX_MCP_PATHS = 10_000
 
 
 _frozen = False
@@ -43,9 +42,6 @@ def _freeze_startup_objects() -> None:
 class RootRouter:
     def __init__(self) -> None:
         self.mcp = McpEndpoint()
-        # (tenant, application) of the MCP endpoint paths seen lately: a dict lookup instead of a regex match
-        # per request (bounded: the paths are the client's choice).
-        self._mcp_paths: dict[str, tuple[str, str]] = {}
         self.static_prefix = settings.STATIC_URL
         self.collected_static = StaticFiles(directory=str(settings.STATIC_ROOT), check_dir=False)
         # Without collectstatic (development, tests) files come from the app directories through Django.
@@ -60,13 +56,9 @@ class RootRouter:
             await send({"type": "websocket.close", "code": 1008})
             return
         path: str = scope["path"]
-        endpoint = self._mcp_paths.get(path)
-        if endpoint is None and (match := MCP_PATH.match(path)):
-            if len(self._mcp_paths) >= MAX_MCP_PATHS:
-                self._mcp_paths.clear()
-            endpoint = self._mcp_paths[path] = (match["tenant"], match["app"])
-        if endpoint is not None:
-            await self.mcp.handle(scope, receive, send, *endpoint)
+        match = MCP_PATH.match(path)
+        if match:
+            await self.mcp.handle(scope, receive, send, match["tenant"], match["app"])
         elif path.startswith(self.static_prefix):
             if settings.STATIC_ROOT.is_dir():
                 await self.collected_static(dict(scope, path=path[len(self.static_prefix) - 1 :]), receive, send)

@@ -143,10 +143,6 @@ def pack_batch(blobs: list[bytes]) -> bytes:
     return _BATCH + marshal.dumps(blobs, _MARSHAL_VERSION)
 
 
-def encode_batch(events: list[PendingEvent]) -> bytes:
-    return pack_batch([encode_event(event.to_wire()) for event in events])
-
-
 def unpack_batch(payload: bytes) -> list[bytes]:
     if payload[:1] != _BATCH:
         raise ValueError(f"unknown audit batch format {payload[:1]!r}")

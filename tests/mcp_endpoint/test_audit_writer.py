@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from audit.recorder import Actor
 from audit.verify import verify_chain
 from mcp_endpoint import audit_writer
-from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, decode_event, encode_batch, encode_event
+from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, decode_event, encode_event, pack_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +33,11 @@ def _event(request_id: str, action: str = "mcp.tool_call", **data: object) -> Pe
         target=("rbac.application", "", "demo"),
         context=RequestContext(request_id=request_id, ip="127.0.0.1", user_agent="tests"),
     )
+
+
+def encode_batch(events: list[PendingEvent]) -> bytes:
+    """What the writer puts on the pipe for `events` (each encoded as submitted, then packed)."""
+    return pack_batch([encode_event(event.to_wire()) for event in events])
 
 
 def _written(prefix: str) -> list[AuditEvent]:
