@@ -1,9 +1,18 @@
 # AuthSec Server — `make run` starts everything; `make test` runs the whole suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV   := .venv
+# The venv can be put elsewhere (`make run VENV=.local/smoke-venv`: the CI smoke, scripts/smoke_run.py).
+VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Installs only what the locks name, each file checked against its recorded hash (docs/running.md).
+PIP_INSTALL := $(BIN)/python -m pip install -q --require-hashes
+# The locking tool lives in its own venv, never in the project's.
+LOCK_VENV  := .local/lock-venv
+UV_VERSION := 0.13.8
+# PyPI only, whatever the machine's pip/uv configuration says: the locks must install on a fresh machine.
+LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
+	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev browsers lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
+.PHONY: run test install install-dev lock browsers lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
 
 run: install
 	$(BIN)/python scripts/devstack.py run
@@ -19,12 +28,23 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(BIN)/pip install -q -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
+# The dev lock adds only dev-only packages; every runtime package comes from requirements.txt.
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
+
+# Regenerates requirements.txt / requirements-dev.txt from the .in files, keeping every pin the .in files
+# allow; `make lock UPGRADE=name` moves that one package (and what it needs) to its newest allowed version.
+lock: $(LOCK_VENV)/bin/uv
+	$(LOCK_VENV)/bin/uv $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade-package $(UPGRADE)) requirements.in -o requirements.txt
+	$(LOCK_VENV)/bin/uv $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade-package $(UPGRADE)) requirements-dev.in -o requirements-dev.txt
+
+$(LOCK_VENV)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
 
 # Browser tests use Debian's chromium + chromedriver (selenium must not download a browser).
 browsers:
