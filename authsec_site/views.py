@@ -5,14 +5,18 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from authsec_site.lib.health import check_all
+from authsec_site.lib.health import check_all, worker_status
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness + dependencies: 200 when Postgres, Redis and Vault answer, else 503 naming the failing one."""
+    """Liveness + dependencies: 200 when Postgres, Redis and Vault answer, else 503 naming the failing one.
+
+    Also reports the Celery worker's last periodic health check (`worker`); that one is information for
+    monitoring and never changes the status, so a web process is not reported down for a late worker."""
     results = check_all()
     healthy = all(status == "ok" for status in results.values())
-    return JsonResponse({"status": "ok" if healthy else "degraded", "checks": results}, status=200 if healthy else 503)
+    body = {"status": "ok" if healthy else "degraded", "checks": results, "worker": worker_status()}
+    return JsonResponse(body, status=200 if healthy else 503)
 
 
 def home(request: HttpRequest) -> HttpResponse:
