@@ -203,7 +203,8 @@ class Smoke:
         """make run and (once started) web, worker and beat are all still alive."""
         assert self.make is not None
         if self.make.poll() is not None:
-            raise SmokeFailure(f"make run exited with code {self.make.returncode}")
+            said = [line for line in self.log_text().splitlines() if "exited with code" in line]
+            raise SmokeFailure(f"make run exited with code {self.make.returncode}: {' / '.join(said) or 'see below'}")
         self.record_tree()
         roles = {role_of(cmd) for key, cmd in self.tree.items() if alive(key)}
         started = {role_of(cmd) for cmd in self.tree.values()}
@@ -279,17 +280,26 @@ def run_smoke(reuse_venv: bool) -> int:
     env = os.environ.copy()
     env.setdefault("HEALTH_CHECK_INTERVAL", HEALTH_CHECK_INTERVAL)
     env.pop("VIRTUAL_ENV", None)
-    if VENV.exists() and not reuse_venv:
-        shutil.rmtree(VENV)
     services = machine_services(env)
     up_before = {name: tcp_answers(*address) for name, address in services.items()}
     smoke = Smoke(env)
+    began = time.monotonic()
+    if VENV.exists() and not reuse_venv:
+        shutil.rmtree(VENV)
+        smoke.timings["removing the previous smoke venv"] = time.monotonic() - began
     started = time.monotonic()
     try:
         smoke.start()
+        smoke.wait(
+            "the venv installed (devstack starting)",
+            lambda: "[devstack]" in smoke.log_text(),
+            INSTALL_AND_START_TIMEOUT,
+        )
+        installed_at = time.monotonic()
+        smoke.timings["venv from the runtime lock (make install)"] = installed_at - started
         smoke.wait("/healthz reporting ok", smoke.healthy, INSTALL_AND_START_TIMEOUT)
         healthy_at = time.monotonic()
-        smoke.timings["install + migrate + seed + start until /healthz ok"] = healthy_at - started
+        smoke.timings["services + migrate + seed + start until /healthz ok"] = healthy_at - installed_at
         say(f"/healthz ok after {healthy_at - started:.0f}s")
 
         roles = {role_of(cmd) for cmd in smoke.tree.values()}
@@ -328,6 +338,7 @@ def run_smoke(reuse_venv: bool) -> int:
             raise SmokeFailure(f"the mcp client did not finish within {MCP_CLIENT_TIMEOUT:.0f}s") from None
         smoke.timings["mcp client (discovery, DCR, login, consent, token, list)"] = time.monotonic() - mcp_start
         if client.returncode != 0:
+            smoke.check_running()  # a dead web, worker or beat is the cause to report first
             output = f"{client.stdout}\n{client.stderr[-4000:]}"
             raise SmokeFailure(f"the mcp client failed ({client.returncode}):\n{output}")
         result = json.loads(client.stdout.strip().splitlines()[-1])
@@ -368,7 +379,7 @@ def run_smoke(reuse_venv: bool) -> int:
         smoke.cleanup()
     for what, seconds in smoke.timings.items():
         say(f"{seconds:6.1f}s  {what}")
-    say(f"{time.monotonic() - started:6.1f}s  in all. PASSED")
+    say(f"{time.monotonic() - began:6.1f}s  in all. PASSED")
     return 0
 
 
