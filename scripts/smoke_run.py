@@ -276,7 +276,12 @@ class Smoke:
                 os.kill(key[0], signal.SIGKILL)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # SIGTERM (e.g. a CI time-out) still runs the cleanup in `finally`
+
+
 def run_smoke(reuse_venv: bool) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     env = os.environ.copy()
     env.setdefault("HEALTH_CHECK_INTERVAL", HEALTH_CHECK_INTERVAL)
     env.pop("VIRTUAL_ENV", None)
