@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import uuid
@@ -104,9 +105,12 @@ class TenantOAuth2Validator(OAuth2Validator):
         self._check_known_resources(request, list(resources))
         super().save_authorization_code(client_id, code, request, *args, **kwargs)
 
-    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
-        # Resolve the audience first (request param, grant or refresh token), then replace the opaque
-        # token oauthlib generated with a signed JWT before DOT stores (a hash of) it.
+    def _mint_access_token(self, token: dict[str, Any], request: Any) -> dict[str, Any]:
+        """Replace the opaque token oauthlib generated with our signed JWT (once per request); its claims."""
+        minted = getattr(request, "authsec_access_token", None)
+        if minted is not None and minted[0] == token["access_token"]:
+            return minted[1]
+        # Resolve the audience first (request param, grant or refresh token).
         self._check_and_set_request_resource(request)
         self._check_known_resources(request, request.resource)
         user = request.user if request.grant_type != "client_credentials" else None
@@ -115,6 +119,24 @@ class TenantOAuth2Validator(OAuth2Validator):
             user=user, client_id=request.client.client_id, scopes=list(request.scopes or []), audience=audience
         )
         token["access_token"] = tokens.mint(claims)
+        request.authsec_access_token = (token["access_token"], claims)
+        return claims
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Any
+    ) -> str:
+        # oauthlib hashes the access token into `at_hash` before it calls save_token, where ours used to become a
+        # JWT: the ID token then described a token the client never received. Mint it first (OIDC Core §3.1.3.6).
+        if "access_token" in token:
+            self._mint_access_token(token, request)
+            if "at_hash" in id_token:
+                id_token["at_hash"] = _at_hash(token["access_token"])
+        return super().finalize_id_token(id_token, token, token_handler, request)
+
+    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        # The JWT replaces the opaque token before DOT stores (a hash of) it.
+        user = request.user if request.grant_type != "client_credentials" else None
+        claims = self._mint_access_token(token, request)
         super()._save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "authorization_code":
             self._remember_code_tokens(token, request)
@@ -219,6 +241,12 @@ class TenantOAuth2Validator(OAuth2Validator):
             outcome="deny",
             data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
         )
+
+
+def _at_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6 for RS256: base64url of the left half of the token's SHA-256."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
 def _used_code_key(code: str) -> str:
