@@ -47,6 +47,17 @@ class Client(AbstractApplication):
             models.CheckConstraint(condition=models.Q(algorithm="RS256"), name="oauth_client_signs_id_tokens_rs256"),
         ]
 
+    def refusal(self, tenant_name: str) -> str | None:
+        """Why this client may not sign anyone in, in words for the user and the client's developer (None: it may).
+
+        The same sentence is the authorization page's and the token endpoint's `error_description`."""
+        name = self.name or self.client_id
+        if self.status == self.Status.PENDING:
+            return f"{name} is waiting for approval by an administrator of {tenant_name}."
+        if self.status == self.Status.REJECTED:
+            return f"{name} was rejected by an administrator of {tenant_name} and cannot sign anyone in."
+        return None
+
     def is_usable(self, request: Any) -> bool:
         """DOT asks this before every use of a client: pending or rejected clients get `invalid_client`."""
         return self.status == self.Status.ACTIVE and super().is_usable(request)

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import uuid
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,7 +19,7 @@ from oauthlib.oauth2.rfc6749 import errors
 import audit
 from audit.recorder import Actor
 from oauth import issuer, tokens
-from oauth.models import ResourceServer
+from oauth.models import Client, ResourceServer
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,44 @@ class TenantOAuth2Validator(OAuth2Validator):
                 description='Unsupported code_challenge_method; use "S256".', request=request
             )
         return super().is_pkce_required(client_id, request)
+
+    # --- Held clients: a clear refusal instead of a bare invalid_client ----------------------------------------------
+
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if super().authenticate_client(request, *args, **kwargs):
+            return True
+        self._refuse_held_client(request)
+        return False
+
+    def authenticate_client_id(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if super().authenticate_client_id(client_id, request, *args, **kwargs):
+            return True
+        self._refuse_held_client(request)
+        return False
+
+    def _refuse_held_client(self, request: Any) -> None:
+        """A pending or rejected client is told so (`invalid_client` with the reason), as the authorization page
+        tells its user. A confidential client must prove its secret first; anyone else gets the bare error."""
+        client_id, secret = self._presented_credentials(request)
+        if not client_id or "\x00" in client_id:
+            return
+        held = Client.objects.filter(client_id=client_id).exclude(status=Client.Status.ACTIVE).first()
+        if held is None:
+            return
+        if held.client_type == Client.CLIENT_CONFIDENTIAL and not self._check_secret(secret or "", held.client_secret):
+            return
+        raise errors.InvalidClientError(description=held.refusal(connection.tenant.name), request=request)
+
+    def _presented_credentials(self, request: Any) -> tuple[str | None, str | None]:
+        """(client_id, client_secret) from HTTP Basic (RFC 6749 §2.3.1, form-urlencoded parts) or the body."""
+        auth = self._extract_basic_auth(request)
+        if auth:
+            try:
+                client_id, secret = map(unquote_plus, base64.b64decode(auth).decode("utf-8").split(":", 1))
+            except (ValueError, UnicodeDecodeError):
+                return None, None
+            return client_id, secret
+        return getattr(request, "client_id", None), getattr(request, "client_secret", None)
 
     def validate_user(self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         # The password grant is off (RFC 9700 §2.4), but oauthlib checks the password *before* it asks whether
