@@ -14,13 +14,12 @@ from oauth.models import Client, ProviderSettings
 _STATUS_ACTIONS = {
     Client.Status.ACTIVE: "oauth.client_approved",
     Client.Status.REJECTED: "oauth.client_rejected",
-    Client.Status.PENDING: "oauth.client_held",
 }
 
 
 @transaction.atomic
 def set_client_status(*, actor: Any, client: Client, status: str, request: HttpRequest | None = None) -> bool:
-    """Approve (active), reject or hold (pending) a client; True when its status changed.
+    """Approve (active) or reject a client; True when its status changed.
 
     The row is locked while it changes, so two admins clicking at once write one event; an approval takes
     effect on the client's next request (DOT asks `Client.is_usable` every time)."""
