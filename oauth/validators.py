@@ -108,7 +108,8 @@ class TenantOAuth2Validator(OAuth2Validator):
             return
         if held.client_type == Client.CLIENT_CONFIDENTIAL and not self._check_secret(secret or "", held.client_secret):
             return
-        raise errors.InvalidClientError(description=held.refusal(connection.tenant.name), request=request)
+        description = _error_text(held.refusal(connection.tenant.name) or "")
+        raise errors.InvalidClientError(description=description, request=request)
 
     def _presented_credentials(self, request: Any) -> tuple[str | None, str | None]:
         """(client_id, client_secret) from HTTP Basic (RFC 6749 §2.3.1, form-urlencoded parts) or the body."""
@@ -280,6 +281,11 @@ class TenantOAuth2Validator(OAuth2Validator):
             outcome="deny",
             data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
         )
+
+
+def _error_text(text: str) -> str:
+    """RFC 6749 §5.2: an `error_description` is printable ASCII without `"` and `\\` (names are not)."""
+    return "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in text)
 
 
 def _at_hash(access_token: str) -> str:

@@ -102,6 +102,14 @@ def test_token_endpoint_tells_a_pending_public_client_why(demo_users) -> None:  
     assert refused.json() == {"error": "invalid_client", "error_description": REJECTED}
 
 
+def test_token_endpoint_description_keeps_to_the_rfc_charset(demo_users) -> None:  # type: ignore[no-untyped-def]
+    client_id = register(client_name='Outil "Démo"')["client_id"]
+    response = token_request(grant_type="refresh_token", refresh_token="any", client_id=client_id)
+    assert response.json()["error_description"] == (
+        "Outil ?D?mo? is waiting for approval by an administrator of Acme Corp."
+    )
+
+
 def test_token_endpoint_tells_a_confidential_client_only_with_its_secret(demo_users) -> None:  # type: ignore[no-untyped-def]
     registered = register(grant_types=["client_credentials"], token_endpoint_auth_method="client_secret_basic")
     right = basic_auth(registered["client_id"], registered["client_secret"])
