@@ -166,3 +166,22 @@ def test_every_existing_client_signs_with_rs256_after_the_migration(in_acme) -> 
     assert client.algorithm == Client.RS256_ALGORITHM
     with pytest.raises(IntegrityError), transaction.atomic():
         Client.objects.filter(pk=client.pk).update(algorithm="")
+
+
+def test_the_data_migration_gives_older_clients_rs256(in_acme) -> None:  # type: ignore[no-untyped-def]
+    """A row from before the migration (no algorithm, or HS256) is signed with RS256 after its data step."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("oauth.migrations.0004_client_id_token_rs256")
+    with connection.cursor() as cursor:  # the state before 0004 (DDL is rolled back with the test)
+        cursor.execute("ALTER TABLE oauth_client DROP CONSTRAINT oauth_client_signs_id_tokens_rs256")
+    older = [
+        Client.objects.create(name=name, client_type="public", authorization_grant_type="authorization-code")
+        for name in ("DCR before the fix", "HS256 client")
+    ]
+    Client.objects.filter(pk=older[0].pk).update(algorithm="")
+    Client.objects.filter(pk=older[1].pk).update(algorithm="HS256")
+    migration.sign_with_rs256(apps, None)
+    assert {Client.objects.get(pk=client.pk).algorithm for client in older} == {Client.RS256_ALGORITHM}
