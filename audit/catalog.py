@@ -36,8 +36,12 @@ EVENT_KINDS: dict[str, str] = {
     "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
     "oauth.refresh_reuse_detected": "a rotated refresh token used again: its whole family is revoked (outcome deny)",
     "oauth.client_registered": "dynamic client registration (RFC 7591; data: status active or pending)",
-    "oauth.client_approved": "dashboard action on a held registration (data: before, after status)",
-    "oauth.client_rejected": "dashboard action on a client (data: before, after status)",
+    "oauth.client_approved": "oauth.client_services.set_client_status: dashboard home button or list action "
+    "(data: client_id, name, before, after status)",
+    "oauth.client_rejected": "oauth.client_services.set_client_status: dashboard home button or list action "
+    "(data: client_id, name, before, after status)",
+    "oauth.registration_mode_changed": "oauth.client_services.set_dynamic_registration: seed_demo puts the demo "
+    "tenants' modes back (data: before, after)",
     "oauth.key_created": "oauth.keys.create_signing_key: a tenant's first signing key (private half in Vault)",
     "oauth.key_rotated": "signing-key rotation (hourly task when due, or the dashboard action)",
     "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",

@@ -18,6 +18,8 @@ platform_admin = PlatformAdminSite(name="platform_admin")
 admin.site.site_header = "AuthSec Server"
 admin.site.site_title = "AuthSec dashboard"
 admin.site.index_title = "Tenant administration"
+# The dashboard home shows what waits for an admin (client registrations held for approval) above the apps.
+admin.site.index_template = "admin/tenant_index.html"
 # A tenant's "View site" would lead out of the tenant to the platform home page: hide it.
 admin.site.site_url = None  # type: ignore[assignment]
 

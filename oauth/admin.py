@@ -7,13 +7,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-import audit
 from audit.admin import AuditedAdminMixin
-from oauth import keys, upstream, upstream_services
+from oauth import client_services, keys, upstream, upstream_services
 from oauth.models import Client, Consent, ProviderSettings, SigningKey, UpstreamProvider
 from oauth.resource_server_admin import ResourceServerAdmin  # noqa: F401 - registers the resource-server pages
 from oauth.views import revoke_consent
@@ -29,26 +31,39 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Approve selected clients (they can obtain tokens)")
     def approve(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
-        self._set_status(request, queryset, Client.Status.ACTIVE, "oauth.client_approved")
+        self._set_status(request, queryset, Client.Status.ACTIVE)
 
     @admin.action(description="Reject selected clients")
     def reject(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
-        self._set_status(request, queryset, Client.Status.REJECTED, "oauth.client_rejected")
+        self._set_status(request, queryset, Client.Status.REJECTED)
 
-    def _set_status(self, request: HttpRequest, queryset: QuerySet[Client], status: str, action: str) -> None:
-        for client in queryset:
-            if client.status != status:
-                before = client.status
-                client.status = status
-                client.save(update_fields=["status"])
-                audit.record(
-                    request.user,
-                    action,
-                    target=client,
-                    request=request,
-                    data={"client_id": client.client_id, "before": before, "after": status},
-                )
-        messages.success(request, f"{queryset.count()} client(s) now {status}.")
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Client], status: str) -> None:
+        changed = sum(
+            client_services.set_client_status(actor=request.user, client=client, status=status, request=request)
+            for client in queryset
+        )
+        messages.success(request, f"{changed} client(s) now {status}.")
+
+    def get_urls(self) -> list[URLPattern]:
+        # One-click buttons (dashboard home): POST only, CSRF-checked by admin_view, change permission required.
+        decide = self.admin_site.admin_view(self.decide_view)
+        return [
+            path("<int:pk>/approve/", decide, {"status": Client.Status.ACTIVE}, name="oauth_client_approve"),
+            path("<int:pk>/reject/", decide, {"status": Client.Status.REJECTED}, name="oauth_client_reject"),
+            *super().get_urls(),
+        ]
+
+    def decide_view(self, request: HttpRequest, pk: int, status: str) -> HttpResponse:
+        """Approve or reject one client, then go back to the dashboard home."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        client = get_object_or_404(Client, pk=pk)
+        if not self.has_change_permission(request, client):
+            raise PermissionDenied
+        if client_services.set_client_status(actor=request.user, client=client, status=status, request=request):
+            verb = "approved: it can now sign users in" if status == Client.Status.ACTIVE else "rejected"
+            messages.success(request, f"{client.name or client.client_id} {verb}.")
+        return redirect("admin:index")
 
 
 @admin.register(Consent)

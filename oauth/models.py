@@ -16,7 +16,9 @@ from oauth2_provider.models import AbstractApplication
 class Client(AbstractApplication):
     """An OAuth client of this tenant. Pending clients (held dynamic registrations) cannot obtain tokens.
 
-    `jwk_key` (used by DOT to sign ID tokens) is the tenant's current signing key, fetched from Vault.
+    Every client signs its ID tokens with RS256 and the tenant's current key (`jwk_key`, fetched from Vault),
+    whichever path created it (dashboard, dynamic registration, CIMD, code): the field's default, and a
+    database constraint, so no path can leave a client that answers 500 to an `openid` token request.
     """
 
     class Status(models.TextChoices):
@@ -29,10 +31,32 @@ class Client(AbstractApplication):
         default=False, help_text="May call the introspection endpoint with its client credentials (RFC 7662)."
     )
     description = models.TextField(blank=True)
+    # DOT's default is "no OIDC support", which its token endpoint turns into a 500 on the default `openid` scope.
+    algorithm = models.CharField(
+        max_length=5,
+        choices=[(AbstractApplication.RS256_ALGORITHM, "RSA with SHA-2 256")],
+        default=AbstractApplication.RS256_ALGORITHM,
+        editable=False,
+        verbose_name="ID token algorithm",
+    )
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
         ordering = ["name", "client_id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(algorithm="RS256"), name="oauth_client_signs_id_tokens_rs256"),
+        ]
+
+    def refusal(self, tenant_name: str) -> str | None:
+        """Why this client may not sign anyone in, in words for the user and the client's developer (None: it may).
+
+        The same sentence is the authorization page's and the token endpoint's `error_description`."""
+        name = self.name or self.client_id
+        if self.status == self.Status.PENDING:
+            return f"{name} is waiting for approval by an administrator of {tenant_name}."
+        if self.status == self.Status.REJECTED:
+            return f"{name} was rejected by an administrator of {tenant_name} and cannot sign anyone in."
+        return None
 
     def is_usable(self, request: Any) -> bool:
         """DOT asks this before every use of a client: pending or rejected clients get `invalid_client`."""

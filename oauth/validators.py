@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import uuid
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,7 +19,7 @@ from oauthlib.oauth2.rfc6749 import errors
 import audit
 from audit.recorder import Actor
 from oauth import issuer, tokens
-from oauth.models import ResourceServer
+from oauth.models import Client, ResourceServer
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,45 @@ class TenantOAuth2Validator(OAuth2Validator):
             )
         return super().is_pkce_required(client_id, request)
 
+    # --- Held clients: a clear refusal instead of a bare invalid_client ----------------------------------------------
+
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if super().authenticate_client(request, *args, **kwargs):
+            return True
+        self._refuse_held_client(request)
+        return False
+
+    def authenticate_client_id(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if super().authenticate_client_id(client_id, request, *args, **kwargs):
+            return True
+        self._refuse_held_client(request)
+        return False
+
+    def _refuse_held_client(self, request: Any) -> None:
+        """A pending or rejected client is told so (`invalid_client` with the reason), as the authorization page
+        tells its user. A confidential client must prove its secret first; anyone else gets the bare error."""
+        client_id, secret = self._presented_credentials(request)
+        if not client_id or "\x00" in client_id:
+            return
+        held = Client.objects.filter(client_id=client_id).exclude(status=Client.Status.ACTIVE).first()
+        if held is None:
+            return
+        if held.client_type == Client.CLIENT_CONFIDENTIAL and not self._check_secret(secret or "", held.client_secret):
+            return
+        description = _error_text(held.refusal(connection.tenant.name) or "")
+        raise errors.InvalidClientError(description=description, request=request)
+
+    def _presented_credentials(self, request: Any) -> tuple[str | None, str | None]:
+        """(client_id, client_secret) from HTTP Basic (RFC 6749 §2.3.1, form-urlencoded parts) or the body."""
+        auth = self._extract_basic_auth(request)
+        if auth:
+            try:
+                client_id, secret = map(unquote_plus, base64.b64decode(auth).decode("utf-8").split(":", 1))
+            except (ValueError, UnicodeDecodeError):
+                return None, None
+            return client_id, secret
+        return getattr(request, "client_id", None), getattr(request, "client_secret", None)
+
     def validate_user(self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         # The password grant is off (RFC 9700 §2.4), but oauthlib checks the password *before* it asks whether
         # the client may use the grant: a right password answered unauthorized_client, a wrong one invalid_grant.
@@ -104,9 +145,12 @@ class TenantOAuth2Validator(OAuth2Validator):
         self._check_known_resources(request, list(resources))
         super().save_authorization_code(client_id, code, request, *args, **kwargs)
 
-    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
-        # Resolve the audience first (request param, grant or refresh token), then replace the opaque
-        # token oauthlib generated with a signed JWT before DOT stores (a hash of) it.
+    def _mint_access_token(self, token: dict[str, Any], request: Any) -> dict[str, Any]:
+        """Replace the opaque token oauthlib generated with our signed JWT (once per request); its claims."""
+        minted = getattr(request, "authsec_access_token", None)
+        if minted is not None and minted[0] == token["access_token"]:
+            return minted[1]
+        # Resolve the audience first (request param, grant or refresh token).
         self._check_and_set_request_resource(request)
         self._check_known_resources(request, request.resource)
         user = request.user if request.grant_type != "client_credentials" else None
@@ -115,6 +159,24 @@ class TenantOAuth2Validator(OAuth2Validator):
             user=user, client_id=request.client.client_id, scopes=list(request.scopes or []), audience=audience
         )
         token["access_token"] = tokens.mint(claims)
+        request.authsec_access_token = (token["access_token"], claims)
+        return claims
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Any
+    ) -> str:
+        # oauthlib hashes the access token into `at_hash` before it calls save_token, where ours used to become a
+        # JWT: the ID token then described a token the client never received. Mint it first (OIDC Core §3.1.3.6).
+        if "access_token" in token:
+            self._mint_access_token(token, request)
+            if "at_hash" in id_token:
+                id_token["at_hash"] = _at_hash(token["access_token"])
+        return super().finalize_id_token(id_token, token, token_handler, request)
+
+    def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        # The JWT replaces the opaque token before DOT stores (a hash of) it.
+        user = request.user if request.grant_type != "client_credentials" else None
+        claims = self._mint_access_token(token, request)
         super()._save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "authorization_code":
             self._remember_code_tokens(token, request)
@@ -219,6 +281,17 @@ class TenantOAuth2Validator(OAuth2Validator):
             outcome="deny",
             data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
         )
+
+
+def _error_text(text: str) -> str:
+    """RFC 6749 §5.2: an `error_description` is printable ASCII without `"` and `\\` (names are not)."""
+    return "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in text)
+
+
+def _at_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6 for RS256: base64url of the left half of the token's SHA-256."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
 def _used_code_key(code: str) -> str:

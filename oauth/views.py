@@ -23,6 +23,7 @@ from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # the helper DOT uses on success redirects
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OauthlibRequest
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 import audit
 from accounts.forms import LoginForm
@@ -92,6 +93,17 @@ class AuthorizeView(dot.AuthorizationView):
     """Authorization endpoint with a consent page remembered per (user, client) until revoked."""
 
     template_name = "oauth/authorize.html"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Before sign-in (DOT asks for it first): a held client's user learns why it cannot continue, and is not
+        # sent back to a client nobody has approved yet.
+        client_id = request.GET.get("client_id") or request.POST.get("client_id") or ""
+        if client_id and "\x00" not in client_id:
+            held = Client.objects.filter(client_id=client_id).exclude(status=Client.Status.ACTIVE).first()
+            if held is not None:
+                context = {"client": held, "refusal": held.refusal(request.tenant.name)}
+                return render(request, "oauth/client_unavailable.html", context, status=403)
+        return super().dispatch(request, *args, **kwargs)
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         # RFC 9207 on error responses too: DOT adds `iss` only to redirects oauthlib builds itself, not to the
@@ -273,7 +285,10 @@ class IntrospectView(dot.IntrospectTokenView):
         core = self.get_oauthlib_core()
         uri, method, body, headers = core._extract_params(request)  # noqa: SLF001 - DOT's own request parsing
         oauth_request = OauthlibRequest(uri, method, body, headers)
-        if not core.server.request_validator.authenticate_client(oauth_request):
+        try:
+            if not core.server.request_validator.authenticate_client(oauth_request):
+                return False
+        except OAuth2Error:  # a held client: DOT's introspection answers its own 401 for any refused client
             return False
         self.introspecting_client = oauth_request.client
         return bool(getattr(oauth_request.client, "is_resource_server", False))

@@ -103,3 +103,27 @@ def seed_rbac(slug: str, actor: Any = "cli:seed_demo") -> None:
     for tool, requirement in DEMO_POLICIES.items():
         if not ToolPolicy.objects.filter(application=application, tool_name=tool).exists():
             services.upsert_tool_policy(actor=actor, application=application, tool_name=tool, **requirement)
+
+
+STANDARD_OAUTH_APP = "demo-oauth"
+
+
+def seed_standard_oauth_application(slug: str, actor: Any = "cli:seed_demo") -> Application | None:
+    """The demo tools again at /t/<tenant>/mcp/demo-oauth in `bearer` mode (for `seed_demo` only).
+
+    Clients that start OAuth only on a 401 (MCP Inspector, Claude Code, VS Code) never meet one at `demo`, whose
+    `both` mode serves anonymous callers the login tools; here the first request is challenged."""
+    if slug not in DEMO:
+        return None
+    application, created = Application.objects.get_or_create(
+        slug=STANDARD_OAUTH_APP,
+        defaults={
+            "name": "Demo tools (standard OAuth)",
+            "description": "The seed's example tools for clients that speak MCP authorization (bearer mode).",
+            "auth_mode": Application.AuthMode.BEARER,
+        },
+    )
+    for tool, requirement in DEMO_POLICIES.items():
+        if not ToolPolicy.objects.filter(application=application, tool_name=tool).exists():
+            services.upsert_tool_policy(actor=actor, application=application, tool_name=tool, **requirement)
+    return application

@@ -516,7 +516,8 @@ def cmd_run(stack: Stack) -> int:
   Platform admin   {base}/admin/                 platform@authsec.test
   Acme dashboard   {base}/t/acme/admin/          admin@acme.test
   Globex dashboard {base}/t/globex/admin/        admin@globex.test
-  MCP endpoint     {base}/t/acme/mcp/demo
+  MCP endpoint     {base}/t/acme/mcp/demo          (login tools, or OAuth on a protected call)
+                   {base}/t/acme/mcp/demo-oauth    (OAuth at connect: Inspector, Claude Code, VS Code)
   Health           {base}/healthz
   End users        alice@ bob@ carol@ dave@acme.test, erin@globex.test
   Demo password    {password}   (AUTHSEC_DEMO_PASSWORD)

@@ -8,6 +8,7 @@ fails until both exist. (MCP tool calls, credentials and SVIDs come with their f
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -263,6 +264,22 @@ def _client_registration(w: World) -> None:
     assert (approved.data["before"], approved.data["after"]) == ("pending", "active")
     assert (rejected.data["before"], rejected.data["after"]) == ("active", "rejected")
     assert approved.actor_label == rejected.actor_label == "admin@acme.test"
+
+
+@scenario("oauth.registration_mode_changed")
+def _registration_mode(w: World) -> None:
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from oauth.models import ProviderSettings
+
+    with schema_context(w.acme.schema_name):
+        ProviderSettings.objects.update_or_create(pk=1, defaults={"dynamic_registration": "closed"})
+    with override_settings(DEBUG=True):
+        call_command("seed_demo", stdout=io.StringIO())
+    changed = latest(w.acme, "oauth.registration_mode_changed")
+    assert (changed.data["before"], changed.data["after"]) == ("closed", "open")
+    assert "seed_demo" in changed.actor_label
 
 
 @scenario("oauth.key_created", "oauth.key_rotated")

@@ -343,9 +343,9 @@ def test_pending_public_client_cannot_start_an_authorization(demo_users) -> None
     response = login("alice@acme.test").get(
         "/t/acme/oauth/authorize?" + urlencode(authorize_params(pending, challenge))
     )
-    assert response.status_code == 400  # an unusable client: the error page, no redirect
+    assert response.status_code == 403  # a held client: the waiting-for-approval page, no redirect
     assert not response.has_header("Location")
-    assert "<code>invalid_request</code>" in response.content.decode()
+    assert "Registered tool is waiting for approval by an administrator of Acme Corp." in response.content.decode()
 
 
 def test_closed_registration_is_refused(demo_users) -> None:  # type: ignore[no-untyped-def]

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client as HttpClient
 from django.test import override_settings
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from audit.models import AuditEvent
+from oauth.client_services import set_dynamic_registration
+from oauth.models import ProviderSettings
+from rbac.demo import DEMO_POLICIES
+from rbac.models import Application
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -36,3 +44,35 @@ def test_seed_demo_force_uses_the_configured_password() -> None:
     call_command("seed_demo", "--force")
     with schema_context("tenant_acme"):
         assert User.objects.get(email="carol@acme.test").check_password("another-demo-pass")
+
+
+def _register(tenant: str) -> dict[str, object]:
+    body = {
+        "client_name": "Claude Code",
+        "redirect_uris": ["http://localhost:54545/callback"],
+        "token_endpoint_auth_method": "none",
+    }
+    response = HttpClient().post(f"/t/{tenant}/oauth/register", json.dumps(body), content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@override_settings(DEBUG=True)
+def test_seed_demo_opens_registration_in_acme_only() -> None:
+    """make run's demo: a first MCP connection to acme just works; globex holds clients, as create_tenant does."""
+    with schema_context("tenant_globex"):
+        ProviderSettings.objects.all().delete()  # a tenant as create_tenant leaves it (rolled back after the test)
+        assert ProviderSettings.current().dynamic_registration == ProviderSettings.Registration.APPROVAL
+    call_command("seed_demo")
+    assert _register("acme")["authsec_status"] == "active"
+    assert _register("globex")["authsec_status"] == "pending"
+    with schema_context("tenant_acme"):
+        endpoint = Application.objects.get(slug="demo-oauth")  # for clients that start OAuth on a 401
+        assert endpoint.auth_mode == Application.AuthMode.BEARER
+        assert set(endpoint.tool_policies.values_list("tool_name", flat=True)) == set(DEMO_POLICIES)
+        # An admin closing registration in the demo is put back by the next run (audited both times).
+        set_dynamic_registration(actor="tests", mode=ProviderSettings.Registration.CLOSED)
+        call_command("seed_demo")
+        assert ProviderSettings.current().dynamic_registration == ProviderSettings.Registration.OPEN
+        changes = AuditEvent.objects.filter(action="oauth.registration_mode_changed").order_by("id")
+        assert [event.data["after"] for event in changes][-2:] == ["closed", "open"]

@@ -1,4 +1,6 @@
-"""manage.py seed_demo: the demo tenants and users (idempotent; development only unless --force)."""
+"""manage.py seed_demo: the demo tenants and users (idempotent; development only unless --force).
+
+Each run also puts the demo tenants' registration modes back to the demo's (acme open, globex approval)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from audit.services import ensure_auditor_group
 from authsec_site.lib.vault import VaultError
+from oauth.client_services import set_dynamic_registration
 from oauth.demo import seed_oauth
-from rbac.demo import seed_rbac
+from oauth.models import ProviderSettings
+from rbac.demo import seed_rbac, seed_standard_oauth_application
 from services.demo import seed_services
 from tenants.models import Tenant
 from tenants.services import create_tenant, ensure_public_tenant
@@ -27,8 +31,16 @@ DEMO_TENANTS = {
         "users": ["alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test"],
         # Staff in the "Auditors" group: reads and exports the audit log, cannot change anything else.
         "auditors": ["auditor@acme.test"],
+        # make run binds 127.0.0.1: a first MCP connection must just work (docs/decisions.md).
+        "dynamic_registration": ProviderSettings.Registration.OPEN,
     },
-    "globex": {"name": "Globex Corporation", "admin": "admin@globex.test", "users": ["erin@globex.test"]},
+    "globex": {
+        "name": "Globex Corporation",
+        "admin": "admin@globex.test",
+        "users": ["erin@globex.test"],
+        # As every tenant from create_tenant: registered clients wait for an admin (try the pending page here).
+        "dynamic_registration": ProviderSettings.Registration.APPROVAL,
+    },
 }
 
 
@@ -68,6 +80,10 @@ class Command(BaseCommand):
                     self._ensure_user(email, password, admin=False, staff=True)
                     auditors.user_set.add(User.objects.get(email=email))
                 seed_oauth()
+                seed_standard_oauth_application(slug)
+                mode = spec["dynamic_registration"]
+                if set_dynamic_registration(actor="cli:seed_demo", mode=mode):
+                    self.stdout.write(f"{slug}: dynamic client registration {mode}")
                 seed_workloads(slug)  # SPIFFE demo workloads (SVIDs come from the renewal job)
                 try:  # the seed's "GitHub API Integration" (placeholder token, in Vault)
                     seed_services(slug)
