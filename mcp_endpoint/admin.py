@@ -72,7 +72,7 @@ class AuthSessionAdmin(admin.ModelAdmin):
     list_select_related = ["application", "user"]
     actions = ["revoke"]
     readonly_fields = ["application", "status", "user", "created_at", "expires_at", "authenticated_at"]
-    exclude = ["id", "code_verifier", "state"]
+    exclude = ["id", "code_verifier", "state", "user_code_hash"]
 
     @admin.display(description="session")
     def short_id(self, obj: AuthSession) -> str:
