@@ -215,3 +215,32 @@ def test_seed_server_works_against_our_server_unmodified(
         assert reads.filter(outcome="allow", data__tool="github_with_audit").exists()
         seeded = AuditEvent.objects.filter(action="sdkmgr.tools_declared", target_label="demo").first()
         assert seeded is not None and seeded.data["seeded"] == ["github_with_audit"]
+
+
+def test_sdk_logins_get_the_confirmation_page_too(seed_server: str, asgi_server: LiveServer, world: World) -> None:
+    """The CLI's /sdkmgr/mcp-auth/start and the SDK's oauth_start: a signed-in user opening the link does not bind
+    the session; the CLI's status/{id} stays pending until a confirmation, and a decline stops its polling."""
+    from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, submit
+    from tests.mcp_endpoint.test_login_tools import sign_in as form_sign_in
+
+    cli = httpx2.post(f"{asgi_server.url}/sdkmgr/mcp-auth/start", json={"client_id": world.demo_client_id}).json()
+    assert cli["user_code"] in cli["message"] and cli["expires_in"] == 600
+    cli_status = f"{asgi_server.url}/sdkmgr/mcp-auth/status/{cli['session_id']}"
+    through_sdk = json.loads(call(seed_server, "oauth_start"))  # the SDK forwards our JSON unchanged
+    assert through_sdk["user_code"] in through_sdk["message"]
+    with httpx2.Client(base_url=asgi_server.url, follow_redirects=False, timeout=30) as http:
+        form_sign_in(http, asgi_server, "bob@acme.test")
+        cli_page = confirmation_page(http, asgi_server, authorize(http, asgi_server, cli["authorization_url"]))
+        sdk_page = confirmation_page(http, asgi_server, authorize(http, asgi_server, through_sdk["authorization_url"]))
+        assert httpx2.get(cli_status).json()["status"] == "pending"
+        pending = json.loads(call(seed_server, "oauth_status", {"session_id": through_sdk["session_id"]}))
+        assert pending["status"] == "pending"
+        refused = json.loads(call(seed_server, "hello", {"session_id": through_sdk["session_id"]}))
+        assert refused["error"] == "unauthorized"
+
+        assert submit(http, cli_page, "", action="decline").status_code == 200
+        declined = httpx2.get(cli_status).json()
+        assert declined == {"status": "logged_out", "reason": "denied", "session_id": cli["session_id"]}
+        assert submit(http, sdk_page, through_sdk["user_code"]).status_code == 200
+    done = json.loads(call(seed_server, "oauth_status", {"session_id": through_sdk["session_id"]}))
+    assert done["status"] == "authenticated" and done["email"] == "bob@acme.test"
