@@ -101,7 +101,7 @@ def test_remembered_consent_still_lands_on_the_confirmation_page_naming_the_sess
         assert (session.started_ip, session.started_user_agent) == ("127.0.0.1", ATTACKER_AGENT)
 
         text = page.text
-        assert "Demo" in text and f"<code>{endpoint}</code>" in text  # application and its MCP endpoint
+        assert ">Demo tools<" in text and f"<code>{endpoint}</code>" in text  # application and its MCP endpoint
         assert session.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in text
         assert 'id="confirm-ip">127.0.0.1<' in text and ATTACKER_AGENT in text
         assert "bob@acme.test" in text and 'name="user_code"' in text
