@@ -125,13 +125,15 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def audit_session(actor: Any, action: str, session: AuthSession, **data: Any) -> None:
+def audit_session(actor: Any, action: str, session: AuthSession, outcome: str = "success", **data: Any) -> None:
+    """Audit an auth-session event; the target is a prefix of the state hash, never the session id."""
     import audit
 
     audit.record(
         actor,
         action,
         target=("mcp_endpoint.authsession", session.state[:16], session.application.slug),
+        outcome=outcome,
         data={"application": session.application.slug, "session": session.state[:16], **data},
     )
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from mcp_endpoint import notify
+from mcp_endpoint.login import audit_session
 from mcp_endpoint.models import USER_CODE_ATTEMPTS, AuthSession, session_ttl, user_code_digest
 from mcp_endpoint.registry import Registry, registry
 from rbac import services as rbac_services
@@ -43,6 +44,9 @@ def seed_tool_policies(
     return created
 
 
+DENY = AuditEvent.Outcome.DENY
+
+
 class Confirmation(str, Enum):
     """The outcome of `confirm_auth_session` / `decline_auth_session`."""
 
@@ -66,20 +70,6 @@ def _awaiting(session_id: str, user: Any) -> AuthSession | None:
     return session
 
 
-def _audit(
-    actor: Any, action: str, session: AuthSession, outcome: str = AuditEvent.Outcome.SUCCESS, **data: Any
-) -> None:
-    import audit
-
-    audit.record(
-        actor,
-        action,
-        target=("mcp_endpoint.authsession", session.state[:16], session.application.slug),
-        outcome=outcome,
-        data={"application": session.application.slug, "session": session.state[:16], **data},
-    )
-
-
 @transaction.atomic
 def record_login_callback(*, session_id: str, user_id: int) -> bool:
     """Note the user whose token the callback got. Never binds (the user must still confirm); single use:
@@ -101,11 +91,11 @@ def confirm_auth_session(*, actor: Any, session_id: str, user_code: str) -> Conf
     if not session.user_code_hash or not hmac.compare_digest(user_code_digest(user_code), session.user_code_hash):
         session.code_attempts += 1
         fields = ["code_attempts"]
-        _audit(actor, "mcp.auth_session_code_mismatch", session, AuditEvent.Outcome.DENY, attempt=session.code_attempts)
+        audit_session(actor, "mcp.auth_session_code_mismatch", session, DENY, attempt=session.code_attempts)
         if session.code_attempts >= USER_CODE_ATTEMPTS:
             session.status, session.ended_at = AuthSession.Status.DENIED, timezone.now()
             fields += ["status", "ended_at"]
-            _audit(actor, "mcp.auth_session_declined", session, AuditEvent.Outcome.DENY, reason="too many wrong codes")
+            audit_session(actor, "mcp.auth_session_declined", session, DENY, reason="too many wrong codes")
         session.save(update_fields=fields)
         return Confirmation.DENIED if session.status == AuthSession.Status.DENIED else Confirmation.CODE_MISMATCH
     now = timezone.now()
@@ -114,8 +104,8 @@ def confirm_auth_session(*, actor: Any, session_id: str, user_code: str) -> Conf
     session.authenticated_at = now
     session.expires_at = now + timedelta(seconds=session_ttl())
     session.save(update_fields=["user", "status", "authenticated_at", "expires_at"])
-    _audit(actor, "mcp.auth_session_confirmed", session)
-    _audit(actor, "mcp.auth_session_authenticated", session, via="confirmation")
+    audit_session(actor, "mcp.auth_session_confirmed", session)
+    audit_session(actor, "mcp.auth_session_authenticated", session, via="confirmation")
     mcp_session_id = session.mcp_session_id
     transaction.on_commit(lambda: notify.tools_changed(mcp_session_id))
     return Confirmation.CONFIRMED
@@ -129,5 +119,5 @@ def decline_auth_session(*, actor: Any, session_id: str) -> Confirmation:
         return Confirmation.UNAVAILABLE
     session.status, session.ended_at = AuthSession.Status.DENIED, timezone.now()
     session.save(update_fields=["status", "ended_at"])
-    _audit(actor, "mcp.auth_session_declined", session, AuditEvent.Outcome.DENY, reason="declined by the user")
+    audit_session(actor, "mcp.auth_session_declined", session, DENY, reason="declined by the user")
     return Confirmation.DECLINED

@@ -7,6 +7,7 @@ before the pending TTL, binds the session, once.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from datetime import UTC, timedelta
@@ -33,7 +34,7 @@ from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, lo
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)
-ATTACKER_AGENT = "attacker-agent/6.6 (issue 18)"
+ATTACKER_AGENT = "attacker-agent/6.6 <script>alert(1)</script>"  # shown escaped, never as markup
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,7 +104,8 @@ def test_remembered_consent_still_lands_on_the_confirmation_page_naming_the_sess
         text = page.text
         assert ">Demo tools<" in text and f"<code>{endpoint}</code>" in text  # application and its MCP endpoint
         assert session.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in text
-        assert 'id="confirm-ip">127.0.0.1<' in text and ATTACKER_AGENT in text
+        assert 'id="confirm-ip">127.0.0.1<' in text
+        assert html.escape(ATTACKER_AGENT) in text and ATTACKER_AGENT not in text
         assert "bob@acme.test" in text and 'name="user_code"' in text
         assert started["user_code"] not in text  # the user types it: the page never shows it (RFC 8628 §5.4)
 
