@@ -278,6 +278,10 @@ AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimu
 # --- MCP endpoint ---
 # Lifetime of a login-tool auth session (oauth_start … oauth_logout), in seconds.
 MCP_AUTH_SESSION_SECONDS = env_int("MCP_AUTH_SESSION_SECONDS", 3600, minimum=60)
+# Seconds a started login may wait for the browser's sign-in and explicit confirmation (RFC 8628 §5.4: short).
+MCP_AUTH_PENDING_SECONDS = env_int("MCP_AUTH_PENDING_SECONDS", 600, minimum=60)
+if MCP_AUTH_PENDING_SECONDS > 600:
+    raise ImproperlyConfigured(f"MCP_AUTH_PENDING_SECONDS must be at most 600, got {MCP_AUTH_PENDING_SECONDS}")
 # Handshake-era MCP sessions (Mcp-Session-Id) idle longer than this are closed; the client re-initializes.
 MCP_SESSION_IDLE_SECONDS = env_int("MCP_SESSION_IDLE_SECONDS", 1800, minimum=30)
 # Who writes the MCP endpoint's audit events: "process" (a child process per web process, off the event

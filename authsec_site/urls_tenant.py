@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),
     path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
     path("mcp-login/callback", mcp_views.login_callback, name="mcp-login-callback"),
+    path("mcp-login/confirm", mcp_views.login_confirm, name="mcp-login-confirm"),
     path("accounts/upstream/<slug:slug>/callback", upstream_views.upstream_callback, name="accounts-upstream-callback"),
 ]
 

@@ -71,8 +71,11 @@ class AuthSessionAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "application__slug"]
     list_select_related = ["application", "user"]
     actions = ["revoke"]
-    readonly_fields = ["application", "status", "user", "created_at", "expires_at", "authenticated_at"]
-    exclude = ["id", "code_verifier", "state"]
+    readonly_fields = [
+        "application", "status", "user", "created_at", "expires_at", "authenticated_at",
+        "started_ip", "started_user_agent", "callback_user", "callback_at", "ended_at",
+    ]  # fmt: skip
+    exclude = ["id", "code_verifier", "state", "user_code_hash"]
 
     @admin.display(description="session")
     def short_id(self, obj: AuthSession) -> str:

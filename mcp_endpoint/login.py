@@ -1,10 +1,13 @@
 """The seed's five login tools and the auth sessions behind them (sync code: run it off the event loop).
 
-`oauth_start` creates an `AuthSession` and an authorization URL at this tenant's AS for the first-party
-public client ``authsec-mcp-login`` (created on demand per tenant), with a server-held PKCE verifier and
-``state`` = SHA-256 of the session id. Our callback (``/t/<tenant>/mcp-login/callback``) exchanges the code
-at our own token endpoint over HTTP, verifies the token exactly like a bearer token and marks the session
-authenticated. A request carrying ``X-AuthSec-Session: <session_id>`` then acts as that session's user.
+`oauth_start` creates an `AuthSession` (recording where it was started: IP address and user agent) with a short
+user code, and an authorization URL at this tenant's AS for the first-party public client ``authsec-mcp-login``
+(created on demand per tenant), with a server-held PKCE verifier and ``state`` = SHA-256 of the session id.
+Our callback (``/t/<tenant>/mcp-login/callback``) exchanges the code at our own token endpoint over HTTP and
+verifies the token exactly like a bearer token, but does not bind: it sends the browser to the confirmation
+page (``mcp-login/confirm``), where that same signed-in user types the user code and confirms (RFC 8628 §5.4:
+a login link someone else started must never bind silently). A request carrying ``X-AuthSec-Session:
+<session_id>`` then acts as that session's user.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import json
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,21 +24,24 @@ import mcp_types as types
 from django.db import connection
 from django.utils import timezone
 
+from audit import context as audit_context
 from mcp_endpoint import notify
 from mcp_endpoint.auth import Principal, RequestAuth, _user_uncached, resolve
-from mcp_endpoint.models import AuthSession, session_ttl
+from mcp_endpoint.models import AuthSession, new_user_code, pending_ttl, session_ttl, user_code_digest
 from oauth import issuer
 
 LOGIN_CLIENT_ID = "authsec-mcp-login"
 LOGIN_SCOPE = "openid email"
 SESSION_HEADER = b"x-authsec-session"
 CALLBACK_PATH = "mcp-login/callback"
+CONFIRM_PATH = "mcp-login/confirm"
 LOGIN_MODES = ("oauth_tools", "both")
 
 _SESSION_ARG = {"session_id": {"type": "string", "description": "The session_id returned by oauth_start."}}
 TOOL_DEFS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "oauth_start": (
-        "Start a login: returns a session_id and an authorization_url for the user to open in a browser.",
+        "Start a login: returns a session_id, an authorization_url for the user to open in a browser and a "
+        "user_code the user types on the confirmation page there.",
         {},
         [],
     ),
@@ -44,7 +51,7 @@ TOOL_DEFS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["jwt_token", "session_id"],
     ),
     "oauth_status": (
-        "The status of a login session: pending, authenticated, expired, logged_out or not_found.",
+        "The status of a login session: pending, authenticated, denied, expired, logged_out or not_found.",
         _SESSION_ARG,
         ["session_id"],
     ),
@@ -98,17 +105,35 @@ def login_client(tenant: Any) -> Any:
     return client
 
 
+def client_origin(context: audit_context.RequestContext | None = None) -> tuple[str | None, str]:
+    """(IP address, user agent) of the current request, as the request context has them (the one place that
+    derives the client address: the Django middleware and the MCP endpoint fill it)."""
+    context = context or audit_context.current()
+    return context.ip, context.user_agent[:255]
+
+
+def start_message(user_code: str) -> str:
+    """What `oauth_start` tells the user: where to go, and to type only the code their own assistant shows."""
+    return (
+        f"Open authorization_url in your browser and sign in. A confirmation page will ask for the code {user_code}: "
+        "type it there only if you started this login yourself, in this assistant. If someone else sent you a "
+        "link or a code, choose Decline."
+    )
+
+
 def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def audit_session(actor: Any, action: str, session: AuthSession, **data: Any) -> None:
+def audit_session(actor: Any, action: str, session: AuthSession, outcome: str = "success", **data: Any) -> None:
+    """Audit an auth-session event; the target is a prefix of the state hash, never the session id."""
     import audit
 
     audit.record(
         actor,
         action,
         target=("mcp_endpoint.authsession", session.state[:16], session.application.slug),
+        outcome=outcome,
         data={"application": session.application.slug, "session": session.state[:16], **data},
     )
 
@@ -177,11 +202,18 @@ def _text(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_tool(
-    name: str, arguments: dict[str, Any], auth: RequestAuth, actor: Any, *, mcp_session_id: str = ""
+    name: str,
+    arguments: dict[str, Any],
+    auth: RequestAuth,
+    actor: Any,
+    *,
+    mcp_session_id: str = "",
+    origin: audit_context.RequestContext | None = None,
 ) -> list[dict[str, Any]]:
     """Run one login tool in the current tenant (sync). Returns content dicts; raises LoginToolError.
 
-    `mcp_session_id` (handshake-era MCP sessions): `oauth_start` binds the login to that session."""
+    `mcp_session_id` (handshake-era MCP sessions): `oauth_start` binds the login to that session. `origin`: the
+    request's context (client IP, user agent) when it is not the bound one (the MCP endpoint passes it)."""
     from rbac.models import Application
 
     connection.set_tenant(auth.tenant.tenant)
@@ -189,7 +221,16 @@ def run_tool(
         app = Application.objects.get(slug=auth.app.slug)
         client = login_client(auth.tenant.tenant)
         verifier = secrets.token_urlsafe(48)
-        session = AuthSession(application=app, code_verifier=verifier, mcp_session_id=mcp_session_id[:128])
+        user_code = new_user_code()
+        ip, user_agent = client_origin(origin)
+        session = AuthSession(
+            application=app,
+            code_verifier=verifier,
+            mcp_session_id=mcp_session_id[:128],
+            started_ip=ip,
+            started_user_agent=user_agent,
+            user_code_hash=user_code_digest(user_code),
+        )
         session.save()
         params = {
             "response_type": "code",
@@ -201,13 +242,15 @@ def run_tool(
             "state": session.state,
             "resource": auth.app.resource,
         }
-        audit_session(actor, "mcp.auth_session_started", session)
+        audit_session(actor, "mcp.auth_session_started", session, ip=ip, user_agent=user_agent)
         return _text(
             {
                 "session_id": session.pk,
                 "authorization_url": f"{issuer.endpoint('authorize', auth.tenant.tenant)}?{urlencode(params)}",
                 "status": AuthSession.Status.PENDING,
-                "expires_in": session_ttl(),
+                "expires_in": pending_ttl(),
+                "user_code": user_code,
+                "message": start_message(user_code),
             }
         )
     if not isinstance(arguments.get("session_id"), str) or not arguments["session_id"]:
@@ -241,6 +284,8 @@ def run_tool(
         connection.set_tenant(auth.tenant.tenant)
         if checked.principal is None:
             raise LoginToolError(f"The token was rejected: {checked.token_error or 'invalid token'}.")
+        if session.user_id is not None and session.user_id != checked.principal.user_id:
+            raise LoginToolError("This session is bound to another user; start a new login with oauth_start.")
         mark_authenticated(session, checked.principal.user_id, via="oauth_authenticate")
         return _text({"status": session.status, "email": checked.principal.email})
     if name == "oauth_user_info":
@@ -253,11 +298,14 @@ def run_tool(
 
 
 def mark_authenticated(session: AuthSession, user_id: int, *, via: str) -> None:
+    """Bind a token's user to a pending session, or refresh its own user's session (`oauth_authenticate`: the
+    caller holds that user's access token for this endpoint, so no confirmation page). Lives `session_ttl()`."""
     from accounts.models import User
 
     session.user = User.objects.get(pk=user_id)
     session.status = AuthSession.Status.AUTHENTICATED
     session.authenticated_at = timezone.now()
-    session.save(update_fields=["user", "status", "authenticated_at"])
+    session.expires_at = session.authenticated_at + timedelta(seconds=session_ttl())
+    session.save(update_fields=["user", "status", "authenticated_at", "expires_at"])
     audit_session(session.user, "mcp.auth_session_authenticated", session, via=via)
     notify.tools_changed(session.mcp_session_id)

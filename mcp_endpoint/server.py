@@ -261,8 +261,15 @@ async def _call_login_tool(
     """The seed's login tools: callable by anyone (they are how a caller gets an identity)."""
     reason = "login tool"
     try:
-        mcp_session_id = ctx.request.scope["state"]["authsec_mcp_session"]
-        content = await _run_login_tool(name, arguments, auth, _actor(auth), mcp_session_id=mcp_session_id)
+        state = ctx.request.scope["state"]
+        content = await _run_login_tool(
+            name,
+            arguments,
+            auth,
+            _actor(auth),
+            mcp_session_id=state["authsec_mcp_session"],
+            origin=state["authsec_context"],
+        )
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
     except login.LoginToolError as exc:
         result, reason = _error_result(str(exc)), "login tool; error"

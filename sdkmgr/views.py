@@ -30,7 +30,7 @@ from audit.models import AuditEvent
 from authsec_site.lib.health import check_all
 from mcp_endpoint import login
 from mcp_endpoint.auth import Principal
-from mcp_endpoint.models import session_ttl
+from mcp_endpoint.models import AuthSession, pending_ttl, session_ttl
 from oauth import issuer
 from rbac.engine import decide
 from sdkmgr import throttle, tools
@@ -206,7 +206,7 @@ def _run_login_tool(caller: Caller, name: str, arguments: dict[str, Any]) -> dic
         session_id = payload.get("session_id") or _session_id(arguments)
         if name == "oauth_start" and session_id:
             with schema_context("public"):
-                cache.set(SESSION_INDEX + _digest(session_id), caller.client_id, timeout=session_ttl())
+                cache.set(SESSION_INDEX + _digest(session_id), caller.client_id, timeout=pending_ttl() + session_ttl())
         if session_id and "session_id" not in payload:
             # The SDK tracks its current session from this field (oauth_status, oauth_authenticate).
             payload["session_id"] = session_id
@@ -230,15 +230,18 @@ def tools_call(request: HttpRequest, body: dict[str, Any], caller: Caller, tool_
 
 @endpoint("POST", bucket="login")
 def start(request: HttpRequest, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """The SDK CLI's `authsec mcp login`: an ``oauth_start`` answering ``{authorization_url, session_id}``."""
+    """The SDK CLI's `authsec mcp login`: an ``oauth_start`` answering ``{authorization_url, session_id}`` plus
+    the ``user_code`` the user types on the confirmation page and a ``message`` saying so."""
     result = _run_login_tool(caller, "oauth_start", {})
     payload = _payload(result["content"]) or {}
-    return {key: payload[key] for key in ("session_id", "authorization_url", "status", "expires_in") if key in payload}
+    keys = ("session_id", "authorization_url", "status", "expires_in", "user_code", "message")
+    return {key: payload[key] for key in keys if key in payload}
 
 
 @endpoint("GET", client=False)
 def status(request: HttpRequest, body: dict[str, Any], session_id: str) -> dict[str, Any]:
-    """The status of a session started here: pending, authenticated, expired, logged_out or not_found."""
+    """The status of a session started here: pending, authenticated, expired, logged_out or not_found. A login
+    the user declined is ``logged_out`` with ``"reason": "denied"`` (the CLI stops polling only on the former)."""
     not_found = {"status": "not_found", "session_id": session_id}
     if not 0 < len(session_id) <= 64:
         return not_found
@@ -252,7 +255,10 @@ def status(request: HttpRequest, body: dict[str, Any], session_id: str) -> dict[
     if throttle.hit(client_id, "call"):
         raise SdkError(429, "rate_limited", "Too many requests for this client id; retry in a minute.")
     caller = resolve_client(client_id)
-    return _payload(_run_login_tool(caller, "oauth_status", {"session_id": session_id})["content"]) or not_found
+    answer = _payload(_run_login_tool(caller, "oauth_status", {"session_id": session_id})["content"]) or not_found
+    if answer.get("status") == AuthSession.Status.DENIED:
+        answer = {**answer, "status": AuthSession.Status.LOGGED_OUT, "reason": "denied"}
+    return answer
 
 
 @endpoint("POST", allowed_key=True)

@@ -70,3 +70,10 @@ def test_development_defaults_apply_with_debug_on() -> None:
     result = _start({"DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "http://127.0.0.1:8000"
+
+
+def test_a_pending_mcp_login_may_not_wait_longer_than_ten_minutes() -> None:
+    result = _start({"DEBUG": "1", "MCP_AUTH_PENDING_SECONDS": "601"})
+    assert result.returncode != 0
+    assert "MCP_AUTH_PENDING_SECONDS must be at most 600, got 601" in result.stderr
+    assert _start({"DEBUG": "1", "MCP_AUTH_PENDING_SECONDS": "600"}).returncode == 0

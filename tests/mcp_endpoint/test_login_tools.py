@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -69,33 +70,67 @@ def status(endpoint: str, session_id: str) -> str:
     return body(mcp(endpoint, None, "oauth_status", {"session_id": session_id}))["status"]
 
 
-def browser_login(server: LiveServer, authorization_url: str, email: str, tenant: str = "acme") -> httpx2.Response:
-    """A user opening the authorization URL: form login, consent, then our callback page."""
-    base = server.url
-    with httpx2.Client(base_url=base, follow_redirects=False, timeout=30) as http:
-        page = http.get(f"/t/{tenant}/accounts/login/")
-        form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
-        login = http.post(f"/t/{tenant}/accounts/login/", data=form, headers={"Referer": f"{base}/t/{tenant}/"})
-        assert login.status_code == 302, login.text[:2000]
-        response = http.get(authorization_url)
-        if response.status_code == 200:
-            form = {**_hidden_fields(response.text), "allow": "Authorize"}
-            response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
-        assert response.status_code == 302, response.text[:2000]
-        location = response.headers["location"]
-        assert location.startswith(f"{base}/t/{tenant}/mcp-login/callback?"), location
-        return http.get(location)
+def sign_in(http: httpx2.Client, server: LiveServer, email: str, tenant: str = "acme") -> None:
+    """Form login at the tenant with `http` (its cookies are the browser's)."""
+    page = http.get(f"/t/{tenant}/accounts/login/")
+    form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
+    login = http.post(f"/t/{tenant}/accounts/login/", data=form, headers={"Referer": f"{server.url}/t/{tenant}/"})
+    assert login.status_code == 302, login.text[:2000]
+
+
+def authorize(http: httpx2.Client, server: LiveServer, authorization_url: str, tenant: str = "acme") -> str:
+    """Open the authorization URL signed in (consenting when asked): the callback URL it redirects to."""
+    response = http.get(authorization_url)
+    if response.status_code == 200:
+        form = {**_hidden_fields(response.text), "allow": "Authorize"}
+        response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
+    assert response.status_code == 302, response.text[:2000]
+    location = response.headers["location"]
+    assert location.startswith(f"{server.url}/t/{tenant}/mcp-login/callback?"), location
+    return location
+
+
+def confirmation_page(http: httpx2.Client, server: LiveServer, callback: str, tenant: str = "acme") -> httpx2.Response:
+    """Follow the callback: it never binds, it redirects to the confirmation page (returned)."""
+    response = http.get(callback)
+    assert response.status_code == 302, response.text[:2000]
+    assert response.headers["location"].startswith(f"{server.url}/t/{tenant}/mcp-login/confirm?state="), response
+    page = http.get(response.headers["location"])
+    assert page.status_code == 200 and 'id="confirm-form"' in page.text, page.text[:2000]
+    return page
+
+
+def submit(
+    http: httpx2.Client, page: httpx2.Response, user_code: str, action: str = "confirm", tenant: str = "acme"
+) -> httpx2.Response:
+    """POST the confirmation form of `page` (with its CSRF token) as the browser would."""
+    form = {**_hidden_fields(page.text), "user_code": user_code, "action": action}
+    confirm_url = str(page.url)
+    return http.post(f"/t/{tenant}/mcp-login/confirm", data=form, headers={"Referer": confirm_url})
+
+
+def browser_login(
+    server: LiveServer, authorization_url: str, email: str, tenant: str = "acme", *, user_code: str
+) -> httpx2.Response:
+    """A user opening the authorization URL: form login, consent, our callback, the confirmation page where they
+    type `user_code` and confirm. Returns the final page."""
+    with httpx2.Client(base_url=server.url, follow_redirects=False, timeout=30) as http:
+        sign_in(http, server, email, tenant)
+        page = confirmation_page(http, server, authorize(http, server, authorization_url, tenant), tenant)
+        return submit(http, page, user_code, tenant=tenant)
 
 
 def start(endpoint: str) -> dict[str, Any]:
     started = body(mcp(endpoint, None, "oauth_start"))
-    assert started["status"] == "pending" and started["expires_in"] == 3600
+    assert started["status"] == "pending" and started["expires_in"] == 600
+    assert re.fullmatch(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}", started["user_code"])
+    assert started["user_code"] in started["message"]
     return started
 
 
 def login(server: LiveServer, email: str) -> str:
     started = start(url(server))
-    page = browser_login(server, started["authorization_url"], email)
+    page = browser_login(server, started["authorization_url"], email, user_code=started["user_code"])
     assert page.status_code == 200 and "You can return to your assistant" in page.text, page.text[:2000]
     return started["session_id"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -91,7 +92,10 @@ def test_login_binds_to_the_mcp_session_and_notifies_list_changed(
 
             started = _json(await client.call_tool("oauth_start", {}))
             page = await anyio.to_thread.run_sync(
-                browser_login, asgi_server, started["authorization_url"], "alice@acme.test"
+                partial(browser_login, user_code=started["user_code"]),
+                asgi_server,
+                started["authorization_url"],
+                "alice@acme.test",
             )
             assert page.status_code == 200
             status = _json(await client.call_tool("oauth_status", {"session_id": started["session_id"]}))

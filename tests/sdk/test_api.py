@@ -257,7 +257,10 @@ def test_login_tools_share_the_hosted_endpoints_sessions(world: dict[str, Any], 
 
 def test_start_answers_the_cli_shape(world: dict[str, Any]) -> None:
     status, body = post(f"{AUTH}/start", None, {"client_id": world["client_id"], "app_name": "cli"})
-    assert status == 200 and set(body) == {"session_id", "authorization_url", "status", "expires_in"}
+    assert status == 200 and set(body) == {
+        "session_id", "authorization_url", "status", "expires_in", "user_code", "message",
+    }  # fmt: skip
+    assert body["user_code"] in body["message"] and body["expires_in"] == 600
 
 
 def test_cleanup_is_audited_and_ends_no_session(world: dict[str, Any], acme: Any) -> None:

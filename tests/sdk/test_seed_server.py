@@ -25,8 +25,8 @@ from oauth.models import Client as OAuthClient
 from rbac.models import Application
 from scripts.sdk_venv import ensure as sdk_python
 from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, _hidden_fields, committed  # noqa: F401 - a fixture
-from tests.oauth.conftest import PASSWORD
+from tests.mcp_endpoint.conftest import Committed, committed  # noqa: F401 - a fixture
+from tests.mcp_endpoint.test_login_tools import browser_login
 
 pytestmark = pytest.mark.django_db
 SEED_SERVER = Path(__file__).with_name("seed_server.py")
@@ -131,28 +131,18 @@ def call(url: str, name: str, arguments: dict[str, Any] | None = None) -> str:
     return result["content"][0]["text"]
 
 
-def sign_in(server: LiveServer, authorization_url: str, email: str) -> None:
-    """A user opening the authorization URL: form login at acme, consent, then our callback page."""
-    base = server.url
-    with httpx2.Client(base_url=base, follow_redirects=False, timeout=30) as http:
-        page = http.get("/t/acme/accounts/login/")
-        form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
-        login = http.post("/t/acme/accounts/login/", data=form, headers={"Referer": f"{base}/t/acme/"})
-        assert login.status_code == 302, login.text[:2000]
-        response = http.get(authorization_url)
-        if response.status_code == 200:
-            form = {**_hidden_fields(response.text), "allow": "Authorize"}
-            response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
-        assert response.status_code == 302, response.text[:2000]
-        assert response.headers["location"].startswith(f"{base}/t/acme/mcp-login/callback?")
-        done = http.get(response.headers["location"])
-        assert done.status_code == 200 and "You can return to your assistant" in done.text, done.text[:2000]
+def sign_in(server: LiveServer, authorization_url: str, email: str, user_code: str) -> None:
+    """A user opening the authorization URL: form login at acme, consent, our callback, then the confirmation
+    page where they type the user code the SDK passed through, and confirm."""
+    page = browser_login(server, authorization_url, email, user_code=user_code)
+    assert page.status_code == 200 and "You can return to your assistant" in page.text, page.text[:2000]
 
 
 def log_in_through_the_sdk(server: LiveServer, url: str, email: str) -> str:
     started = json.loads(call(url, "oauth_start"))
     assert started["status"] == "pending" and started["authorization_url"].startswith(f"{server.url}/t/acme/oauth/")
-    sign_in(server, started["authorization_url"], email)
+    assert started["user_code"] in started["message"]  # the SDK passes the server's JSON through
+    sign_in(server, started["authorization_url"], email, started["user_code"])
     status = json.loads(call(url, "oauth_status", {"session_id": started["session_id"]}))
     assert status == {"status": "authenticated", "email": email, "session_id": started["session_id"]}
     return started["session_id"]
@@ -194,7 +184,8 @@ def test_seed_server_works_against_our_server_unmodified(
     started = httpx2.post(
         f"{asgi_server.url}/sdkmgr/mcp-auth/start", json={"client_id": world.other_client_id, "app_name": "x"}
     ).json()
-    sign_in(asgi_server, started["authorization_url"], "alice@acme.test")
+    assert started["user_code"] in started["message"]
+    sign_in(asgi_server, started["authorization_url"], "alice@acme.test", started["user_code"])
     foreign = json.loads(call(url, "hello", {"session_id": started["session_id"]}))
     assert foreign["error"] == "unauthorized" and "session not found" in foreign["message"]
     assert json.loads(call(url, "oauth_status", {"session_id": started["session_id"]}))["status"] == "not_found"
@@ -224,3 +215,32 @@ def test_seed_server_works_against_our_server_unmodified(
         assert reads.filter(outcome="allow", data__tool="github_with_audit").exists()
         seeded = AuditEvent.objects.filter(action="sdkmgr.tools_declared", target_label="demo").first()
         assert seeded is not None and seeded.data["seeded"] == ["github_with_audit"]
+
+
+def test_sdk_logins_get_the_confirmation_page_too(seed_server: str, asgi_server: LiveServer, world: World) -> None:
+    """The CLI's /sdkmgr/mcp-auth/start and the SDK's oauth_start: a signed-in user opening the link does not bind
+    the session; the CLI's status/{id} stays pending until a confirmation, and a decline stops its polling."""
+    from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, submit
+    from tests.mcp_endpoint.test_login_tools import sign_in as form_sign_in
+
+    cli = httpx2.post(f"{asgi_server.url}/sdkmgr/mcp-auth/start", json={"client_id": world.demo_client_id}).json()
+    assert cli["user_code"] in cli["message"] and cli["expires_in"] == 600
+    cli_status = f"{asgi_server.url}/sdkmgr/mcp-auth/status/{cli['session_id']}"
+    through_sdk = json.loads(call(seed_server, "oauth_start"))  # the SDK forwards our JSON unchanged
+    assert through_sdk["user_code"] in through_sdk["message"]
+    with httpx2.Client(base_url=asgi_server.url, follow_redirects=False, timeout=30) as http:
+        form_sign_in(http, asgi_server, "bob@acme.test")
+        cli_page = confirmation_page(http, asgi_server, authorize(http, asgi_server, cli["authorization_url"]))
+        sdk_page = confirmation_page(http, asgi_server, authorize(http, asgi_server, through_sdk["authorization_url"]))
+        assert httpx2.get(cli_status).json()["status"] == "pending"
+        pending = json.loads(call(seed_server, "oauth_status", {"session_id": through_sdk["session_id"]}))
+        assert pending["status"] == "pending"
+        refused = json.loads(call(seed_server, "hello", {"session_id": through_sdk["session_id"]}))
+        assert refused["error"] == "unauthorized"
+
+        assert submit(http, cli_page, "", action="decline").status_code == 200
+        declined = httpx2.get(cli_status).json()
+        assert declined == {"status": "logged_out", "reason": "denied", "session_id": cli["session_id"]}
+        assert submit(http, sdk_page, through_sdk["user_code"]).status_code == 200
+    done = json.loads(call(seed_server, "oauth_status", {"session_id": through_sdk["session_id"]}))
+    assert done["status"] == "authenticated" and done["email"] == "bob@acme.test"
