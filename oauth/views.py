@@ -30,6 +30,7 @@ from audit.recorder import Actor
 from oauth import introspection, issuer
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
+from oauth.redirect_uris import RedirectURIError, check_redirect_uri
 from oauth.scopes import TenantScopes
 from oauth.validators import known_resources, unknown_resource_error
 
@@ -295,6 +296,27 @@ class IntrospectView(dot.IntrospectTokenView):
 # --- Dynamic client registration (RFC 7591) -----------------------------------------------------------------------
 
 
+def _refused_redirect_uri(request: HttpRequest) -> JsonResponse | None:
+    """RFC 7591 §3.2.2 `invalid_redirect_uri` for metadata naming a URI the redirect-URI policy refuses (the
+    model's `clean` refuses it too, but DOT would answer the generic `invalid_client_metadata`). Malformed
+    metadata is left to DOT's own errors."""
+    try:
+        metadata = json.loads(request.body)
+    except ValueError:
+        return None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("redirect_uris"), list):
+        return None
+    native = metadata.get("token_endpoint_auth_method") == "none"  # DOT makes exactly these clients public
+    for uri in metadata["redirect_uris"]:
+        if not isinstance(uri, str):
+            return None
+        try:
+            check_redirect_uri(uri, native=native)
+        except RedirectURIError as exc:
+            return JsonResponse({"error": "invalid_redirect_uri", "error_description": exc.message}, status=400)
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
@@ -306,6 +328,9 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        refused = _refused_redirect_uri(request)
+        if refused is not None:
+            return refused
         response = super().post(request, *args, **kwargs)
         if response.status_code != 201:
             return response
@@ -337,6 +362,9 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        refused = _refused_redirect_uri(request)
+        if refused is not None:
+            return refused
         response = super().put(request, client_id, *args, **kwargs)
         client = Client.objects.filter(client_id=client_id).first()
         if response.status_code != 200 or client is None:
