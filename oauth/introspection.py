@@ -18,9 +18,7 @@ from oauth2_provider.models import get_access_token_model
 from oauth import issuer
 from oauth.keys import published_keys
 from oauth.models import Client, ResourceServer
-from oauth.tokens import OIDC_SCOPES
-from rbac.grants import effective_grants
-from rbac.models import Scope
+from oauth.scopes import granted_scopes
 
 INACTIVE = {"active": False}
 
@@ -44,13 +42,9 @@ def _claims(token_value: str) -> dict[str, Any]:
 
 
 def _current_scopes(scopes: list[str], user: Any) -> list[str]:
-    """Scopes that still count: OIDC scopes, plus RBAC scopes the user still holds (or, for a client acting
-    for itself, that still exist in this tenant)."""
-    if user is not None:
-        held = set(effective_grants(user).scopes)
-    else:
-        held = set(Scope.objects.filter(name__in=scopes).values_list("name", flat=True))
-    return [scope for scope in scopes if scope in OIDC_SCOPES or scope in held]
+    """Scopes that still count: the issued ones its holder (or, for a client acting for itself, the client)
+    may still be granted (`oauth.scopes.granted_scopes`, the rule the token was issued under)."""
+    return granted_scopes(scopes, user)
 
 
 def _resource_server_of(client: Client | None) -> ResourceServer | None:

@@ -31,7 +31,7 @@ from oauth import introspection, issuer
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri
-from oauth.scopes import TenantScopes
+from oauth.scopes import TenantScopes, granted_scopes
 from oauth.validators import known_resources, unknown_resource_error
 
 # --- Browser pages -------------------------------------------------------------------------------------------
@@ -93,6 +93,12 @@ class AuthorizeView(dot.AuthorizationView):
     """Authorization endpoint with a consent page remembered per (user, client) until revoked."""
 
     template_name = "oauth/authorize.html"
+
+    def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
+        # The consent page lists (and remembers) only the scopes this user may be granted (oauth.scopes);
+        # the validator narrows the code's scopes again whatever the form posts back.
+        scopes, credentials = super().validate_authorization_request(request)
+        return granted_scopes(scopes, request.user), credentials
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         # RFC 9207 on error responses too: DOT adds `iss` only to redirects oauthlib builds itself, not to the
