@@ -1,8 +1,9 @@
 """RFC 7662 answers: DOT's fields (`active`, `scope`, `exp`, `client_id`, `username`, `aud`) plus `sub`, `iss`,
 `iat`, `jti` and `token_type`, which resource servers such as the published SDK's `HybridValidator` read.
 
-`scope` is what the token was issued with, narrowed to what its holder still has in this tenant's RBAC (a
-scope taken away in the dashboard stops counting at the next introspection, whatever the token says). A
+`scope` is what the token was issued with, narrowed again by the rule it was issued under
+(`oauth.scopes.granted_scopes`: RBAC scopes still held, `admin` while still staff), so a scope taken away in
+the dashboard stops counting at the next introspection, whatever the token says. A
 resource server registered for the SDK's runtime API only learns about tokens issued for its own URI.
 """
 

@@ -368,6 +368,9 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        authenticated = self._authenticate_registration_request(request, client_id)
+        if isinstance(authenticated, HttpResponse):
+            return authenticated  # 401 first: metadata errors are only for the client's own registration
         refused = _refused_redirect_uri(request)
         if refused is not None:
             return refused

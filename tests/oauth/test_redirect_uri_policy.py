@@ -236,8 +236,11 @@ def test_registration_update_applies_the_policy(in_acme) -> None:  # type: ignor
         "redirect_uris": ["http://evil.example/cb"],
         "token_endpoint_auth_method": "client_secret_basic",
     }
+    path = f"/t/acme/oauth/register/{registered['client_id']}"
+    anonymous = HttpClient().put(path, json.dumps(metadata), content_type="application/json")
+    assert anonymous.status_code == 401  # no token: nothing about the metadata
     response = HttpClient().put(
-        f"/t/acme/oauth/register/{registered['client_id']}",
+        path,
         json.dumps(metadata),
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {registered['registration_access_token']}",
