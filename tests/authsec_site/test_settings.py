@@ -70,3 +70,19 @@ def test_development_defaults_apply_with_debug_on() -> None:
     result = _start({"DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "http://127.0.0.1:8000"
+
+
+def test_production_refuses_the_development_redirect_uri_relaxation() -> None:
+    production = {
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": "postgres://u@db/authsec",
+        "REDIS_URL": "redis://c",
+        "VAULT_ADDR": "https://vault:8200",
+        "VAULT_TOKEN": "t",
+        "AUTHSEC_PUBLIC_URL": "https://authsec.example.com",
+    }
+    refused = _start({**production, "OAUTH_ALLOW_INSECURE_REDIRECT_URIS": "1"})
+    assert refused.returncode != 0
+    assert "OAUTH_ALLOW_INSECURE_REDIRECT_URIS is for development only" in refused.stderr
+    assert _start({**production, "DEBUG": "1", "OAUTH_ALLOW_INSECURE_REDIRECT_URIS": "1"}).returncode == 0
