@@ -227,6 +227,11 @@ OAUTH_REFRESH_TOKEN_SECONDS = env_int("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3
 OAUTH_KEY_ROTATION_DAYS = env_int("OAUTH_KEY_ROTATION_DAYS", 30, minimum=1)
 # CIMD (client_id = https URL of a metadata document): allow loopback targets in development only.
 OAUTH_CIMD_ALLOW_LOOPBACK = env_bool("OAUTH_CIMD_ALLOW_LOOPBACK", False)
+# Redirect URIs follow OAuth 2.1 / RFC 8252 (oauth.redirect_uris): https, or http to loopback only. Development
+# only: also accept plain http to any host (refused at start-up with DEBUG off).
+OAUTH_ALLOW_INSECURE_REDIRECT_URIS = env_bool("OAUTH_ALLOW_INSECURE_REDIRECT_URIS", False)
+if OAUTH_ALLOW_INSECURE_REDIRECT_URIS and not DEBUG:
+    raise ImproperlyConfigured("OAUTH_ALLOW_INSECURE_REDIRECT_URIS is for development only: it needs DEBUG on.")
 LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=10)
@@ -254,7 +259,8 @@ OAUTH2_PROVIDER = {
     "SCOPES_BACKEND_CLASS": "oauth.scopes.TenantScopes",
     "APPLICATION_ADMIN_CLASS": "oauth.admin.ClientAdmin",
     "REQUEST_APPROVAL_PROMPT": "auto",
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],  # http only for loopback (checked on the client)
+    # http only for loopback, private-use schemes only for native clients: decided per URI in oauth.redirect_uris.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
     "ALLOW_LOCALHOST_LOOPBACK": True,  # RFC 8252: loopback redirects with any port for native clients
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],

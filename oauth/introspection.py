@@ -1,8 +1,9 @@
 """RFC 7662 answers: DOT's fields (`active`, `scope`, `exp`, `client_id`, `username`, `aud`) plus `sub`, `iss`,
 `iat`, `jti` and `token_type`, which resource servers such as the published SDK's `HybridValidator` read.
 
-`scope` is what the token was issued with, narrowed to what its holder still has in this tenant's RBAC (a
-scope taken away in the dashboard stops counting at the next introspection, whatever the token says). A
+`scope` is what the token was issued with, narrowed again by the rule it was issued under
+(`oauth.scopes.granted_scopes`: RBAC scopes still held, `admin` while still staff), so a scope taken away in
+the dashboard stops counting at the next introspection, whatever the token says. A
 resource server registered for the SDK's runtime API only learns about tokens issued for its own URI.
 """
 
@@ -18,9 +19,7 @@ from oauth2_provider.models import get_access_token_model
 from oauth import issuer
 from oauth.keys import published_keys
 from oauth.models import Client, ResourceServer
-from oauth.tokens import OIDC_SCOPES
-from rbac.grants import effective_grants
-from rbac.models import Scope
+from oauth.scopes import granted_scopes
 
 INACTIVE = {"active": False}
 
@@ -44,13 +43,9 @@ def _claims(token_value: str) -> dict[str, Any]:
 
 
 def _current_scopes(scopes: list[str], user: Any) -> list[str]:
-    """Scopes that still count: OIDC scopes, plus RBAC scopes the user still holds (or, for a client acting
-    for itself, that still exist in this tenant)."""
-    if user is not None:
-        held = set(effective_grants(user).scopes)
-    else:
-        held = set(Scope.objects.filter(name__in=scopes).values_list("name", flat=True))
-    return [scope for scope in scopes if scope in OIDC_SCOPES or scope in held]
+    """Scopes that still count: the issued ones its holder (or, for a client acting for itself, the client)
+    may still be granted (`oauth.scopes.granted_scopes`, the rule the token was issued under)."""
+    return granted_scopes(scopes, user)
 
 
 def _resource_server_of(client: Client | None) -> ResourceServer | None:

@@ -3,14 +3,21 @@ metadata (private keys live only in Vault) and the tenant's provider settings.""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from oauth2_provider.models import AbstractApplication
+
+from oauth.redirect_uris import RedirectURIError, check_redirect_uri, is_allowed_redirect_uri
+
+logger = logging.getLogger(__name__)
 
 
 class Client(AbstractApplication):
@@ -70,15 +77,59 @@ class Client(AbstractApplication):
             return current_signing_jwk()
         return super().jwk_key
 
+    @property
+    def is_native(self) -> bool:
+        """Native apps are public clients (OAuth 2.1 §2.1): only they may use private-use redirect schemes."""
+        return self.client_type == self.CLIENT_PUBLIC
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        """DOT's exact match, and the redirect-URI policy again: a row saved before the policy (or written
+        around `clean`) never sends a code to a URI the policy refuses."""
+        if not is_allowed_redirect_uri(uri, native=self.is_native):
+            logger.warning("Client %s: redirect URI refused by the redirect-URI policy", self.client_id)
+            return False
+        return super().redirect_uri_allowed(uri)
+
+    @property
+    def default_redirect_uri(self) -> str:
+        # oauthlib uses this when a request has no redirect_uri, without asking `redirect_uri_allowed`.
+        uri = super().default_redirect_uri
+        return uri if is_allowed_redirect_uri(uri, native=self.is_native) else ""
+
+    def get_allowed_schemes(self) -> list[str]:
+        """Schemes DOT may redirect this client to: https, http (loopback, checked per URI) and the
+        private-use schemes of its own redirect URIs that pass the policy."""
+        own = [
+            urlsplit(uri).scheme
+            for uri in self.redirect_uris.split()
+            if is_allowed_redirect_uri(uri, native=self.is_native)
+        ]
+        return list(dict.fromkeys(["https", "http", *own]))
+
     def clean(self) -> None:
+        # Every redirect URI must pass the policy (oauth.redirect_uris); reported on the field, one line each.
+        problems = []
+        for uri in self.redirect_uris.split():
+            try:
+                check_redirect_uri(uri, native=self.is_native)
+            except RedirectURIError as exc:
+                problems.append(ValidationError(f"{uri[:200]}: {exc.message}", code="invalid_redirect_uri"))
         # DOT checks OIDC_RSA_PRIVATE_KEY for RS256 clients; our keys are per tenant in Vault instead.
         algorithm = self.algorithm
         if algorithm == self.RS256_ALGORITHM:
             self.algorithm = self.NO_ALGORITHM
         try:
             super().clean()
+        except ValidationError as exc:
+            if not problems:
+                raise
+            errors = exc.update_error_dict({})
+            errors["redirect_uris"] = problems  # ours say why; DOT's scheme-list message would only repeat it
+            raise ValidationError(errors) from None
         finally:
             self.algorithm = algorithm
+        if problems:
+            raise ValidationError({"redirect_uris": problems})
 
 
 class Consent(models.Model):

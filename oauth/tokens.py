@@ -12,9 +12,8 @@ from django.db import connection
 
 from oauth import issuer
 from oauth.keys import current_key, private_jwk
+from oauth.scopes import granted_scopes
 from rbac.grants import effective_grants
-
-OIDC_SCOPES = {"openid", "profile", "email", "offline_access"}
 
 
 def access_token_claims(*, user: Any, client_id: str, scopes: list[str], audience: list[str]) -> dict[str, Any]:
@@ -36,10 +35,8 @@ def access_token_claims(*, user: Any, client_id: str, scopes: list[str], audienc
         claims["email"] = user.email
     else:
         claims["sub"] = client_id  # client credentials: the client acts for itself
-    held_scopes = set(grants.scopes) if grants is not None else set()
-    # The token's scope never exceeds what the user holds (plus the OIDC scopes they consented to).
-    granted = [scope for scope in scopes if scope in OIDC_SCOPES or scope in held_scopes or user is None]
-    claims["scope"] = " ".join(granted)
+    # The one granted scope (oauth.scopes.granted_scopes): the validator stores and answers exactly this.
+    claims["scope"] = " ".join(granted_scopes(scopes, user))
     claims_lists = grants.as_claims() if grants is not None else {}
     for kind in ("roles", "groups", "scopes", "resources", "permissions"):
         claims[kind] = claims_lists.get(kind, [])

@@ -20,6 +20,7 @@ import audit
 from audit.recorder import Actor
 from oauth import issuer, tokens
 from oauth.models import Client, ResourceServer
+from oauth.scopes import granted_scopes
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class TenantOAuth2Validator(OAuth2Validator):
         if isinstance(resources, str):
             resources = resources.split()
         self._check_known_resources(request, list(resources))
+        # The code carries only what its user may be granted (a scope posted past the consent page included).
+        request.scopes = granted_scopes(request.scopes or [], request.user)
         super().save_authorization_code(client_id, code, request, *args, **kwargs)
 
     def _mint_access_token(self, token: dict[str, Any], request: Any) -> dict[str, Any]:
@@ -159,6 +162,10 @@ class TenantOAuth2Validator(OAuth2Validator):
             user=user, client_id=request.client.client_id, scopes=list(request.scopes or []), audience=audience
         )
         token["access_token"] = tokens.mint(claims)
+        # One granted scope: the token response, the stored token (and so the management API and introspection)
+        # and the JWT claim all say what access_token_claims granted (RFC 6749 §5.1: `scope` when it differs).
+        request.scopes = claims["scope"].split()
+        token["scope"] = claims["scope"]
         request.authsec_access_token = (token["access_token"], claims)
         return claims
 

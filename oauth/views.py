@@ -31,7 +31,8 @@ from audit.recorder import Actor
 from oauth import introspection, issuer
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
-from oauth.scopes import TenantScopes
+from oauth.redirect_uris import RedirectURIError, check_redirect_uri
+from oauth.scopes import TenantScopes, granted_scopes
 from oauth.validators import known_resources, unknown_resource_error
 
 # --- Browser pages -------------------------------------------------------------------------------------------
@@ -104,6 +105,12 @@ class AuthorizeView(dot.AuthorizationView):
                 context = {"client": held, "refusal": held.refusal(request.tenant.name)}
                 return render(request, "oauth/client_unavailable.html", context, status=403)
         return super().dispatch(request, *args, **kwargs)
+
+    def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
+        # The consent page lists (and remembers) only the scopes this user may be granted (oauth.scopes);
+        # the validator narrows the code's scopes again whatever the form posts back.
+        scopes, credentials = super().validate_authorization_request(request)
+        return granted_scopes(scopes, request.user), credentials
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         # RFC 9207 on error responses too: DOT adds `iss` only to redirects oauthlib builds itself, not to the
@@ -310,6 +317,27 @@ class IntrospectView(dot.IntrospectTokenView):
 # --- Dynamic client registration (RFC 7591) -----------------------------------------------------------------------
 
 
+def _refused_redirect_uri(request: HttpRequest) -> JsonResponse | None:
+    """RFC 7591 §3.2.2 `invalid_redirect_uri` for metadata naming a URI the redirect-URI policy refuses (the
+    model's `clean` refuses it too, but DOT would answer the generic `invalid_client_metadata`). Malformed
+    metadata is left to DOT's own errors."""
+    try:
+        metadata = json.loads(request.body)
+    except ValueError:
+        return None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("redirect_uris"), list):
+        return None
+    native = metadata.get("token_endpoint_auth_method") == "none"  # DOT makes exactly these clients public
+    for uri in metadata["redirect_uris"]:
+        if not isinstance(uri, str):
+            return None
+        try:
+            check_redirect_uri(uri, native=native)
+        except RedirectURIError as exc:
+            return JsonResponse({"error": "invalid_redirect_uri", "error_description": exc.message}, status=400)
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
@@ -321,6 +349,9 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        refused = _refused_redirect_uri(request)
+        if refused is not None:
+            return refused
         response = super().post(request, *args, **kwargs)
         if response.status_code != 201:
             return response
@@ -352,6 +383,12 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        authenticated = self._authenticate_registration_request(request, client_id)
+        if isinstance(authenticated, HttpResponse):
+            return authenticated  # 401 first: metadata errors are only for the client's own registration
+        refused = _refused_redirect_uri(request)
+        if refused is not None:
+            return refused
         response = super().put(request, client_id, *args, **kwargs)
         client = Client.objects.filter(client_id=client_id).first()
         if response.status_code != 200 or client is None:

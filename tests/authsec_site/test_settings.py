@@ -77,3 +77,19 @@ def test_a_pending_mcp_login_may_not_wait_longer_than_ten_minutes() -> None:
     assert result.returncode != 0
     assert "MCP_AUTH_PENDING_SECONDS must be at most 600, got 601" in result.stderr
     assert _start({"DEBUG": "1", "MCP_AUTH_PENDING_SECONDS": "600"}).returncode == 0
+
+
+def test_production_refuses_the_development_redirect_uri_relaxation() -> None:
+    production = {
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": "postgres://u@db/authsec",
+        "REDIS_URL": "redis://c",
+        "VAULT_ADDR": "https://vault:8200",
+        "VAULT_TOKEN": "t",
+        "AUTHSEC_PUBLIC_URL": "https://authsec.example.com",
+    }
+    refused = _start({**production, "OAUTH_ALLOW_INSECURE_REDIRECT_URIS": "1"})
+    assert refused.returncode != 0
+    assert "OAUTH_ALLOW_INSECURE_REDIRECT_URIS is for development only" in refused.stderr
+    assert _start({**production, "DEBUG": "1", "OAUTH_ALLOW_INSECURE_REDIRECT_URIS": "1"}).returncode == 0
