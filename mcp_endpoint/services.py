@@ -1,4 +1,5 @@
-"""Writes of the MCP endpoint: seeding an application's tool policies from the code's declarations."""
+"""Writes of the MCP endpoint: seeding an application's tool policies from the code's declarations; ending a
+user's login-tool sessions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
+from mcp_endpoint.models import AuthSession
 from mcp_endpoint.registry import Registry, registry
 from rbac import services as rbac_services
 from rbac.models import Application, ToolPolicy
@@ -34,3 +36,15 @@ def seed_tool_policies(
         )
         created.append(name)
     return created
+
+
+def end_user_sessions(*, user: Any) -> int:
+    """Log out every live login-tool session of `user` (caller's transaction); returns how many.
+
+    Sessions are read from the database on every request, so the change counts from the commit on."""
+    live = (AuthSession.Status.PENDING, AuthSession.Status.AUTHENTICATED)
+    return AuthSession.objects.filter(user=user, status__in=live).update(status=AuthSession.Status.LOGGED_OUT)
+
+
+def _user_access_ended(sender: Any, user: Any, reason: str, **kwargs: Any) -> dict[str, int]:
+    return {"mcp_sessions": end_user_sessions(user=user)}
