@@ -47,4 +47,4 @@ def end_user_sessions(*, user: Any) -> int:
 
 
 def _user_access_ended(sender: Any, user: Any, reason: str, **kwargs: Any) -> dict[str, int]:
-    return {"mcp_sessions": end_user_sessions(user=user)}
+    return {"mcp_session_count": end_user_sessions(user=user)}

@@ -17,10 +17,10 @@ def revoke_user_tokens(*, user: Any) -> dict[str, int]:
     id_tokens = get_id_token_model().objects.filter(user=user).delete()[1]
     grants = get_grant_model().objects.filter(user=user).delete()[1]
     return {
-        "access_tokens": access.get(get_access_token_model()._meta.label, 0),
-        "refresh_tokens": refresh.get(get_refresh_token_model()._meta.label, 0),
-        "id_tokens": id_tokens.get(get_id_token_model()._meta.label, 0),
-        "grants": grants.get(get_grant_model()._meta.label, 0),
+        "access_token_count": access.get(get_access_token_model()._meta.label, 0),
+        "refresh_token_count": refresh.get(get_refresh_token_model()._meta.label, 0),
+        "id_token_count": id_tokens.get(get_id_token_model()._meta.label, 0),
+        "grant_count": grants.get(get_grant_model()._meta.label, 0),
     }
 
 
