@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx2
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Sequence[str]]
+_warned_loopback = False
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BYTES = 512 * 1024
@@ -120,6 +123,13 @@ def _host_header(parts: Any) -> str:
     return name if parts.port in (None, default) else f"{name}:{parts.port}"
 
 
+def _warn_loopback_once(allow_loopback: bool) -> None:
+    global _warned_loopback
+    if allow_loopback and not settings.DEBUG and not _warned_loopback:
+        _warned_loopback = True
+        logger.warning("OUTBOUND_ALLOW_LOOPBACK is on with DEBUG off: server-side fetches may reach loopback")
+
+
 def fetch(
     url: str,
     *,
@@ -139,6 +149,7 @@ def fetch(
     resolver = resolver or system_resolver
     if allow_loopback is None:
         allow_loopback = bool(getattr(settings, "OUTBOUND_ALLOW_LOOPBACK", False))
+        _warn_loopback_once(allow_loopback)
     deadline = time.monotonic() + timeout
     hops = 0
     body_data = dict(data) if data is not None else None
