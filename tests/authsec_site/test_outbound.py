@@ -144,8 +144,13 @@ def server() -> Iterator[Local]:
             else:
                 self._send(404)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # the client hanging up on purpose (size and time limits) is expected here
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     local = Local(httpd.server_address[1])
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
