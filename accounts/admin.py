@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from accounts import services
 from accounts.models import User
+from accounts.signals import ACTOR_ATTRIBUTE
 from audit.admin import AuditedAdminMixin
 from authsec_site.admin_sites import platform_admin
 
@@ -41,6 +47,19 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "full_name", "usable_password", "password1", "password2")}),
     )
+
+    # Deactivating or deleting a user here revokes their tokens and sessions (accounts.signals); these name the
+    # admin who did it in that audit event.
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        setattr(obj, ACTOR_ATTRIBUTE, request.user)
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        services.delete_user(actor=request.user, user=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            services.delete_user(actor=request.user, user=user)
 
 
 admin.site.unregister(Group)

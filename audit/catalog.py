@@ -14,6 +14,10 @@ EVENT_KINDS: dict[str, str] = {
     "auth.login_succeeded": "a dashboard login (Django's user_logged_in signal)",
     "auth.login_failed": "a failed dashboard login (outcome failure; the typed email, never the password)",
     "auth.logged_out": "a dashboard logout",
+    "accounts.user_access_revoked": (
+        "a user deactivated or deleted (accounts.services, dashboard, any save): tokens, codes and MCP login "
+        "sessions revoked (data: reason, counts per kind)"
+    ),
     "admin.<model>.added": "any object added in a dashboard (data: before None, after snapshot)",
     "admin.<model>.changed": "any object changed in a dashboard (data: changes {field: {before, after}})",
     "admin.<model>.deleted": "any object deleted in a dashboard (data: before snapshot, after None)",

@@ -225,13 +225,15 @@ OAUTH_ACCESS_TOKEN_SECONDS = env_int("OAUTH_ACCESS_TOKEN_SECONDS", 900, minimum=
 OAUTH_ID_TOKEN_SECONDS = env_int("OAUTH_ID_TOKEN_SECONDS", 900, minimum=60)
 OAUTH_REFRESH_TOKEN_SECONDS = env_int("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600, minimum=300)
 OAUTH_KEY_ROTATION_DAYS = env_int("OAUTH_KEY_ROTATION_DAYS", 30, minimum=1)
-# CIMD (client_id = https URL of a metadata document): allow loopback targets in development only.
-OAUTH_CIMD_ALLOW_LOOPBACK = env_bool("OAUTH_CIMD_ALLOW_LOOPBACK", False)
 # Redirect URIs follow OAuth 2.1 / RFC 8252 (oauth.redirect_uris): https, or http to loopback only. Development
 # only: also accept plain http to any host (refused at start-up with DEBUG off).
 OAUTH_ALLOW_INSECURE_REDIRECT_URIS = env_bool("OAUTH_ALLOW_INSECURE_REDIRECT_URIS", False)
 if OAUTH_ALLOW_INSECURE_REDIRECT_URIS and not DEBUG:
     raise ImproperlyConfigured("OAUTH_ALLOW_INSECURE_REDIRECT_URIS is for development only: it needs DEBUG on.")
+# Server-side fetches of URLs chosen by others (CIMD documents, upstream OIDC discovery and JWKS, rotation
+# token endpoints, service APIs) refuse every non-public address (authsec_site.lib.outbound). Development and
+# tests only: also admit loopback targets (this replaces OAUTH_CIMD_ALLOW_LOOPBACK).
+OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", False)
 LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=10)

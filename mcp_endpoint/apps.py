@@ -9,3 +9,7 @@ class McpEndpointConfig(AppConfig):
         from mcp_endpoint import signals
 
         signals.connect()
+        from accounts.signals import user_access_ended
+        from mcp_endpoint.services import _user_access_ended
+
+        user_access_ended.connect(_user_access_ended, dispatch_uid="mcp-user-access-ended")

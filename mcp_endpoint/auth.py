@@ -320,6 +320,9 @@ def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
         raise InvalidToken("malformed token") from None
     if header.get("alg") != "RS256" or header.get("typ") not in ("at+jwt", "application/at+jwt"):
         raise InvalidToken("not an access token")
+    if "crit" in header:
+        raise InvalidToken("unsupported critical header")  # we issue none, so none is understood (RFC 7515 §4.1.11)
+    # jku, x5u, x5c and jwk headers are never read: the key comes only from this tenant's JWKS, by kid.
     key = _public_key(tenant.schema_name, str(header.get("kid", "")))
     try:
         return jwt.decode(

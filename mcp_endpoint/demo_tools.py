@@ -122,9 +122,10 @@ async def sensitive_operations(arguments: dict) -> list:
 )
 async def list_my_repos(arguments: dict, session: Any) -> list:
     # The seed's GitHub example: the token comes from Vault through ServiceAccessSDK (checked and audited there).
-    import httpx2 as httpx
+    from asgiref.sync import sync_to_async
     from django.conf import settings
 
+    from authsec_site.lib import outbound
     from services.sdk import ServiceAccessError, ServiceAccessSDK
 
     try:  # one checked, audited read gives both the token and the service URL
@@ -135,17 +136,19 @@ async def list_my_repos(arguments: dict, session: Any) -> list:
     if not github_token:
         raise ToolError('The service "GitHub API Integration" has no access token stored.')
     url = (service["url"] or "https://api.github.com").rstrip("/") + "/user/repos"
-    try:
-        async with httpx.AsyncClient(timeout=settings.SERVICES_HTTP_TIMEOUT) as http:
-            response = await http.get(
-                url, headers={"Authorization": f"Bearer {github_token}", "Accept": "application/vnd.github+json"}
-            )
-    except httpx.HTTPError as exc:
-        raise ToolError(f"GitHub could not be reached ({type(exc).__name__}).") from None
-    if response.status_code in (401, 403):
-        raise ToolError(f"GitHub refused the stored token (HTTP {response.status_code}); ask an admin to replace it.")
-    if response.status_code != 200:
-        raise ToolError(f"GitHub answered HTTP {response.status_code}.")
+    try:  # the service URL is an admin's choice: through the guarded door (public addresses only)
+        response = await sync_to_async(outbound.fetch, thread_sensitive=False)(
+            url,
+            headers={"Authorization": f"Bearer {github_token}", "Accept": "application/vnd.github+json"},
+            timeout=settings.SERVICES_HTTP_TIMEOUT,
+            max_bytes=4 * 1024 * 1024,
+        )
+    except outbound.FetchError as exc:
+        raise ToolError(f"GitHub could not be reached ({exc.reason}).") from None
+    if response.status in (401, 403):
+        raise ToolError(f"GitHub refused the stored token (HTTP {response.status}); ask an admin to replace it.")
+    if response.status != 200:
+        raise ToolError(f"GitHub answered HTTP {response.status}.")
     try:
         repos = response.json()
         repo_list = "\n".join(f"- {repo['full_name']} ({repo['stargazers_count']} ⭐)" for repo in repos[:10])

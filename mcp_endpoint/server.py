@@ -373,15 +373,21 @@ def _headers(scope: Scope) -> dict[bytes, str]:
     return found
 
 
+# Our access tokens are ≈ 1-2 KB. A longer bearer is refused before it is hashed or cached anywhere (the digest
+# and key caches of `mcp_endpoint.auth` hold one entry per distinct token).
+MAX_BEARER_LENGTH = 8192
+
+
 def _bearer(authorization: str | None) -> tuple[str | None, bool]:
-    """(token, malformed) from the Authorization header; other schemes count as no credentials."""
+    """(token, malformed) from the Authorization header; other schemes count as no credentials. An empty or
+    oversized token is malformed."""
     if authorization is None:
         return None, False
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer":
         return None, False
     token = token.strip()
-    return (token, False) if token else (None, True)
+    return (token, False) if token and len(token) <= MAX_BEARER_LENGTH else (None, True)
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
@@ -452,7 +458,8 @@ class McpEndpoint:
             await _json_response(send, 404, {"error": "not_found", "error_description": "No such MCP endpoint."}, [])
             return
         if malformed or auth.token_error:
-            await _challenge(send, tenant, app, "invalid_token", auth.token_error or "Empty bearer token.")
+            description = auth.token_error or "Empty or oversized bearer token."
+            await _challenge(send, tenant, app, "invalid_token", description)
             return
         if auth.principal is None and auth.app.auth_mode in LOGIN_MODES:
             session_id = headers.get(SESSION_HEADER, "")

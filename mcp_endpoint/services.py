@@ -1,4 +1,5 @@
-"""Writes of the MCP endpoint: seeding an application's tool policies; confirming or declining a login."""
+"""Writes of the MCP endpoint: seeding an application's tool policies; confirming or declining a login;
+ending a user's login-tool sessions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -121,3 +123,16 @@ def decline_auth_session(*, actor: Any, session_id: str) -> Confirmation:
     session.save(update_fields=["status", "ended_at"])
     audit_session(actor, "mcp.auth_session_declined", session, DENY, reason="declined by the user")
     return Confirmation.DECLINED
+
+
+def end_user_sessions(*, user: Any) -> int:
+    """Log out every live login-tool session of `user` (caller's transaction); returns how many.
+
+    Sessions are read from the database on every request, so the change counts from the commit on."""
+    live = (AuthSession.Status.PENDING, AuthSession.Status.AUTHENTICATED)
+    held = AuthSession.objects.filter(Q(user=user) | Q(callback_user=user), status__in=live)
+    return held.update(status=AuthSession.Status.LOGGED_OUT)
+
+
+def _user_access_ended(sender: Any, user: Any, reason: str, **kwargs: Any) -> dict[str, int]:
+    return {"mcp_session_count": end_user_sessions(user=user)}

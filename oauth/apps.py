@@ -21,5 +21,9 @@ class OAuthConfig(AppConfig):
         from oauth import issuer
 
         issuer.install()
+        from accounts.signals import user_access_ended
+        from oauth.services import _user_access_ended
+
+        user_access_ended.connect(_user_access_ended, dispatch_uid="oauth-user-access-ended")
         post_save.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-saved")
         post_delete.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-deleted")

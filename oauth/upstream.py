@@ -4,7 +4,8 @@
 kept in the session). `complete` checks state and the RFC 9207 `iss`, exchanges the code (client_secret_basic,
 secret read from Vault), verifies the ID token against the upstream's JWKS and returns the tenant user whose
 address the upstream says it *verified* (created on first sign-in when the provider allows it).
-Outbound calls use httpx2 with a timeout and a size limit; discovery documents and key sets are cached
+Outbound calls go through `authsec_site.lib.outbound` (non-public addresses refused, no redirects, a timeout and
+a size limit); discovery documents and key sets are cached
 briefly in Redis (cache keys are per tenant schema).
 """
 
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
-import httpx2
 import jwt
 from django.conf import settings
 from django.core.cache import cache
@@ -37,7 +37,7 @@ import audit
 from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
-from authsec_site.lib import vault
+from authsec_site.lib import outbound, vault
 from oauth import issuer as tenant_issuer
 from oauth.models import UpstreamProvider
 
@@ -152,30 +152,26 @@ def _call(
     data: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """One JSON request to the upstream: no redirects, a timeout, at most MAX_RESPONSE_BYTES."""
+    """One JSON request to the upstream through the guarded door (`authsec_site.lib.outbound`: public addresses
+    only, no redirects, a timeout, at most MAX_RESPONSE_BYTES)."""
     try:
         check_url(url, what=what)
     except UpstreamError as exc:
         raise _unavailable(provider, exc.reason, f"{what}: {exc.message}") from None
     host = urlsplit(url).netloc
-    body = bytearray()
     try:
-        with (
-            httpx2.Client(timeout=HTTP_TIMEOUT, follow_redirects=False) as http,
-            http.stream(
-                method,
-                url,
-                data=dict(data) if data is not None else None,
-                headers={"Accept": "application/json", "User-Agent": "AuthSec-Server", **(headers or {})},
-            ) as response,
-        ):
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise _unavailable(provider, "upstream_response_too_large", f"{what} at {host}")
-            status = response.status_code
-    except httpx2.HTTPError as exc:
-        raise _unavailable(provider, "upstream_unreachable", f"{what} at {host}: {type(exc).__name__}") from None
+        response = outbound.fetch(
+            url,
+            method=method,
+            data=data,
+            headers={"Accept": "application/json", **(headers or {})},
+            max_bytes=MAX_RESPONSE_BYTES,
+            timeout=HTTP_TIMEOUT,
+        )
+    except outbound.FetchError as exc:
+        reason = {"response_too_large": "upstream_response_too_large", "blocked_address": "upstream_blocked_address"}
+        raise _unavailable(provider, reason.get(exc.reason, "upstream_unreachable"), f"{what}: {exc.message}") from None
+    status, body = response.status, response.body
     try:
         payload = json.loads(body) if body else {}
     except ValueError:

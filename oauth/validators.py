@@ -74,6 +74,20 @@ class TenantOAuth2Validator(OAuth2Validator):
         # With OIDC on, oauthlib treats any JWT-looking bearer as an ID token; ours are access tokens.
         return self.validate_bearer_token(token, scopes, request)
 
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        """DOT's check (stored, unexpired, right resource), and the token's user must still be active.
+
+        Deactivation deletes the user's tokens (`accounts.signals`); this refuses one that was missed (e.g. a
+        bulk ``update(is_active=False)``) at no extra query: DOT loads the user with the token."""
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        user = getattr(request, "user", None)
+        if user is not None and not user.is_active:
+            request.user = None
+            request.oauth2_error = {"error": "invalid_token", "error_description": "The access token is invalid."}
+            return False
+        return True
+
     def is_pkce_required(self, client_id: str, request: Any) -> bool:
         # oauthlib asks this while it validates the authorization request, before the consent page. DOT refuses
         # "plain" only when it stores the code (after consent); refuse it here already (RFC 7636 §4.4.1: an
@@ -210,6 +224,8 @@ class TenantOAuth2Validator(OAuth2Validator):
 
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        if valid and request.user is not None and not request.user.is_active:
+            return False  # invalid_grant: an inactive user gets no new tokens
         if not valid:
             from oauth2_provider.models import get_refresh_token_model
 
@@ -254,7 +270,7 @@ class TenantOAuth2Validator(OAuth2Validator):
 
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
-            return True
+            return request.user is None or request.user.is_active  # a code of a since-deactivated user
         self._revoke_reused_code_tokens(code, request)  # nothing to do unless the code was exchanged before
         return False
 

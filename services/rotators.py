@@ -8,16 +8,16 @@ Register another kind with `register_rotator`.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import string
 from typing import Any, Protocol
 
-import httpx2 as httpx
 from django.conf import settings
 from django.db import connection
 
-from authsec_site.lib import vault
+from authsec_site.lib import outbound, vault
 from services.models import Service
 from services.services import PRIMARY_KEY, RotationError
 
@@ -72,24 +72,26 @@ class OAuth2RefreshRotator:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if config.get("scope"):
             form["scope"] = str(config["scope"])
-        auth = None
+        headers = {"Accept": "application/json"}
         client_id, client_secret = current.get("client_id", ""), current.get("client_secret", "")
         if client_id and client_secret:
-            auth = (client_id, client_secret)
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         elif client_id:
             form["client_id"] = client_id
-        try:
-            response = httpx.post(token_url, data=form, auth=auth, timeout=settings.SERVICES_HTTP_TIMEOUT)
-        except httpx.HTTPError as exc:
-            raise RotationError(f"The token endpoint could not be reached ({type(exc).__name__}).") from None
+        try:  # an admin-given URL: through the guarded door (public addresses only, no redirects)
+            response = outbound.fetch(
+                token_url, method="POST", data=form, headers=headers, timeout=settings.SERVICES_HTTP_TIMEOUT
+            )
+        except outbound.FetchError as exc:
+            raise RotationError(f"The token endpoint could not be reached ({exc.reason}).") from None
         try:
             body = response.json()
         except ValueError:
             body = {}
-        if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+        if response.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = body.get("error", "") if isinstance(body, dict) else ""
             code = str(error)[:60] if isinstance(error, str) and error.replace("_", "").isalnum() else "no token"
-            raise RotationError(f"The token endpoint answered {response.status_code} ({code}).")
+            raise RotationError(f"The token endpoint answered {response.status} ({code}).")
         new = {**current, "access_token": str(body["access_token"])}
         if body.get("refresh_token"):
             new["refresh_token"] = str(body["refresh_token"])

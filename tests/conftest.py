@@ -113,7 +113,8 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
     # Production mode (DEBUG off): real error pages, and the required settings must all be present.
-    env = live_server_env(AUTHSEC_PUBLIC_URL=url, DEBUG="0")
+    # OUTBOUND_ALLOW_LOOPBACK: the fake upstreams and services the live server calls listen on 127.0.0.1.
+    env = live_server_env(AUTHSEC_PUBLIC_URL=url, DEBUG="0", OUTBOUND_ALLOW_LOOPBACK="1")
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [

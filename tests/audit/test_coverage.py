@@ -19,6 +19,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 from oauth2_provider.models import get_access_token_model
 
+from accounts.models import User
 from audit.catalog import EVENT_KINDS
 from audit.models import AuditEvent, AuditSettings
 from audit.retention import archive_expired_events
@@ -227,6 +228,22 @@ def _tokens(w: World) -> None:
         revoke_consent(actor="tests", consent=Consent.objects.get(user__email="alice@acme.test", client=public))
         assert not get_access_token_model().objects.filter(user__email="alice@acme.test").exists()
     assert latest(w.acme, "oauth.consent_revoked").data["user"] == "alice@acme.test"
+
+
+@scenario("accounts.user_access_revoked")
+def _user_access_revoked(w: World) -> None:
+    from accounts.services import deactivate_user
+
+    w.request.getfixturevalue("demo_users")
+    with schema_context(w.acme.schema_name):
+        admin = User.objects.get(email="admin@acme.test")
+        deactivate_user(actor=admin, user=User.objects.get(email="carol@acme.test"))
+    event = latest(w.acme, "accounts.user_access_revoked")
+    assert (event.actor_label, event.data["reason"], event.data["user"]) == (
+        "admin@acme.test",
+        "deactivated",
+        "carol@acme.test",
+    )
 
 
 @scenario("oauth.consent_denied")

@@ -79,9 +79,17 @@ def get_token(server: LiveServer, committed: Committed, email: str, tenant: str 
 
 
 def get_tokens(
-    server: LiveServer, committed: Committed, email: str, tenant: str = "acme", app: str = "demo", scope: str = ""
+    server: LiveServer,
+    committed: Committed,
+    email: str,
+    tenant: str = "acme",
+    app: str = "demo",
+    scope: str = "",
+    resource: str | None = "",
 ) -> dict[str, Any]:
-    """The token response (access, refresh when `scope` asks for offline_access, id) of a full code flow."""
+    """The token response (access, refresh when `scope` asks for offline_access, id) of a full code flow.
+
+    The audience is the MCP endpoint of `app`, or `resource` when given (None: no resource, the issuer)."""
     base = server.url
     verifier, challenge = pkce()
     with httpx2.Client(base_url=base, follow_redirects=False, timeout=30) as http:
@@ -98,8 +106,10 @@ def get_tokens(
             "code_challenge": challenge,
             "code_challenge_method": "S256",
             "state": "mcp-test",
-            "resource": f"{base}/t/{tenant}/mcp/{app}",
+            "resource": resource or f"{base}/t/{tenant}/mcp/{app}",
         }
+        if resource is None:
+            del params["resource"]
         authorize_url = f"/t/{tenant}/oauth/authorize?{urlencode(params)}"
         response = http.get(authorize_url)
         if response.status_code == 200:

@@ -243,8 +243,9 @@ def test_revoking_the_admin_role_hides_admin_panel_on_the_next_request(
 def test_a_deactivated_users_token_is_refused_on_the_next_request(
     asgi_server: LiveServer, committed: Committed
 ) -> None:
-    """The endpoint reuses a verified token's principal while the RBAC version is unchanged; saving the user
-    changes that version, so the next request sees the deactivation."""
+    """The endpoint reuses a verified token's principal while the RBAC version is unchanged; deactivating the user
+    revokes their tokens (issue 18 finding 4: the deny-list is fed after commit) and changes that version, so
+    the next request is refused, and the token stays dead when the user is reactivated."""
     token = get_token(asgi_server, committed, "erin@globex.test", tenant="globex")
     globex = url(asgi_server, "globex")
     assert "hello" in mcp_list(globex, token)
@@ -263,10 +264,16 @@ def test_a_deactivated_users_token_is_refused_on_the_next_request(
             headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
         )
         assert response.status_code == 401
-        assert response.json()["error_description"] == "user is unknown or inactive"
+        assert response.json()["error_description"] == "token revoked"
     finally:
         commit_in("tenant_globex", lambda: set_active(True))
-    assert "hello" in mcp_list(globex, token)
+    response = httpx2.post(
+        globex,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**JSON_RPC, "Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 401  # reactivation brings back the user, not the revoked token
+    assert "hello" in mcp_list(globex, get_token(asgi_server, committed, "erin@globex.test", tenant="globex"))
 
 
 def test_a_revoked_token_is_refused(asgi_server: LiveServer, committed: Committed) -> None:

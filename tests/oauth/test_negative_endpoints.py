@@ -305,7 +305,7 @@ def test_cimd_fetcher_refuses_malformed_client_ids(client_id: str, message: str)
     ["https://10.0.0.1/client.json", "https://169.254.169.254/latest/meta-data/client.json"],
 )
 def test_development_loopback_setting_still_refuses_other_private_targets(settings, client_id: str) -> None:  # type: ignore[no-untyped-def]
-    settings.OAUTH_CIMD_ALLOW_LOOPBACK = True
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
     with pytest.raises(CIMDError, match="non-public address"):
         TenantCIMDFetcher().fetch(client_id)
 

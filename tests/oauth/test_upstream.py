@@ -36,6 +36,13 @@ pytestmark = pytest.mark.django_db
 SECRET = "upstream-client-secret-" + secrets.token_urlsafe(16)
 
 
+@pytest.fixture(autouse=True)
+def _loopback_upstreams(settings) -> None:  # type: ignore[no-untyped-def]
+    """The upstream here is globex on the live server (127.0.0.1): the development setting admits loopback.
+    Without it the outbound guard refuses loopback, as `test_a_loopback_upstream_is_refused_by_default` shows."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+
+
 @pytest.fixture
 def vault_paths() -> Iterator[list[str]]:
     """Vault secrets written by a test; removed afterwards (the database rollback cannot remove them)."""
@@ -216,6 +223,23 @@ def test_an_unreachable_upstream_gives_a_clean_error_page(make_provider) -> None
     assert response.status_code == 502
     assert 'id="upstream-error"' in response.content.decode()
     assert _failures("upstream_unreachable")
+
+
+def test_a_loopback_upstream_is_refused_by_default(make_provider, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.OUTBOUND_ALLOW_LOOPBACK = False
+    provider = make_provider(issuer="http://127.0.0.1:9/nothing-listens-here")
+    response = HttpClient().get(f"/t/acme/accounts/upstream/{provider.slug}/start")
+    assert response.status_code == 502
+    [event] = _failures("upstream_blocked_address")
+    assert "non-public address (127.0.0.1)" in event.data["detail"]
+
+
+@pytest.mark.parametrize("issuer", ["https://169.254.169.254/latest", "https://[::ffff:10.0.0.1]", "https://10.1.2.3"])
+def test_a_private_upstream_issuer_is_never_fetched(make_provider, settings, issuer: str) -> None:  # type: ignore[no-untyped-def]
+    provider = make_provider(issuer=issuer)  # the development setting (on here) admits loopback, nothing else
+    response = HttpClient().get(f"/t/acme/accounts/upstream/{provider.slug}/start")
+    assert response.status_code == 502
+    assert _failures("upstream_blocked_address")
 
 
 # --- The checks, one by one ----------------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ from tests.services.conftest import make_service, session_for, unique_secret, va
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _loopback_token_endpoints(settings) -> None:  # type: ignore[no-untyped-def]
+    """The token endpoints here listen on 127.0.0.1 (the live server, a closed port): the development setting
+    admits loopback for them (`authsec_site.lib.outbound`); other private addresses stay refused."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+
+
 def _rotate(service: Service, force: bool = True) -> services.RotationResult:
     try:
         return services.rotate_service(actor="tests", service_id=service.pk, force=force)
@@ -148,7 +155,7 @@ def test_a_failed_rotation_keeps_the_current_version_and_is_audited(in_acme) -> 
     )
     with pytest.raises(services.RotationError) as excinfo:
         _rotate(service)
-    assert str(excinfo.value) == "The token endpoint could not be reached (ConnectError)."
+    assert str(excinfo.value) == "The token endpoint could not be reached (unreachable)."
     assert service.status == "rotation_failed" and service.rotation_failures == 1
     assert service.last_rotation_error == str(excinfo.value) and service.vault_version == 1
     assert vault_value(service) == ({"access_token": token, "refresh_token": refresh, "client_id": "abc"}, 1)
@@ -156,6 +163,19 @@ def test_a_failed_rotation_keeps_the_current_version_and_is_audited(in_acme) -> 
     assert [(e.outcome, e.data["vault_version"]) for e in failed] == [("failure", 1)]
     assert token not in str(failed[0].data) and refresh not in str(failed[0].data)
     assert service in Service.objects.due_for_rotation() or service.rotation_policy != "interval"
+
+
+@pytest.mark.parametrize("token_url", ["http://169.254.169.254/token", "https://[fd00:ec2::254]/token"])
+def test_a_rotation_token_url_at_a_private_address_is_never_called(in_acme, token_url: str) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(
+        {"access_token": unique_secret("at"), "refresh_token": unique_secret("rt")},
+        service_type="oauth2",
+        rotation_kind="oauth2_refresh",
+        rotation_config={"token_url": token_url},
+    )
+    with pytest.raises(services.RotationError) as excinfo:
+        _rotate(service)
+    assert str(excinfo.value) == "The token endpoint could not be reached (blocked_address)."
 
 
 # --- OAuth2 refresh against this server's own OAuth provider ------------------------------------------------------
