@@ -27,7 +27,9 @@ from oauthlib.common import Request as OauthlibRequest
 import audit
 from accounts.forms import LoginForm
 from audit.recorder import Actor
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import introspection, issuer
+from oauth.errors import oauth_error
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.scopes import TenantScopes
@@ -295,6 +297,23 @@ class IntrospectView(dot.IntrospectTokenView):
 # --- Dynamic client registration (RFC 7591) -----------------------------------------------------------------------
 
 
+def registration_body_error(request: HttpRequest) -> JsonResponse | None:
+    """`invalid_client_metadata` when the body is not a JSON object within the JSON limits
+    (`authsec_site.lib.jsonbody`), so DOT's own parser only ever sees a body that is safe to decode."""
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        return oauth_error(400, "invalid_client_metadata", "The request body must be application/json.")
+    try:
+        data = parse_json(request.body)
+    except JSONBodyError as exc:
+        if exc.reason == "size":
+            return oauth_error(413, "invalid_request", exc.message)
+        return oauth_error(400, "invalid_client_metadata", exc.message)
+    if not isinstance(data, dict):
+        return oauth_error(400, "invalid_client_metadata", "The request body must be a JSON object.")
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
@@ -306,6 +325,8 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        if (refused := registration_body_error(request)) is not None:
+            return refused
         response = super().post(request, *args, **kwargs)
         if response.status_code != 201:
             return response
@@ -337,6 +358,8 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        if (refused := registration_body_error(request)) is not None:
+            return refused
         response = super().put(request, client_id, *args, **kwargs)
         client = Client.objects.filter(client_id=client_id).first()
         if response.status_code != 200 or client is None:
