@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
 import time
@@ -38,6 +37,7 @@ from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from authsec_site.lib import vault
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import issuer as tenant_issuer
 from oauth.models import UpstreamProvider
 
@@ -177,8 +177,8 @@ def _call(
     except httpx2.HTTPError as exc:
         raise _unavailable(provider, "upstream_unreachable", f"{what} at {host}: {type(exc).__name__}") from None
     try:
-        payload = json.loads(body) if body else {}
-    except ValueError:
+        payload = parse_json(body, max_bytes=MAX_RESPONSE_BYTES) if body else {}
+    except JSONBodyError:  # not JSON, or nested/keyed past the limits: no RecursionError from a hostile upstream
         payload = None
     if not isinstance(payload, dict):
         raise _unavailable(provider, "upstream_bad_response", f"{what} at {host}: HTTP {status}, not a JSON object")
