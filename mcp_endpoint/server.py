@@ -356,7 +356,7 @@ async def _challenge(send: Send, tenant: str, app: str, error: str = "", descrip
 
 
 # The request headers the endpoint reads, collected in one pass (the first of each counts).
-_READ_HEADERS = frozenset({b"authorization", MCP_SESSION_HEADER, SESSION_HEADER, b"user-agent"})
+_READ_HEADERS = frozenset({b"authorization", MCP_SESSION_HEADER, SESSION_HEADER, b"user-agent", b"content-type"})
 
 
 def _headers(scope: Scope) -> dict[bytes, str]:
@@ -392,6 +392,18 @@ async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
         if len(body) > limit or not message.get("more_body", False):
             break
     return messages, body
+
+
+def _body_problem(body: bytes) -> str | None:
+    """Why a POST body is refused before any parser sees it: over the JSON limits, or a top-level value that
+    is not a JSON-RPC message or batch (an object or an array). Cheap on normal requests (`check_json`)."""
+    try:
+        check_json(body)
+    except JSONBodyError as exc:
+        return exc.message
+    if body.lstrip(b" \t\r\n")[:1] not in (b"{", b"[", b""):
+        return "the body must be a JSON-RPC message (an object) or a batch (an array)."
+    return None
 
 
 def _tool_calls(body: bytes) -> list[str]:
@@ -462,12 +474,19 @@ class McpEndpoint:
             await _challenge(send, tenant, app)
             return
         if scope.get("method") == "POST":
+            if headers.get(b"content-type", "").partition(";")[0].strip().lower() != "application/json":
+                # The SDK's transport security would answer a plain-text 400: a JSON-RPC error instead.
+                error = {
+                    "code": types.INVALID_REQUEST,
+                    "message": "Invalid request: Content-Type must be application/json.",
+                }
+                await _json_response(send, 415, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+                return
             # Every body is held to the JSON limits before anything parses it (ours below, or the SDK's).
             messages, body = await _read_body(receive)
-            try:
-                check_json(body)
-            except JSONBodyError as exc:
-                error = {"code": types.INVALID_REQUEST, "message": f"Invalid request: {exc.message}"}
+            problem = _body_problem(body)
+            if problem is not None:
+                error = {"code": types.INVALID_REQUEST, "message": f"Invalid request: {problem}"}
                 await _json_response(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
                 return
             anonymous = auth.principal is None and auth.app.auth_mode != "oauth_tools"
