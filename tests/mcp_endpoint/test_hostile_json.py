@@ -19,14 +19,29 @@ from tests.mcp_endpoint.test_endpoint import JSON_RPC, url
 pytestmark = pytest.mark.django_db
 DEPTH = 10_000
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
-HEADERS = {**JSON_RPC, "MCP-Protocol-Version": "2025-06-18", "Content-Type": "application/json"}
+# The stateless 2026-07-28 protocol: a well-formed request is answered without a session, so each case below
+# would be served (or fail inside) if the endpoint let it through.
+HEADERS = {
+    **JSON_RPC,
+    "MCP-Protocol-Version": MODERN,
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "oauth_start",
+    "Content-Type": "application/json",
+}
+META = json.dumps(
+    {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "authsec-tests", "version": "1"},
+    }
+).encode()
 
 
 def _call(arguments: bytes) -> bytes:
     """A tools/call of the login tool `oauth_start` (callable anonymously) with raw JSON `arguments`."""
     return (
-        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "oauth_start", "arguments": %s}}'
-        % (arguments)
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "oauth_start", "_meta": %s, '
+        b'"arguments": %s}}' % (META, arguments)
     )
 
 
@@ -50,6 +65,11 @@ def _rpc_error(response: httpx2.Response, code: int) -> None:
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert body["jsonrpc"] == "2.0" and body["error"]["code"] == code, body
+    if code == INVALID_REQUEST:  # refused by the endpoint's own check, which names the limit or the shape
+        assert (
+            body["error"]["message"].startswith("Invalid request: The JSON body")
+            or "JSON-RPC" in body["error"]["message"]
+        ), body
     assert "Traceback" not in response.text
 
 
@@ -92,3 +112,7 @@ def test_a_normal_request_still_passes(asgi_server: LiveServer, committed: Commi
     response = _modern_at(asgi_server, "application/json")
     assert response.status_code == 200, response.text
     assert response.json()["id"] == 7 and "tools" in response.json()["result"]
+    # A login-tool call of the same shape as the hostile cases, within the limits, is served.
+    call = httpx2.post(url(asgi_server), content=_call(b'{"pad": [[["x"]]]}'), headers=HEADERS, timeout=30)
+    assert call.status_code == 200, call.text
+    assert call.json()["id"] == 1 and "result" in call.json()
