@@ -65,8 +65,9 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     try:
         data = parse_json(raw or b"{}")
     except JSONBodyError as exc:
-        status = 413 if exc.reason == "size" else 400
-        raise SdkError(status, "invalid_request", exc.message) from None
+        if not exc.is_limit:  # not JSON, not UTF-8: the message the SDK has always shown
+            raise SdkError(400, "invalid_request", "The request body must be a JSON object.") from None
+        raise SdkError(413 if exc.reason == "size" else 400, "invalid_request", exc.message) from None
     if not isinstance(data, dict):
         raise SdkError(400, "invalid_request", "The request body must be a JSON object.")
     return data
