@@ -462,6 +462,7 @@ def cmd_run(stack: Stack) -> int:
     common_env(stack, testing=False)
     port = os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("AUTHSEC_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    os.environ.setdefault("TRUSTED_PROXIES", "")  # browsers reach uvicorn directly: no forwarding header counts
     manage("migrate_schemas", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
     manage("seed_demo")

@@ -70,3 +70,15 @@ def test_development_defaults_apply_with_debug_on() -> None:
     result = _start({"DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "http://127.0.0.1:8000"
+
+
+def test_start_refuses_a_trusted_proxy_that_is_not_an_address() -> None:
+    result = _start({"DEBUG": "1", "TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES: 'proxy.internal' is not an IP address or CIDR network" in result.stderr
+
+
+def test_start_refuses_an_unknown_forwarded_header() -> None:
+    result = _start({"DEBUG": "1", "FORWARDED_HEADER": "X-Real-IP"})
+    assert result.returncode != 0
+    assert 'FORWARDED_HEADER must be "X-Forwarded-For" or "Forwarded"' in result.stderr
