@@ -13,4 +13,4 @@ RUN useradd --system --home /app authsec && chown -R authsec /app
 USER authsec
 
 EXPOSE 8000
-CMD ["uvicorn", "authsec_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on", "--proxy-headers"]
+CMD ["uvicorn", "authsec_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on", "--no-proxy-headers"]

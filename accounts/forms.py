@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
+from authsec_site.lib.client_ip import request_ip
 from oauth import throttle
 
 
@@ -17,7 +18,7 @@ class ThrottledLoginMixin:
     def clean(self) -> dict[str, Any]:
         email = (self.data.get("username") or "").strip().lower()  # type: ignore[attr-defined]
         request = self.request  # type: ignore[attr-defined]
-        ip = request.META.get("REMOTE_ADDR") if request is not None else None
+        ip = request_ip(request) if request is not None else None
         lockout = throttle.check(email, ip)
         if lockout.locked:
             raise forms.ValidationError(lockout.message, code="locked")

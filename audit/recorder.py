@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from audit import context
 from audit.models import AuditEvent
+from authsec_site.lib.client_ip import request_ip
 
 REDACTED = "[redacted]"
 _SENSITIVE_KEY = re.compile(
@@ -97,7 +98,7 @@ def _target_fields(target: Any) -> tuple[str, str, str]:
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return request_ip(request)
 
 
 @dataclass(frozen=True)

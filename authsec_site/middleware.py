@@ -10,6 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from audit import context
+from authsec_site.lib.client_ip import request_ip
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
@@ -30,7 +31,7 @@ class RequestContextMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         ctx = context.RequestContext(
             request_id=request_id,
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=request_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:255],
         )
         with context.bind(ctx):

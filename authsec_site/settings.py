@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from authsec_site.lib.client_ip import parse_networks
 from authsec_site.lib.env import env_bool, env_int, env_list, env_str, is_set
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -98,6 +99,7 @@ AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
     "authsec_site.middleware.RequestContextMiddleware",
+    "oauth.errors.OAuthJsonErrorsMiddleware",  # OAuth endpoints: every error is OAuth JSON, DEBUG on or off
     "tenants.middleware.ActiveTenantSubfolderMiddleware",
     "authsec_site.middleware.TenantCookiePathMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -181,6 +183,26 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO") else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# Reverse proxies (addresses or CIDRs) whose forwarding header names the client (authsec_site.lib.client_ip);
+# empty: the socket peer is the client and forwarding headers are ignored. Uvicorn runs --no-proxy-headers.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# The header those proxies write: "X-Forwarded-For" or "Forwarded" (RFC 7239). Only one is read, so a client
+# cannot slip in the other one past a proxy that only appends to its own.
+FORWARDED_HEADER = env_str("FORWARDED_HEADER", "X-Forwarded-For")
+if FORWARDED_HEADER.lower() not in ("x-forwarded-for", "forwarded"):
+    raise ImproperlyConfigured(f'FORWARDED_HEADER must be "X-Forwarded-For" or "Forwarded", not {FORWARDED_HEADER!r}.')
+try:
+    parse_networks(TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# Every JSON request body (authsec_site.lib.jsonbody): bytes, nesting depth, object keys in all.
+JSON_MAX_BYTES = env_int("JSON_MAX_BYTES", 1024 * 1024, minimum=1024)
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=4)
+JSON_MAX_KEYS = env_int("JSON_MAX_KEYS", 10000, minimum=16)
+# Form bodies (the token, revoke and introspect endpoints, the sign-in form): Django's own limits, whose
+# errors the OAuth endpoints answer as OAuth JSON (oauth.errors).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000, minimum=16)
 
 # --- Internationalisation, static files -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -321,6 +343,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["rest_framework.filters.SearchFilter", "rest_framework.filters.OrderingFilter"],
     "EXCEPTION_HANDLER": "rbac.api.errors.exception_handler",
+    # One JSON parser for every JSON body, with its depth, size and key limits (authsec_site.lib.jsonbody).
+    "DEFAULT_PARSER_CLASSES": [
+        "rbac.api.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "AuthSec Server management API",

@@ -33,6 +33,8 @@ from starlette.types import Message, Receive, Scope, Send
 from audit import context as audit_context
 from audit.recorder import Actor
 from authsec_site.lib.background import background
+from authsec_site.lib.client_ip import scope_ip
+from authsec_site.lib.jsonbody import JSONBodyError, check_json
 from mcp_endpoint import login, notify
 from mcp_endpoint.audit_writer import AuditWriter, actor_wire, wire_event
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
@@ -44,7 +46,6 @@ from rbac.engine import Decision, Requirement, decide, filter_tools
 logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
-MAX_PEEK_BYTES = 4 * 1024 * 1024
 MCP_SESSION_HEADER = b"mcp-session-id"
 UNKNOWN = Decision(False, "unknown tool")
 
@@ -362,7 +363,7 @@ async def _challenge(send: Send, tenant: str, app: str, error: str = "", descrip
 
 
 # The request headers the endpoint reads, collected in one pass (the first of each counts).
-_READ_HEADERS = frozenset({b"authorization", MCP_SESSION_HEADER, SESSION_HEADER, b"user-agent"})
+_READ_HEADERS = frozenset({b"authorization", MCP_SESSION_HEADER, SESSION_HEADER, b"user-agent", b"content-type"})
 
 
 def _headers(scope: Scope) -> dict[bytes, str]:
@@ -391,17 +392,31 @@ def _bearer(authorization: str | None) -> tuple[str | None, bool]:
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
+    """The request body, read until its end or until it passes `JSON_MAX_BYTES` (then refused as too large)."""
     messages: list[Message] = []
     body = b""
+    limit = settings.JSON_MAX_BYTES
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
             break
         body += message.get("body", b"")
-        if len(body) > MAX_PEEK_BYTES or not message.get("more_body", False):
+        if len(body) > limit or not message.get("more_body", False):
             break
     return messages, body
+
+
+def _body_problem(body: bytes) -> str | None:
+    """Why a POST body is refused before any parser sees it: over the JSON limits, or a top-level value that
+    is not a JSON-RPC message or batch (an object or an array). Cheap on normal requests (`check_json`)."""
+    try:
+        check_json(body)
+    except JSONBodyError as exc:
+        return exc.message
+    if body.lstrip(b" \t\r\n")[:1] not in (b"{", b"[", b""):
+        return "the body must be a JSON-RPC message (an object) or a batch (an array)."
+    return None
 
 
 def _tool_calls(body: bytes) -> list[str]:
@@ -469,27 +484,37 @@ class McpEndpoint:
             elif mcp_session_id:
                 # A login bound to this MCP session by oauth_start (handshake-era protocols).
                 auth.principal = await self._bound_principal(auth, mcp_session_id)
-        if scope.get("method") == "POST" and (
-            auth.principal is None and auth.app.auth_mode != "oauth_tools" or auth.principal and auth.principal.limited
-        ):
-            if auth.principal is None and auth.app.auth_mode == "bearer":
-                await _challenge(send, tenant, app)
-                return
-            messages, body = await _read_body(receive)
-            calls = _tool_calls(body)
-            if auth.principal is None and any(name not in LOGIN_TOOLS for name in calls):
-                await _challenge(send, tenant, app)
-                return
-            if auth.principal is not None:
-                needed = _missing_scopes(auth, calls)
-                if needed is not None:
-                    await _insufficient_scope(send, tenant, app, needed)
-                    return
-            receive = _replay(messages, receive)
-        elif auth.principal is None and auth.app.auth_mode == "bearer":
+        if auth.principal is None and auth.app.auth_mode == "bearer":
             await _challenge(send, tenant, app)
             return
-        client = scope.get("client")
+        if scope.get("method") == "POST":
+            if headers.get(b"content-type", "").partition(";")[0].strip().lower() != "application/json":
+                # The SDK's transport security would answer a plain-text 400: a JSON-RPC error instead.
+                error = {
+                    "code": types.INVALID_REQUEST,
+                    "message": "Invalid request: Content-Type must be application/json.",
+                }
+                await _json_response(send, 415, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+                return
+            # Every body is held to the JSON limits before anything parses it (ours below, or the SDK's).
+            messages, body = await _read_body(receive)
+            problem = _body_problem(body)
+            if problem is not None:
+                error = {"code": types.INVALID_REQUEST, "message": f"Invalid request: {problem}"}
+                await _json_response(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+                return
+            anonymous = auth.principal is None and auth.app.auth_mode != "oauth_tools"
+            if anonymous or auth.principal and auth.principal.limited:
+                calls = _tool_calls(body)
+                if auth.principal is None and any(name not in LOGIN_TOOLS for name in calls):
+                    await _challenge(send, tenant, app)
+                    return
+                if auth.principal is not None:
+                    needed = _missing_scopes(auth, calls)
+                    if needed is not None:
+                        await _insufficient_scope(send, tenant, app, needed)
+                        return
+            receive = _replay(messages, receive)
         state = {
             **scope.get("state", {}),
             "authsec": auth,
@@ -497,7 +522,7 @@ class McpEndpoint:
             "authsec_live": self.live,
             "authsec_mcp_session": mcp_session_id,
             "authsec_context": audit_context.RequestContext(
-                _request_id(), client[0] if client else None, headers.get(b"user-agent", "")[:255]
+                _request_id(), scope_ip(scope), headers.get(b"user-agent", "")[:255]
             ),
         }
         if not mcp_session_id and scope.get("method") == "POST":

@@ -9,13 +9,13 @@ are CSRF-exempt: the SDK sends no cookies.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import resource_servers as rs
 
 
@@ -66,10 +66,14 @@ def sdk_manifest(request: HttpRequest, resource_server_id: str) -> JsonResponse:
     if not server.is_active:
         return _error(403, "access_denied", "This resource server is disabled in the AuthSec dashboard.")
     try:
-        payload: Any = json.loads(request.body or b"null")
+        payload: Any = parse_json(request.body or b"null")
     except RequestDataTooBig:
         return _error(413, "invalid_request", "The manifest is too large.")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except JSONBodyError as exc:
+        if exc.reason == "size":
+            return _error(413, "invalid_request", "The manifest is too large.")
+        if exc.is_limit:
+            return _error(400, "invalid_request", f"The manifest is refused: {exc.message}")
         return _error(400, "invalid_request", "The manifest must be a JSON document.")
     try:
         tools = rs.parse_manifest(payload)

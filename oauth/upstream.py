@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
 import time
@@ -38,6 +37,7 @@ from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from authsec_site.lib import outbound, vault
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import issuer as tenant_issuer
 from oauth.models import UpstreamProvider
 
@@ -173,8 +173,8 @@ def _call(
         raise _unavailable(provider, reason.get(exc.reason, "upstream_unreachable"), f"{what}: {exc.message}") from None
     status, body = response.status, response.body
     try:
-        payload = json.loads(body) if body else {}
-    except ValueError:
+        payload = parse_json(body, max_bytes=MAX_RESPONSE_BYTES) if body else {}
+    except JSONBodyError:  # not JSON, or nested/keyed past the limits: no RecursionError from a hostile upstream
         payload = None
     if not isinstance(payload, dict):
         raise _unavailable(provider, "upstream_bad_response", f"{what} at {host}: HTTP {status}, not a JSON object")

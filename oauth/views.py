@@ -28,7 +28,9 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 import audit
 from accounts.forms import LoginForm
 from audit.recorder import Actor
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import introspection, issuer
+from oauth.errors import oauth_error
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri
@@ -338,6 +340,23 @@ def _refused_redirect_uri(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def registration_body_error(request: HttpRequest) -> JsonResponse | None:
+    """`invalid_client_metadata` when the body is not a JSON object within the JSON limits
+    (`authsec_site.lib.jsonbody`), so DOT's own parser only ever sees a body that is safe to decode."""
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        return oauth_error(400, "invalid_client_metadata", "The request body must be application/json.")
+    try:
+        data = parse_json(request.body)
+    except JSONBodyError as exc:
+        if exc.reason == "size":
+            return oauth_error(413, "invalid_request", exc.message)
+        return oauth_error(400, "invalid_client_metadata", exc.message)
+    if not isinstance(data, dict):
+        return oauth_error(400, "invalid_client_metadata", "The request body must be a JSON object.")
+    return None
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
@@ -349,6 +368,8 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 {"error": "access_denied", "error_description": "Dynamic client registration is closed here."},
                 status=403,
             )
+        if (refused := registration_body_error(request)) is not None:
+            return refused
         refused = _refused_redirect_uri(request)
         if refused is not None:
             return refused
@@ -386,6 +407,8 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
         authenticated = self._authenticate_registration_request(request, client_id)
         if isinstance(authenticated, HttpResponse):
             return authenticated  # 401 first: metadata errors are only for the client's own registration
+        if (refused := registration_body_error(request)) is not None:
+            return refused
         refused = _refused_redirect_uri(request)
         if refused is not None:
             return refused

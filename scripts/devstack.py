@@ -35,6 +35,10 @@ PG_LOCAL_PORT = 54329
 REDIS_LOCAL_PORT = 63799
 BAO_RUN_PORT = 8200
 BAO_TEST_PORT = 8210
+# uvicorn's flags here and in the tests' live server. Uvicorn trusts X-Forwarded-For from 127.0.0.1 by default and
+# from everyone with FORWARDED_ALLOW_IPS=*: never let it rewrite the client; the app derives the client address
+# from TRUSTED_PROXIES itself (authsec_site.lib.client_ip). `make run` has no proxy: TRUSTED_PROXIES stays empty.
+UVICORN_FLAGS = ["--lifespan", "on", "--no-proxy-headers"]
 # DEVSTACK_FORCE_LOCAL=1 skips the machine's servers on 5432/6379 and starts project-local ones.
 FORCE_LOCAL = os.environ.get("DEVSTACK_FORCE_LOCAL", "") in ("1", "true", "yes")
 
@@ -458,6 +462,7 @@ def cmd_run(stack: Stack) -> int:
     common_env(stack, testing=False)
     port = os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("AUTHSEC_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    os.environ.setdefault("TRUSTED_PROXIES", "")  # browsers reach uvicorn directly: no forwarding header counts
     manage("migrate_schemas", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
     manage("seed_demo")
@@ -470,9 +475,7 @@ def cmd_run(stack: Stack) -> int:
             "127.0.0.1",
             "--port",
             port,
-            "--lifespan",
-            "on",
-            "--proxy-headers",
+            *UVICORN_FLAGS,
         ],
         log=False,
     )

@@ -28,6 +28,7 @@ from django_tenants.utils import schema_context
 import audit
 from audit.models import AuditEvent
 from authsec_site.lib.health import check_all
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from mcp_endpoint import login
 from mcp_endpoint.auth import Principal
 from mcp_endpoint.models import AuthSession, pending_ttl, session_ttl
@@ -62,9 +63,11 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     except RequestDataTooBig:
         raise SdkError(413, "invalid_request", "The request body is too large.") from None
     try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise SdkError(400, "invalid_request", "The request body must be a JSON object.") from None
+        data = parse_json(raw or b"{}")
+    except JSONBodyError as exc:
+        if not exc.is_limit:  # not JSON, not UTF-8: the message the SDK has always shown
+            raise SdkError(400, "invalid_request", "The request body must be a JSON object.") from None
+        raise SdkError(413 if exc.reason == "size" else 400, "invalid_request", exc.message) from None
     if not isinstance(data, dict):
         raise SdkError(400, "invalid_request", "The request body must be a JSON object.")
     return data

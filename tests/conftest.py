@@ -6,6 +6,7 @@ committed, so live servers started by tests see them too. Tests run in a transac
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -23,6 +24,15 @@ from tenants.models import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+
+
+def _uvicorn_flags() -> list[str]:
+    """uvicorn's flags as `make run` passes them (scripts/devstack.py), so the live-server tests cover them."""
+    spec = importlib.util.spec_from_file_location("devstack", ROOT / "scripts" / "devstack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.UVICORN_FLAGS)
 
 
 def _require_services() -> None:
@@ -126,8 +136,7 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--lifespan",
-                "on",
+                *_uvicorn_flags(),
             ],
             cwd=ROOT,
             env=env,

@@ -93,3 +93,15 @@ def test_production_refuses_the_development_redirect_uri_relaxation() -> None:
     assert refused.returncode != 0
     assert "OAUTH_ALLOW_INSECURE_REDIRECT_URIS is for development only" in refused.stderr
     assert _start({**production, "DEBUG": "1", "OAUTH_ALLOW_INSECURE_REDIRECT_URIS": "1"}).returncode == 0
+
+
+def test_start_refuses_a_trusted_proxy_that_is_not_an_address() -> None:
+    result = _start({"DEBUG": "1", "TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES: 'proxy.internal' is not an IP address or CIDR network" in result.stderr
+
+
+def test_start_refuses_an_unknown_forwarded_header() -> None:
+    result = _start({"DEBUG": "1", "FORWARDED_HEADER": "X-Real-IP"})
+    assert result.returncode != 0
+    assert 'FORWARDED_HEADER must be "X-Forwarded-For" or "Forwarded"' in result.stderr

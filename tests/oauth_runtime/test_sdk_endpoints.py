@@ -200,6 +200,27 @@ def test_bad_manifests_get_a_clear_json_error(registered: Registered, raw: bytes
     assert not registered.server.tools.exists()
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"tools": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "nested deeper than"),
+        (
+            b'{"tools": [{"name": "a", "input_schema": ' + b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}]}",
+            "nested deeper",
+        ),
+        (b'{"pad": {' + b", ".join(b'"k%d": 1' % n for n in range(10_001)) + b'}, "tools": []}', "more than"),
+    ],
+    ids=["depth", "depth-in-input-schema", "keys"],
+)
+def test_hostile_manifests_get_a_json_400_not_a_500(registered: Registered, raw: bytes, message: str) -> None:
+    """Issue 18 finding 6: the manifest goes through the project's JSON parser and its limits."""
+    response = put_manifest(registered, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert message in response.json()["error_description"]
+    assert not registered.server.tools.exists()
+
+
 def test_oversized_manifest_is_refused_with_json(registered: Registered, settings) -> None:  # type: ignore[no-untyped-def]
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = put_manifest(registered, {"tools": [{"name": f"tool_{i}", "description": "x" * 50} for i in range(40)]})
