@@ -17,8 +17,10 @@ LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 
 run: install
 	$(BIN)/python scripts/devstack.py run
 
+# Two pytest-xdist workers, a test module each at a time (docs/running.md); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install-dev browsers
-	$(BIN)/python scripts/devstack.py test $(PYTEST_ARGS)
+	$(BIN)/python scripts/devstack.py test -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

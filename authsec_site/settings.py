@@ -163,6 +163,15 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
     "authsec_site.hashers.ClientSecretHasher",  # OAuth client secrets only (OAUTH2_PROVIDER below)
 ]
+# Test harness only (docs/running.md): servers the suite starts hash and verify user passwords with a fast
+# hasher, as the pytest process does. Accepted only on a pytest-django test database (name `test_…`);
+# anywhere else start-up stops, so it can never weaken a real deployment's password storage.
+if env_bool("AUTHSEC_TEST_FAST_PASSWORD_HASHER", False):
+    if not str(DATABASES["default"]["NAME"]).startswith("test_"):
+        raise ImproperlyConfigured(
+            "AUTHSEC_TEST_FAST_PASSWORD_HASHER is for the test suite only (its database names start with test_)."
+        )
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -554,7 +554,8 @@ def cmd_test(stack: Stack, pytest_args: list[str]) -> int:
     manage("check")
     manage("makemigrations", "--check", "--dry-run")
     subprocess.run([str(VENV_BIN / "ruff"), "check", "--quiet", "."], cwd=ROOT, check=True)
-    result = subprocess.run([PY, "-m", "pytest", *pytest_args], cwd=ROOT)
+    # tests.harness gives each pytest-xdist worker (`-n 2`, as `make test` runs) its own Redis db and OpenBao.
+    result = subprocess.run([PY, "-m", "pytest", "-p", "tests.harness", *pytest_args], cwd=ROOT)
     return result.returncode
 
 

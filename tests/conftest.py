@@ -24,6 +24,18 @@ from tenants.models import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A fast password hasher first for the whole suite, before any session fixture hashes a password.
+
+    PBKDF2 at Django's production cost takes ~0.4 s per hash. The production hashers stay listed after it.
+    Servers the suite starts get the same through AUTHSEC_TEST_FAST_PASSWORD_HASHER (`live_server_env`)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and not config.pluginmanager.has_plugin("tests.harness"):
+        pytest.exit("xdist workers need their own Redis db and OpenBao: run through `make test` (-p tests.harness)", 2)
+    if settings.PASSWORD_HASHERS[0] != FAST_HASHER:
+        settings.PASSWORD_HASHERS = [FAST_HASHER, *settings.PASSWORD_HASHERS]
 
 
 def _uvicorn_flags() -> list[str]:
@@ -107,6 +119,7 @@ def live_server_env(**extra: str) -> dict[str, str]:
     env = os.environ.copy()
     db = settings.DATABASES["default"]
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["AUTHSEC_TEST_FAST_PASSWORD_HASHER"] = "1"  # verifies the suite's fast hashes (settings: test_ db only)
     env.update(extra)
     return env
 

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "import django; django.setup(); from django.conf import settings; print(settings.AUTHSEC_PUBLIC_URL)"
+SETTINGS = ROOT / "authsec_site/settings.py"
 REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "VAULT_ADDR", "AUTHSEC_PUBLIC_URL")
 
 
@@ -105,3 +108,21 @@ def test_start_refuses_an_unknown_forwarded_header() -> None:
     result = _start({"DEBUG": "1", "FORWARDED_HEADER": "X-Real-IP"})
     assert result.returncode != 0
     assert 'FORWARDED_HEADER must be "X-Forwarded-For" or "Forwarded"' in result.stderr
+
+
+def test_the_fast_test_hasher_is_refused_outside_a_test_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AUTHSEC_TEST_FAST_PASSWORD_HASHER (for the suite's live servers) cannot weaken a real deployment."""
+    import runpy
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("DEBUG", "1")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db:5432/test_authsec")
+    monkeypatch.delenv("AUTHSEC_TEST_FAST_PASSWORD_HASHER", raising=False)
+    assert runpy.run_path(str(SETTINGS))["PASSWORD_HASHERS"][0].endswith(".PBKDF2PasswordHasher")
+    monkeypatch.setenv("AUTHSEC_TEST_FAST_PASSWORD_HASHER", "1")
+    fast = runpy.run_path(str(SETTINGS))["PASSWORD_HASHERS"]
+    assert fast[0] == "django.contrib.auth.hashers.MD5PasswordHasher" and fast[1].endswith(".PBKDF2PasswordHasher")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db:5432/authsec")
+    with pytest.raises(ImproperlyConfigured, match="is for the test suite only"):
+        runpy.run_path(str(SETTINGS))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
@@ -15,11 +14,12 @@ CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
 
 
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
+@pytest.fixture(scope="module")
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[webdriver.Chrome, dict[str, int]]]:
+    """One headless Chromium per test module (starting one costs seconds); `browser` resets it per test."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail(f"Chromium or chromedriver missing ({CHROMIUM}, {CHROMEDRIVER}); `make test` installs them")
-    monkeypatch.setenv("HOME", str(tmp_path))
+    home = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -32,15 +32,32 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriv
         "--disable-sync",
         "--no-first-run",
         "--disable-quic",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={home / 'profile'}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    service = Service(CHROMEDRIVER, env={**os.environ, "HOME": str(home)})
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
     try:
-        yield driver
+        yield driver, driver.get_window_size()
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(_chromium: tuple[webdriver.Chrome, dict[str, int]]) -> Iterator[webdriver.Chrome]:
+    """The module's Chromium with no state from an earlier test: one window on about:blank at the start-up
+    size, and no cookies (of any origin) or cache, so each test signs in from scratch."""
+    driver, size = _chromium
+    for handle in driver.window_handles[1:]:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(driver.window_handles[0])
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    driver.set_window_size(size["width"], size["height"])
+    yield driver
 
 
 def wait_until_gone(browser: webdriver.Chrome, element: object, timeout: float = 20) -> None:

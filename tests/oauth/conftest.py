@@ -44,13 +44,6 @@ class OAuthClients:
     machine_secret: str
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings) -> None:  # type: ignore[no-untyped-def]
-    """PBKDF2 at Django's production cost takes ~0.4 s per hash, and each test hashes a dozen passwords.
-    The production hashers stay listed, so the tenants' admins (hashed at session set-up) can still sign in."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
-
-
 @pytest.fixture
 def demo_users(in_acme: Tenant) -> dict[str, object]:
     users = {}

@@ -273,17 +273,20 @@ def test_cleanup_is_audited_and_ends_no_session(world: dict[str, Any], acme: Any
     assert event.data["reason"] == "server_shutdown"
 
 
-def _same_minute() -> None:
-    """Start a test of one-minute windows with at least 10 s left in the current window."""
+@pytest.fixture
+def window_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The throttle's clock pinned to the first second of the current one-minute window; tests move it."""
     import time
 
-    if time.time() % 60 > 50:
-        time.sleep(61 - time.time() % 60)
+    from sdkmgr import throttle
+
+    now = [time.time() // throttle.WINDOW * throttle.WINDOW]
+    monkeypatch.setattr(throttle, "clock", lambda: now[0])
+    return now
 
 
 @override_settings(SDKMGR_RATE_LIMIT_PER_MINUTE=3, SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE=1)
-def test_rate_limits_are_per_client(world: dict[str, Any]) -> None:
-    _same_minute()
+def test_rate_limits_are_per_client(world: dict[str, Any], window_clock: list[float]) -> None:
     codes = [post(f"{AUTH}/tools/list", world["client_id"], {})[0] for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     response = Client().post(
@@ -295,6 +298,19 @@ def test_rate_limits_are_per_client(world: dict[str, Any]) -> None:
     assert post(f"{AUTH}/tools/call/oauth_start", other, {"arguments": {}})[0] == 200
     status, body = post(f"{AUTH}/tools/call/oauth_start", other, {"arguments": {}})  # logins: 1 a minute
     assert status == 429 and "logins" in body["message"]
+
+
+@override_settings(SDKMGR_RATE_LIMIT_PER_MINUTE=2)
+def test_a_rate_limit_window_rolls_over(world: dict[str, Any], window_clock: list[float]) -> None:
+    codes = [post(f"{AUTH}/tools/list", world["client_id"], {})[0] for _ in range(3)]
+    assert codes == [200, 200, 429]
+    window_clock[0] += 59  # the last second of the same window: still limited, retry in 1 s
+    response = Client().post(
+        f"{AUTH}/tools/list", "{}", content_type="application/json", HTTP_X_CLIENT_ID=world["client_id"]
+    )
+    assert response.status_code == 429 and response["Retry-After"] == "1"
+    window_clock[0] += 1  # the next window: a fresh budget
+    assert [post(f"{AUTH}/tools/list", world["client_id"], {})[0] for _ in range(3)] == [200, 200, 429]
 
 
 def test_services_endpoints_need_an_authenticated_session(world: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from tests.mcp_endpoint.conftest import commit_in_acme
 from tests.services.conftest import make_service, unique_secret
 
 pytestmark = pytest.mark.django_db
+SENT = "Scheduler: Sending due task services-rotation"
+CHECKED = re.compile(r"Task services\.tasks\.rotate_due_services\[[0-9a-f-]+\] succeeded in [0-9.]+s: (.*)$", re.M)
 
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -77,13 +81,20 @@ def test_beat_and_worker_rotate_due_services_once_and_retry_failures(django_db_s
             time.sleep(0.5)
         else:
             pytest.fail(f"no rotation ran.\nworker:\n{worker_log.read_text()}\nbeat:\n{beat_log.read_text()}")
-        # Two more beat periods: the rotated service is inside its window, so no second version is made.
-        time.sleep(11)
+        # Two more beat periods (each one's check has run): the rotated service is inside its window, so no
+        # second version is made. Waits for those events, not for a fixed time.
+        sent, checked = beat_log.read_text().count(SENT), len(CHECKED.findall(worker_log.read_text()))
+        deadline = time.monotonic() + 60
+        while beat_log.read_text().count(SENT) < sent + 2 or len(CHECKED.findall(worker_log.read_text())) < checked + 2:
+            assert time.monotonic() < deadline, f"beat stopped.\nworker:\n{worker_log.read_text()}"
+            time.sleep(0.2)
+        for queued in CHECKED.findall(worker_log.read_text())[checked:]:  # what each later check found due
+            assert due.pk not in ast.literal_eval(queued).get("acme", []), queued
         rotated = _get(due.pk)
         assert rotated.vault_version == 2 and rotated.status == "active"
         new_value = vault.tenant_kv_read("tenant_acme", rotated.vault_path)[0]["api_key"]
         assert new_value != first
-        assert "Scheduler: Sending due task services-rotation" in beat_log.read_text()
+        assert SENT in beat_log.read_text()
         broken = _get(failing.pk)
         assert broken.status == "rotation_failed" and broken.vault_version == 1 and broken.rotation_failures >= 2
         assert "No refresh token is stored for this service" in broken.last_rotation_error
