@@ -60,6 +60,20 @@ def _held(user: User) -> dict[str, int]:
     }
 
 
+_SINCE: dict[str, int] = {"id": 0}
+
+
+@pytest.fixture(autouse=True)
+def _audit_mark(in_acme) -> None:  # type: ignore[no-untyped-def]
+    """Live-server tests elsewhere commit audit events for the same demo users (the log is append-only):
+    each test here reads only the events written after it started."""
+    _SINCE["id"] = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def _revocations():  # type: ignore[no-untyped-def]
+    return AuditEvent.objects.filter(action="accounts.user_access_revoked", data__user=ALICE, pk__gt=_SINCE["id"])
+
+
 @pytest.fixture
 def alice_everything(demo_users, clients) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """alice with a token set (access, refresh, ID; no resource, so userinfo takes it), an unexchanged
@@ -90,7 +104,7 @@ def test_deactivating_a_user_revokes_everything_they_hold(
     with django_capture_on_commit_callbacks(execute=True):
         deactivate_user(actor=admin, user=alice)
     assert _held(alice) == {"access": 0, "refresh": 0, "id": 0, "grants": 0, "sessions": 0}
-    event = AuditEvent.objects.get(action="accounts.user_access_revoked", data__user=ALICE)
+    event = _revocations().get()
     assert (event.actor_label, event.target_id) == ("admin@acme.test", str(alice.pk))
     assert event.data == {
         "reason": "deactivated",
@@ -126,7 +140,7 @@ def test_deleting_a_user_revokes_and_audits(alice_everything, django_capture_on_
     alice = alice_everything["user"]
     with django_capture_on_commit_callbacks(execute=True):
         delete_user(actor="tests", user=alice)
-    event = AuditEvent.objects.get(action="accounts.user_access_revoked", data__user=ALICE)
+    event = _revocations().get()
     assert (event.actor_label, event.data["reason"], event.data["access_token_count"]) == ("tests", "deleted", 1)
     assert event.data["mcp_session_count"] == 1
     digest = hashlib.sha256(alice_everything["access_token"].encode()).hexdigest()
@@ -139,10 +153,10 @@ def test_a_plain_save_deactivating_a_user_revokes_too(alice_everything) -> None:
     alice.is_active = False
     alice.save()  # the shell door: no service function, the system is the actor
     assert _held(alice)["access"] == 0
-    assert AuditEvent.objects.get(action="accounts.user_access_revoked", data__user=ALICE).actor_label == "system"
+    assert _revocations().get().actor_label == "system"
     alice.full_name = "Alice"
     alice.save()  # already inactive: nothing more to revoke, no second event
-    assert AuditEvent.objects.filter(action="accounts.user_access_revoked", data__user=ALICE).count() == 1
+    assert _revocations().count() == 1
 
 
 def test_deactivating_a_user_in_the_dashboard_names_the_admin(alice_everything, acme) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +172,7 @@ def test_deactivating_a_user_in_the_dashboard_names_the_admin(alice_everything, 
     response = admin.post(url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     assert User.objects.get(pk=alice.pk).is_active is False
-    event = AuditEvent.objects.get(action="accounts.user_access_revoked", data__user=ALICE)
+    event = _revocations().get()
     assert (event.actor_label, event.data["reason"], event.data["access_token_count"]) == (
         "admin@acme.test",
         "deactivated",

@@ -294,11 +294,24 @@ def test_positive_control_the_real_token_is_accepted(world: World, endpoint: str
         assert response.json()["email"] == "dave@acme.test"
 
 
+TRANSPORT_REFUSED = frozenset({"oversized-100kb"})
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_attack_token_is_refused(world: World, case: str, endpoint: str) -> None:
     built = CASES[case](world)
     token = built[endpoint] if isinstance(built, dict) else built
     before = len(world.trap.hits)
-    _assert_refused(world, endpoint, _door(world, endpoint, token))
+    try:
+        response = _door(world, endpoint, token)
+    except httpx2.TransportError:
+        # Only a header block past uvicorn's HTTP parser limit (h11: 16 KiB) may be refused before any app code
+        # runs: uvicorn answers 400 and closes, which the client may see as a reset while it is still sending.
+        assert case in TRANSPORT_REFUSED, case
+    else:
+        if case in TRANSPORT_REFUSED and response.status_code == 400:
+            assert "Bearer" not in response.headers.get("www-authenticate", "")  # the HTTP layer, not ours
+        else:
+            _assert_refused(world, endpoint, response)
     assert len(world.trap.hits) == before, f"the server fetched {world.trap.hits[before:]}"
