@@ -48,6 +48,8 @@ EVENT_KINDS: dict[str, str] = {
     "tenants' modes back (data: before, after)",
     "oauth.key_created": "oauth.keys.create_signing_key: a tenant's first signing key (private half in Vault)",
     "oauth.key_rotated": "signing-key rotation (hourly task when due, or the dashboard action)",
+    "oauth.key_lost": "oauth.keys.signing_key: Vault no longer holds the current key's private half; a new key "
+    "replaces it (outcome failure; data: lost, replaced_by)",
     "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",
     "audit.archived": "the retention job (data: archived range, file, SHA-256, checkpoint hash)",
     "audit.archive_refused": "the retention job when the events due do not verify (outcome failure)",

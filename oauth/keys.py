@@ -42,8 +42,10 @@ def _token_lifetime() -> timedelta:
     return timedelta(seconds=longest + 300)
 
 
-def create_signing_key(*, actor: Any = "system:keys") -> SigningKey:
-    """Generate a key, store its private half in Vault, then make it current (retiring the previous one)."""
+def create_signing_key(*, actor: Any = "system:keys", lost: str | None = None) -> SigningKey:
+    """Generate a key, store its private half in Vault, then make it current (retiring the previous one).
+    `lost` names the current key whose private half Vault no longer holds (`signing_key`): audited as
+    `oauth.key_lost` in the same transaction as the new key."""
     kid, public, pem = _generate()
     path = vault.tenant_path(connection.schema_name, "oauth", "signing-keys", kid)
     vault.kv_write(path, {"private_key_pem": pem})  # first Vault, so a row never points at a missing secret
@@ -61,6 +63,14 @@ def create_signing_key(*, actor: Any = "system:keys") -> SigningKey:
             target=key,
             data={"kid": kid, "retired": [old.kid for old in previous]},
         )
+        if lost is not None:
+            audit.record(
+                actor,
+                "oauth.key_lost",
+                target=key,
+                outcome="failure",
+                data={"lost": lost, "replaced_by": kid},
+            )
     return key
 
 
@@ -84,8 +94,32 @@ def private_jwk(key: SigningKey) -> tuple[Any, jwk.JWK]:
     return pair
 
 
+def signing_key() -> tuple[SigningKey, Any, jwk.JWK]:
+    """The current key with its private half, ready to sign.
+
+    When Vault answers that the current key's private half is not there (Vault was reset or its data lost,
+    e.g. a new `.local/openbao` beside an older database), that key can never sign again: it is retired like
+    any rotated key (its public half stays published, so the tokens it signed verify until they expire), a
+    new key is made, and `oauth.key_lost` is audited. Vault unreachable, sealed or refusing is an error as
+    always, never a reason to rotate."""
+    key = current_key()
+    try:
+        private, public = private_jwk(key)
+    except vault.VaultError as exc:
+        if exc.reason != "not_found":
+            raise
+        logger.error(
+            "tenant %s: Vault has no private half for signing key %s; it is retired and a new key is made",
+            connection.schema_name,
+            key.kid,
+        )
+        key = create_signing_key(actor="system:keys", lost=key.kid)
+        private, public = private_jwk(key)
+    return key, private, public
+
+
 def current_signing_jwk() -> jwk.JWK:
-    return private_jwk(current_key())[1]
+    return signing_key()[2]
 
 
 def published_keys() -> list[dict[str, Any]]:

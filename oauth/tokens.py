@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from oauth import issuer
-from oauth.keys import current_key, private_jwk
+from oauth.keys import signing_key
 from oauth.scopes import granted_scopes
 from rbac.grants import effective_grants
 
@@ -44,6 +44,5 @@ def access_token_claims(*, user: Any, client_id: str, scopes: list[str], audienc
 
 
 def mint(claims: dict[str, Any]) -> str:
-    key = current_key()
-    private, _ = private_jwk(key)
+    key, private, _ = signing_key()
     return jwt.encode(claims, private, algorithm="RS256", headers={"kid": key.kid, "typ": "at+jwt"})

@@ -312,6 +312,22 @@ def _signing_keys(w: World) -> None:
     assert latest(w.acme, "oauth.key_rotated").data == {"kid": second.kid, "retired": [first.kid]}
 
 
+@scenario("oauth.key_lost")
+def _signing_key_lost(w: World) -> None:
+    from authsec_site.lib import vault
+    from oauth import keys
+    from oauth.tokens import mint
+
+    with schema_context(w.acme.schema_name):
+        lost = keys.create_signing_key(actor="tests")
+        vault.kv_delete_all(lost.vault_path)
+        keys._cache.clear()
+        mint({"sub": "tests"})
+        new = keys.current_key()
+    event = latest(w.acme, "oauth.key_lost")
+    assert event.outcome == "failure" and event.data == {"lost": lost.kid, "replaced_by": new.kid}
+
+
 # --- the audit log's own events -------------------------------------------------------------------------------------
 
 

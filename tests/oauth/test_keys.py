@@ -57,3 +57,57 @@ def test_each_tenant_has_its_own_keys(acme: Tenant, globex: Tenant) -> None:
     acme_kids = {k["kid"] for k in HttpClient().get("/t/acme/oauth/jwks").json()["keys"]}
     globex_kids = {k["kid"] for k in HttpClient().get("/t/globex/oauth/jwks").json()["keys"]}
     assert acme_kids and globex_kids and not acme_kids & globex_kids
+
+
+def _forget_private_keys() -> None:
+    from oauth import keys
+
+    keys._cache.clear()  # a new process: the next signature reads Vault
+
+
+def test_a_key_whose_private_half_vault_lost_is_replaced_and_its_tokens_still_verify(in_acme: Tenant) -> None:
+    """A new OpenBao beside an older database (a fresh `.local/openbao`, a reset Vault): signing goes on with
+    a new key instead of a 500, the lost key's tokens keep verifying, and the loss is audited."""
+    import jwt
+
+    from audit.models import AuditEvent
+    from oauth.tokens import mint
+
+    lost = create_signing_key(actor="tests")
+    before = mint({"sub": "before", "iss": "tests"})
+    vault.kv_delete_all(lost.vault_path)
+    _forget_private_keys()
+
+    after = mint({"sub": "after", "iss": "tests"})
+
+    new_kid = jwt.get_unverified_header(after)["kid"]
+    assert jwt.get_unverified_header(before)["kid"] == lost.kid and new_kid != lost.kid
+    assert current_key().kid == new_kid
+    lost.refresh_from_db()
+    assert lost.retired_at is not None and lost.expires_at > timezone.now()
+    jwks = {k["kid"]: k for k in HttpClient().get("/t/acme/oauth/jwks").json()["keys"]}
+    assert lost.kid in jwks and new_kid in jwks
+    for token, kid in ((before, lost.kid), (after, new_kid)):
+        public = jwt.PyJWK(jwks[kid]).key
+        assert jwt.decode(token, public, algorithms=["RS256"], options={"verify_aud": False})["iss"] == "tests"
+    event = AuditEvent.objects.filter(action="oauth.key_lost").latest("id")
+    assert event.outcome == "failure" and event.data == {"lost": lost.kid, "replaced_by": new_kid}
+
+
+def test_vault_unreachable_is_an_error_and_never_a_new_key(in_acme: Tenant, settings) -> None:  # type: ignore[no-untyped-def]
+    from oauth.tokens import mint
+
+    key = create_signing_key(actor="tests")
+    _forget_private_keys()
+    settings.VAULT_ADDR = "http://127.0.0.1:9"  # nothing listens there
+    vault.reset_client()
+    vault.forget_tenant_clients()
+    try:
+        with pytest.raises(vault.VaultError) as excinfo:
+            mint({"sub": "x"})
+    finally:
+        settings.VAULT_ADDR = vault.settings.VAULT_ADDR
+        vault.reset_client()
+        vault.forget_tenant_clients()
+    assert excinfo.value.reason == "unreachable"
+    assert current_key().kid == key.kid and not SigningKey.objects.filter(created_at__gt=key.created_at).exists()
