@@ -15,6 +15,8 @@ from django.db import models
 from django.utils import timezone
 from oauth2_provider.models import AbstractApplication
 
+import audit
+from audit.recorder import Actor
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri, is_allowed_redirect_uri
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,40 @@ class Client(AbstractApplication):
             if is_allowed_redirect_uri(uri, native=self.is_native)
         ]
         return list(dict.fromkeys(["https", "http", *own]))
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        first_sight = self._state.adding
+        if self.registration_source == self.RegistrationSource.CIMD:
+            self._hold_self_registered_client(first_sight)
+        super().save(*args, **kwargs)
+        if first_sight and self.registration_source == self.RegistrationSource.CIMD:
+            audit.record(
+                Actor("client", self.client_id, self.name),
+                "oauth.client_registered",
+                target=self,
+                data={
+                    "client_id": self.client_id,
+                    "status": self.status,
+                    "redirect_uris": self.redirect_uris,
+                    "source": "cimd",
+                },
+            )
+
+    def _hold_self_registered_client(self, first_sight: bool) -> None:
+        """A CIMD client registers itself on first sight (DOT writes the row), like a dynamic registration: it
+        is active at once only where the tenant's registration is `open`; otherwise it waits, pending, for an
+        admin. A re-fetched document that changes what an admin approved (redirect URIs, name, grant or client
+        type) sends an active client back to pending: the admin approved the old document, not the new one."""
+        if ProviderSettings.current().dynamic_registration == ProviderSettings.Registration.OPEN:
+            return
+        if first_sight:
+            self.status = self.Status.PENDING
+            return
+        approved = ("redirect_uris", "name", "authorization_grant_type", "client_type", "post_logout_redirect_uris")
+        stored = type(self).objects.filter(pk=self.pk).values(*approved).first()
+        changed = stored is not None and any(stored[field] != getattr(self, field) for field in approved)
+        if changed and self.status == self.Status.ACTIVE:
+            self.status = self.Status.PENDING
 
     def clean(self) -> None:
         # Every redirect URI must pass the policy (oauth.redirect_uris); reported on the field, one line each.

@@ -17,6 +17,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+from oauth2_provider import cimd
 from oauth2_provider import views as dot
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_access_token_model
@@ -102,7 +103,12 @@ class AuthorizeView(dot.AuthorizationView):
         # sent back to a client nobody has approved yet.
         client_id = request.GET.get("client_id") or request.POST.get("client_id") or ""
         if client_id and "\x00" not in client_id:
-            held = Client.objects.filter(client_id=client_id).exclude(status=Client.Status.ACTIVE).first()
+            known = Client.objects.filter(client_id=client_id).first()
+            if known is None and cimd.is_cimd_client_id(client_id):
+                # A CIMD client's first sight: register it now (held unless registration is open), so that its
+                # user is told at once, not after signing in.
+                known = cimd.resolve_cimd_application(client_id, OauthlibRequest(request.build_absolute_uri()))
+            held = known if known is not None and known.status != Client.Status.ACTIVE else None
             if held is not None:
                 context = {"client": held, "refusal": held.refusal(request.tenant.name)}
                 return render(request, "oauth/client_unavailable.html", context, status=403)
@@ -373,21 +379,27 @@ class RegisterView(dot.DynamicClientRegistrationView):
         refused = _refused_redirect_uri(request)
         if refused is not None:
             return refused
-        response = super().post(request, *args, **kwargs)
-        if response.status_code != 201:
-            return response
-        body = json.loads(response.content)
-        client = Client.objects.get(client_id=body["client_id"])
-        if mode == ProviderSettings.Registration.APPROVAL:
-            client.status = Client.Status.PENDING
-            client.save(update_fields=["status"])
-        body["authsec_status"] = client.status
-        audit.record(
-            Actor("client", client.client_id, client.name),
-            "oauth.client_registered",
-            target=client,
-            data={"client_id": client.client_id, "status": client.status, "redirect_uris": client.redirect_uris},
-        )
+        with transaction.atomic():  # never an active row left behind where registrations are held
+            response = super().post(request, *args, **kwargs)
+            if response.status_code != 201:
+                return response
+            body = json.loads(response.content)
+            client = Client.objects.get(client_id=body["client_id"])
+            if mode == ProviderSettings.Registration.APPROVAL:
+                client.status = Client.Status.PENDING
+                client.save(update_fields=["status"])
+            body["authsec_status"] = client.status
+            audit.record(
+                Actor("client", client.client_id, client.name),
+                "oauth.client_registered",
+                target=client,
+                data={
+                    "client_id": client.client_id,
+                    "status": client.status,
+                    "redirect_uris": client.redirect_uris,
+                    "source": "dcr",
+                },
+            )
         return JsonResponse(body, status=201)
 
 
