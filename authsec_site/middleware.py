@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from audit import context
-from authsec_site.lib.client_ip import request_ip
+from authsec_site.lib.client_ip import drop_untrusted_forwarded_proto, request_ip
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
@@ -27,6 +27,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        drop_untrusted_forwarded_proto(request)
         request_id = request_id_from(request.headers.get("X-Request-ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         ctx = context.RequestContext(

@@ -204,6 +204,11 @@ try:
     parse_networks(TRUSTED_PROXIES)
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
+# X-Forwarded-Proto is read only from TRUSTED_PROXIES (authsec_site.lib.client_ip.drop_untrusted_forwarded_proto).
+if SECURE_PROXY_SSL_HEADER and not TRUSTED_PROXIES:
+    raise ImproperlyConfigured(
+        "TRUST_X_FORWARDED_PROTO=1 needs TRUSTED_PROXIES (the proxies whose X-Forwarded-Proto is believed)."
+    )
 # Every JSON request body (authsec_site.lib.jsonbody): bytes, nesting depth, object keys in all.
 JSON_MAX_BYTES = env_int("JSON_MAX_BYTES", 1024 * 1024, minimum=1024)
 JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 64, minimum=4)

@@ -82,6 +82,19 @@ def client_address(
     return str(current)
 
 
+def is_trusted_proxy(peer: str | None) -> bool:
+    """Is the socket peer one of ``settings.TRUSTED_PROXIES``?"""
+    address = _address(peer or "")
+    return address is not None and any(address in network for network in _trusted(tuple(settings.TRUSTED_PROXIES)))
+
+
+def drop_untrusted_forwarded_proto(request: HttpRequest) -> None:
+    """``X-Forwarded-Proto`` (Django's ``SECURE_PROXY_SSL_HEADER``) counts only when a trusted proxy sent the
+    request: from anyone else it is removed before Django can read it, so a direct client cannot claim https."""
+    if "HTTP_X_FORWARDED_PROTO" in request.META and not is_trusted_proxy(request.META.get("REMOTE_ADDR")):
+        del request.META["HTTP_X_FORWARDED_PROTO"]
+
+
 def request_ip(request: HttpRequest) -> str | None:
     """`client_address` of a Django request (kept on the request: asked by throttles, forms and audit)."""
     known = getattr(request, "_authsec_client_ip", False)

@@ -4,8 +4,11 @@ the right; the MCP endpoint's ASGI scope gets the same answer as a Django reques
 from __future__ import annotations
 
 import pytest
+from django.http import HttpResponse
+from django.test import RequestFactory
 
 from authsec_site.lib.client_ip import client_address, parse_networks, scope_ip
+from authsec_site.middleware import RequestContextMiddleware
 
 TRUSTED = ["10.0.0.0/8", "2001:db8::/32"]
 
@@ -56,3 +59,22 @@ def test_asgi_scope_reads_the_socket_peer_and_the_header_lines(settings) -> None
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     assert scope_ip(scope) == "198.51.100.1"
     assert scope_ip({"headers": []}) is None
+
+
+@pytest.mark.parametrize(
+    ("peer", "secure"),
+    [("10.1.2.3", True), ("203.0.113.9", False), ("127.0.0.1", False), ("::ffff:10.1.2.3", True), ("", False)],
+)
+def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(settings, peer: str, secure: bool) -> None:  # type: ignore[no-untyped-def]
+    """A client talking to the server directly cannot claim https (secure cookies, CSRF's https rules, redirects)."""
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    seen: dict[str, bool] = {}
+
+    def view(request):  # type: ignore[no-untyped-def]
+        seen["secure"] = request.is_secure()
+        return HttpResponse()
+
+    request = RequestFactory().get("/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_PROTO="https")
+    RequestContextMiddleware(view)(request)
+    assert seen["secure"] is secure

@@ -126,3 +126,11 @@ def test_the_fast_test_hasher_is_refused_outside_a_test_database(monkeypatch: py
     monkeypatch.setenv("DATABASE_URL", "postgres://u@db:5432/authsec")
     with pytest.raises(ImproperlyConfigured, match="is for the test suite only"):
         runpy.run_path(str(SETTINGS))
+
+
+def test_forwarded_proto_is_not_trusted_without_trusted_proxies() -> None:
+    result = _start({"DEBUG": "1", "TRUST_X_FORWARDED_PROTO": "1", "TRUSTED_PROXIES": ""})
+    assert result.returncode != 0
+    assert "TRUST_X_FORWARDED_PROTO=1 needs TRUSTED_PROXIES" in result.stderr
+    trusted = _start({"DEBUG": "1", "TRUST_X_FORWARDED_PROTO": "1", "TRUSTED_PROXIES": "10.0.0.0/8"})
+    assert trusted.returncode == 0, trusted.stderr
