@@ -143,13 +143,16 @@ class Client(AbstractApplication):
             self.status = self.Status.PENDING
 
     def clean(self) -> None:
-        # Every redirect URI must pass the policy (oauth.redirect_uris); reported on the field, one line each.
-        problems = []
-        for uri in self.redirect_uris.split():
-            try:
-                check_redirect_uri(uri, native=self.is_native)
-            except RedirectURIError as exc:
-                problems.append(ValidationError(f"{uri[:200]}: {exc.message}", code="invalid_redirect_uri"))
+        # Every redirect URI, and every post-logout redirect URI, must pass the policy (oauth.redirect_uris);
+        # reported on its field, one line each.
+        problems: dict[str, list[ValidationError]] = {}
+        for field in ("redirect_uris", "post_logout_redirect_uris"):
+            for uri in getattr(self, field).split():
+                try:
+                    check_redirect_uri(uri, native=self.is_native)
+                except RedirectURIError as exc:
+                    message = f"{uri[:200]}: {exc.message}"
+                    problems.setdefault(field, []).append(ValidationError(message, code="invalid_redirect_uri"))
         # DOT checks OIDC_RSA_PRIVATE_KEY for RS256 clients; our keys are per tenant in Vault instead.
         algorithm = self.algorithm
         if algorithm == self.RS256_ALGORITHM:
@@ -160,12 +163,16 @@ class Client(AbstractApplication):
             if not problems:
                 raise
             errors = exc.update_error_dict({})
-            errors["redirect_uris"] = problems  # ours say why; DOT's scheme-list message would only repeat it
+            errors.update(problems)  # ours say why; DOT's scheme-list message would only repeat it
             raise ValidationError(errors) from None
         finally:
             self.algorithm = algorithm
         if problems:
-            raise ValidationError({"redirect_uris": problems})
+            raise ValidationError(problems)
+
+    def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
+        """DOT's exact match, and the redirect-URI policy again (as `redirect_uri_allowed`)."""
+        return is_allowed_redirect_uri(uri, native=self.is_native) and super().post_logout_redirect_uri_allowed(uri)
 
 
 class Consent(models.Model):

@@ -249,3 +249,29 @@ def test_registration_update_applies_the_policy(in_acme) -> None:  # type: ignor
     assert Client.objects.get(client_id=registered["client_id"]).redirect_uris == (
         "https://app.example.com/first https://app.example.com/cb"
     )
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        ("https://app.example.com/logged-out", True),
+        ("http://127.0.0.1:8765/logged-out", True),
+        ("http://evil.example/logged-out", False),
+        ("javascript:alert(1)", False),
+        ("https://app.example.com/logged-out#frag", False),
+    ],
+)
+def test_post_logout_redirect_uris_follow_the_same_policy(dashboard, uri: str, accepted: bool) -> None:  # type: ignore[no-untyped-def]
+    form = {**_add_client_form("https://app.example.com/cb", WEB), "post_logout_redirect_uris": uri}
+    response = dashboard.post("/t/acme/admin/oauth/client/add/", form)
+    if accepted:
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        assert Client.objects.get(name="Policy test").post_logout_redirect_uri_allowed(uri)
+    else:
+        assert response.status_code == 200
+        errors = response.context["adminform"].form.errors
+        assert list(errors) == ["post_logout_redirect_uris"], errors
+        assert not Client.objects.filter(name="Policy test").exists()
+    # A row written around the form (older data) still never sends anyone to a refused URI.
+    stored = Client(client_type=Client.CLIENT_CONFIDENTIAL, post_logout_redirect_uris=uri)
+    assert stored.post_logout_redirect_uri_allowed(uri) is accepted
