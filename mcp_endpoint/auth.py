@@ -406,6 +406,8 @@ def _finish(
         claims = _verify_cached(token, digest, tenant, app)
         if revoked:
             raise InvalidToken("token revoked")
+        if claims.get("sub") == claims.get("client_id"):  # client credentials: the client acts for itself
+            raise InvalidToken("token is not for a user")
         try:
             user_id = int(claims["sub"])
         except (TypeError, ValueError):

@@ -146,6 +146,10 @@ class Client(AbstractApplication):
         # Every redirect URI, and every post-logout redirect URI, must pass the policy (oauth.redirect_uris);
         # reported on its field, one line each.
         problems: dict[str, list[ValidationError]] = {}
+        if self.client_id.isdigit():
+            # A client-credentials token names its client as `sub`, where a number names a user.
+            message = "A client ID cannot be a number only: a number is a user's ID in tokens."
+            problems["client_id"] = [ValidationError(message, code="invalid")]
         for field in ("redirect_uris", "post_logout_redirect_uris"):
             for uri in getattr(self, field).split():
                 try:

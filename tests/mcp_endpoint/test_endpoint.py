@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from django.core.exceptions import ValidationError
 from django_tenants.utils import schema_context
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -19,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from accounts.models import User
 from audit.models import AuditEvent
 from mcp_endpoint.login import LOGIN_TOOLS
+from oauth.models import Client as OAuthClient
 from rbac.demo import DEMO_POLICIES
 from rbac.engine import Requirement, filter_tools
 from rbac.grants import load_grants
@@ -460,3 +462,46 @@ def test_deactivating_the_application_answers_404_on_the_next_request(
     finally:
         commit_in_acme(lambda: set_active(True))
     assert mcp_list(url(asgi_server), token) == sorted(EXPECTED["bob@acme.test"] | LOGIN_TOOLS)
+
+
+def test_a_client_credentials_token_is_never_a_user_even_with_a_numeric_client_id(
+    asgi_server: LiveServer, committed: Committed
+) -> None:
+    """A client-credentials token names its client as `sub`. A client whose ID is a user's number (a row written
+    around the form, which refuses such IDs) must not act as that user at MCP."""
+    secret = "cc-secret-" + hashlib.sha256(b"numeric").hexdigest()
+
+    def create() -> str:
+        alice = User.objects.get(email="alice@acme.test")
+        OAuthClient.objects.create(
+            client_id=str(alice.pk),
+            name="Numeric",
+            client_type=OAuthClient.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=OAuthClient.GRANT_CLIENT_CREDENTIALS,
+            client_secret=secret,
+        )
+        return str(alice.pk)
+
+    client_id = commit_in_acme(create)
+    try:
+        issued = httpx2.post(
+            f"{asgi_server.url}/t/acme/oauth/token",
+            data={"grant_type": "client_credentials", "resource": url(asgi_server)},
+            auth=(client_id, secret),
+        )
+        assert issued.status_code == 200, issued.text
+        response = httpx2.post(
+            url(asgi_server),
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**JSON_RPC, "Authorization": f"Bearer {issued.json()['access_token']}"},
+        )
+        assert response.status_code == 401
+        assert response.json()["error_description"] == "token is not for a user"
+    finally:
+        commit_in_acme(lambda: OAuthClient.objects.filter(client_id=client_id, name="Numeric").delete())
+
+    with schema_context("tenant_acme"), pytest.raises(ValidationError) as refused:
+        OAuthClient(
+            client_id="12", name="x", client_type="confidential", authorization_grant_type="client-credentials"
+        ).full_clean(exclude=["client_secret", "user"])
+    assert "cannot be a number only" in str(refused.value.message_dict["client_id"])
