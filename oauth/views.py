@@ -363,6 +363,16 @@ def registration_body_error(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+def _held_for_approval(client: Client, mode: str) -> bool:
+    """A registration waits for an admin where the tenant holds registrations, and everywhere when the client
+    asks for client credentials: such a client acts for itself, with no user's consent, and would get the
+    tenant's RBAC scopes (oauth.scopes.grantable_scopes), so only an admin lets one in."""
+    return (
+        mode == ProviderSettings.Registration.APPROVAL
+        or client.authorization_grant_type == Client.GRANT_CLIENT_CREDENTIALS
+    )
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
@@ -385,7 +395,7 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 return response
             body = json.loads(response.content)
             client = Client.objects.get(client_id=body["client_id"])
-            if mode == ProviderSettings.Registration.APPROVAL:
+            if _held_for_approval(client, mode):
                 client.status = Client.Status.PENDING
                 client.save(update_fields=["status"])
             body["authsec_status"] = client.status
@@ -428,7 +438,7 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
         client = Client.objects.filter(client_id=client_id).first()
         if response.status_code != 200 or client is None:
             return response
-        if mode == ProviderSettings.Registration.APPROVAL:
+        if _held_for_approval(client, mode):
             client.status = Client.Status.PENDING
             client.save(update_fields=["status"])
         audit.record(

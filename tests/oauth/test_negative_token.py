@@ -359,12 +359,35 @@ def test_closed_registration_is_refused(demo_users) -> None:  # type: ignore[no-
 
 def test_open_registration_gives_an_active_client(demo_users) -> None:  # type: ignore[no-untyped-def]
     _registration_mode(ProviderSettings.Registration.OPEN)
-    response = _register()
+    response = _register(grant_types=["authorization_code"], redirect_uris=[REDIRECT])
     assert response.status_code == 201, response.content
     registered = response.json()
     assert registered["authsec_status"] == "active"
+    client = Client.objects.get(client_id=registered["client_id"])
+    verifier, challenge = pkce()
+    code, _query = get_code(login("alice@acme.test"), client, challenge)
     auth = basic_auth(registered["client_id"], registered["client_secret"])
-    assert token_request(grant_type="client_credentials", headers=auth).status_code == 200
+    tokens = token_request(
+        grant_type="authorization_code", code=code, redirect_uri=REDIRECT, code_verifier=verifier, headers=auth
+    )
+    assert tokens.status_code == 200, tokens.content
+
+
+def test_open_registration_still_holds_a_client_credentials_client(demo_users) -> None:  # type: ignore[no-untyped-def]
+    """Anyone may register where registration is open; a client acting for itself (no user, no consent) would
+    get the tenant's RBAC scopes, so only an admin lets one in."""
+    _registration_mode(ProviderSettings.Registration.OPEN)
+    response = _register()
+    assert response.status_code == 201, response.content
+    registered = response.json()
+    assert registered["authsec_status"] == "pending"
+    auth = basic_auth(registered["client_id"], registered["client_secret"])
+    assert_error(token_request(grant_type="client_credentials", scope="read", headers=auth), 401, "invalid_client")
+    event = AuditEvent.objects.get(action="oauth.client_registered", data__client_id=registered["client_id"])
+    assert event.data["status"] == "pending"
+
+    Client.objects.filter(client_id=registered["client_id"]).update(status=Client.Status.ACTIVE)  # an admin approves
+    assert token_request(grant_type="client_credentials", scope="read", headers=auth).status_code == 200
 
 
 def test_registration_with_an_unregistrable_redirect_uri_is_invalid(demo_users) -> None:  # type: ignore[no-untyped-def]
