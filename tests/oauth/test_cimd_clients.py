@@ -64,9 +64,7 @@ def authorize(browser: HttpClient) -> Any:
 
 
 @pytest.mark.parametrize("setting", ["approval", "closed"])
-def test_a_cimd_client_is_held_on_first_sight_unless_registration_is_open(
-    demo_users, document, setting: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_cimd_client_is_held_on_first_sight_unless_registration_is_open(demo_users, document, setting: str) -> None:  # type: ignore[no-untyped-def]
     mode(setting)
     response = authorize(HttpClient())
     assert response.status_code == 403 and not response.has_header("Location")
@@ -82,9 +80,7 @@ def test_a_cimd_client_is_held_on_first_sight_unless_registration_is_open(
     assert document.fetches == 1  # the document is fetched once, not on every visit
 
 
-def test_in_open_mode_a_cimd_client_signs_in_at_once_and_an_approved_one_keeps_working(
-    demo_users, document
-) -> None:  # type: ignore[no-untyped-def]
+def test_in_open_mode_a_cimd_client_signs_in_at_once_and_an_approved_one_keeps_working(demo_users, document) -> None:  # type: ignore[no-untyped-def]
     mode("open")
     response = authorize(login("alice@acme.test"))
     if response.status_code == 200:  # the consent page
@@ -95,9 +91,7 @@ def test_in_open_mode_a_cimd_client_signs_in_at_once_and_an_approved_one_keeps_w
     assert Client.objects.get(client_id=CLIENT_ID).status == Client.Status.ACTIVE
 
 
-def test_a_refetched_document_that_changes_what_was_approved_goes_back_to_pending(
-    demo_users, document
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_refetched_document_that_changes_what_was_approved_goes_back_to_pending(demo_users, document) -> None:  # type: ignore[no-untyped-def]
     mode("approval")
     authorize(HttpClient())
     client = Client.objects.get(client_id=CLIENT_ID)
