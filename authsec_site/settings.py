@@ -328,6 +328,9 @@ if MCP_AUTH_PENDING_SECONDS > 600:
     raise ImproperlyConfigured(f"MCP_AUTH_PENDING_SECONDS must be at most 600, got {MCP_AUTH_PENDING_SECONDS}")
 # Handshake-era MCP sessions (Mcp-Session-Id) idle longer than this are closed; the client re-initializes.
 MCP_SESSION_IDLE_SECONDS = env_int("MCP_SESSION_IDLE_SECONDS", 1800, minimum=30)
+# Modules whose import registers MCP tools (@protected_by_AuthSec); imported when the app starts, so a name that
+# cannot be imported stops start-up with a message naming it.
+AUTHSEC_TOOL_MODULES = env_list("AUTHSEC_TOOL_MODULES", ["mcp_endpoint.demo_tools"])
 # Who writes the MCP endpoint's audit events: "process" (a child process per web process, off the event
 # loop's GIL) or "thread" (a writer thread in the web process: less memory, slower tool calls).
 MCP_AUDIT_WRITER = env_str("MCP_AUDIT_WRITER", "process")
