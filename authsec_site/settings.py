@@ -96,6 +96,8 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 TENANT_LIMIT_SET_CALLS = True
 
 AUTH_USER_MODEL = "accounts.User"
+# ModelBackend signs users in (and gives superusers every permission); dashboard roles add theirs (accounts.roles).
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "accounts.backends.DashboardRoleBackend"]
 
 MIDDLEWARE = [
     "authsec_site.middleware.RequestContextMiddleware",
