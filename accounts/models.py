@@ -6,8 +6,11 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
+
+from accounts.roles import STORED_ROLES, DashboardRole
 
 
 def normalize_email_address(email: str) -> str:
@@ -46,6 +49,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     full_name = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can log in to this tenant's admin dashboard.")
+    # Dashboard roles other than Tenant admin (which is `is_superuser`): see accounts.roles.
+    dashboard_roles = ArrayField(
+        models.CharField(max_length=32, choices=[(r, DashboardRole(r).label) for r in STORED_ROLES]),
+        default=list,
+        blank=True,
+    )
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()

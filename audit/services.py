@@ -1,5 +1,5 @@
-"""Reads of the review pages (keyset pages, chart counts, top denied tools), streamed exports, and the
-Auditors permission group. Views call these and only render."""
+"""Reads of the review pages (keyset pages, chart counts, top denied tools) and streamed exports. Views call
+these and only render. Who may review: `can_review` (the Auditor dashboard role grants it, accounts.roles)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Trunc
@@ -25,14 +24,6 @@ from audit.filters import PAGE_SIZE, Cursor, apply_filters
 from audit.models import AuditEvent
 
 REVIEW_PERMISSION = "audit.review_auditevent"
-AUDITORS_GROUP = "Auditors"
-# What the Auditors group may do: read the log and the audit settings. Nothing else (no RBAC at all).
-AUDITOR_PERMISSIONS = (
-    ("audit", "review_auditevent"),
-    ("audit", "view_auditevent"),
-    ("audit", "view_auditcheckpoint"),
-    ("audit", "view_auditsettings"),
-)
 CHART_DEFAULT_DAYS = 30
 TOP_DENIED = 10
 EXPORT_CHUNK = 2000
@@ -205,15 +196,3 @@ def export_jsonl(filters: dict[str, Any]) -> Iterator[bytes]:
 def record_export(*, actor: Any, fmt: str, filters: dict[str, str]) -> AuditEvent:
     """Exports are audited: who exported which filtered set, in which format."""
     return audit.record(actor, "audit.exported", data={"format": fmt, "filters": filters})
-
-
-# --- Auditors ----------------------------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def ensure_auditor_group() -> Group:
-    """The "Auditors" permission group of the current schema: read and export the log, nothing else."""
-    group, _ = Group.objects.get_or_create(name=AUDITORS_GROUP)
-    wanted = [Permission.objects.get(content_type__app_label=app, codename=code) for app, code in AUDITOR_PERMISSIONS]
-    group.permissions.set(wanted)
-    return group

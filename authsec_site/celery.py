@@ -25,5 +25,7 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(float(settings.AUDIT_RETENTION_INTERVAL), retention, name="audit-retention")
     rotation = sender.signature("services.tasks.rotate_due_services")
     sender.add_periodic_task(float(settings.SERVICES_ROTATION_CHECK_INTERVAL), rotation, name="services-rotation")
+    cleanup = sender.signature("authsec_site.tasks.clear_expired")
+    sender.add_periodic_task(float(settings.CLEANUP_INTERVAL), cleanup, name="expired-rows-cleanup")
     svids = sender.signature("workloads.tasks.renew_due_svids")
     sender.add_periodic_task(float(settings.SVID_RENEWAL_INTERVAL), svids, name="svid-renewal")

@@ -96,6 +96,8 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 TENANT_LIMIT_SET_CALLS = True
 
 AUTH_USER_MODEL = "accounts.User"
+# ModelBackend signs users in (and gives superusers every permission); dashboard roles add theirs (accounts.roles).
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "accounts.backends.DashboardRoleBackend"]
 
 MIDDLEWARE = [
     "authsec_site.middleware.RequestContextMiddleware",
@@ -253,6 +255,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(LOCAL_DIR / "celerybeat-schedule"))
 HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 60, minimum=5)
+# Cleanup of expired rows (authsec_site.tasks.clear_expired, docs/celery.md): seconds between runs, and rows deleted
+# per statement (each batch its own transaction; also DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE).
+CLEANUP_INTERVAL = env_int("CLEANUP_INTERVAL", 3600, minimum=60)
+CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 1000, minimum=1)
 
 # --- OAuth 2.1 / OIDC provider (django-oauth-toolkit; one issuer per tenant) ---------------------------------
 # The issuer of tenant <slug> is <AUTHSEC_PUBLIC_URL>/t/<slug>/oauth (oauth.issuer); signing keys live in Vault.
@@ -293,6 +299,7 @@ OAUTH2_PROVIDER = {
     "ID_TOKEN_EXPIRE_SECONDS": OAUTH_ID_TOKEN_SECONDS,
     "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_TOKEN_SECONDS,
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": CLEANUP_BATCH_SIZE,
     "OAUTH2_VALIDATOR_CLASS": "oauth.validators.TenantOAuth2Validator",
     "SCOPES_BACKEND_CLASS": "oauth.scopes.TenantScopes",
     "APPLICATION_ADMIN_CLASS": "oauth.admin.ClientAdmin",
@@ -326,8 +333,14 @@ MCP_AUTH_SESSION_SECONDS = env_int("MCP_AUTH_SESSION_SECONDS", 3600, minimum=60)
 MCP_AUTH_PENDING_SECONDS = env_int("MCP_AUTH_PENDING_SECONDS", 600, minimum=60)
 if MCP_AUTH_PENDING_SECONDS > 600:
     raise ImproperlyConfigured(f"MCP_AUTH_PENDING_SECONDS must be at most 600, got {MCP_AUTH_PENDING_SECONDS}")
+# Seconds an auth session is kept past its expiry before the cleanup job deletes it (late status calls still
+# answer "expired"; the dashboard lists recent logins).
+MCP_AUTH_SESSION_KEEP_SECONDS = env_int("MCP_AUTH_SESSION_KEEP_SECONDS", 24 * 3600, minimum=0)
 # Handshake-era MCP sessions (Mcp-Session-Id) idle longer than this are closed; the client re-initializes.
 MCP_SESSION_IDLE_SECONDS = env_int("MCP_SESSION_IDLE_SECONDS", 1800, minimum=30)
+# Modules whose import registers MCP tools (@protected_by_AuthSec); imported when the app starts, so a name that
+# cannot be imported stops start-up with a message naming it.
+AUTHSEC_TOOL_MODULES = env_list("AUTHSEC_TOOL_MODULES", ["mcp_endpoint.demo_tools"])
 # Who writes the MCP endpoint's audit events: "process" (a child process per web process, off the event
 # loop's GIL) or "thread" (a writer thread in the web process: less memory, slower tool calls).
 MCP_AUDIT_WRITER = env_str("MCP_AUDIT_WRITER", "process")

@@ -14,6 +14,7 @@ Two handler shapes are accepted:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -224,6 +225,22 @@ def protected_by_AuthSec(  # noqa: N802 - the seed's public name
     return decorate
 
 
+def load_tool_modules(modules: Iterable[str] | None = None) -> None:
+    """Import the modules that register tools: `modules`, else the setting `AUTHSEC_TOOL_MODULES`.
+
+    A module that cannot be imported is a configuration error named in the message (start-up fails)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    for dotted in settings.AUTHSEC_TOOL_MODULES if modules is None else modules:
+        try:
+            importlib.import_module(dotted)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"AUTHSEC_TOOL_MODULES names the tool module {dotted!r}, which cannot be imported: {exc}"
+            ) from exc
+
+
 def ensure_loaded() -> None:
-    """Import the modules that register tools (the demo tools for now)."""
-    from mcp_endpoint import demo_tools  # noqa: F401
+    """Make sure the configured tool modules are imported (already done at app ready; importing is idempotent)."""
+    load_tool_modules()

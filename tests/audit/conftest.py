@@ -9,7 +9,7 @@ from django.test import Client, override_settings
 from django_tenants.utils import schema_context
 
 from accounts.models import User
-from audit.services import ensure_auditor_group
+from accounts.roles import DashboardRole
 from tenants.models import Tenant
 from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
@@ -28,9 +28,7 @@ def log_in(tenant: Tenant, email: str, password: str = PASSWORD) -> Client:
 @pytest.fixture
 def auditor(acme: Tenant) -> User:
     with schema_context(acme.schema_name):
-        user = UserFactory(email="auditor@acme.test", is_staff=True)
-        ensure_auditor_group().user_set.add(user)
-        return user
+        return UserFactory(email="auditor@acme.test", is_staff=True, dashboard_roles=[DashboardRole.AUDITOR])
 
 
 @pytest.fixture

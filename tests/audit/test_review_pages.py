@@ -15,10 +15,10 @@ from django_tenants.utils import schema_context
 
 import audit
 from accounts.models import User
+from accounts.roles import DashboardRole
 from audit import chain
 from audit.models import AuditEvent
 from audit.recorder import Actor
-from audit.services import AUDITOR_PERMISSIONS, ensure_auditor_group
 from rbac.demo import seed_rbac
 from rbac.models import Role, ToolPolicy
 from tenants.models import Tenant
@@ -79,8 +79,7 @@ def test_staff_without_the_auditor_permission_get_403(
 
 def test_a_user_who_is_not_staff_gets_403_even_with_the_permission(acme: Tenant) -> None:
     with schema_context(acme.schema_name):
-        user = UserFactory(email="not-staff@acme.test", is_staff=False)
-        ensure_auditor_group().user_set.add(user)
+        user = UserFactory(email="not-staff@acme.test", is_staff=False, dashboard_roles=[DashboardRole.AUDITOR])
         client = Client()
         client.force_login(user)
     assert client.get(LIST).status_code == 403
@@ -112,12 +111,16 @@ def test_each_tenant_lists_only_its_own_events(auditor_client: Client, globex: T
     assert detail.status_code == 404 or "secret_globex_tool" not in detail.content.decode()
 
 
-def test_the_auditor_group_reads_the_log_and_nothing_else(auditor: User, acme: Tenant) -> None:
+def test_the_auditor_role_reads_the_log_and_nothing_else(auditor: User, acme: Tenant) -> None:
     with schema_context(acme.schema_name):
-        group = ensure_auditor_group()
-        granted = {(p.content_type.app_label, p.codename) for p in group.permissions.select_related("content_type")}
-        assert granted == set(AUDITOR_PERMISSIONS)
-        assert not any(app == "rbac" for app, _ in granted)
+        granted = User.objects.get(pk=auditor.pk).get_all_permissions()
+        assert granted == {
+            "audit.review_auditevent",
+            "audit.view_auditevent",
+            "audit.view_auditcheckpoint",
+            "audit.view_auditsettings",
+        }
+        assert not any(perm.startswith("rbac.") for perm in granted)
 
 
 def test_auditors_get_403_on_rbac_edit_pages(auditor_client: Client, acme: Tenant) -> None:

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from django.contrib.auth.models import Group
 from django_tenants.utils import schema_context
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
 import audit
 from accounts.models import User
+from accounts.roles import DashboardRole
 from audit.recorder import Actor
-from audit.services import AUDITORS_GROUP, ensure_auditor_group
 from tests.browser.conftest import wait_until_gone
 from tests.conftest import LiveServer
 
@@ -34,8 +33,7 @@ def committed_log(django_db_setup, django_db_blocker) -> Iterator[dict[str, str]
     """An auditor and tool-call decisions, committed so the server process sees them (events stay: append-only)."""
     person = f"mallory.{uuid.uuid4().hex[:8]}@acme.test"
     with django_db_blocker.unblock(), schema_context("tenant_acme"):
-        auditor = User.objects.create_user(AUDITOR, PASSWORD, is_staff=True)
-        ensure_auditor_group().user_set.add(auditor)
+        User.objects.create_user(AUDITOR, PASSWORD, is_staff=True, dashboard_roles=[DashboardRole.AUDITOR])
         who = Actor("user", "", person)
         for tool, outcome, reason in (
             ("deploy_production", "deny", "needs role deployer"),
@@ -49,7 +47,6 @@ def committed_log(django_db_setup, django_db_blocker) -> Iterator[dict[str, str]
     yield {"person": person}
     with django_db_blocker.unblock(), schema_context("tenant_acme"):
         User.objects.filter(email=AUDITOR).delete()
-        Group.objects.filter(name=AUDITORS_GROUP).delete()
 
 
 def _wait_for_page(browser, old_element) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from accounts.models import User
-from audit.services import ensure_auditor_group
+from accounts.roles import DashboardRole
 from authsec_site.lib.vault import VaultError
 from oauth.client_services import set_dynamic_registration
 from oauth.demo import seed_oauth
@@ -29,7 +29,7 @@ DEMO_TENANTS = {
         "name": "Acme Corp",
         "admin": "admin@acme.test",
         "users": ["alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test"],
-        # Staff in the "Auditors" group: reads and exports the audit log, cannot change anything else.
+        # Staff with the dashboard role Auditor: reads and exports the audit log, cannot change anything else.
         "auditors": ["auditor@acme.test"],
         # make run binds 127.0.0.1: a first MCP connection must just work (docs/decisions.md).
         "dynamic_registration": ProviderSettings.Registration.OPEN,
@@ -75,10 +75,12 @@ class Command(BaseCommand):
                 for email in spec["users"]:
                     self._ensure_user(email, password, admin=False)
                 seed_rbac(slug)
-                auditors = ensure_auditor_group()
                 for email in spec.get("auditors", []):
                     self._ensure_user(email, password, admin=False, staff=True)
-                    auditors.user_set.add(User.objects.get(email=email))
+                    auditor = User.objects.get(email=email)
+                    if DashboardRole.AUDITOR not in auditor.dashboard_roles:
+                        auditor.dashboard_roles = [*auditor.dashboard_roles, DashboardRole.AUDITOR]
+                        auditor.save(update_fields=["dashboard_roles"])
                 seed_oauth()
                 seed_standard_oauth_application(slug)
                 mode = spec["dynamic_registration"]
