@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -35,14 +35,13 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
-from audit.models import AuditEvent
-from audit.recorder import Actor
 from authsec_site.lib import coherence
 from mcp_endpoint.audit_writer import actor_wire
 from mcp_endpoint.fastredis import FastRedis, Unsupported
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
-from rbac.engine import KINDS, Grants, Requirement
+from rbac import principal as rbac_principal
+from rbac.engine import Grants, Requirement
 from rbac.grants import VERSION_KEY as RBAC_VERSION_KEY
 from rbac.grants import current_version, grants_for_user_id, load_grants
 
@@ -85,55 +84,14 @@ class AppConfig:
     listings: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class Principal:
-    user_id: int
-    email: str
-    tenant_slug: str
-    grants: Grants
-    token_id: str = ""
-    client_id: str = ""
-    # The OAuth scopes of a bearer token (None for a login-tool session): a token can narrow what its user may
-    # call, never widen it. Tools the user's grants allow stay listed; calling one that needs a scope the token
-    # lacks is answered 403 insufficient_scope so the client can ask for it (step-up authorization).
-    token_scopes: frozenset[str] | None = None
-
-    @cached_property
-    def limited(self) -> bool:
-        """True when the token lacks some scope the user holds (only then can a call need a step-up)."""
-        return self.token_scopes is not None and not self.grants.scopes <= self.token_scopes
-
-    @cached_property
-    def call_grants(self) -> Grants:
-        """The grants a call is decided with: the user's, with scopes cut down to the token's."""
-        if not self.limited:
-            return self.grants
-        return replace(self.grants, scopes=self.grants.scopes & self.token_scopes)  # type: ignore[operator]
-
-    def user_info(self) -> dict[str, Any]:
-        """A fresh copy of `_user_info` (a tool may change what it gets)."""
-        return {key: list(value) if isinstance(value, list) else value for key, value in self._user_info.items()}
-
-    @cached_property
-    def audit_actor(self) -> Actor:
-        """Who this principal is in the audit log."""
-        return Actor(AuditEvent.ActorType.USER, str(self.user_id), self.email)
+class Principal(rbac_principal.Principal):
+    """`rbac.principal.Principal` (grants, token scopes, the one scope narrowing), plus its audit actor as the MCP
+    audit pipe carries it, encoded once per principal (principals are kept across requests, `_principals`)."""
 
     @cached_property
     def audit_wire(self) -> list[Any]:
         """`audit_actor` as the audit pipe carries it (shared: it is encoded, never changed)."""
         return actor_wire(self.audit_actor)
-
-    @cached_property
-    def _user_info(self) -> dict[str, Any]:
-        """What a tool receives as ``arguments["_user_info"]``: database-backed grants (scopes narrowed to a bearer
-        token's), not token claims."""
-        return {
-            "user_id": self.user_id,
-            "email": self.email,
-            "tenant_id": self.tenant_slug,
-            **{kind: sorted(getattr(self.call_grants, kind)) for kind in KINDS},
-        }
 
 
 @dataclass

@@ -4,8 +4,11 @@ Per request, before any MCP message is handled (`McpEndpoint.handle`): tenant an
 resolved (unknown or inactive → 404), the bearer token is verified offline (`mcp_endpoint.auth`), and the
 application's ``auth_mode`` decides between anonymous access and a 401 challenge. The MCP handlers then
 filter and enforce with the one RBAC function (`rbac.engine.decide` / `filter_tools`) over the
-application's `ToolPolicy` rows ∩ registered tools. The session manager is stateless: what a caller sees
-depends only on the credential on the request, and no MCP session can move between tenants.
+application's `ToolPolicy` rows ∩ registered tools, through `rbac.principal` (`visible`, `authorize`), which
+holds the one scope narrowing of a bearer token. A call is decided once: for a scope-limited token the gate
+decides the calls of the body (to answer a step-up with 403) and the handler reuses that decision. The session
+manager is stateless: what a caller sees depends only on the credential on the request, and no MCP session can
+move between tenants.
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.auth import mirror as auth_mirror
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import InvalidArguments, ToolError, ensure_loaded, registry
-from rbac.engine import Decision, Requirement, decide, filter_tools
+from rbac.engine import Decision
+from rbac.principal import Authorization, authorize, visible
 
 logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
 MCP_SESSION_HEADER = b"mcp-session-id"
-UNKNOWN = Decision(False, "unknown tool")
+UNKNOWN = Authorization(Decision(False, "unknown tool"))
 
 
 class _RequestIds:
@@ -123,9 +127,8 @@ def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[st
 
 def visible_tools(auth: RequestAuth) -> list[str]:
     """Tools this caller may see: the application's policy rows ∩ registered tools, filtered by the engine."""
-    grants = auth.principal.grants if auth.principal else None
     served = [name for name in auth.app.policies if name in registry and name not in LOGIN_TOOLS]
-    shown = set(filter_tools(grants, auth.app.policies, served))
+    shown = set(visible(auth.principal, auth.app.policies, served))
     return sorted(shown | LOGIN_TOOLS if auth.app.auth_mode in LOGIN_MODES else shown)
 
 
@@ -189,6 +192,14 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1_000_000) / 1000
 
 
+def _authorization(ctx: Any, auth: RequestAuth, name: str) -> Authorization:
+    """The decision of a call of `name`: the one the gate made for this request's body (a scope-limited token,
+    `_missing_scopes`), else made now."""
+    decided = ctx.request.scope["state"].get("authsec_decided")
+    found = decided.get(name) if decided else None
+    return found if found is not None else authorize(auth.principal, auth.app.policies.get(name))
+
+
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
@@ -201,14 +212,7 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
     if name in LOGIN_TOOLS and auth.app.auth_mode in LOGIN_MODES:
         return await _call_login_tool(ctx, auth, name, dict(params.arguments or {}), started)
     tool = registry.get(name) if name not in LOGIN_TOOLS else None
-    if tool is None or auth.principal is None:
-        decision = UNKNOWN if tool is None else decide(None, auth.app.policies.get(name))
-    else:
-        requirement = auth.app.policies.get(name)
-        decision = decide(auth.principal.grants, requirement)
-        if decision.allowed and auth.principal.limited:
-            # Visible to the user, but the token's scopes may not cover it (the 403 step-up case).
-            decision = decide(auth.principal.call_grants, requirement)
+    decision = UNKNOWN if tool is None else _authorization(ctx, auth, name)
 
     def audit(outcome: str, reason: str) -> None:
         data: dict[str, Any] = {
@@ -487,6 +491,7 @@ class McpEndpoint:
         if auth.principal is None and auth.app.auth_mode == "bearer":
             await _challenge(send, tenant, app)
             return
+        decided: dict[str, Authorization] = {}  # tool name → its decision, made by the gate for this body
         if scope.get("method") == "POST":
             if headers.get(b"content-type", "").partition(";")[0].strip().lower() != "application/json":
                 # The SDK's transport security would answer a plain-text 400: a JSON-RPC error instead.
@@ -510,7 +515,7 @@ class McpEndpoint:
                     await _challenge(send, tenant, app)
                     return
                 if auth.principal is not None:
-                    needed = _missing_scopes(auth, calls)
+                    needed = _missing_scopes(auth, calls, decided)
                     if needed is not None:
                         await _insufficient_scope(send, tenant, app, needed)
                         return
@@ -521,6 +526,7 @@ class McpEndpoint:
             "authsec_audit": self.audit,
             "authsec_live": self.live,
             "authsec_mcp_session": mcp_session_id,
+            "authsec_decided": decided,
             "authsec_context": audit_context.RequestContext(
                 _request_id(), scope_ip(scope), headers.get(b"user-agent", "")[:255]
             ),
@@ -545,17 +551,17 @@ class McpEndpoint:
 SESSION_NOT_FOUND = {"code": types.INVALID_REQUEST, "message": "Session not found"}
 
 
-def _missing_scopes(auth: RequestAuth, calls: list[str]) -> list[str] | None:
+def _missing_scopes(auth: RequestAuth, calls: list[str], decided: dict[str, Authorization]) -> list[str] | None:
     """For a token narrower than its user's grants: the scopes to ask for when a called tool is visible to the
-    user but not allowed with this token's scopes (None: every call is fine, or hidden/unknown → handled as such)."""
-    principal = auth.principal
-    assert principal is not None
+    user but not allowed with this token's scopes (None: every call is fine, or hidden/unknown → handled as such).
+
+    Each decision is kept in `decided`, where the tools/call handler of this request finds it."""
     for name in calls:
-        requirement: Requirement | None = auth.app.policies.get(name)
-        if name in LOGIN_TOOLS or name not in registry or requirement is None:
+        if name in LOGIN_TOOLS or name not in registry or name in decided:
             continue
-        if decide(principal.grants, requirement).allowed and not decide(principal.call_grants, requirement).allowed:
-            return sorted(set(requirement.scopes) | principal.token_scopes)
+        decision = decided[name] = authorize(auth.principal, auth.app.policies.get(name))
+        if decision.step_up:
+            return list(decision.step_up)
     return None
 
 

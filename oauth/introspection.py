@@ -1,10 +1,10 @@
 """RFC 7662 answers: DOT's fields (`active`, `scope`, `exp`, `client_id`, `username`, `aud`) plus `sub`, `iss`,
 `iat`, `jti` and `token_type`, which resource servers such as the published SDK's `HybridValidator` read.
 
-`scope` is what the token was issued with, narrowed again by the rule it was issued under
-(`oauth.scopes.granted_scopes`: RBAC scopes still held, `admin` while still staff), so a scope taken away in
-the dashboard stops counting at the next introspection, whatever the token says. A
-resource server registered for the SDK's runtime API only learns about tokens issued for its own URI.
+`scope` is what the token was issued with, narrowed again by the rule it was issued under: the scopes in force
+for the token's principal now (`oauth.scopes.token_principal`, `rbac.principal`: RBAC scopes still held, `admin`
+while still staff), so a scope taken away in the dashboard stops counting at the next introspection, whatever the
+token says. A resource server registered for the SDK's runtime API only learns about tokens issued for its own URI.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from oauth2_provider.models import get_access_token_model
 from oauth import issuer
 from oauth.keys import published_keys
 from oauth.models import Client, ResourceServer
-from oauth.scopes import granted_scopes
+from oauth.scopes import token_principal
 
 INACTIVE = {"active": False}
 
@@ -42,10 +42,10 @@ def _claims(token_value: str) -> dict[str, Any]:
         return {}
 
 
-def _current_scopes(scopes: list[str], user: Any) -> list[str]:
-    """Scopes that still count: the issued ones its holder (or, for a client acting for itself, the client)
-    may still be granted (`oauth.scopes.granted_scopes`, the rule the token was issued under)."""
-    return granted_scopes(scopes, user)
+def _current_scopes(scopes: list[str], user: Any, client_id: str) -> list[str]:
+    """Scopes that still count: the issued ones in force for the token's principal now (its user, or for a client
+    acting for itself the client), in the token's order."""
+    return token_principal(user, scopes, client_id=client_id).in_force(scopes)
 
 
 def _resource_server_of(client: Client | None) -> ResourceServer | None:
@@ -73,9 +73,10 @@ def token_response(token_value: str | None, client: Client | None) -> JsonRespon
         return JsonResponse(INACTIVE)  # RFC 7662 §4: a resource server learns nothing of others' tokens
     claims = _claims(token_value)
     issued_scope = claims.get("scope") if isinstance(claims.get("scope"), str) else token.scope
+    client_id = getattr(token.application, "client_id", "")
     data: dict[str, Any] = {
         "active": True,
-        "scope": " ".join(_current_scopes(issued_scope.split(), token.user)),
+        "scope": " ".join(_current_scopes(issued_scope.split(), token.user, client_id)),
         "exp": int(token.expires.timestamp()),
         "iss": issuer.issuer_for(),
         "token_type": "Bearer",

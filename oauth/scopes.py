@@ -1,18 +1,22 @@
 """Scopes a tenant's clients may request (the OIDC scopes plus the tenant's RBAC scope names), and the one rule
 for what a token is granted of them (`granted_scopes`), which the token response, the stored token, the JWT's
-`scope` claim and introspection all use."""
+`scope` claim and introspection all use. The rule is `rbac.principal`'s scope narrowing: a token's scopes count
+as far as its holder holds them (`token_principal`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
 from oauth2_provider.scopes import BaseScopes
 
 from oauth.authentication import API_SCOPE
 from rbac.api.permissions import is_api_staff
+from rbac.engine import Grants
 from rbac.grants import effective_grants
 from rbac.models import Scope
+from rbac.principal import Principal
 
 OIDC_SCOPES = {
     "openid": "Sign you in (OpenID Connect)",
@@ -22,24 +26,42 @@ OIDC_SCOPES = {
 }
 
 
-def grantable_scopes(user: Any) -> set[str]:
-    """What a token may carry. For a user: the OIDC scopes, the RBAC scopes their roles and groups give them,
-    and `admin` (the management API's scope) when they are active staff or superusers of the tenant — the
-    users `rbac.api.permissions` admits. For a client acting for itself (`user` None): the OIDC scopes and
-    the tenant's RBAC scopes except `admin`, which always stands for a person."""
+def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") -> Principal:
+    """Who a token carrying `scopes` stands for, and what it holds now. For a user: their RBAC grants, plus the
+    OIDC scopes and `admin` (the management API's scope) while they are active staff or superusers of the
+    tenant — the users `rbac.api.permissions` admits. For a client acting for itself (`user` None): no RBAC
+    grants; it holds the OIDC scopes and the tenant's RBAC scope names except `admin`, which always stands for a
+    person."""
+    tenant_slug = str(getattr(connection.tenant, "slug", "") or "")
+    token_scopes = frozenset(scopes)
     if user is None:
-        return (set(OIDC_SCOPES) | set(Scope.objects.values_list("name", flat=True))) - {API_SCOPE}
-    held = set(OIDC_SCOPES) | set(effective_grants(user).scopes)
-    if is_api_staff(user):
-        held.add(API_SCOPE)
-    return held
+        names = set(Scope.objects.values_list("name", flat=True))
+        return Principal(
+            user_id=None,
+            email="",
+            tenant_slug=tenant_slug,
+            grants=Grants(),
+            client_id=client_id,
+            token_scopes=token_scopes,
+            extra_scopes=frozenset((set(OIDC_SCOPES) | names) - {API_SCOPE}),
+        )
+    extra = set(OIDC_SCOPES) | ({API_SCOPE} if is_api_staff(user) else set())
+    return Principal(
+        user_id=user.pk,
+        email=getattr(user, "email", ""),
+        tenant_slug=tenant_slug,
+        grants=effective_grants(user) or Grants(),
+        client_id=client_id,
+        token_scopes=token_scopes,
+        extra_scopes=frozenset(extra),
+    )
 
 
 def granted_scopes(requested: Iterable[str], user: Any) -> list[str]:
     """The requested scopes this token gets, in request order: a scope the holder may not have is dropped
     (RFC 6749 §3.3), never refused, so a client asking for everything in `scopes_supported` still signs in."""
-    allowed = grantable_scopes(user)
-    return [scope for scope in dict.fromkeys(requested) if scope in allowed]
+    requested = list(requested)
+    return token_principal(user, requested).in_force(requested)
 
 
 class TenantScopes(BaseScopes):

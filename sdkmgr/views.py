@@ -3,8 +3,9 @@
 
 Views are thin: they parse JSON, resolve the client, count the rate limit, then call the MCP endpoint's own
 login tools (`mcp_endpoint.login.run_tool`: the same auth sessions as ``/t/<tenant>/mcp/<app>``), the one
-decision engine (`rbac.engine.decide`) and `services.sdk.ServiceAccessSDK`. Every answer is JSON; errors are
-``{"error", "message"}`` (plus ``"allowed": false`` where the SDK reads it). See docs/sdk.md.
+decision engine through `rbac.principal` (`authorize`, `visible`) and `services.sdk.ServiceAccessSDK`. Every
+answer is JSON; errors are ``{"error", "message"}`` (plus ``"allowed": false`` where the SDK reads it).
+See docs/sdk.md.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from audit.models import AuditEvent
 from authsec_site.lib.health import check_all
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from mcp_endpoint import login
-from mcp_endpoint.auth import Principal
 from mcp_endpoint.models import AuthSession, pending_ttl, session_ttl
 from oauth import issuer
-from rbac.engine import decide
+from rbac.principal import Principal, authorize, visible
 from sdkmgr import throttle, tools
 from sdkmgr.clients import Caller, SdkError, client_id_of, resolve_client
 
@@ -158,14 +158,13 @@ def _login_tools() -> list[dict[str, Any]]:
 
 @endpoint("POST")
 def tools_list(request: HttpRequest, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """The login tools plus the declared tools this session's user may use (`decide` over the policy rows)."""
+    """The login tools plus the declared tools this session's user may use (`visible` over the policy rows)."""
     declared = tools.parse(body.get("user_tools"))
     if tools.record_declarations(caller, declared):
         caller = resolve_client(caller.client_id, caller.app_name)  # new rows: read the fresh configuration
     principal = _principal(caller, _session_id(body))
-    grants = principal.grants if principal is not None else None
-    policies = caller.auth.app.policies
-    allowed = [tool.as_tool() for tool in declared if decide(grants, policies.get(tool.name)).allowed]
+    shown = set(visible(principal, caller.auth.app.policies, [tool.name for tool in declared]))
+    allowed = [tool.as_tool() for tool in declared if tool.name in shown]
     connection.set_tenant(caller.tenant)
     audit.record(
         _actor(caller, principal),
@@ -177,11 +176,7 @@ def tools_list(request: HttpRequest, body: dict[str, Any], caller: Caller) -> di
 
 
 def _actor(caller: Caller, principal: Principal | None) -> Any:
-    if principal is None:
-        return caller.actor
-    from audit.recorder import Actor
-
-    return Actor(AuditEvent.ActorType.USER, str(principal.user_id), principal.email)
+    return caller.actor if principal is None else principal.audit_actor
 
 
 def _payload(content: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -293,7 +288,7 @@ def protect_tool(request: HttpRequest, body: dict[str, Any], caller: Caller) -> 
             status_code=401,
             tool=tool_name,
         )
-    decision = decide(principal.grants, caller.auth.app.policies.get(tool_name))
+    decision = authorize(principal, caller.auth.app.policies.get(tool_name))
     if not decision.allowed:
         audit_call(AuditEvent.Outcome.DENY, decision.reason)
         raise SdkError(
@@ -386,7 +381,7 @@ def user_details(request: HttpRequest, body: dict[str, Any], caller: Caller) -> 
 
     name, session_id, principal = _service_request(body, caller)
     service = Service.objects.filter(name=name).first()
-    decision = decide(principal.grants, service.requirement()) if service is not None else None
+    decision = authorize(principal, service.requirement()) if service is not None else None
     allowed = decision is not None and decision.allowed
     audit.record(
         _actor(caller, principal),

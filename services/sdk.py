@@ -3,9 +3,10 @@
     sdk = ServiceAccessSDK(session)
     token = await sdk.get_service_token("GitHub API Integration")
 
-The caller is checked against the service's access requirement with the one decision engine
-(`rbac.engine.decide`) over the user's effective grants read from the tenant database — never over the
-lists a session object carries. Every read is audited (who, tool, service, version; never the value). The
+The caller is checked against the service's access requirement with the one decision engine, through
+`rbac.principal.authorize`, over the user's effective grants read from the tenant database — never over the
+lists a session object carries, whose scopes can only narrow them (a bearer token's, as the MCP endpoint passes
+them). Every read is audited (who, tool, service, version; never the value). The
 secret comes from Vault with the tenant's own credentials; a process cache keyed by version keeps it at
 most SERVICES_CACHE_SECONDS (≤ 60 s) and a rotation, which moves the version, makes it miss at once.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +28,8 @@ from audit import context as audit_context
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from authsec_site.lib import vault
-from rbac.engine import decide
 from rbac.grants import grants_for_user_id
+from rbac.principal import Principal, authorize
 
 
 class ServiceAccessError(Exception):
@@ -89,6 +89,21 @@ def _user_id(user_info: Any) -> int | None:
         return None
 
 
+def _principal(session: Any, user: Any, user_info: Any) -> Principal | None:
+    """The caller: `user`'s grants from the database; the scopes listed in `user_info` act as its token's (a bearer
+    token narrower than its user narrows service reads the same way), so they never widen the grants."""
+    if user is None:
+        return None
+    claimed = user_info.get("scopes") if isinstance(user_info, dict) else None
+    return Principal(
+        user_id=user.pk,
+        email=user.email,
+        tenant_slug=str(getattr(session, "tenant_id", "") or ""),
+        grants=grants_for_user_id(user.pk),
+        token_scopes=frozenset(str(scope) for scope in claimed) if isinstance(claimed, list) else None,
+    )
+
+
 def read_credentials(session: Any, name: str) -> dict[str, Any]:
     """The sync core of `get_service_credentials` (runs in a worker thread; opens the session's schema)."""
     from accounts.models import User
@@ -112,13 +127,7 @@ def read_credentials(session: Any, name: str) -> dict[str, Any]:
         if service is None:
             audit.record(actor, "service.read", data=details, outcome=AuditEvent.Outcome.DENY)
             raise ServiceNotFound(f'The service "{name}" is not configured for this tenant.')
-        grants = grants_for_user_id(user.pk) if user else None
-        claimed = user_info.get("scopes") if isinstance(user_info, dict) else None
-        if grants is not None and isinstance(claimed, list):
-            # A bearer token narrowed to fewer scopes than its user holds narrows service reads the same way
-            # (the MCP endpoint passes the narrowed scopes in user_info); session lists never widen grants.
-            grants = replace(grants, scopes=grants.scopes & frozenset(str(scope) for scope in claimed))
-        decision = decide(grants, service.requirement())
+        decision = authorize(_principal(session, user, user_info), service.requirement())
         if not decision.allowed:
             audit.record(
                 actor,

@@ -6,6 +6,7 @@ committed, so live servers started by tests see them too. Tests run in a transac
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -174,3 +176,34 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class DecisionCounter:
+    """Counts runs of the decision engine (`rbac.engine.decide`) on this thread while `counting()` is open, through
+    the interpreter's profile hook: the real engine runs, nothing stands in for it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[DecisionCounter]:
+        from rbac.engine import decide
+
+        code = decide.__code__
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and frame.f_code is code:
+                self.count += 1
+
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            yield self
+        finally:
+            sys.setprofile(previous)
+
+
+@pytest.fixture
+def decisions() -> DecisionCounter:
+    """How many times the decision engine ran (`with decisions.counting(): …`, then `decisions.count`)."""
+    return DecisionCounter()
