@@ -366,7 +366,7 @@ def registration_body_error(request: HttpRequest) -> JsonResponse | None:
 def _held_for_approval(client: Client, mode: str) -> bool:
     """A registration waits for an admin where the tenant holds registrations, and everywhere when the client
     asks for client credentials: such a client acts for itself, with no user's consent, and would get the
-    tenant's RBAC scopes (oauth.scopes.grantable_scopes), so only an admin lets one in."""
+    tenant's RBAC scope names (oauth.scopes.token_principal), so only an admin lets one in."""
     return (
         mode == ProviderSettings.Registration.APPROVAL
         or client.authorization_grant_type == Client.GRANT_CLIENT_CREDENTIALS
