@@ -25,9 +25,12 @@ import hiredis
 import redis
 import redis.asyncio
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.connection import ConnectionPool, DefaultParser
 
 TIMEOUT = 2.0
+ASYNC_CONNECTIONS = 50  # per event loop and URL
 _sync_clients: dict[str, redis.Redis] = {}
 # event loop → URL → client; a loop that has ended drops out with its clients.
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
@@ -66,12 +69,16 @@ def async_client(url: str | None = None) -> redis.asyncio.Redis:
     """The asyncio client of the running event loop for `url` (default ``settings.REDIS_URL``)."""
     url = url or settings.REDIS_URL
     loop = asyncio.get_running_loop()
-    clients = _async_clients.get(loop)
+    clients = _async_clients.get(loop)  # (a command on a connection Redis dropped is sent again on a new one)
     if clients is None:
         clients = _async_clients[loop] = {}
     client = clients.get(url)
     if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, **_options())
+        # Concurrent commands beyond the pool's connections wait for one (up to TIMEOUT) instead of failing.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=ASYNC_CONNECTIONS, timeout=TIMEOUT, retry=AsyncRetry(NoBackoff(), 1), **_options()
+        )
+        client = clients[url] = redis.asyncio.Redis(connection_pool=pool)
     return client
 
 
