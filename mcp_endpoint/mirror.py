@@ -10,7 +10,9 @@ Instead each process keeps a `Mirror` of those keys:
   ``data_received``, on the event loop, before any request task that arrived in the same or a later
   event-loop turn runs. The writer's PUBLISH has returned before its own HTTP response is sent, so a
   client's next request after a dashboard change sees the change (the "next request" rule of the RBAC
-  design), exactly as with a read per request.
+  design), exactly as with a read per request. redis-py's pub/sub reads in a task, which runs a turn later
+  and possibly after a request task of that turn; so the subscription is a protocol of its own, with
+  redis-py's connection settings, command packing and hiredis's parser (`authsec_site.lib.redis`).
 - Keys the mirror does not hold are read with one MGET (`fill`), and kept only if no announcement for
   them arrived meanwhile and the subscription is the one that was live when the read was sent.
 - The mirror answers only while its subscription is confirmed. When the connection drops it forgets
