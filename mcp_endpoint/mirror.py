@@ -45,10 +45,6 @@ RETRY_MAX = 10.0
 CLIENT_NAME = "authsec-mirror"
 
 
-class Unsupported(Exception):
-    """A Redis URL the subscription does not speak (TLS, unix socket): requests read Redis instead."""
-
-
 class _Subscription(asyncio.Protocol):
     """One SUBSCRIBE connection: announcements go straight to the mirror as their bytes arrive."""
 
@@ -143,18 +139,8 @@ class Mirror:
         self._entries.clear()
 
     async def _subscribe_once(self) -> None:
-        params = redis.connection_params(self._url)
-        if params["ssl"] or "path" in params:
-            raise Unsupported
-        loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: _Subscription(self, self._channel, params),
-                params.get("host", "localhost"),
-                params.get("port", 6379),
-            ),
-            timeout=5,
-        )
+        _, protocol = await redis.open_protocol(lambda params: _Subscription(self, self._channel, params), self._url)
+        assert isinstance(protocol, _Subscription)
         try:
             await protocol.lost
         finally:
@@ -169,7 +155,7 @@ class Mirror:
                 await self._subscribe_once()
             except asyncio.CancelledError:
                 raise
-            except Unsupported:
+            except redis.Unsupported:
                 logger.info("Cache mirror off for this Redis URL (TLS or unix socket): reading Redis per request")
                 return
             except Exception as exc:  # noqa: BLE001 - Redis away: requests read Redis (or the database) meanwhile

@@ -6,9 +6,9 @@ which redis-py uses to parse replies whenever it is installed, as the lock insta
   one set of connections and one set of timeouts.
 - `async_client()`: one asyncio client per event loop (asyncio connections belong to the loop that made
   them), for the MCP endpoint's reads on the event loop and its pub/sub listeners.
-- `connection_params()`, `pack()` and `reply_reader()`: for the cache mirror's subscription, which reads its
-  socket in an asyncio protocol callback (`mcp_endpoint.mirror` says why) with redis-py's connection
-  settings, its command packing and hiredis's reply parser.
+- `open_protocol()`, `pack()` and `reply_reader()`: for the cache mirror's subscription, which reads its
+  socket in an asyncio protocol callback (`mcp_endpoint.mirror` says why), connected with redis-py's
+  settings for the URL, sending commands as redis-py packs them and parsing with hiredis.
 
 Timeouts are short (`TIMEOUT`): every caller has a fallback when Redis is slow or away. Celery's broker and
 result connections are kombu's and Celery's own (`CELERY_BROKER_URL`), not made here.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -86,6 +87,23 @@ def new_async_client(url: str | None = None) -> redis.asyncio.Redis:
     """A client of its own (its own connections), for a long-lived subscription that must not hold one of the
     shared client's; the caller closes it (``await client.aclose()``)."""
     return redis.asyncio.Redis.from_url(url or settings.REDIS_URL, socket_connect_timeout=TIMEOUT)
+
+
+class Unsupported(Exception):
+    """A Redis URL `open_protocol` does not speak (TLS, unix socket)."""
+
+
+async def open_protocol(
+    factory: Callable[[dict[str, Any]], asyncio.Protocol], url: str | None = None, timeout: float = 5.0
+) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+    """A plain TCP connection to `url` (default ``settings.REDIS_URL``) driven by the protocol that
+    ``factory(connection_params(url))`` makes; the protocol authenticates itself (`pack`, `reply_reader`)."""
+    params = connection_params(url)
+    if params["ssl"] or "path" in params:
+        raise Unsupported("TLS or unix socket")
+    loop = asyncio.get_running_loop()
+    host, port = params.get("host", "localhost"), params.get("port", 6379)
+    return await asyncio.wait_for(loop.create_connection(lambda: factory(params), host, port), timeout)
 
 
 def connection_params(url: str | None = None) -> dict[str, Any]:

@@ -104,3 +104,9 @@ def test_commands_are_packed_and_replies_parsed_as_redis_speaks() -> None:
     reader.feed(b"?bogus\r\n")
     with pytest.raises(redis.ProtocolError):
         reader.gets()
+
+
+def test_a_raw_protocol_connection_is_refused_for_tls_and_unix_sockets() -> None:
+    for url in ("rediss://127.0.0.1:6380/0", "unix:///run/redis.sock"):
+        with pytest.raises(redis.Unsupported):
+            asyncio.run(redis.open_protocol(lambda params: asyncio.Protocol(), url))
