@@ -270,7 +270,7 @@ def token_digest(token: str) -> str:
 
 # Digests of the tokens seen lately: a client sends the same token on every request, and hashing it (≈ 1 KB
 # with its grant claims) was a visible part of each request's cost. Process memory only, bounded.
-_digests: TTLCache[str, str] = TTLCache(20_000)
+_digests: TTLCache[str, str] = TTLCache(20_000)  # as many as `_verified` holds (VERIFIED_MAX)
 
 
 def _cached_digest(token: str) -> str:
