@@ -59,7 +59,8 @@ def sync_client(url: str | None = None) -> redis.Redis:
 
 
 class SharedPool:
-    """Django's ``RedisCache`` ``pool_class``: hands the cache the pool of `sync_client` for its URL."""
+    """Django's ``RedisCache`` ``pool_class``: hands the cache the pool of `sync_client` for its URL (the
+    door's options and hiredis parser; options given in ``CACHES`` are not used)."""
 
     @classmethod
     def from_url(cls, url: str, **_options: Any) -> ConnectionPool:
