@@ -33,7 +33,7 @@ from redis.connection import ConnectionPool, DefaultParser
 TIMEOUT = 2.0
 ASYNC_CONNECTIONS = 50  # per event loop and URL
 _sync_clients: dict[str, redis.Redis] = {}
-# event loop → URL → client; a loop that has ended drops out with its clients.
+# event loop → URL → client, keyed by the loop itself: a later loop may reuse an ended loop's id().
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
     weakref.WeakKeyDictionary()
 )
