@@ -153,6 +153,8 @@ CACHES = {
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "authsec"),
+        # The cache shares the process's one Redis connection pool (`authsec_site.lib.redis`).
+        "OPTIONS": {"pool_class": "authsec_site.lib.redis.SharedPool"},
     }
 }
 

@@ -13,7 +13,8 @@ JWKS fetch in the steady state:
   ``mcp:revoked:<sha256(token)>`` to Redis until the token's expiry (`note_revoked`).
 Both version tokens and the revocation marker are read from this process's `mcp_endpoint.mirror` (kept
 current by pub/sub announcements of every write), so a request usually makes no Redis round trip at all;
-what the mirror does not hold is read in one MGET.
+what the mirror does not hold is read in one MGET (`authsec_site.lib.redis`). Every in-process cache here
+is an `authsec_site.lib.ttlcache.TTLCache`: bounded, and expiring where an entry must not outlive a time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,9 +35,9 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
-from authsec_site.lib import coherence
+from authsec_site.lib import coherence, redis
+from authsec_site.lib.ttlcache import TTLCache
 from mcp_endpoint.audit_writer import actor_wire
-from mcp_endpoint.fastredis import FastRedis, Unsupported
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
 from rbac import principal as rbac_principal
@@ -51,6 +51,8 @@ REVOKED_PREFIX = "mcp:revoked:"
 TENANT_TTL = 5.0
 TENANT_STALE_FOR = 5.0
 JWKS_REFETCH_INTERVAL = 5.0
+TENANTS_MAX = 10_000  # tenants (and schemas) whose entries each process keeps
+CONFIGS_MAX = 10_000  # applications
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
 
 
@@ -106,8 +108,7 @@ class RequestAuth:
 
 # --- Tenants ------------------------------------------------------------------------------------------------
 
-_tenants: dict[str, tuple[float, TenantRef | None]] = {}
-_tenants_lock = threading.Lock()
+_tenants: TTLCache[str, TenantRef | None] = TTLCache(TENANTS_MAX, TENANT_TTL)  # None: not found
 
 
 _refreshing: dict[str, Any] = {}  # slug → the task re-reading it (one at a time per tenant)
@@ -134,8 +135,8 @@ def _refresh_tenant(slug: str) -> None:
 
 
 def _tenant(slug: str, *, reload: bool = False) -> TenantRef:
-    now = time.monotonic()
-    hit = _tenants.get(slug)
+    now = _tenants.clock()
+    hit = _tenants.get_entry(slug)
     if reload or hit is None or hit[0] < now:
         from tenants.models import Domain
 
@@ -148,8 +149,8 @@ def _tenant(slug: str, *, reload: bool = False) -> TenantRef:
             .first()
         )
         ref = TenantRef(slug, domain.tenant.schema_name, domain.tenant) if domain is not None else None
-        with _tenants_lock:
-            _tenants[slug] = hit = (now + TENANT_TTL, ref)
+        _tenants.set(slug, ref, TENANT_TTL)
+        hit = (now + TENANT_TTL, ref)
     if hit[1] is None:
         raise NotFound(slug)
     return hit[1]
@@ -157,8 +158,8 @@ def _tenant(slug: str, *, reload: bool = False) -> TenantRef:
 
 # --- Application configuration --------------------------------------------------------------------------------
 
-_configs: dict[tuple[str, str], tuple[str, AppConfig | None]] = {}
-_configs_lock = threading.Lock()
+# (schema, application) → (config version token it was read under, settings or None: not found).
+_configs: TTLCache[tuple[str, str], tuple[str, AppConfig | None]] = TTLCache(CONFIGS_MAX)
 
 
 def load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
@@ -192,9 +193,7 @@ def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
     hit = _configs.get(key)
     if hit is None or hit[0] != version:
         close_old_connections()
-        hit = (version, load_config(tenant, app_slug))
-        with _configs_lock:
-            _configs[key] = hit
+        hit = _configs.set(key, (version, load_config(tenant, app_slug)))
     if hit[1] is None:
         raise NotFound(app_slug)
     return hit[1]
@@ -202,8 +201,8 @@ def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
 
 # --- Signing keys -----------------------------------------------------------------------------------------------
 
-_jwks: dict[str, tuple[float, dict[str, Any]]] = {}
-_jwks_lock = threading.Lock()
+# schema → (monotonic time of the fetch, kid → public key).
+_jwks: TTLCache[str, tuple[float, dict[str, Any]]] = TTLCache(TENANTS_MAX)
 
 
 def _public_key(schema: str, kid: str) -> Any:
@@ -217,8 +216,7 @@ def _public_key(schema: str, kid: str) -> Any:
 
     close_old_connections()
     keys = {jwk["kid"]: jwt.PyJWK(jwk).key for jwk in published_keys()}
-    with _jwks_lock:
-        _jwks[schema] = (now, keys)
+    _jwks.set(schema, (now, keys))
     if kid not in keys:
         raise InvalidToken("unknown signing key")
     return keys[kid]
@@ -230,15 +228,13 @@ def token_digest(token: str) -> str:
 
 # Digests of the tokens seen lately: a client sends the same token on every request, and hashing it (≈ 1 KB
 # with its grant claims) was a visible part of each request's cost. Process memory only, bounded.
-_digests: dict[str, str] = {}
+_digests: TTLCache[str, str] = TTLCache(20_000)  # as many as `_verified` holds (VERIFIED_MAX)
 
 
 def _cached_digest(token: str) -> str:
     digest = _digests.get(token)
     if digest is None:
-        if len(_digests) >= VERIFIED_MAX:
-            _digests.clear()
-        digest = _digests[token] = token_digest(token)
+        digest = _digests.set(token, token_digest(token))
     return digest
 
 
@@ -253,22 +249,18 @@ def note_revoked(token_digests: list[tuple[str, int | None]]) -> None:
 # Verified claims by (schema, application, token digest), so a client's repeated requests with one token pay
 # the RS256 check once. An entry lives until the token expires, at most VERIFIED_TTL seconds (so a signing key
 # withdrawn from the JWKS stops counting soon); revocation is still checked on every request.
-_verified: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
 VERIFIED_TTL = 300.0
 VERIFIED_MAX = 20_000
+_verified: TTLCache[tuple[str, str, str], dict[str, Any]] = TTLCache(VERIFIED_MAX)
 
 
 def _verify_cached(token: str, digest: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
     key = (tenant.schema_name, app.slug, digest)
-    hit = _verified.get(key)
-    now = time.time()
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    claims = _verified.get(key)
+    if claims is not None:
+        return claims
     claims = _verify(token, tenant, app)
-    if len(_verified) >= VERIFIED_MAX:
-        _verified.clear()
-    _verified[key] = (min(float(claims["exp"]), now + VERIFIED_TTL), claims)
-    return claims
+    return _verified.set(key, claims, min(float(claims["exp"]) - time.time(), VERIFIED_TTL))
 
 
 def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
@@ -304,10 +296,10 @@ def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
 
 # --- Principals -------------------------------------------------------------------------------------------------
 
-_users: dict[tuple[str, int, str], tuple[str, bool, Grants] | None] = {}
-_users_lock = threading.Lock()
-_MISSING = object()
 USERS_MAX = 10_000
+# (schema, user id, RBAC version token) → (email, is_active, grants), or None: no such user.
+_users: TTLCache[tuple[str, int, str], tuple[str, bool, Grants] | None] = TTLCache(USERS_MAX)
+_MISSING = object()
 
 
 def _user(schema: str, user_id: int, rbac_version: str) -> tuple[str, bool, Grants] | None:
@@ -316,18 +308,14 @@ def _user(schema: str, user_id: int, rbac_version: str) -> tuple[str, bool, Gran
     Every RBAC change and every user save or delete replaces the token (`rbac.signals`), so the next request
     misses; this saves the second Redis read `grants_for_user_id` would make for the token we already hold."""
     key = (schema, user_id, rbac_version)
-    if key in _users:
-        return _users[key]
+    cached = _users.get(key, _MISSING)
+    if cached is not _MISSING:
+        return cached  # type: ignore[no-any-return]
     from accounts.models import User
 
     close_old_connections()
     row = User.objects.filter(pk=user_id).values_list("email", "is_active").first()
-    hit = None if row is None else (row[0], row[1], grants_for_user_id(user_id))
-    with _users_lock:
-        if len(_users) >= USERS_MAX:
-            _users.clear()
-        _users[key] = hit
-    return hit
+    return _users.set(key, None if row is None else (row[0], row[1], grants_for_user_id(user_id)))
 
 
 def _user_uncached(user_id: int) -> tuple[str, bool, Grants] | None:
@@ -341,7 +329,7 @@ def _user_uncached(user_id: int) -> tuple[str, bool, Grants] | None:
 # built under, until the token's verified claims expire (`_verified`). A request with the same token and an
 # unchanged RBAC version reuses it: no claims parsing, no user lookup, `_user_info` built once. Revocation is
 # still checked on every request, before this is consulted.
-_principals: dict[tuple[str, str, str], tuple[str, float, Principal]] = {}
+_principals: TTLCache[tuple[str, str, str], tuple[str, Principal]] = TTLCache(VERIFIED_MAX)
 
 
 def _finish(
@@ -352,8 +340,8 @@ def _finish(
     tenant, app = auth.tenant, auth.app
     key = (tenant.schema_name, app.slug, digest)
     known = _principals.get(key)
-    if known is not None and not revoked and known[0] == rbac_version and known[1] > time.time():
-        auth.principal = known[2]
+    if known is not None and not revoked and known[0] == rbac_version:
+        auth.principal = known[1]
         return auth
     try:
         if not sync and key not in _verified:
@@ -394,11 +382,9 @@ def _finish(
         client_id=str(claims.get("client_id", "")),
         token_scopes=frozenset(str(claims.get("scope", "")).split()),
     )
-    verified = _verified.get(key)
+    verified = _verified.get_entry(key)
     if rbac_version is not None and verified is not None:  # no version token (Redis down): nothing is kept
-        if len(_principals) >= VERIFIED_MAX:
-            _principals.clear()
-        _principals[key] = (rbac_version, verified[0], auth.principal)
+        _principals.set(key, (rbac_version, auth.principal), verified[0] - _verified.clock())
     return auth
 
 
@@ -435,25 +421,6 @@ def resolve(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth:
 # --- Fast path on the event loop ----------------------------------------------------------------------------------
 
 _serializer = RedisSerializer()
-_async_redis: dict[int, Any] = {}
-
-
-def _async_client() -> Any:
-    """The hot-path Redis client of this event loop: `FastRedis` (pipelined MGET), or redis-py's asyncio client
-    for URLs it does not support (TLS). Connections belong to the loop that made them."""
-    import asyncio
-
-    loop_id = id(asyncio.get_running_loop())
-    client = _async_redis.get(loop_id)
-    if client is None:
-        try:
-            client = FastRedis(settings.REDIS_URL)
-        except Unsupported:
-            import redis.asyncio
-
-            client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-        _async_redis[loop_id] = client
-    return client
 
 
 _mirror: Mirror | None = None
@@ -469,7 +436,9 @@ def mirror() -> Mirror:
 
 async def _read_redis(keys: tuple[str, ...]) -> list[Any]:
     """The values of raw Redis `keys` (None: absent) in one MGET: while the mirror is not live."""
-    return [None if value is None else _serializer.loads(value) for value in await _async_client().mget(list(keys))]
+    return [
+        None if value is None else _serializer.loads(value) for value in await redis.async_client().mget(list(keys))
+    ]
 
 
 async def _fill_missing(held: Mirror, keys: tuple[str, ...], values: list[Any]) -> list[Any]:
@@ -479,7 +448,7 @@ async def _fill_missing(held: Mirror, keys: tuple[str, ...], values: list[Any]) 
     version token is created by the sync path, so it is not kept."""
     epoch = held.epoch
     missing = [key for key, value in zip(keys, values, strict=True) if value is MISSING]
-    raw = await _async_client().mget(missing)
+    raw = await redis.async_client().mget(missing)
     fetched = {key: None if item is None else _serializer.loads(item) for key, item in zip(missing, raw, strict=True)}
     for index, key in enumerate(keys):
         if values[index] is MISSING:
@@ -489,19 +458,19 @@ async def _fill_missing(held: Mirror, keys: tuple[str, ...], values: list[Any]) 
     return values
 
 
-_key_prefixes: dict[str, str] = {}
-_version_keys: dict[str, tuple[str, str]] = {}
+_key_prefixes: TTLCache[str, str] = TTLCache(TENANTS_MAX)  # schema → its raw cache key prefix
+_version_keys: TTLCache[str, tuple[str, str]] = TTLCache(TENANTS_MAX)  # schema → raw keys of its version tokens
 
 
 def _raw_key(schema: str, key: str) -> str:
     # django_tenants.cache.make_key, with the schema given instead of read from the thread's connection.
     prefix = _key_prefixes.get(schema)
     if prefix is None:
-        prefix = _key_prefixes[schema] = f"{schema}:{cache.key_prefix}:{cache.version}:"
+        prefix = _key_prefixes.set(schema, f"{schema}:{cache.key_prefix}:{cache.version}:")
     return prefix + key
 
 
-_token_keys: dict[tuple[str, str], tuple[str, ...]] = {}
+_token_keys: TTLCache[tuple[str, str], tuple[str, ...]] = TTLCache(VERIFIED_MAX)
 
 
 def _hot_keys(schema: str, digest: str) -> tuple[str, ...]:
@@ -513,13 +482,10 @@ def _hot_keys(schema: str, digest: str) -> tuple[str, ...]:
             return keys
     versions = _version_keys.get(schema)
     if versions is None:
-        versions = _version_keys[schema] = (_raw_key(schema, CONFIG_VERSION_KEY), _raw_key(schema, RBAC_VERSION_KEY))
+        versions = _version_keys.set(schema, (_raw_key(schema, CONFIG_VERSION_KEY), _raw_key(schema, RBAC_VERSION_KEY)))
     if not digest:
         return versions
-    if len(_token_keys) >= VERIFIED_MAX:
-        _token_keys.clear()
-    keys = _token_keys[(schema, digest)] = (*versions, _raw_key(schema, REVOKED_PREFIX + digest))
-    return keys
+    return _token_keys.set((schema, digest), (*versions, _raw_key(schema, REVOKED_PREFIX + digest)))
 
 
 async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
@@ -528,7 +494,7 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     Same checks, same Redis values (from the mirror, else one MGET with the async client); returns None on any
     miss so the caller falls back to `resolve` in a thread. Raises `NotFound` only for what `resolve` cached
     as not found."""
-    hit = _tenants.get(tenant_slug)
+    hit = _tenants.get_entry(tenant_slug)
     if hit is None or hit[1] is None:
         return None
     if hit[0] < time.monotonic():

@@ -10,7 +10,9 @@ Instead each process keeps a `Mirror` of those keys:
   ``data_received``, on the event loop, before any request task that arrived in the same or a later
   event-loop turn runs. The writer's PUBLISH has returned before its own HTTP response is sent, so a
   client's next request after a dashboard change sees the change (the "next request" rule of the RBAC
-  design), exactly as with a read per request.
+  design), exactly as with a read per request. redis-py's pub/sub reads in a task, which runs a turn later
+  and possibly after a request task of that turn; so the subscription is a protocol of its own, with
+  redis-py's connection settings, command packing and hiredis's parser (`authsec_site.lib.redis`).
 - Keys the mirror does not hold are read with one MGET (`fill`), and kept only if no announcement for
   them arrived meanwhile and the subscription is the one that was live when the read was sent.
 - The mirror answers only while its subscription is confirmed. When the connection drops it forgets
@@ -31,8 +33,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from authsec_site.lib import redis
 from authsec_site.lib.background import background
-from mcp_endpoint.fastredis import FastRedis, Incomplete, ReplyError, Unsupported, encode, parse
+from authsec_site.lib.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)
 MISSING: Any = object()
@@ -45,34 +48,31 @@ CLIENT_NAME = "authsec-mirror"
 class _Subscription(asyncio.Protocol):
     """One SUBSCRIBE connection: announcements go straight to the mirror as their bytes arrive."""
 
-    def __init__(self, mirror: Mirror, channel: bytes, auth: tuple[str, ...] | None) -> None:
-        self.mirror, self.channel, self.auth = mirror, channel, auth
+    def __init__(self, mirror: Mirror, channel: bytes, params: dict[str, Any]) -> None:
+        self.mirror, self.channel, self.params = mirror, channel, params
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.reader = redis.reply_reader()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        commands = encode("AUTH", *self.auth) if self.auth else b""
-        commands += encode("CLIENT", "SETNAME", f"{CLIENT_NAME}-{os.getpid()}")  # so operators can tell it apart
-        transport.write(commands + encode("SUBSCRIBE", self.channel))  # type: ignore[attr-defined]
+        username, password = self.params.get("username"), self.params.get("password")
+        commands = b""
+        if password is not None:
+            commands += redis.pack("AUTH", *((username, password) if username else (password,)))
+        commands += redis.pack("CLIENT", "SETNAME", f"{CLIENT_NAME}-{os.getpid()}")  # so operators can tell it apart
+        transport.write(commands + redis.pack("SUBSCRIBE", self.channel))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        pos = 0
+        self.reader.feed(data)
         try:
-            while pos < len(self.buffer):
-                reply, pos = parse(self.buffer, pos)
+            while not self.lost.done() and (reply := self.reader.gets()) is not False:
                 self._handle(reply)
-        except Incomplete:
-            pass
-        except (ValueError, ConnectionError) as exc:
+        except redis.ProtocolError as exc:
             self._close(ConnectionError(f"Bad reply from Redis: {exc}"))
-            return
-        del self.buffer[:pos]
 
     def _handle(self, reply: Any) -> None:
-        if isinstance(reply, ReplyError):
+        if isinstance(reply, redis.ReplyError):
             self._close(ConnectionError(f"Redis refused the subscription: {reply}"))
         elif isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
             self.mirror.apply(reply[2])
@@ -97,7 +97,7 @@ class Mirror:
 
     def __init__(self, url: str, channel: str) -> None:
         self._url, self._channel = url, channel.encode()
-        self._entries: dict[str, tuple[float, Any]] = {}
+        self._entries: TTLCache[str, Any] = TTLCache(MAX_ENTRIES, ENTRY_TTL)
         self.live = False
         self.epoch = 0  # changes whenever the subscription starts or ends
 
@@ -106,29 +106,17 @@ class Mirror:
         return self.get_many([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[Any]:
-        """`get` of each key, with one clock read (an expired entry is dropped, so `fill` can replace it)."""
+        """`get` of each key, with one clock read."""
         if not self.live:
             return [MISSING] * len(keys)
-        now = time.monotonic()
-        values = []
-        for key in keys:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] >= now:
-                values.append(hit[1])
-                continue
-            if hit is not None:
-                self._entries.pop(key, None)
-            values.append(MISSING)
-        return values
+        return self._entries.get_many(keys, MISSING)
 
     def fill(self, epoch: int, key: str, value: Any) -> None:
         """Keep `value`, read from Redis by a request sent while the mirror was live in `epoch`, unless an
         announcement for the key arrived since (it is newer) or the subscription changed."""
         if epoch != self.epoch or not self.live:
             return
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-        self._entries.setdefault(key, (time.monotonic() + ENTRY_TTL, value))
+        self._entries.add(key, value)
 
     def apply(self, payload: bytes) -> None:
         try:
@@ -137,12 +125,8 @@ class Mirror:
         except (ValueError, KeyError, TypeError):
             logger.warning("Ignoring a malformed cache announcement")
             return
-        until = time.monotonic() + ENTRY_TTL
-        if expires is not None:
-            until = min(until, time.monotonic() + float(expires) - time.time())
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key] = (until, value)
+        ttl = ENTRY_TTL if expires is None else min(ENTRY_TTL, float(expires) - time.time())
+        self._entries.set(key, value, ttl)
 
     def went_live(self) -> None:
         self._entries.clear()
@@ -155,12 +139,8 @@ class Mirror:
         self._entries.clear()
 
     async def _subscribe_once(self) -> None:
-        client = FastRedis(self._url)  # only its parsed URL (plain redis:// only, like the hot-path client)
-        loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(lambda: _Subscription(self, self._channel, client.auth), client.host, client.port),
-            timeout=5,
-        )
+        _, protocol = await redis.open_protocol(lambda params: _Subscription(self, self._channel, params), self._url)
+        assert isinstance(protocol, _Subscription)
         try:
             await protocol.lost
         finally:
@@ -175,7 +155,7 @@ class Mirror:
                 await self._subscribe_once()
             except asyncio.CancelledError:
                 raise
-            except Unsupported:
+            except redis.Unsupported:
                 logger.info("Cache mirror off for this Redis URL (TLS or unix socket): reading Redis per request")
                 return
             except Exception as exc:  # noqa: BLE001 - Redis away: requests read Redis (or the database) meanwhile

@@ -22,10 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
-from authsec_site.lib import coherence
+from authsec_site.lib import redis
 
 logger = logging.getLogger(__name__)
 CHANNEL = "authsec:mcp:tools_changed"
@@ -106,7 +105,7 @@ class LiveSessions:
 
 def publish(mcp_session_id: str) -> None:
     try:
-        coherence.redis_client().publish(CHANNEL, digest(mcp_session_id))
+        redis.sync_client().publish(CHANNEL, digest(mcp_session_id))
     except Exception as exc:  # noqa: BLE001 - best effort: the next request shows the right tools anyway
         logger.warning("Could not publish an MCP tools/list_changed notice (%s)", type(exc).__name__)
 
@@ -119,11 +118,9 @@ def tools_changed(mcp_session_id: str) -> None:
 
 async def listen(live: LiveSessions) -> None:
     """Deliver published notices to the sessions of this process until cancelled (reconnects with backoff)."""
-    import redis.asyncio
-
     delay = 0.5
     while True:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        client = redis.new_async_client()
         try:
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(CHANNEL)

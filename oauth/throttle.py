@@ -1,4 +1,5 @@
-"""Login throttling per account and per client IP (Redis counters with a lockout window), audited."""
+"""Login throttling per account and per client IP, audited: counters with a lockout window
+(`authsec_site.lib.ratelimit`, per tenant: the keys are the tenant schema's cache keys)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 
 import audit
 from audit.models import AuditEvent
 from audit.recorder import Actor
+from authsec_site.lib import ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,8 @@ def check(email: str, ip: str | None) -> Lockout:
         if ip:
             keys.append((_key("ip", ip), settings.LOGIN_MAX_FAILURES_PER_IP))
         for key, limit in keys:
-            count = cache.get(key) or 0
-            if count >= limit:
-                ttl = cache.ttl(key) if hasattr(cache, "ttl") else settings.LOGIN_LOCKOUT_SECONDS
-                return Lockout(True, int(ttl or settings.LOGIN_LOCKOUT_SECONDS))
+            if ratelimit.peek(key).count >= limit:
+                return Lockout(True, settings.LOGIN_LOCKOUT_SECONDS)  # the message names the whole lockout
     except Exception as exc:  # noqa: BLE001
         logger.error("Login throttling unavailable (%s)", type(exc).__name__)
     return Lockout(False)
@@ -59,10 +58,9 @@ def record_failure(email: str, ip: str | None) -> None:
             if not value:
                 continue
             key = _key(kind, value)
-            cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
-            count = cache.incr(key)
+            count = ratelimit.hit(key, window=settings.LOGIN_LOCKOUT_SECONDS).count
             if count == limit:
-                cache.touch(key, settings.LOGIN_LOCKOUT_SECONDS)
+                ratelimit.restart(key, window=settings.LOGIN_LOCKOUT_SECONDS)  # locked for the whole lockout
                 audit.record(
                     Actor(AuditEvent.ActorType.ANONYMOUS, "", email or "anonymous"),
                     "auth.lockout",
@@ -75,4 +73,4 @@ def record_failure(email: str, ip: str | None) -> None:
 
 def clear(email: str) -> None:
     with contextlib.suppress(Exception):  # best effort: the counter expires anyway
-        cache.delete(_key("account", email))
+        ratelimit.reset(_key("account", email))

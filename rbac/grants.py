@@ -11,16 +11,14 @@ of truth — and nothing is cached.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
 
 from authsec_site.lib import coherence
+from authsec_site.lib.ttlcache import TTLCache
 from rbac import models as m
 from rbac.engine import KINDS, Grants
 
@@ -103,8 +101,7 @@ def load_grants(user_id: int) -> Grants:
 
 # --- Version token and caches ---------------------------------------------------------------------------------
 
-_local: OrderedDict[tuple[str, int, str], tuple[float, Grants]] = OrderedDict()
-_local_lock = threading.Lock()
+_local: TTLCache[tuple[str, int, str], Grants] = TTLCache(LOCAL_MAX)  # (schema, user id, version token)
 
 
 def current_version() -> str | None:
@@ -142,12 +139,9 @@ def grants_for_user_id(user_id: int) -> Grants:
     if version is None:
         return load_grants(user_id)
     key = (connection.schema_name, user_id, version)
-    now = time.monotonic()
-    with _local_lock:
-        hit = _local.get(key)
-        if hit is not None and hit[0] > now:
-            _local.move_to_end(key)
-            return hit[1]
+    hit = _local.get(key)
+    if hit is not None:
+        return hit
     redis_key = f"rbac:grants:{user_id}:{version}"
     grants = None
     try:
@@ -160,17 +154,11 @@ def grants_for_user_id(user_id: int) -> Grants:
             cache.set(redis_key, grants, timeout=GRANTS_TTL)
         except Exception as exc:  # noqa: BLE001 - caching is an optimisation; the answer is already right
             logger.warning("Could not cache RBAC grants (%s)", type(exc).__name__)
-    with _local_lock:
-        _local[key] = (now + LOCAL_TTL, grants)
-        _local.move_to_end(key)
-        while len(_local) > LOCAL_MAX:
-            _local.popitem(last=False)
-    return grants
+    return _local.set(key, grants, LOCAL_TTL)
 
 
 def clear_local_cache() -> None:
-    with _local_lock:
-        _local.clear()
+    _local.clear()
 
 
 def known_names() -> dict[str, frozenset[str]]:

@@ -14,29 +14,16 @@ the database number and the cache key prefix (two deployments on one Redis do no
 from __future__ import annotations
 
 import json
-import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 
-_client: Any = None
-_client_lock = threading.Lock()
+from authsec_site.lib import redis
+
 _serializer = RedisSerializer()
-
-
-def redis_client() -> Any:
-    """This process's synchronous redis-py client for publishing (short timeouts: callers fall back)."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            import redis
-
-            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        return _client
 
 
 def channel() -> str:
@@ -51,7 +38,7 @@ def set_and_announce(key: str, value: str | int, timeout: int | None = None) -> 
     raw_key = cache.make_key(key)
     expires = None if timeout is None else time.time() + timeout
     message = json.dumps({"k": raw_key, "v": value, "e": expires})
-    pipe = redis_client().pipeline(transaction=True)
+    pipe = redis.sync_client().pipeline(transaction=True)
     pipe.set(raw_key, _serializer.dumps(value), ex=timeout)
     pipe.publish(channel(), message)
     pipe.execute()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -65,6 +67,44 @@ def test_an_announced_write_is_stored_in_redis_and_reaches_a_live_mirror() -> No
     asyncio.run(main())
     with schema_context("tenant_acme"):
         assert cache.get(key) == "v2"  # what the mirror saw is what Redis holds, for cache readers too
+
+
+_ANNOUNCER = """
+import sys, django
+django.setup()
+from django_tenants.utils import schema_context
+from authsec_site.lib import coherence
+with schema_context("tenant_acme"):
+    coherence.set_and_announce(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_write_announced_by_another_process_reaches_a_live_mirror_and_replaces_its_entry() -> None:
+    """Invalidation across processes: a write in another process (a dashboard worker, a Celery task) is what
+    this process's mirror holds next, through Redis pub/sub alone."""
+    key = f"mcp:test:{uuid.uuid4().hex}"
+
+    async def main() -> None:
+        mirror = _mirror()
+        async with mirror.running():
+            assert await _until(lambda: mirror.live)
+            await asyncio.to_thread(_announce, key, "here")
+            assert await _until(lambda: mirror.get(_raw(key)) == "here")
+            env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "authsec_site.settings"),
+            }
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-c", _ANNOUNCER, key, "there"],
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+            assert await _until(lambda: mirror.get(_raw(key)) == "there")
+
+    asyncio.run(main())
 
 
 def test_a_read_that_raced_an_announcement_does_not_overwrite_it() -> None:

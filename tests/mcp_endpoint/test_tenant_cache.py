@@ -25,10 +25,10 @@ def _set_active(active: bool) -> None:
 def short_ttl(monkeypatch: pytest.MonkeyPatch, committed: Committed) -> Any:
     monkeypatch.setattr(auth, "TENANT_TTL", 0.2)
     monkeypatch.setattr(auth, "TENANT_STALE_FOR", 0.6)
-    auth._tenants.pop("globex", None)
+    auth._tenants.invalidate("globex")
     yield
     _set_active(True)
-    auth._tenants.pop("globex", None)
+    auth._tenants.invalidate("globex")
 
 
 def test_an_expired_tenant_is_reread_in_the_background_and_its_deactivation_then_answers_404(short_ttl: Any) -> None:

@@ -275,13 +275,14 @@ def test_cleanup_is_audited_and_ends_no_session(world: dict[str, Any], acme: Any
 
 @pytest.fixture
 def window_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The throttle's clock pinned to the first second of the current one-minute window; tests move it."""
+    """The rate limits' clock pinned to the first second of the current one-minute window; tests move it."""
     import time
 
+    from authsec_site.lib import ratelimit
     from sdkmgr import throttle
 
     now = [time.time() // throttle.WINDOW * throttle.WINDOW]
-    monkeypatch.setattr(throttle, "clock", lambda: now[0])
+    monkeypatch.setattr(ratelimit, "clock", lambda: now[0])
     return now
 
 
