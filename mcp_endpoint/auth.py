@@ -35,10 +35,10 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
+from audit import queued_actor as actor_wire
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from authsec_site.lib import coherence
-from mcp_endpoint.audit_writer import actor_wire
 from mcp_endpoint.fastredis import FastRedis, Unsupported
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
