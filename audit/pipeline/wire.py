@@ -1,9 +1,10 @@
 """The wire format of the audit pipeline: events as a hot path builds them, encoded for the pipe, and back.
 
 An event on the wire is a list ``[schema, actor, action, outcome, data, target, context]`` with the actor as
-`actor_wire` gives it, the target as ``[type, id, label]`` (or None) and the context as ``[request_id, ip,
-user_agent]``. Hot paths build it with `wire_event` (exported as `audit.queued_event`) and keep an actor's wire
-form with `actor_wire` (`audit.queued_actor`); nothing outside `audit.pipeline` reads the format.
+`actor_wire` gives it, the target as ``(type, id, label)`` (or None; JSON brings it back as a list) and the
+context as ``[request_id, ip, user_agent]``. Hot paths build it with `wire_event` (exported as
+`audit.queued_event`) and keep an actor's wire form with `actor_wire` (`audit.queued_actor`); nothing outside
+`audit.pipeline` reads the format.
 
 The pipe carries events encoded one by one, when they are enqueued: a tag byte, then the event in `marshal`
 (Python's own format for its core types: our scalars and JSON-decoded request arguments; a seventh of the cost
@@ -88,8 +89,7 @@ def wire_event(
     context: audit_context.RequestContext,
 ) -> list[Any]:
     """One event as the wire carries it: `actor` from `actor_wire`, `target` a ``(type, id, label)`` triple."""
-    return [schema, actor, action, outcome, data, list(target) if isinstance(target, tuple) else target,
-            list(context)]  # fmt: skip
+    return [schema, actor, action, outcome, data, target, list(context)]
 
 
 _MARSHAL, _JSON, _BATCH = b"M", b"J", b"B"
