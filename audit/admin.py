@@ -95,7 +95,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # The tenant dashboards link to the review pages (filters, chart, exports, chain status).
-        from audit.services import can_review
+        from audit.queries import can_review
 
         try:
             review_url = reverse("audit:event-list") if can_review(request.user) else None

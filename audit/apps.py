@@ -6,4 +6,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit log"
 
     def ready(self) -> None:
-        from audit import signals  # noqa: F401  (connects the admin and login receivers)
+        from audit import receivers  # noqa: F401  (connects the login receivers)

@@ -180,8 +180,8 @@ def record_many(entries: list[Entry]) -> list[dict[str, Any]]:
     """Write several events of the current schema in one transaction: one chain lock, one COPY.
 
     The same rules as `record` (validation, redaction, the hash chain); for writers that batch events, such
-    as the MCP endpoint's audit writer. Returns the stored fields of each event (with ``seq`` and ``hash``).
-    All or nothing: an invalid entry raises before anything is written."""
+    as the audit pipeline's (`audit.pipeline.write`). Returns the stored fields of each event (with ``seq`` and
+    ``hash``). All or nothing: an invalid entry raises before anything is written."""
     default = context.current()
     rows = [_fields(e.actor, e.action, e.target, e.data, e.outcome, None, e.context or default) for e in entries]
     if rows:

@@ -26,8 +26,8 @@ import audit
 from audit import chain
 from audit.chain import CHAIN_VERSION, GENESIS_HASH, RETENTION_LOCK_CLASS, compute_hash, format_time
 from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
+from audit.queries import export_row
 from audit.recorder import Actor
-from audit.services import export_row
 
 ARCHIVE_FORMAT = "authsec-audit-archive/1"
 RETENTION_ACTOR = Actor(AuditEvent.ActorType.SYSTEM, "", "audit-retention")

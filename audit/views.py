@@ -1,7 +1,7 @@
 """The audit review pages at /t/<tenant>/audit/: the filtered list with its chart, an event, the exports.
 
 Staff with the `audit.review_auditevent` permission only (the Auditors group has it); anonymous visitors
-are sent to the dashboard login, everyone else gets 403. The views validate, call `audit.services`, render.
+are sent to the dashboard login, everyone else gets 403. The views validate, read with `audit.queries`, render.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from audit import services
+from audit import queries, services
 from audit.charts import build_chart
 from audit.filters import TEXT_SEARCH_DAYS, AuditFilterForm, query_string, typed_filters
 from audit.models import AuditEvent, AuditSettings
 from audit.verify import verify_event
 
 EXPORTS = {
-    "csv": (services.export_csv, "text/csv; charset=utf-8"),
-    "jsonl": (services.export_jsonl, "application/jsonl; charset=utf-8"),
+    "csv": (queries.export_csv, "text/csv; charset=utf-8"),
+    "jsonl": (queries.export_jsonl, "application/jsonl; charset=utf-8"),
 }
 
 
@@ -41,7 +41,7 @@ def auditor_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        if not services.can_review(request.user):
+        if not queries.can_review(request.user):
             raise PermissionDenied
         return view(request, *args, **kwargs)
 
@@ -61,10 +61,10 @@ def event_list(request: HttpRequest) -> HttpResponse:
         return render(request, "audit/event_list.html", context, status=400)
     filters = form.filters()
     typed = typed_filters(form)
-    page = services.event_page(filters, before=form.cleaned_data["before"], after=form.cleaned_data["after"])
-    window = services.chart_window(filters)
-    chart = build_chart(window, services.outcome_counts(filters, window))
-    top_denied = services.top_denied_tools(filters, window)
+    page = queries.event_page(filters, before=form.cleaned_data["before"], after=form.cleaned_data["after"])
+    window = queries.chart_window(filters)
+    chart = build_chart(window, queries.outcome_counts(filters, window))
+    top_denied = queries.top_denied_tools(filters, window)
     for row in top_denied:
         row["qs"] = query_string(
             {**typed, "outcome": "deny", "application": row["application"] or "", "tool": row["tool"]}

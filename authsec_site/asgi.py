@@ -1,6 +1,7 @@
 """Root ASGI app: routes ``/t/<tenant>/mcp/<app>`` to the MCP endpoint, ``/static/`` to static files and
-everything else to Django. It owns the lifespan, in which it runs the MCP session managers
-(Django's ASGI handler does not accept lifespan events). Run with ``uvicorn --lifespan on``.
+everything else to Django. It owns the lifespan, in which it runs the audit pipeline (`audit.run_pipeline`)
+and, inside it, the MCP session managers (Django's ASGI handler does not accept lifespan events). Run with
+``uvicorn --lifespan on``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ django_app = get_asgi_application()
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+import audit  # noqa: E402
 from mcp_endpoint.server import MCP_PATH, McpEndpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class RootRouter:
         started = False
         try:
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(audit.run_pipeline())  # entered first: exits last, after the MCP
                 await stack.enter_async_context(self.mcp.run())
                 started = True
                 _freeze_startup_objects()

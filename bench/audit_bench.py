@@ -39,7 +39,7 @@ from django_tenants.utils import schema_context  # noqa: E402
 
 import audit  # noqa: E402
 from accounts.models import User  # noqa: E402
-from audit import chain, services  # noqa: E402
+from audit import chain, queries  # noqa: E402
 from audit.filters import Cursor  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
 from audit.verify import verify_chain  # noqa: E402
@@ -226,7 +226,7 @@ def bench_pages(client: Client, newest: dt.datetime, runs: int) -> None:
     deep: list[float] = []
     for _page in range(40):
         start = time.perf_counter()
-        result = services.event_page(filters, before=cursor)
+        result = queries.event_page(filters, before=cursor)
         deep.append((time.perf_counter() - start) * 1e3)
         cursor = result.older
     print(f"    keyset list query, outcome=deny: page 1 {deep[0]:.2f} ms, page 40 {deep[-1]:.2f} ms")
@@ -238,10 +238,10 @@ def bench_exports() -> None:
     newest = AuditEvent.objects.order_by("-seq").values_list("created_at", flat=True).first()
     assert newest is not None
     cases = {
-        "CSV, tool + denied (whole period)": (services.export_csv, {"tool": "tool_13", "outcome": "deny"}),
-        "CSV, one week": (services.export_csv, {"start": newest - dt.timedelta(days=7), "end": newest}),
-        "JSON Lines, category=auth": (services.export_jsonl, {"category": "auth"}),
-        "CSV, everything": (services.export_csv, {}),
+        "CSV, tool + denied (whole period)": (queries.export_csv, {"tool": "tool_13", "outcome": "deny"}),
+        "CSV, one week": (queries.export_csv, {"start": newest - dt.timedelta(days=7), "end": newest}),
+        "JSON Lines, category=auth": (queries.export_jsonl, {"category": "auth"}),
+        "CSV, everything": (queries.export_csv, {}),
     }
     print("(b) streamed exports: rows, MB, seconds, rows/s, time to the first chunk")
     for name, (produce, filters) in cases.items():
@@ -252,7 +252,7 @@ def bench_exports() -> None:
                 first_chunk = (time.perf_counter() - start) * 1e3
             size += len(chunk)
         seconds = time.perf_counter() - start
-        rows = services.apply_filters(AuditEvent.objects.all(), filters).count()
+        rows = queries.apply_filters(AuditEvent.objects.all(), filters).count()
         print(f"    {name:<34} {rows:>9,} rows {size / 1e6:8.1f} MB {seconds:7.2f} s {rows / seconds:>9,.0f}/s"
               f"  first chunk {first_chunk or 0:.0f} ms")  # fmt: skip
         report(f"(b) export {name}", seconds, "s", None, ".2f")
@@ -314,7 +314,7 @@ def bench_verify() -> None:
 
 
 def explain(filters: dict[str, Any]) -> None:
-    queryset = services.apply_filters(AuditEvent.objects.all(), filters).newest_first()[:51]
+    queryset = queries.apply_filters(AuditEvent.objects.all(), filters).newest_first()[:51]
     plan = queryset.explain()
     used = sorted({word for word in plan.replace("(", " ").split() if word.startswith("audit_")})
     print(f"    {json.dumps(filters, default=str)} → {', '.join(used) or 'no index'}")

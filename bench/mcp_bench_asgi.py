@@ -84,8 +84,8 @@ class BenchRouter:
 
 
 if os.environ.get("BENCH_NO_AUDIT", "0") not in ("", "0"):  # experiment only: how much of the cost is the audit trail
-    from mcp_endpoint.audit_writer import AuditWriter
+    from audit.pipeline.queue import AuditQueue
 
-    AuditWriter.submit = lambda self, event: None  # type: ignore[method-assign]
+    AuditQueue.put = lambda self, wire: None  # type: ignore[method-assign]
 
 application = BenchRouter()

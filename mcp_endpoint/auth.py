@@ -35,9 +35,9 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
+from audit import queued_actor as actor_wire
 from authsec_site.lib import coherence, redis
 from authsec_site.lib.ttlcache import TTLCache
-from mcp_endpoint.audit_writer import actor_wire
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
 from rbac import principal as rbac_principal

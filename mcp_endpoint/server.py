@@ -34,12 +34,12 @@ from mcp.shared.exceptions import MCPError
 from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
+from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
 from authsec_site.lib.background import background
 from authsec_site.lib.client_ip import scope_ip
 from authsec_site.lib.jsonbody import JSONBodyError, check_json
 from mcp_endpoint import login, notify
-from mcp_endpoint.audit_writer import AuditWriter, actor_wire, wire_event
 from mcp_endpoint.auth import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.auth import mirror as auth_mirror
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
@@ -100,7 +100,7 @@ def _auth(ctx: Any) -> RequestAuth:
 
 
 ANONYMOUS = Actor("anonymous", "", "anonymous")
-_ANONYMOUS_WIRE = actor_wire(ANONYMOUS)
+_ANONYMOUS_QUEUED = queued_actor(ANONYMOUS)
 
 
 def _actor(auth: RequestAuth) -> Any:
@@ -108,19 +108,17 @@ def _actor(auth: RequestAuth) -> Any:
 
 
 def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[str, Any]) -> None:
-    """Queue an audit event of this request (built as the audit pipe carries it: no intermediate objects)."""
-    state = ctx.request.scope["state"]
+    """Queue an audit event of this request (written off the request path: `audit.enqueue`)."""
     principal = auth.principal
-    writer: AuditWriter = state["authsec_audit"]
-    writer.submit_wire(
-        wire_event(
+    enqueue(
+        queued_event(
             auth.tenant.schema_name,
-            _ANONYMOUS_WIRE if principal is None else principal.audit_wire,
+            _ANONYMOUS_QUEUED if principal is None else principal.audit_wire,
             action,
             outcome,
             data,
-            ["rbac.application", "", auth.app.slug],
-            list(state["authsec_context"]),
+            ("rbac.application", "", auth.app.slug),
+            ctx.request.scope["state"]["authsec_context"],
         )
     )
 
@@ -444,7 +442,6 @@ class McpEndpoint:
     def __init__(self) -> None:
         ensure_loaded()
         self.session_manager = build_session_manager()
-        self.audit = AuditWriter()
         self.live = notify.LiveSessions(float(settings.MCP_SESSION_IDLE_SECONDS))
         self._resolve = sync_to_async(resolve)
         self._session_principal = sync_to_async(login.principal_for_session)
@@ -452,10 +449,9 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[McpEndpoint]:
-        """The session manager's task group, the notification listener, the cache mirror's subscription and
-        the audit writer, for the app's lifetime (audit exits last)."""
+        """The session manager's task group, the notification listener and the cache mirror's subscription,
+        for the app's lifetime (inside the root lifespan's audit pipeline, which outlives them)."""
         async with (
-            self.audit.run(),
             self.session_manager.run(),
             auth_mirror().running(),
             background(notify.listen(self.live)),
@@ -523,7 +519,6 @@ class McpEndpoint:
         state = {
             **scope.get("state", {}),
             "authsec": auth,
-            "authsec_audit": self.audit,
             "authsec_live": self.live,
             "authsec_mcp_session": mcp_session_id,
             "authsec_decided": decided,

@@ -91,7 +91,7 @@ def upstream_callback(request: HttpRequest, slug: str) -> HttpResponse:
     except Exception:
         logger.exception("Upstream sign-in with %s failed", provider.slug)
         return _failed(request, provider, _unexpected(provider))
-    # The `auth.login_succeeded` event (audit.signals) names how the user signed in.
+    # The `auth.login_succeeded` event (audit.receivers) names how the user signed in.
     request.auth_via = f"upstream:{provider.slug}"  # type: ignore[attr-defined]
     login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
     return HttpResponseRedirect(result.next_url)

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
 from audit.admin import AuditedAdminMixin
-from audit.services import can_review, filtered_list_url, review_link
+from audit.queries import can_review, filtered_list_url, review_link
 from rbac import services, views
 from rbac.engine import KINDS
 from rbac.grants import known_names

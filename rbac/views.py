@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from accounts.models import User
-from audit.services import review_link
+from audit.queries import review_link
 from rbac.engine import KINDS, Decision, Grants, decide
 from rbac.grants import effective_grants, grants_from_claims
 from rbac.models import Application, ToolPolicy

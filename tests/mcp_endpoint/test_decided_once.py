@@ -1,7 +1,7 @@
 """A tools/call is decided once: with a scope-limited bearer token the endpoint's gate decides the call (to answer a
 step-up with 403) and the handler reuses that decision, so the engine runs once for an allowed call.
 
-The endpoint runs in-process (`McpEndpoint.handle` with its real session manager and an audit writer in thread
+The endpoint runs in-process (`McpEndpoint.handle` with its real session manager and an audit queue of its own in thread
 mode), with a real token signed by the tenant's Vault-held key; engine runs are counted on the event loop's
 thread through the profile hook (`decisions` in tests/conftest.py).
 """
@@ -19,8 +19,8 @@ from django.db import connections
 from django_tenants.utils import tenant_context
 
 from accounts.models import User
+from audit.pipeline import queue
 from mcp_endpoint import auth
-from mcp_endpoint.audit_writer import AuditWriter
 from mcp_endpoint.server import McpEndpoint
 from oauth import issuer, tokens
 from tenants.models import Tenant
@@ -73,14 +73,16 @@ async def _call(endpoint: McpEndpoint, token: str, name: str, arguments: dict[st
         return await client.post("/t/acme/mcp/demo", content=json.dumps(body), headers=headers)
 
 
-def _run(calls: list[tuple[str, str, dict[str, Any]]], decisions: Any) -> list[tuple[httpx2.Response, int]]:
+def _run(
+    calls: list[tuple[str, str, dict[str, Any]]], decisions: Any, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[httpx2.Response, int]]:
     """Each call's response and the engine runs it took (the first of a token also verifies it: not counted)."""
     endpoint = McpEndpoint()
-    endpoint.audit = AuditWriter(mode="thread")
+    monkeypatch.setattr(queue, "current", queue.AuditQueue(mode="thread"))  # this test's own audit queue
     outcomes = []
 
     async def main() -> None:
-        async with endpoint.audit.run(), endpoint.session_manager.run():
+        async with queue.current.run(), endpoint.session_manager.run():
             for token, name, arguments in calls:
                 await _call(endpoint, token, "view_reports", {})  # fills the endpoint's caches for this token
                 before = decisions.count
@@ -100,7 +102,9 @@ def fresh_caches(committed: Committed) -> Any:
     auth._principals.clear()
 
 
-def test_a_scope_limited_call_runs_the_engine_once(fresh_caches: Any, decisions: Any) -> None:
+def test_a_scope_limited_call_runs_the_engine_once(
+    fresh_caches: Any, decisions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """alice holds read and write; her token carries only read (limited). view_analytics needs read."""
     narrow = _token("alice@acme.test", "openid email read")
     full = _token("alice@acme.test", "openid email read write")
@@ -111,6 +115,7 @@ def test_a_scope_limited_call_runs_the_engine_once(fresh_caches: Any, decisions:
             (narrow, "create_resource", {"name": "x"}),
         ],
         decisions,
+        monkeypatch,
     )
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["result"]["isError"] is False

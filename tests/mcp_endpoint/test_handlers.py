@@ -11,23 +11,32 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from audit.context import RequestContext
+from audit.pipeline import queue
+from audit.pipeline.wire import QueuedEvent, decode_batch, encode_event, pack_batch
 from mcp_endpoint import server
-from mcp_endpoint.audit_writer import PendingEvent, decode_batch, encode_event, pack_batch
 from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
 from mcp_endpoint.registry import protected_by_AuthSec, registry
 from rbac.engine import Grants, Requirement
 
 
 class Collector:
-    """Stands in for the writer: keeps what the handlers submit, as the wire carries it and decoded."""
+    """Stands in for the process's audit queue: keeps what the handlers enqueue, as the wire carries it and
+    decoded."""
 
     def __init__(self) -> None:
         self.wires: list[list[Any]] = []
-        self.events: list[PendingEvent] = []
+        self.events: list[QueuedEvent] = []
 
-    def submit_wire(self, wire: list[Any]) -> None:
+    def put(self, wire: list[Any]) -> None:
         self.wires.append(wire)
-        self.events.append(PendingEvent.from_wire(wire))
+        self.events.append(QueuedEvent.from_wire(wire))
+
+
+@pytest.fixture
+def writer(monkeypatch: pytest.MonkeyPatch) -> Collector:
+    collector = Collector()
+    monkeypatch.setattr(queue, "current", collector)
+    return collector
 
 
 @pytest.fixture
@@ -40,7 +49,7 @@ def crashing_tool() -> Any:
     registry.remove("crashes_for_test")
 
 
-def _ctx(writer: Collector) -> Any:
+def _ctx() -> Any:
     auth = RequestAuth(
         tenant=TenantRef("acme", "tenant_acme", None),
         app=AppConfig("demo", "Demo", "both", {"crashes_for_test": Requirement.of()}, "http://x/t/acme/mcp/demo"),
@@ -48,7 +57,6 @@ def _ctx(writer: Collector) -> Any:
     )
     state = {
         "authsec": auth,
-        "authsec_audit": writer,
         "authsec_mcp_session": "",
         "authsec_context": RequestContext(request_id="req-1", ip="127.0.0.1"),
     }
@@ -56,11 +64,12 @@ def _ctx(writer: Collector) -> Any:
     return SimpleNamespace(request=request, session=None)
 
 
-def test_a_failing_tool_gives_a_safe_error_and_a_log_line(crashing_tool: str, caplog: pytest.LogCaptureFixture) -> None:
-    writer = Collector()
+def test_a_failing_tool_gives_a_safe_error_and_a_log_line(
+    crashing_tool: str, writer: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
     params = SimpleNamespace(name=crashing_tool, arguments={})
     with caplog.at_level(logging.ERROR, logger="mcp_endpoint.server"):
-        result = anyio.run(server._call_tool, _ctx(writer), params)
+        result = anyio.run(server._call_tool, _ctx(), params)
     assert result.is_error
     assert result.content[0].text == "The tool crashes_for_test failed. The error was logged on the server."
     assert "hunter2" not in result.content[0].text
@@ -70,11 +79,12 @@ def test_a_failing_tool_gives_a_safe_error_and_a_log_line(crashing_tool: str, ca
     assert event.data["reason"] == "allowed: any authenticated user; tool failed"
 
 
-def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_the_same(crashing_tool: str) -> None:
-    writer = Collector()
-    anyio.run(server._call_tool, _ctx(writer), SimpleNamespace(name=crashing_tool, arguments={}))
+def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_the_same(
+    crashing_tool: str, writer: Collector
+) -> None:
+    anyio.run(server._call_tool, _ctx(), SimpleNamespace(name=crashing_tool, arguments={}))
     with pytest.raises(MCPError, match="Unknown tool"):  # audited as a denial first
-        anyio.run(server._call_tool, _ctx(writer), SimpleNamespace(name="no_such_tool", arguments={}))
+        anyio.run(server._call_tool, _ctx(), SimpleNamespace(name="no_such_tool", arguments={}))
     assert [event.outcome for event in writer.events] == ["allow", "deny"]
     blobs = [encode_event(wire) for wire in writer.wires]
     assert [blob[:1] for blob in blobs] == [b"M", b"M"]  # the actor's str-enum type and the rest: exact core types

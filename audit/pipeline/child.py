@@ -1,10 +1,10 @@
-"""The audit process of one web process (`mcp_endpoint.audit_writer.AuditProcess` starts it).
+"""The audit process of one web process (`audit.pipeline.supervisor.AuditProcess` starts it).
 
-Reads batches of MCP audit events from stdin (a header line ``<seq> <length>``, then that many bytes of JSON),
-writes each with `audit.record_many` (retrying, then logging what it gives up), and acknowledges it on
-stdout with ``<seq>``. It ends when stdin ends, after the last batch, so it outlives neither its web process
-nor the batches that process handed over. Interrupts are ignored: Ctrl-C and a group-wide SIGTERM reach the
-web process, which closes the pipe when it has flushed.
+Reads batches of queued audit events from stdin (a header line ``<seq> <length>``, then that many bytes of a
+batch in `audit.pipeline.wire`'s format), writes each with `audit.record_many` (retrying, then logging what it
+gives up), and acknowledges it on stdout with ``<seq>``. It ends when stdin ends, after the last batch, so it
+outlives neither its web process nor the batches that process handed over. Interrupts are ignored: Ctrl-C and
+a group-wide SIGTERM reach the web process, which closes the pipe when it has flushed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def main() -> int:
     settings.DATABASES["default"]["NAME"] = args.database  # before the first connection is made
 
     import audit.recorder  # noqa: F401 - imported before the freeze below, like everything a write uses
-    from mcp_endpoint.audit_writer import decode_batch, write_with_retries
+    from audit.pipeline.wire import decode_batch
+    from audit.pipeline.write import write_with_retries
 
     # Django's start-up objects live as long as the process: keep them out of the collector's full passes.
     # Each batch's short-lived rows trigger young collections, and every so often a full one, which otherwise

@@ -1,4 +1,5 @@
-"""The MCP audit writer and its audit process: batches reach the log, nothing is lost when the process dies."""
+"""The audit pipeline (`audit.enqueue`, its queue and its audit process): batches reach the log, nothing is lost
+when the process dies."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import uuid
 import pytest
 from django_tenants.utils import schema_context
 
+import audit
 from audit.context import RequestContext
 from audit.models import AuditEvent
+from audit.pipeline import queue, supervisor
+from audit.pipeline.queue import AuditQueue
+from audit.pipeline.wire import QueuedEvent, decode_batch, decode_event, encode_event, pack_batch
 from audit.recorder import Actor
 from audit.verify import verify_chain
-from mcp_endpoint import audit_writer
-from mcp_endpoint.audit_writer import AuditWriter, PendingEvent, decode_batch, decode_event, encode_event, pack_batch
 
 pytestmark = pytest.mark.django_db
 
 
-def _event(request_id: str, action: str = "mcp.tool_call", **data: object) -> PendingEvent:
-    return PendingEvent(
+def _event(request_id: str, action: str = "mcp.tool_call", **data: object) -> QueuedEvent:
+    return QueuedEvent(
         schema="tenant_acme",
         actor=Actor("user", "7", "writer@acme.test"),
         action=action,
@@ -35,8 +38,8 @@ def _event(request_id: str, action: str = "mcp.tool_call", **data: object) -> Pe
     )
 
 
-def encode_batch(events: list[PendingEvent]) -> bytes:
-    """What the writer puts on the pipe for `events` (each encoded as submitted, then packed)."""
+def encode_batch(events: list[QueuedEvent]) -> bytes:
+    """What the writer puts on the pipe for `events` (each encoded as enqueued, then packed)."""
     return pack_batch([encode_event(event.to_wire()) for event in events])
 
 
@@ -65,10 +68,10 @@ def test_a_batch_with_a_value_marshal_cannot_hold_goes_as_json_without_losing_it
 def test_beyond_the_unacknowledged_limit_the_oldest_batches_are_logged_and_dropped(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(audit_writer, "MAX_UNACKED_EVENTS", 4)
-    process = audit_writer.AuditProcess()  # not started: batches wait for it, as while it (re)starts
+    monkeypatch.setattr(supervisor, "MAX_UNACKED_EVENTS", 4)
+    process = supervisor.AuditProcess()  # not started: batches wait for it, as while it (re)starts
     batches = [[_event(f"b{n}-{i}", n=n) for i in range(2)] for n in range(3)]
-    with caplog.at_level("ERROR", logger="mcp_endpoint.audit_writer"):
+    with caplog.at_level("ERROR", logger="audit.pipeline.supervisor"):
         for batch in batches:
             process.send([encode_event(event.to_wire()) for event in batch])
     dropped = [record.getMessage() for record in caplog.records if "not keeping up" in record.getMessage()]
@@ -87,17 +90,17 @@ def test_a_batch_or_an_event_in_no_known_format_is_refused() -> None:
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])
-def test_every_submitted_event_is_written_once_by_shutdown(mode: str) -> None:
+def test_every_enqueued_event_is_written_once_by_shutdown(mode: str, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.MCP_AUDIT_WRITER = mode
     prefix = uuid.uuid4().hex[:12]
 
     async def main() -> int | None:
-        writer = AuditWriter(mode)
-        async with writer.run():
+        async with audit.run_pipeline():
             for i in range(300):
-                writer.submit(_event(f"{prefix}-{i:04d}", api_token="s3cr3t"))
+                audit.enqueue(_event(f"{prefix}-{i:04d}", api_token="s3cr3t").to_wire())
                 if i % 50 == 0:
                     await asyncio.sleep(0.06)  # several flushes (the first ones while the process starts)
-        return writer.process.pid if writer.process else None
+        return queue.current.process.pid if queue.current.process else None
 
     pid = asyncio.run(main())
     assert (pid is not None and pid != os.getpid()) == (mode == "process")
@@ -112,7 +115,7 @@ def test_batches_the_audit_process_had_not_acknowledged_go_to_its_replacement() 
     prefix = uuid.uuid4().hex[:12]
 
     async def main() -> tuple[int, int]:
-        writer = AuditWriter("process")
+        writer = AuditQueue("process")
         async with writer.run():
             process = writer.process
             assert process is not None
@@ -121,11 +124,11 @@ def test_batches_the_audit_process_had_not_acknowledged_go_to_its_replacement() 
                 await asyncio.sleep(0.05)
             first = process.pid
             for i in range(100):
-                writer.submit(_event(f"{prefix}-{i:04d}"))
+                writer.put(_event(f"{prefix}-{i:04d}").to_wire())
             await writer.flush()
             os.kill(first, signal.SIGKILL)  # dies with the batch unacknowledged (or just after writing it)
             for i in range(100, 200):
-                writer.submit(_event(f"{prefix}-{i:04d}"))
+                writer.put(_event(f"{prefix}-{i:04d}").to_wire())
             while process.pid == first and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             second = process.pid
@@ -140,23 +143,23 @@ def test_batches_the_audit_process_had_not_acknowledged_go_to_its_replacement() 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_an_unwritable_event_is_logged_and_given_up_without_holding_back_the_rest(capfd, caplog, mode: str) -> None:  # type: ignore[no-untyped-def]
-    """In both modes: every event goes through the pipe's encoding when submitted, so a value JSON cannot hold
+    """In both modes: every event goes through the pipe's encoding when enqueued, so a value JSON cannot hold
     is kept as its text by the writer thread too."""
     prefix = uuid.uuid4().hex[:12]
 
     async def main() -> None:
-        writer = AuditWriter(mode)
+        writer = AuditQueue(mode)
         async with writer.run():
-            writer.submit(_event(f"{prefix}-before"))
-            writer.submit(_event(f"{prefix}-lost", action="Not An Action"))  # refused by audit.record_many
-            writer.submit(_event(f"{prefix}-after", odd=object()))  # a value JSON cannot hold: kept as text
+            writer.put(_event(f"{prefix}-before").to_wire())
+            writer.put(_event(f"{prefix}-lost", action="Not An Action").to_wire())  # refused by audit.record_many
+            writer.put(_event(f"{prefix}-after", odd=object()).to_wire())  # a value JSON cannot hold: kept as text
 
     asyncio.run(main())
     rows = _written(prefix)
     assert [row.request_id for row in rows] == [f"{prefix}-before", f"{prefix}-after"]
     assert rows[1].data["odd"].startswith("<object object at")
     logged = capfd.readouterr().err if mode == "process" else caplog.text  # the audit process's stderr, or ours
-    assert "Dropping MCP audit event after 3 attempts: Not An Action" in logged
+    assert "Dropping audit event after 3 attempts: Not An Action" in logged
 
 
 def test_the_audit_process_survives_losing_its_database_connection_between_batches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -175,9 +178,9 @@ def test_the_audit_process_survives_losing_its_database_connection_between_batch
         return len(_written(prefix)) + len(_written_in("tenant_globex", prefix))
 
     async def main() -> None:
-        writer = AuditWriter("process")
+        writer = AuditQueue("process")
         async with writer.run():
-            writer.submit(_event(f"{prefix}-a0"))
+            writer.put(_event(f"{prefix}-a0").to_wire())
             deadline = time.monotonic() + 60
             while written_everywhere() < 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -189,10 +192,10 @@ def test_the_audit_process_survives_losing_its_database_connection_between_batch
                 )
                 assert cursor.fetchone()[0] == 1
             for i in range(1, 4):
-                writer.submit(_event(f"{prefix}-a{i}"))
+                writer.put(_event(f"{prefix}-a{i}").to_wire())
                 event = _event(f"{prefix}-g{i}")
                 event.schema = "tenant_globex"
-                writer.submit(event)
+                writer.put(event.to_wire())
 
     asyncio.run(main())
     assert [row.request_id for row in _written(prefix)] == [f"{prefix}-a{i}" for i in range(4)]
