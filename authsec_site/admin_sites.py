@@ -23,12 +23,5 @@ admin.site.index_template = "admin/tenant_index.html"
 # A tenant's "View site" would lead out of the tenant to the platform home page: hide it.
 admin.site.site_url = None  # type: ignore[assignment]
 
-
-def _use_throttled_login() -> None:
-    from accounts.forms import AdminLoginForm
-
-    admin.site.login_form = AdminLoginForm
-    platform_admin.login_form = AdminLoginForm
-
-
-_use_throttled_login()
+# Both sites sign in through the throttled, audited login form: `accounts.apps.AccountsConfig.ready` sets it,
+# so that every app's admin module can import the sites without importing accounts.

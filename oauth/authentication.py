@@ -12,6 +12,12 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 API_SCOPE = "admin"
 
 
+def is_api_staff(user: Any) -> bool:
+    """An active staff member (or superuser) of the tenant the request is for: who may use the management
+    API, and so who may be granted the `API_SCOPE` scope."""
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
 class BearerTokenAuthentication(OAuth2Authentication):
     """Only the ``Authorization: Bearer`` header counts (never a token in the body or query, RFC 9700),
     so requests without one are not parsed here and keep their ordinary errors."""

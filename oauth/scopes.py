@@ -11,8 +11,7 @@ from typing import Any
 from django.db import connection
 from oauth2_provider.scopes import BaseScopes
 
-from oauth.authentication import API_SCOPE
-from rbac.api.permissions import is_api_staff
+from oauth.authentication import API_SCOPE, is_api_staff
 from rbac.engine import Grants
 from rbac.grants import effective_grants
 from rbac.models import Scope
@@ -29,7 +28,7 @@ OIDC_SCOPES = {
 def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") -> Principal:
     """Who a token carrying `scopes` stands for, and what it holds now. For a user: their RBAC grants, plus the
     OIDC scopes and `admin` (the management API's scope) while they are active staff or superusers of the
-    tenant — the users `rbac.api.permissions` admits. For a client acting for itself (`user` None): no RBAC
+    tenant (`is_api_staff`, the users the management API admits). For a client acting for itself (`user` None): no RBAC
     grants; it holds the OIDC scopes and the tenant's RBAC scope names except `admin`, which always stands for a
     person."""
     tenant_slug = str(getattr(connection.tenant, "slug", "") or "")

@@ -15,14 +15,9 @@ from oauth2_provider.models import AccessToken
 from rest_framework.permissions import BasePermission, DjangoModelPermissions, IsAdminUser
 from rest_framework.request import Request
 
-from oauth.authentication import API_SCOPE
+from oauth.authentication import API_SCOPE, is_api_staff
 
 _VIEW = ["%(app_label)s.view_%(model_name)s"]
-
-
-def is_api_staff(user: Any) -> bool:
-    """An active staff member (or superuser) of the tenant the request is for."""
-    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
 
 
 class IsStaff(IsAdminUser):

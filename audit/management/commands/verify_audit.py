@@ -7,12 +7,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
-from django_tenants.utils import schema_context
+from django_tenants.utils import get_tenant_model, schema_context
 
 from audit.models import AuditCheckpoint
 from audit.retention import verify_archive
 from audit.verify import verify_chain
-from tenants.models import Tenant
 
 
 class Command(BaseCommand):
@@ -26,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["tenant"]
-        tenant = Tenant.objects.filter(Q(slug=name) | Q(schema_name=name)).first()
+        tenant = get_tenant_model().objects.filter(Q(slug=name) | Q(schema_name=name)).first()
         if tenant is None:
             raise CommandError(f"No tenant {name!r}.")
         with schema_context(tenant.schema_name):
