@@ -28,21 +28,10 @@ from rbac import services as rbac
 from rbac.models import Application, Group, Role, Scope
 from tenants.models import Tenant
 from tenants.services import set_tenant_active
-from tests.audit.conftest import log_in
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-from tests.oauth.conftest import (  # the OAuth tests' helpers and fixtures (fixtures: used by name below)
-    REDIRECT,
-    authorize_params,
-    clean_throttle,  # noqa: F401
-    clients,  # noqa: F401
-    demo_users,  # noqa: F401
-    exchange,
-    get_code,
-    pkce,
-    token_request,
-)
-from tests.oauth.conftest import login as end_user_login
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.oauth import REDIRECT, authorize_params, exchange, get_code, pkce, token_request
+from tests.support.oauth import login as end_user_login
 
 pytestmark = pytest.mark.django_db
 
@@ -464,7 +453,7 @@ def _services(w: World) -> None:
     from accounts.models import User
     from services.models import Service
     from services.sdk import read_credentials
-    from tests.services.conftest import session_for
+    from tests.support.services import session_for
 
     form = {
         "name": "Coverage service", "service_type": "api_key", "auth_type": "header", "base_url": "",

@@ -17,9 +17,9 @@ from accounts.models import User
 from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
 from rbac.models import Application, Group, Resource, Role, Scope
-from tests.conftest import LiveServer
 from tests.factories import UserFactory
-from tests.oauth.conftest import PASSWORD, pkce
+from tests.support.live import LiveServer
+from tests.support.oauth import PASSWORD, pkce
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 REDIRECT = "http://127.0.0.1:9/callback"  # nothing listens: the browser's address bar still shows the code

@@ -22,8 +22,8 @@ from audit.models import AuditEvent
 from oauth.models import Client, UpstreamProvider
 from oauth.upstream_services import delete_upstream_provider, save_upstream_provider
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import LiveServer
 from tests.factories import UserFactory
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 

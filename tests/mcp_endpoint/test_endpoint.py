@@ -25,16 +25,8 @@ from rbac.demo import DEMO_POLICIES
 from rbac.engine import Requirement, filter_tools
 from rbac.grants import load_grants
 from rbac.models import Application
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import (
-    Committed,
-    commit_in,
-    commit_in_acme,
-    get_token,
-    get_tokens,
-    mcp_list,
-    set_admin_role,
-)
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, commit_in, commit_in_acme, get_token, get_tokens, mcp_list, set_admin_role
 
 pytestmark = pytest.mark.django_db
 JSON_RPC = {"Accept": "application/json, text/event-stream"}

@@ -27,10 +27,10 @@ from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from oauth.models import Consent
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme
 from tests.mcp_endpoint.test_endpoint import EXPECTED, url
 from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, login, mcp, sign_in, status, submit
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, commit_in_acme, hidden_fields
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)
@@ -151,7 +151,7 @@ def test_attacker_link_opened_by_a_signed_in_victim_stays_pending_and_decline_en
             shown = other.get(str(page.url))
             assert shown.status_code == 403 and "user_code" not in shown.text
             form = {
-                **_hidden_fields(page.text),
+                **hidden_fields(page.text),
                 "csrfmiddlewaretoken": _csrf(other),
                 "user_code": attacker["user_code"],
             }
@@ -266,7 +266,7 @@ def test_a_post_without_the_csrf_token_is_refused(asgi_server: LiveServer, commi
     with browser(asgi_server) as http:
         sign_in(http, asgi_server, "bob@acme.test")
         page = confirmation_page(http, asgi_server, authorize(http, asgi_server, started["authorization_url"]))
-        form = {"state": _hidden_fields(page.text)["state"], "user_code": started["user_code"], "action": "confirm"}
+        form = {"state": hidden_fields(page.text)["state"], "user_code": started["user_code"], "action": "confirm"}
         forged = http.post("/t/acme/mcp-login/confirm", data=form, headers={"Referer": str(page.url)})
         assert forged.status_code == 403 and "CSRF verification failed" in forged.text
         assert status(endpoint, started["session_id"]) == "pending"

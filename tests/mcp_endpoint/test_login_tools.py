@@ -24,10 +24,10 @@ from mcp_endpoint.models import AuthSession, state_for
 from oauth.models import Client as OAuthClient
 from rbac.demo import DEMO_POLICIES
 from rbac.models import Application
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme, get_token
 from tests.mcp_endpoint.test_endpoint import EXPECTED, VALID_ARGUMENTS, url
-from tests.oauth.conftest import PASSWORD
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, commit_in_acme, get_token, hidden_fields
+from tests.support.oauth import PASSWORD
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)
@@ -73,7 +73,7 @@ def status(endpoint: str, session_id: str) -> str:
 def sign_in(http: httpx2.Client, server: LiveServer, email: str, tenant: str = "acme") -> None:
     """Form login at the tenant with `http` (its cookies are the browser's)."""
     page = http.get(f"/t/{tenant}/accounts/login/")
-    form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
+    form = {**hidden_fields(page.text), "username": email, "password": PASSWORD}
     login = http.post(f"/t/{tenant}/accounts/login/", data=form, headers={"Referer": f"{server.url}/t/{tenant}/"})
     assert login.status_code == 302, login.text[:2000]
 
@@ -82,7 +82,7 @@ def authorize(http: httpx2.Client, server: LiveServer, authorization_url: str, t
     """Open the authorization URL signed in (consenting when asked): the callback URL it redirects to."""
     response = http.get(authorization_url)
     if response.status_code == 200:
-        form = {**_hidden_fields(response.text), "allow": "Authorize"}
+        form = {**hidden_fields(response.text), "allow": "Authorize"}
         response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
     assert response.status_code == 302, response.text[:2000]
     location = response.headers["location"]
@@ -104,7 +104,7 @@ def submit(
     http: httpx2.Client, page: httpx2.Response, user_code: str, action: str = "confirm", tenant: str = "acme"
 ) -> httpx2.Response:
     """POST the confirmation form of `page` (with its CSRF token) as the browser would."""
-    form = {**_hidden_fields(page.text), "user_code": user_code, "action": action}
+    form = {**hidden_fields(page.text), "user_code": user_code, "action": action}
     confirm_url = str(page.url)
     return http.post(f"/t/{tenant}/mcp-login/confirm", data=form, headers={"Referer": confirm_url})
 

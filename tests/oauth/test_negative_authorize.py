@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.test import Client as HttpClient
 
 from oauth.models import Client
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     LOOPBACK_NATIVE,
     REDIRECT,
     WEB_REDIRECT,

@@ -17,7 +17,7 @@ from oauth2_provider.models import Grant
 from audit.models import AuditEvent
 from oauth.models import Client, ProviderSettings
 from rbac.models import Application
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     PASSWORD,
     REDIRECT,
     WEB_REDIRECT,

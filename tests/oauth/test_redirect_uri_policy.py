@@ -17,7 +17,7 @@ from oauthlib.common import Request as OauthlibRequest
 from accounts.models import User
 from oauth.models import Client, ProviderSettings
 from oauth.registration import TenantCIMDFetcher
-from tests.oauth.conftest import authorize_params, login, pkce
+from tests.support.oauth import authorize_params, login, pkce
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from rbac import services
 from rbac.demo import seed_rbac
 from rbac.models import Application, Role, RoleBinding, Scope, ToolPolicy
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from rbac import services
 from rbac.grants import bump_version, clear_local_cache
 from rbac.models import Application, Group, Permission, Resource, Role, Scope, ToolPolicy
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

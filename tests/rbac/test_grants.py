@@ -18,8 +18,8 @@ from rbac.demo import seed_rbac
 from rbac.grants import effective_grants, grants_for_user_id, grants_from_claims, load_grants
 from rbac.models import Group, Permission, Resource, Role, Scope
 from tenants.models import Tenant
-from tests.conftest import ROOT, live_server_env
 from tests.factories import UserFactory
+from tests.support.live import ROOT, live_server_env
 
 pytestmark = pytest.mark.django_db
 

@@ -328,7 +328,7 @@ def test_services_endpoints_need_an_authenticated_session(world: dict[str, Any])
 
 
 def test_dashboard_and_api_show_the_sdk_client_id(world: dict[str, Any]) -> None:
-    from tests.conftest import ADMIN_PASSWORD
+    from tests.support.accounts import ADMIN_PASSWORD
 
     client = Client()
     login = client.post("/t/acme/admin/login/", {"username": "admin@acme.test", "password": ADMIN_PASSWORD})

@@ -24,9 +24,9 @@ from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from rbac.models import Application
 from scripts.sdk_venv import ensure as sdk_python
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, committed  # noqa: F401 - a fixture
 from tests.mcp_endpoint.test_login_tools import browser_login
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed
 
 pytestmark = pytest.mark.django_db
 SEED_SERVER = Path(__file__).with_name("seed_server.py")

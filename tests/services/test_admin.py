@@ -13,9 +13,9 @@ from audit.models import AuditEvent
 from authsec_site.lib import vault
 from services.models import SecretVersion, Service
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-from tests.services.conftest import make_service, unique_secret, vault_value
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.services import make_service, unique_secret, vault_value
 
 pytestmark = pytest.mark.django_db
 ADD = "/t/acme/admin/services/service/add/"

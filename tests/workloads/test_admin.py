@@ -10,9 +10,8 @@ from django_tenants.utils import schema_context
 
 from audit.models import AuditEvent
 from tenants.models import Tenant
-from tests.audit.conftest import log_in
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
 from tests.workloads.conftest import make_workload
 from workloads.models import Workload
 
