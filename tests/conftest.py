@@ -19,15 +19,17 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context
 
 from accounts.models import User
 from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
+from rbac.grants import bump_version, clear_local_cache
 from rbac.models import Application, Group, Resource, Role, Scope
 from tenants.models import Tenant
-from tests.factories import UserFactory
-from tests.support.accounts import ADMIN_PASSWORD
+from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
 from tests.support.live import ROOT, LiveServer, free_port, live_server_env, uvicorn_flags
 from tests.support.mcp import REDIRECT as MCP_REDIRECT
 from tests.support.mcp import Committed, get_token
@@ -203,30 +205,13 @@ def demo_users(in_acme: Tenant) -> dict[str, object]:
 
 @pytest.fixture
 def clients(in_acme: Tenant) -> OAuthClients:
-    public = Client.objects.create(
-        name="Claude Desktop",
-        client_type=Client.CLIENT_PUBLIC,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=REDIRECT,
-        algorithm=Client.RS256_ALGORITHM,
-        client_secret="",
-    )
+    public = OAuthClientFactory(name="Claude Desktop", redirect_uris=REDIRECT)
     secret = secrets.token_urlsafe(32)
-    confidential = Client.objects.create(
-        name="Web app",
-        client_type=Client.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-        redirect_uris="https://app.example.com/cb",
-        algorithm=Client.RS256_ALGORITHM,
-        client_secret=secret,
+    confidential = OAuthClientFactory(
+        confidential=True, name="Web app", redirect_uris="https://app.example.com/cb", client_secret=secret
     )
     machine_secret = secrets.token_urlsafe(32)
-    machine = Client.objects.create(
-        name="Nightly job",
-        client_type=Client.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
-        client_secret=machine_secret,
-    )
+    machine = OAuthClientFactory(machine=True, name="Nightly job", client_secret=machine_secret)
     return OAuthClients(public, confidential, secret, machine, machine_secret)
 
 
@@ -268,14 +253,7 @@ def committed(django_db_setup, django_db_blocker) -> Iterator[Committed]:  # typ
                     user.set_password(PASSWORD)
                     user.save()
                 seed_rbac(slug)
-                client = Client.objects.create(
-                    name="MCP test client",
-                    client_type=Client.CLIENT_PUBLIC,
-                    authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-                    redirect_uris=MCP_REDIRECT,
-                    algorithm=Client.RS256_ALGORITHM,
-                    client_secret="",
-                )
+                client = OAuthClientFactory(name="MCP test client", redirect_uris=MCP_REDIRECT)
                 client_ids[slug] = client.client_id
     yield Committed(client_ids)
     with django_db_blocker.unblock():
@@ -300,3 +278,25 @@ def tokens(asgi_server: LiveServer, committed: Committed) -> Callable[[str], str
         return cache[email]
 
     return token
+
+
+# --- RBAC: a fresh grants cache, acme's admin signed in -------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_grants_cache(acme: Tenant, globex: Tenant) -> Iterator[None]:
+    """Test data is never committed, so signals never bump the grants version: start from a fresh one, or
+    a user id reused from an earlier run could meet grants that run cached in Redis. Modules that build RBAC
+    data by hand use it for every test (`pytest.mark.usefixtures("fresh_grants_cache")`)."""
+    for tenant in (acme, globex):
+        with schema_context(tenant.schema_name):
+            bump_version()
+    clear_local_cache()
+    yield
+    clear_local_cache()
+
+
+@pytest.fixture
+def admin(acme: Tenant) -> DjangoClient:
+    """acme's first admin, logged in to acme's dashboard (the management API takes the same session)."""
+    return log_in(acme, "admin@acme.test", ADMIN_PASSWORD)

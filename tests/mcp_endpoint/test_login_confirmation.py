@@ -11,15 +11,11 @@ import html
 import json
 from collections.abc import Iterator
 from datetime import UTC, timedelta
-from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from audit.models import AuditEvent
@@ -27,14 +23,13 @@ from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from oauth.models import Consent
-from tests.mcp_endpoint.test_endpoint import EXPECTED, url
-from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, login, mcp, sign_in, status, submit
+from tests.mcp_endpoint.test_login_tools import login
 from tests.support.live import LiveServer
-from tests.support.mcp import Committed, commit_in_acme, hidden_fields
+from tests.support.mcp import EXPECTED, Committed, commit_in_acme, hidden_fields, url
+from tests.support.mcp_login import ATTACKER_AGENT, authorize, confirmation_page, mcp, sign_in, start_as, status, submit
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)
-ATTACKER_AGENT = "attacker-agent/6.6 <script>alert(1)</script>"  # shown escaped, never as markup
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,17 +40,6 @@ def cleanup(committed: Committed, django_db_blocker) -> Iterator[None]:  # type:
         AuthSession.objects.all().delete()
         Consent.objects.filter(client__client_id=LOGIN_CLIENT_ID).delete()
         OAuthClient.objects.filter(client_id=LOGIN_CLIENT_ID).delete()
-
-
-def start_as(endpoint: str, user_agent: str = ATTACKER_AGENT) -> dict[str, Any]:
-    """`oauth_start` with the real `mcp` client, anonymously, from a client with this User-Agent."""
-
-    async def main() -> dict[str, Any]:
-        http = httpx2.AsyncClient(headers={"User-Agent": user_agent})
-        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
-            return json.loads((await client.call_tool("oauth_start", {})).content[0].text)
-
-    return anyio.run(main)
 
 
 def browser(server: LiveServer) -> httpx2.Client:

@@ -23,9 +23,8 @@ from mcp_endpoint.login import LOGIN_TOOLS
 from oauth.models import Client as OAuthClient
 from oauth.models import ProviderSettings
 from rbac.models import Application
-from tests.mcp_endpoint.test_endpoint import EXPECTED, VALID_ARGUMENTS, url
 from tests.support.live import LiveServer
-from tests.support.mcp import Committed, commit_in_acme, hidden_fields
+from tests.support.mcp import EXPECTED, VALID_ARGUMENTS, Committed, commit_in_acme, hidden_fields, url
 from tests.support.oauth import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -20,8 +20,8 @@ from django.db import connection
 from django.test import Client as HttpClient
 
 from oauth.models import Client, ProviderSettings
-from tests.oauth_runtime.admin_form import AdminForm
 from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import AdminForm
 from tests.support.oauth import REDIRECT, basic_auth, decode, login, mcp_url, pkce, token_request
 
 pytestmark = pytest.mark.django_db

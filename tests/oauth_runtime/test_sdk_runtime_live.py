@@ -25,8 +25,8 @@ from oauth import resource_servers as rs
 from oauth.models import Client, ResourceServer
 from rbac.models import Scope
 from scripts.sdk_venv import ensure as sdk_python
-from tests.oauth_runtime.admin_form import AdminForm
 from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import AdminForm
 from tests.support.live import ROOT, LiveServer, free_port
 
 pytestmark = pytest.mark.django_db

@@ -20,9 +20,8 @@ from mcp.shared.exceptions import MCPError
 from audit.models import AuditEvent
 from services import services
 from services.models import Service
-from tests.mcp_endpoint.test_endpoint import call, text, url
 from tests.support.live import LiveServer
-from tests.support.mcp import Committed, commit_in_acme
+from tests.support.mcp import Committed, call, commit_in_acme, text, url
 from tests.support.services import unique_secret
 
 pytestmark = pytest.mark.django_db

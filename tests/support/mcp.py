@@ -16,6 +16,7 @@ from django.db import connections
 from django_tenants.utils import schema_context
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from accounts.models import User
 from rbac.demo import DEMO
@@ -157,3 +158,50 @@ def set_admin_role(email: str, grant: bool) -> None:
 
     user, admin = User.objects.get(email=email), Role.objects.get(name="admin")
     (services.grant_role if grant else services.revoke_role)(actor="tests", role=admin, user=user)
+
+
+JSON_RPC = {"Accept": "application/json, text/event-stream"}
+
+
+# The seed's semantics over the RBAC issue's table, written out.
+EXPECTED = {
+    "alice@acme.test": {
+        "admin_dashboard",
+        "admin_panel",
+        "calculator",
+        "create_resource",
+        "engineering_tools",
+        "hello",
+        "list_my_repos",
+        "view_analytics",
+        "view_reports",
+    },
+    "bob@acme.test": {"calculator", "hello", "list_my_repos", "view_analytics", "view_reports"},
+    "carol@acme.test": {"calculator", "create_resource", "deploy_production", "engineering_tools", "hello"},
+    "dave@acme.test": {"calculator", "hello", "sensitive_operations"},
+}
+
+
+VALID_ARGUMENTS = {"create_resource": {"name": "x"}, "calculator": {"operation": "add", "a": 1, "b": 2}}
+
+
+def url(server: LiveServer, tenant: str = "acme", app: str = "demo") -> str:
+    return f"{server.url}/t/{tenant}/mcp/{app}"
+
+
+def call(endpoint: str, token: str | None, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    """tools/call with the real client; returns the CallToolResult or the MCPError raised."""
+
+    async def main() -> Any:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else None)
+        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
+            try:
+                return await client.call_tool(name, arguments or {})
+            except MCPError as exc:
+                return exc
+
+    return anyio.run(main)
+
+
+def text(result: Any) -> str:
+    return result.content[0].text

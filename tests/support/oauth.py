@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from django.test import Client as HttpClient
 
 from oauth.models import Client
+from tests.factories import OAuthClientFactory
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 PASSWORD = "a-user-password-1"
@@ -134,13 +135,7 @@ class ResourceServer:
 def make_resource_server(name: str = "MCP gateway") -> ResourceServer:
     """A confidential client allowed to introspect (RFC 7662), in the current schema."""
     secret = secrets.token_urlsafe(32)
-    client = Client.objects.create(
-        name=name,
-        client_type=Client.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
-        client_secret=secret,
-        is_resource_server=True,
-    )
+    client = OAuthClientFactory(machine=True, name=name, client_secret=secret, is_resource_server=True)
     return ResourceServer(client, secret)
 
 
