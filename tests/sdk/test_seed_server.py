@@ -24,7 +24,7 @@ from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from rbac.models import Application
 from scripts.sdk_venv import ensure as sdk_python
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, free_port
 from tests.support.mcp import Committed
 from tests.support.mcp_login import browser_login
 
@@ -64,17 +64,11 @@ def world(committed: Committed, django_db_blocker) -> Iterator[World]:  # type: 
             services.delete_service(actor="tests", service=leftover)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def seed_server(world: World, asgi_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python server.py` in the SDK venv, configured only through the SDK's documented environment variables."""
     python = sdk_python()
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("seed-server")  # no .authsec.json here: the environment decides
     log = workdir / "server.log"
     env = {
