@@ -17,7 +17,7 @@ from oauth.models import Client
 from tests.factories import OAuthClientFactory
 
 REDIRECT = "http://127.0.0.1:8765/callback"
-PASSWORD = "a-user-password-1"
+PASSWORD = "a-user-password-1"  # the demo users' (`demo_users`, `committed`)
 
 
 def mcp_url(tenant: str = "acme", app: str = "demo") -> str:
