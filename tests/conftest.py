@@ -7,25 +7,34 @@ committed, so live servers started by tests see them too. Tests run in a transac
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context
 
+from accounts.models import User
+from oauth.models import Client, Consent
+from rbac.demo import DEMO, seed_rbac
+from rbac.grants import bump_version, clear_local_cache
+from rbac.models import Application, Group, Resource, Role, Scope
 from tenants.models import Tenant
+from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.live import ROOT, LiveServer, free_port, live_server_env, uvicorn_flags
+from tests.support.mcp import REDIRECT as MCP_REDIRECT
+from tests.support.mcp import Committed, get_token
+from tests.support.oauth import PASSWORD, REDIRECT, TEST_IPS, OAuthClients
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_PASSWORD = "correct-horse-battery-staple"
 FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
 
 
@@ -38,15 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit("xdist workers need their own Redis db and OpenBao: run through `make test` (-p tests.harness)", 2)
     if settings.PASSWORD_HASHERS[0] != FAST_HASHER:
         settings.PASSWORD_HASHERS = [FAST_HASHER, *settings.PASSWORD_HASHERS]
-
-
-def _uvicorn_flags() -> list[str]:
-    """uvicorn's flags as `make run` passes them (scripts/devstack.py), so the live-server tests cover them."""
-    spec = importlib.util.spec_from_file_location("devstack", ROOT / "scripts" / "devstack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.UVICORN_FLAGS)
 
 
 def _require_services() -> None:
@@ -110,31 +110,10 @@ def in_acme(acme: Tenant) -> Iterator[Tenant]:
         yield acme
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def live_server_env(**extra: str) -> dict[str, str]:
-    """Environment for a subprocess of ours that must use the test database."""
-    env = os.environ.copy()
-    db = settings.DATABASES["default"]
-    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env["AUTHSEC_TEST_FAST_PASSWORD_HASHER"] = "1"  # verifies the suite's fast hashes (settings: test_ db only)
-    env.update(extra)
-    return env
-
-
-class LiveServer:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
-        self.proc, self.url, self.log = proc, url, log
-
-
 @pytest.fixture(scope="session")
 def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     """The real root ASGI app under uvicorn, on the test database (committed data only)."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
     # Production mode (DEBUG off): real error pages, and the required settings must all be present.
@@ -151,7 +130,7 @@ def asgi_server(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # t
                 "127.0.0.1",
                 "--port",
                 str(port),
-                *_uvicorn_flags(),
+                *uvicorn_flags(),
             ],
             cwd=ROOT,
             env=env,
@@ -207,3 +186,117 @@ class DecisionCounter:
 def decisions() -> DecisionCounter:
     """How many times the decision engine ran (`with decisions.counting(): …`, then `decisions.count`)."""
     return DecisionCounter()
+
+
+# --- Demo users and OAuth clients in acme (rolled back with the test) ----------------------------------------
+
+
+@pytest.fixture
+def demo_users(in_acme: Tenant) -> dict[str, object]:
+    users = {}
+    for email in DEMO["acme"]["users"]:
+        user = UserFactory(email=email)
+        user.set_password(PASSWORD)
+        user.save()
+        users[email] = user
+    seed_rbac("acme")
+    return users
+
+
+@pytest.fixture
+def clients(in_acme: Tenant) -> OAuthClients:
+    public = OAuthClientFactory(name="Claude Desktop", redirect_uris=REDIRECT)
+    secret = secrets.token_urlsafe(32)
+    confidential = OAuthClientFactory(
+        confidential=True, name="Web app", redirect_uris="https://app.example.com/cb", client_secret=secret
+    )
+    machine_secret = secrets.token_urlsafe(32)
+    machine = OAuthClientFactory(machine=True, name="Nightly job", client_secret=machine_secret)
+    return OAuthClients(public, confidential, secret, machine, machine_secret)
+
+
+@pytest.fixture
+def clean_throttle(in_acme: Tenant) -> Iterator[list[str]]:
+    """Login-failure counters live in Redis and outlive the test's transaction: reset the ones a test uses.
+
+    Yields a list a test appends the emails it fails to sign in with; the test IPs are always reset."""
+    from django.core.cache import cache
+
+    from oauth import throttle
+
+    emails: list[str] = []
+
+    def reset() -> None:
+        with schema_context(in_acme.schema_name):  # cache keys carry the schema
+            cache.delete_many(
+                [throttle._key("ip", ip) for ip in TEST_IPS]  # noqa: SLF001 - the throttle's own key scheme
+                + [throttle._key("account", email) for email in emails]  # noqa: SLF001
+            )
+
+    reset()
+    yield emails
+    reset()
+
+
+# --- Committed demo data for live servers (module scope: committed once, removed after the module) ----------
+
+
+@pytest.fixture(scope="module")
+def committed(django_db_setup, django_db_blocker) -> Iterator[Committed]:  # type: ignore[no-untyped-def]
+    """The demo users, RBAC data, application ``demo`` and a public client in acme and globex, committed."""
+    client_ids = {}
+    with django_db_blocker.unblock():
+        for slug in ("acme", "globex"):
+            with schema_context(f"tenant_{slug}"):
+                for email in DEMO[slug]["users"]:
+                    user = UserFactory(email=email)
+                    user.set_password(PASSWORD)
+                    user.save()
+                seed_rbac(slug)
+                client = OAuthClientFactory(name="MCP test client", redirect_uris=MCP_REDIRECT)
+                client_ids[slug] = client.client_id
+    yield Committed(client_ids)
+    with django_db_blocker.unblock():
+        for slug in ("acme", "globex"):
+            with schema_context(f"tenant_{slug}"):
+                Consent.objects.all().delete()
+                Client.objects.filter(client_id=client_ids[slug]).delete()
+                Application.objects.filter(slug="demo").delete()
+                for model in (Role, Group, Scope, Resource):
+                    model.objects.all().delete()
+                User.objects.filter(email__in=list(DEMO[slug]["users"])).delete()
+
+
+@pytest.fixture(scope="module")
+def tokens(asgi_server: LiveServer, committed: Committed) -> Callable[[str], str]:
+    """Tokens by email (acme, app demo), fetched once per module."""
+    cache: dict[str, str] = {}
+
+    def token(email: str) -> str:
+        if email not in cache:
+            cache[email] = get_token(asgi_server, committed, email)
+        return cache[email]
+
+    return token
+
+
+# --- RBAC: a fresh grants cache, acme's admin signed in -------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_grants_cache(acme: Tenant, globex: Tenant) -> Iterator[None]:
+    """Test data is never committed, so signals never bump the grants version: start from a fresh one, or
+    a user id reused from an earlier run could meet grants that run cached in Redis. Modules that build RBAC
+    data by hand use it for every test (`pytest.mark.usefixtures("fresh_grants_cache")`)."""
+    for tenant in (acme, globex):
+        with schema_context(tenant.schema_name):
+            bump_version()
+    clear_local_cache()
+    yield
+    clear_local_cache()
+
+
+@pytest.fixture
+def admin(acme: Tenant) -> DjangoClient:
+    """acme's first admin, logged in to acme's dashboard (the management API takes the same session)."""
+    return log_in(acme, "admin@acme.test", ADMIN_PASSWORD)

@@ -11,7 +11,7 @@ Django settings, which happens before any conftest is imported). In worker ``gwN
   random root token, stopped at the end), so the tenants acme and globex of both test databases never write
   the same Vault paths, policies, AppRoles or PKI mounts.
 
-Servers the tests start inherit this through the environment (`tests.conftest.live_server_env`). Without
+Servers the tests start inherit this through the environment (`tests.support.live.live_server_env`). Without
 xdist (no ``PYTEST_XDIST_WORKER``) the plugin changes nothing.
 """
 

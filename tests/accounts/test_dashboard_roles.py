@@ -16,8 +16,8 @@ from accounts.models import User
 from accounts.roles import DashboardRole
 from audit.models import AuditEvent
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

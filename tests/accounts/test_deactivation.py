@@ -23,9 +23,8 @@ from mcp_endpoint.auth import REVOKED_PREFIX
 from mcp_endpoint.login import principal_of
 from mcp_endpoint.models import AuthSession
 from rbac.models import Application
-from tests.audit.conftest import log_in
-from tests.conftest import ADMIN_PASSWORD
-from tests.oauth.conftest import (
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.oauth import (
     bearer,
     exchange,
     get_code,

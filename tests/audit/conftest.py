@@ -11,18 +11,8 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from accounts.roles import DashboardRole
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-
-PASSWORD = "pass-word-123"  # UserFactory's
-
-
-def log_in(tenant: Tenant, email: str, password: str = PASSWORD) -> Client:
-    """A test client logged in to `tenant`'s dashboard through the real login form."""
-    client = Client()
-    response = client.post(f"/t/{tenant.slug}/admin/login/", {"username": email, "password": password})
-    assert response.status_code == 302, f"login of {email} failed"
-    return client
+from tests.support.accounts import ADMIN_PASSWORD, log_in
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.test import Client
 import audit
 from audit.models import AuditEvent, AuditLogIsAppendOnly
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
+from tests.support.accounts import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

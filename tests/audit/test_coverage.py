@@ -25,24 +25,12 @@ from audit.models import AuditEvent, AuditSettings
 from audit.retention import archive_expired_events
 from audit.tasks import archive_schema_events
 from rbac import services as rbac
-from rbac.models import Application, Group, Role, Scope
 from tenants.models import Tenant
 from tenants.services import set_tenant_active
-from tests.audit.conftest import log_in
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import UserFactory
-from tests.oauth.conftest import (  # the OAuth tests' helpers and fixtures (fixtures: used by name below)
-    REDIRECT,
-    authorize_params,
-    clean_throttle,  # noqa: F401
-    clients,  # noqa: F401
-    demo_users,  # noqa: F401
-    exchange,
-    get_code,
-    pkce,
-    token_request,
-)
-from tests.oauth.conftest import login as end_user_login
+from tests.factories import ApplicationFactory, GroupFactory, RoleFactory, ScopeFactory, UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.oauth import REDIRECT, authorize_params, exchange, get_code, pkce, token_request
+from tests.support.oauth import login as end_user_login
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +137,7 @@ def _api_changes(w: World) -> None:
 def _rbac_bindings(w: World) -> None:
     with schema_context(w.acme.schema_name):
         user = UserFactory(email="cov@acme.test")
-        role, group = Role.objects.create(name="cov-role"), Group.objects.create(name="cov-group")
+        role, group = RoleFactory(name="cov-role"), GroupFactory(name="cov-group")
         rbac.grant_role(actor="tests", role=role, user=user)
         rbac.revoke_role(actor="tests", role=role, user=user)
         rbac.add_member(actor="tests", group=group, user=user)
@@ -167,8 +155,8 @@ def _rbac_bindings(w: World) -> None:
 @scenario("rbac.tool_policy_created", "rbac.tool_policy_changed")
 def _tool_policies(w: World) -> None:
     with schema_context(w.acme.schema_name):
-        Scope.objects.create(name="cov-write")
-        app = Application.objects.create(slug="cov-app", name="Coverage")
+        ScopeFactory(name="cov-write")
+        app = ApplicationFactory(slug="cov-app", name="Coverage")
         rbac.upsert_tool_policy(actor="tests", application=app, tool_name="cov_tool")
         rbac.upsert_tool_policy(actor="tests", application=app, tool_name="cov_tool", scopes=["cov-write"])
     created = latest(w.acme, "rbac.tool_policy_created")
@@ -464,7 +452,7 @@ def _services(w: World) -> None:
     from accounts.models import User
     from services.models import Service
     from services.sdk import read_credentials
-    from tests.services.conftest import session_for
+    from tests.support.services import session_for
 
     form = {
         "name": "Coverage service", "service_type": "api_key", "auth_type": "header", "base_url": "",

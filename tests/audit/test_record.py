@@ -11,8 +11,8 @@ from accounts.models import User
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

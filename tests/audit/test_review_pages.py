@@ -22,8 +22,8 @@ from audit.recorder import Actor
 from rbac.demo import seed_rbac
 from rbac.models import Role, ToolPolicy
 from tenants.models import Tenant
-from tests.audit.conftest import log_in
 from tests.factories import UserFactory
+from tests.support.accounts import log_in
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_app")]
 

@@ -14,7 +14,7 @@ from django.test import Client
 
 from authsec_site.lib.health import WORKER_CHECK_KEY
 from authsec_site.tasks import health_check
-from tests.conftest import ROOT, live_server_env
+from tests.support.live import ROOT, live_server_env
 
 pytestmark = pytest.mark.django_db
 

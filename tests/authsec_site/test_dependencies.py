@@ -9,7 +9,7 @@ from importlib.metadata import requires
 import pytest
 from packaging.requirements import Requirement
 
-from tests.conftest import ROOT
+from tests.support.live import ROOT
 
 ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")

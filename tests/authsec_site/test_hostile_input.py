@@ -24,9 +24,8 @@ from audit.models import AuditEvent
 from oauth.models import Client
 from rbac.models import Role
 from tenants.models import Tenant
-from tests.rbac import test_api as rbac_api
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_grants_cache")]
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 DEPTH = 10_000
@@ -229,8 +228,6 @@ def test_sdkmgr_refuses_hostile_json(path: str, case: str, acme: Tenant) -> None
 
 # --- Management API (DRF): {"detail": …}, no role created -----------------------------------------------------------
 
-admin = rbac_api.admin
-fresh_grants_cache = rbac_api.fresh_grants_cache  # autouse
 API_CASES: dict[str, tuple[Callable[[], bytes], str, int]] = {
     "depth-whole-body": (deep_array, JSON, 400),
     "depth-inside": (lambda: deep_inside("description"), JSON, 400),

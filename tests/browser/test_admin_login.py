@@ -6,7 +6,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import ADMIN_PASSWORD, LiveServer
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 

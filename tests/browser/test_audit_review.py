@@ -21,7 +21,7 @@ from accounts.models import User
 from accounts.roles import DashboardRole
 from audit.recorder import Actor
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 

@@ -14,12 +14,10 @@ from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, committed  # noqa: F401 - a fixture
-from tests.mcp_endpoint.test_endpoint import EXPECTED, url
-from tests.mcp_endpoint.test_login_confirmation import ATTACKER_AGENT, start_as
-from tests.mcp_endpoint.test_login_tools import mcp, status
-from tests.oauth.conftest import PASSWORD
+from tests.support.live import LiveServer
+from tests.support.mcp import EXPECTED, Committed, url
+from tests.support.mcp_login import ATTACKER_AGENT, mcp, start_as, status
+from tests.support.oauth import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 

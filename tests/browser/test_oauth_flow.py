@@ -17,9 +17,9 @@ from accounts.models import User
 from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
 from rbac.models import Application, Group, Resource, Role, Scope
-from tests.conftest import LiveServer
-from tests.factories import UserFactory
-from tests.oauth.conftest import PASSWORD, pkce
+from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.live import LiveServer
+from tests.support.oauth import PASSWORD, pkce
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 REDIRECT = "http://127.0.0.1:9/callback"  # nothing listens: the browser's address bar still shows the code
@@ -34,14 +34,7 @@ def committed(django_db_setup, django_db_blocker) -> Iterator[str]:  # type: ign
             user.set_password(PASSWORD)
             user.save()
         seed_rbac("acme")
-        client = Client.objects.create(
-            name="Browser test client",
-            client_type=Client.CLIENT_PUBLIC,
-            authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-            redirect_uris=REDIRECT,
-            algorithm=Client.RS256_ALGORITHM,
-            client_secret="",
-        )
+        client = OAuthClientFactory(name="Browser test client", redirect_uris=REDIRECT)
         client_id = client.client_id
     yield client_id
     with django_db_blocker.unblock(), schema_context("tenant_acme"):

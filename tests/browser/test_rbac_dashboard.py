@@ -16,8 +16,9 @@ from accounts.models import User
 from rbac.demo import DEMO, seed_rbac
 from rbac.models import Application, Group, Resource, Role, Scope
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import ADMIN_PASSWORD, LiveServer
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 

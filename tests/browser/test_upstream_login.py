@@ -22,8 +22,8 @@ from audit.models import AuditEvent
 from oauth.models import Client, UpstreamProvider
 from oauth.upstream_services import delete_upstream_provider, save_upstream_provider
 from tests.browser.conftest import wait_until_gone
-from tests.conftest import LiveServer
-from tests.factories import UserFactory
+from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
@@ -45,12 +45,10 @@ def globex_as_upstream(django_db_setup, django_db_blocker, asgi_server: LiveServ
     secret = secrets.token_urlsafe(32)
     with django_db_blocker.unblock():
         with schema_context("tenant_globex"):
-            client = Client.objects.create(
+            client = OAuthClientFactory(
+                confidential=True,
                 name="Acme Corp sign-in",
-                client_type=Client.CLIENT_CONFIDENTIAL,
-                authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
                 redirect_uris=f"{asgi_server.url}/t/acme/accounts/upstream/{SLUG}/callback",
-                algorithm=Client.RS256_ALGORITHM,
                 client_secret=secret,
             )
             person = UserFactory(email=EMAIL, full_name="New Person")

@@ -7,9 +7,11 @@ import pytest
 from audit.models import AuditEvent
 from mcp_endpoint.registry import ensure_loaded, registry
 from rbac.demo import seed_rbac
-from rbac.models import Application, ToolPolicy
+from rbac.models import ToolPolicy
 from tenants.models import Tenant
-from tests.rbac.test_admin import _client, _management
+from tests.factories import ApplicationFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.admin_form import management_form
 
 pytestmark = pytest.mark.django_db
 
@@ -19,8 +21,8 @@ def test_the_application_page_serves_ticked_registered_tools_with_their_declared
 ) -> None:
     ensure_loaded()
     seed_rbac("acme")
-    app = Application.objects.create(slug="picked", name="Picked tools")
-    admin = _client("acme", "admin@acme.test")
+    app = ApplicationFactory(slug="picked", name="Picked tools")
+    admin = log_in("acme", "admin@acme.test", ADMIN_PASSWORD)
     url = f"/t/acme/admin/rbac/application/{app.pk}/change/"
     page = admin.get(url).content.decode()
     assert "Serve registered tools" in page and 'name="serve_tools" value="view_analytics"' in page
@@ -32,7 +34,7 @@ def test_the_application_page_serves_ticked_registered_tools_with_their_declared
         "is_active": "on",
         "auth_mode": "both",
         "serve_tools": ["view_analytics", "hello"],
-        **_management("tool_policies"),
+        **management_form("tool_policies"),
     }
     response = admin.post(url, form)
     assert response.status_code == 302, response.content.decode()[:3000]

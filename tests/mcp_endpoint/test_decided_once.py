@@ -24,7 +24,7 @@ from mcp_endpoint import auth
 from mcp_endpoint.server import McpEndpoint
 from oauth import issuer, tokens
 from tenants.models import Tenant
-from tests.mcp_endpoint.conftest import MODERN, Committed, commit_in
+from tests.support.mcp import MODERN, Committed, commit_in
 
 pytestmark = pytest.mark.django_db
 

@@ -6,15 +6,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from django.core.exceptions import ValidationError
 from django_tenants.utils import schema_context
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from accounts.models import User
@@ -25,62 +21,24 @@ from rbac.demo import DEMO_POLICIES
 from rbac.engine import Requirement, filter_tools
 from rbac.grants import load_grants
 from rbac.models import Application
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import (
+from tests.support.live import LiveServer
+from tests.support.mcp import (
+    EXPECTED,
+    JSON_RPC,
+    VALID_ARGUMENTS,
     Committed,
+    call,
     commit_in,
     commit_in_acme,
     get_token,
     get_tokens,
     mcp_list,
     set_admin_role,
+    text,
+    url,
 )
 
 pytestmark = pytest.mark.django_db
-JSON_RPC = {"Accept": "application/json, text/event-stream"}
-
-# The seed's semantics over the RBAC issue's table, written out.
-EXPECTED = {
-    "alice@acme.test": {
-        "admin_dashboard",
-        "admin_panel",
-        "calculator",
-        "create_resource",
-        "engineering_tools",
-        "hello",
-        "list_my_repos",
-        "view_analytics",
-        "view_reports",
-    },
-    "bob@acme.test": {"calculator", "hello", "list_my_repos", "view_analytics", "view_reports"},
-    "carol@acme.test": {"calculator", "create_resource", "deploy_production", "engineering_tools", "hello"},
-    "dave@acme.test": {"calculator", "hello", "sensitive_operations"},
-}
-
-
-VALID_ARGUMENTS = {"create_resource": {"name": "x"}, "calculator": {"operation": "add", "a": 1, "b": 2}}
-
-
-def url(server: LiveServer, tenant: str = "acme", app: str = "demo") -> str:
-    return f"{server.url}/t/{tenant}/mcp/{app}"
-
-
-def call(endpoint: str, token: str | None, name: str, arguments: dict[str, Any] | None = None) -> Any:
-    """tools/call with the real client; returns the CallToolResult or the MCPError raised."""
-
-    async def main() -> Any:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else None)
-        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
-            try:
-                return await client.call_tool(name, arguments or {})
-            except MCPError as exc:
-                return exc
-
-    return anyio.run(main)
-
-
-def text(result: Any) -> str:
-    return result.content[0].text
 
 
 def engine_view(email: str) -> set[str]:

@@ -12,9 +12,8 @@ import pytest
 from django.conf import settings
 
 from audit.models import AuditEvent
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import MODERN, Committed
-from tests.mcp_endpoint.test_endpoint import JSON_RPC, url
+from tests.support.live import LiveServer
+from tests.support.mcp import JSON_RPC, MODERN, Committed, url
 
 pytestmark = pytest.mark.django_db
 DEPTH = 10_000

@@ -11,15 +11,11 @@ import html
 import json
 from collections.abc import Iterator
 from datetime import UTC, timedelta
-from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from audit.models import AuditEvent
@@ -27,14 +23,13 @@ from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from oauth.models import Consent
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme
-from tests.mcp_endpoint.test_endpoint import EXPECTED, url
-from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, login, mcp, sign_in, status, submit
+from tests.mcp_endpoint.test_login_tools import login
+from tests.support.live import LiveServer
+from tests.support.mcp import EXPECTED, Committed, commit_in_acme, hidden_fields, url
+from tests.support.mcp_login import ATTACKER_AGENT, authorize, confirmation_page, mcp, sign_in, start_as, status, submit
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)
-ATTACKER_AGENT = "attacker-agent/6.6 <script>alert(1)</script>"  # shown escaped, never as markup
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,17 +40,6 @@ def cleanup(committed: Committed, django_db_blocker) -> Iterator[None]:  # type:
         AuthSession.objects.all().delete()
         Consent.objects.filter(client__client_id=LOGIN_CLIENT_ID).delete()
         OAuthClient.objects.filter(client_id=LOGIN_CLIENT_ID).delete()
-
-
-def start_as(endpoint: str, user_agent: str = ATTACKER_AGENT) -> dict[str, Any]:
-    """`oauth_start` with the real `mcp` client, anonymously, from a client with this User-Agent."""
-
-    async def main() -> dict[str, Any]:
-        http = httpx2.AsyncClient(headers={"User-Agent": user_agent})
-        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
-            return json.loads((await client.call_tool("oauth_start", {})).content[0].text)
-
-    return anyio.run(main)
 
 
 def browser(server: LiveServer) -> httpx2.Client:
@@ -151,7 +135,7 @@ def test_attacker_link_opened_by_a_signed_in_victim_stays_pending_and_decline_en
             shown = other.get(str(page.url))
             assert shown.status_code == 403 and "user_code" not in shown.text
             form = {
-                **_hidden_fields(page.text),
+                **hidden_fields(page.text),
                 "csrfmiddlewaretoken": _csrf(other),
                 "user_code": attacker["user_code"],
             }
@@ -266,7 +250,7 @@ def test_a_post_without_the_csrf_token_is_refused(asgi_server: LiveServer, commi
     with browser(asgi_server) as http:
         sign_in(http, asgi_server, "bob@acme.test")
         page = confirmation_page(http, asgi_server, authorize(http, asgi_server, started["authorization_url"]))
-        form = {"state": _hidden_fields(page.text)["state"], "user_code": started["user_code"], "action": "confirm"}
+        form = {"state": hidden_fields(page.text)["state"], "user_code": started["user_code"], "action": "confirm"}
         forged = http.post("/t/acme/mcp-login/confirm", data=form, headers={"Referer": str(page.url)})
         assert forged.status_code == 403 and "CSRF verification failed" in forged.text
         assert status(endpoint, started["session_id"]) == "pending"

@@ -20,8 +20,8 @@ from django_tenants.utils import schema_context
 
 from authsec_site.lib import coherence
 from mcp_endpoint.mirror import CLIENT_NAME, ENTRY_TTL, MISSING, Mirror
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, modern_rpc
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, modern_rpc
 
 pytestmark = pytest.mark.django_db
 

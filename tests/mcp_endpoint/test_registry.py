@@ -10,8 +10,9 @@ from mcp_endpoint.services import seed_tool_policies
 from rbac import services as rbac_services
 from rbac.demo import DEMO_POLICIES
 from rbac.engine import KINDS
-from rbac.models import Application, ToolPolicy
+from rbac.models import ToolPolicy
 from tenants.models import Tenant
+from tests.factories import ApplicationFactory
 
 
 def test_demo_tools_declare_the_rbac_demo_policies() -> None:
@@ -96,7 +97,7 @@ def test_a_name_cannot_be_taken_twice() -> None:
 
 def test_seeding_creates_missing_policies_and_keeps_admin_edits(in_acme: Tenant) -> None:
     ensure_loaded()
-    app = Application.objects.create(slug="seeded", name="Seeded")
+    app = ApplicationFactory(slug="seeded", name="Seeded")
     rbac_services.upsert_tool_policy(actor="tests", application=app, tool_name="admin_panel", roles=["manager"])
     created = seed_tool_policies(actor="tests", application=app, tools=["admin_panel", "view_analytics"])
     assert created == ["view_analytics"]

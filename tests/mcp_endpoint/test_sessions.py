@@ -20,10 +20,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, get_tokens, modern_rpc
-from tests.mcp_endpoint.test_endpoint import EXPECTED, JSON_RPC, url
-from tests.mcp_endpoint.test_login_tools import browser_login
+from tests.support.live import LiveServer
+from tests.support.mcp import EXPECTED, JSON_RPC, Committed, get_tokens, modern_rpc, url
+from tests.support.mcp_login import browser_login
 
 pytestmark = pytest.mark.django_db
 FIVE = sorted(LOGIN_TOOLS)

@@ -23,10 +23,9 @@ from mcp_endpoint.login import LOGIN_TOOLS
 from oauth.models import Client as OAuthClient
 from oauth.models import ProviderSettings
 from rbac.models import Application
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, _hidden_fields, commit_in_acme
-from tests.mcp_endpoint.test_endpoint import EXPECTED, VALID_ARGUMENTS, url
-from tests.oauth.conftest import PASSWORD
+from tests.support.live import LiveServer
+from tests.support.mcp import EXPECTED, VALID_ARGUMENTS, Committed, commit_in_acme, hidden_fields, url
+from tests.support.oauth import PASSWORD
 
 pytestmark = pytest.mark.django_db
 REDIRECT = "http://127.0.0.1:9/mcp-client-callback"  # never served: the scripted user reads the Location header
@@ -77,12 +76,12 @@ def scripted_user(server: LiveServer, authorization_url: str, email: str) -> str
         assert response.status_code == 302 and "/accounts/login/" in response.headers["location"], response.text
         login_url = response.headers["location"]
         page = http.get(login_url)
-        form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
+        form = {**hidden_fields(page.text), "username": email, "password": PASSWORD}
         login = http.post(login_url, data=form, headers={"Referer": base + login_url})
         assert login.status_code == 302, login.text[:2000]
         response = http.get(authorization_url)
         assert response.status_code == 200 and CLIENT_NAME in response.text, response.text[:2000]
-        form = {**_hidden_fields(response.text), "allow": "Authorize"}
+        form = {**hidden_fields(response.text), "allow": "Authorize"}
         response = http.post(authorization_url, data=form, headers={"Referer": authorization_url})
         assert response.status_code == 302, response.text[:2000]
         return response.headers["location"]

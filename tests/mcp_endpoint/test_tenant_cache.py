@@ -13,7 +13,7 @@ from django.db import connections
 
 from mcp_endpoint import auth
 from tenants.models import Tenant
-from tests.mcp_endpoint.conftest import Committed, commit_in
+from tests.support.mcp import Committed, commit_in
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT, live_server_env
+from tests.support.live import ROOT, live_server_env
 
 LIST_TOOLS = (
     "import django; django.setup(); from mcp_endpoint.registry import registry; "

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, _free_port, live_server_env
-from tests.mcp_endpoint.conftest import Committed, commit_in, get_token, modern_rpc, set_admin_role
+from tests.support.live import ROOT, LiveServer, free_port, live_server_env
+from tests.support.mcp import Committed, commit_in, get_token, modern_rpc, set_admin_role
 
 pytestmark = pytest.mark.django_db
 # uvicorn's access log with the worker's pid, to show that both workers answered.
@@ -27,7 +27,7 @@ LOG_CONFIG = {
 
 @pytest.fixture(scope="module")
 def two_workers(django_db_setup, tmp_path_factory) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     folder = tmp_path_factory.mktemp("uvicorn2")
     log, log_config = folder / "uvicorn.log", folder / "log.json"

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client as HttpClient
 
 from accounts.models import User
-from tests.oauth.conftest import REDIRECT, get_code, login, pkce
+from tests.support.oauth import REDIRECT, get_code, login, pkce
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def test_token_without_admin_scope_is_refused(demo_users, clients) -> None:  # t
 
 
 def test_token_for_an_mcp_resource_is_not_valid_for_the_api(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
-    from tests.oauth.conftest import mcp_url
+    from tests.support.oauth import mcp_url
 
     User.objects.filter(email="dave@acme.test").update(is_staff=True, is_superuser=True)
     token = _token_for("dave@acme.test", clients, "openid admin", resource=mcp_url())

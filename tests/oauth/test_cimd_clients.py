@@ -20,7 +20,7 @@ from oauth2_provider.settings import oauth2_settings
 from audit.models import AuditEvent
 from oauth.models import Client, ProviderSettings
 from oauth.registration import TenantCIMDFetcher
-from tests.oauth.conftest import REDIRECT, authorize_params, login, pkce
+from tests.support.oauth import REDIRECT, authorize_params, login, pkce
 
 pytestmark = pytest.mark.django_db
 CLIENT_ID = "https://tools.example.org/oauth/client.json"

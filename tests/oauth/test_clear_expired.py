@@ -10,7 +10,7 @@ from oauth2_provider.models import RefreshToken
 
 from audit.models import AuditEvent
 from oauth.cleanup import clear_expired_tokens
-from tests.oauth.conftest import OAuthClients, token_request
+from tests.support.oauth import OAuthClients, token_request
 
 
 def _refresh(clients: OAuthClients, refresh_token: str):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from django.test import Client as HttpClient
 
 from audit.models import AuditEvent
 from oauth.models import Consent
-from tests.oauth.conftest import REDIRECT, decode, get_code, login, mcp_url, pkce
+from tests.support.oauth import REDIRECT, decode, get_code, login, mcp_url, pkce
 
 pytestmark = pytest.mark.django_db
 ISSUER = f"{settings.AUTHSEC_PUBLIC_URL}/t/acme/oauth"
@@ -70,7 +70,7 @@ def test_consent_is_remembered_until_revoked(demo_users, clients) -> None:  # ty
     _verifier, challenge = pkce()
     get_code(browser, clients.public, challenge)
     # Second time: no consent page, straight back with a code.
-    from tests.oauth.conftest import authorize_params
+    from tests.support.oauth import authorize_params
 
     response = browser.get("/t/acme/oauth/authorize?" + urlencode(authorize_params(clients.public, challenge)))
     assert response.status_code == 302

@@ -12,7 +12,7 @@ from django.test import Client as HttpClient
 from oauth2_provider.models import get_access_token_model
 
 from accounts.models import User
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     PASSWORD,
     basic_auth,
     bearer,
@@ -111,7 +111,7 @@ def test_refresh_asking_for_admin_again_does_not_widen_the_grant(demo_users, cli
 def test_consent_page_lists_only_the_scopes_the_user_can_get(demo_users, clients, tenant_admin) -> None:  # type: ignore[no-untyped-def]
     from urllib.parse import urlencode
 
-    from tests.oauth.conftest import authorize_params
+    from tests.support.oauth import authorize_params
 
     _verifier, challenge = pkce()
     params = urlencode(authorize_params(clients.public, challenge, scope=ASKED, resource=None))

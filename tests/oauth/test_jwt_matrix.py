@@ -30,10 +30,10 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from accounts.services import deactivate_user, delete_user
 from oauth.keys import current_key, private_jwk
-from tests.conftest import LiveServer
 from tests.factories import UserFactory
-from tests.mcp_endpoint.conftest import Committed, commit_in_acme, committed, get_tokens, modern_rpc  # noqa: F401
-from tests.oauth.conftest import PASSWORD, ResourceServer, make_resource_server
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, commit_in_acme, get_tokens, modern_rpc
+from tests.support.oauth import PASSWORD, ResourceServer, make_resource_server
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from django.http import HttpResponse
 from django.test import Client as HttpClient
 
 from oauth.models import Client
-from tests.oauth.conftest import (
+from tests.factories import OAuthClientFactory
+from tests.support.oauth import (
     LOOPBACK_NATIVE,
     REDIRECT,
     WEB_REDIRECT,
@@ -63,14 +64,7 @@ def assert_error_page(response: HttpResponse, error: str) -> None:
 @pytest.fixture
 def native(in_acme) -> Client:  # type: ignore[no-untyped-def]
     """A public native client registered with a loopback redirect without port (RFC 8252 §7.3)."""
-    return Client.objects.create(
-        name="Native CLI",
-        client_type=Client.CLIENT_PUBLIC,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=LOOPBACK_NATIVE,
-        algorithm=Client.RS256_ALGORITHM,
-        client_secret="",
-    )
+    return OAuthClientFactory(name="Native CLI", redirect_uris=LOOPBACK_NATIVE)
 
 
 # --- PKCE ---------------------------------------------------------------------------------------------------------

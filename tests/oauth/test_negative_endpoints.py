@@ -17,7 +17,7 @@ from oauth2_provider.cimd import CIMDError
 from oauth import keys
 from oauth.models import SigningKey
 from oauth.registration import TenantCIMDFetcher
-from tests.oauth.conftest import (
+from tests.support.oauth import (
     authorize_params,
     basic_auth,
     bearer,

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.test import Client as HttpClient
 
 from audit.models import AuditEvent
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-from tests.oauth.conftest import PASSWORD as DEMO_PASSWORD
-from tests.oauth.conftest import authorize_params, pkce
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.oauth import PASSWORD as DEMO_PASSWORD
+from tests.support.oauth import authorize_params, pkce
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/t/acme/accounts/login/"

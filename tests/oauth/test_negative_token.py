@@ -16,8 +16,8 @@ from oauth2_provider.models import Grant
 
 from audit.models import AuditEvent
 from oauth.models import Client, ProviderSettings
-from rbac.models import Application
-from tests.oauth.conftest import (
+from tests.factories import ApplicationFactory, OAuthClientFactory
+from tests.support.oauth import (
     PASSWORD,
     REDIRECT,
     WEB_REDIRECT,
@@ -161,13 +161,7 @@ def test_unknown_code_is_invalid_grant(demo_users, clients) -> None:  # type: ig
 def test_code_of_another_client_is_invalid_grant(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
     verifier, challenge = pkce()
     code = _code(clients, challenge)
-    other = Client.objects.create(
-        name="Other public client",
-        client_type=Client.CLIENT_PUBLIC,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=REDIRECT,
-        client_secret="",
-    )
+    other = OAuthClientFactory(name="Other public client", redirect_uris=REDIRECT)
     assert_error(exchange(other, code, verifier), 400, "invalid_grant")
     assert exchange(clients.public, code, verifier).status_code == 200  # not consumed by the other client
 
@@ -260,7 +254,7 @@ def test_unknown_resource_at_the_token_endpoint_is_invalid_target(demo_users, cl
 
 
 def test_known_resource_outside_the_grant_is_invalid_target(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
-    Application.objects.create(slug="reports", name="Reports")
+    ApplicationFactory(slug="reports", name="Reports")
     verifier, challenge = pkce()
     code = _code(clients, challenge)  # granted for the demo endpoint only
     assert_error(exchange(clients.public, code, verifier, resource=mcp_url(app="reports")), 400, "invalid_target")

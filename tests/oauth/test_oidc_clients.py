@@ -20,9 +20,9 @@ from django.db import connection
 from django.test import Client as HttpClient
 
 from oauth.models import Client, ProviderSettings
-from tests.conftest import ADMIN_PASSWORD
-from tests.oauth.conftest import REDIRECT, basic_auth, decode, login, mcp_url, pkce, token_request
-from tests.oauth_runtime.admin_form import AdminForm
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import AdminForm
+from tests.support.oauth import REDIRECT, basic_auth, decode, login, mcp_url, pkce, token_request
 
 pytestmark = pytest.mark.django_db
 ISSUER = f"{settings.AUTHSEC_PUBLIC_URL}/t/acme/oauth"

@@ -14,9 +14,9 @@ from django.test import Client as HttpClient
 
 from audit.models import AuditEvent
 from oauth.models import Client, ProviderSettings
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-from tests.oauth.conftest import (
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.oauth import (
     PASSWORD,
     REDIRECT,
     authorize_params,

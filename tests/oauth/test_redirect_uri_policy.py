@@ -17,7 +17,8 @@ from oauthlib.common import Request as OauthlibRequest
 from accounts.models import User
 from oauth.models import Client, ProviderSettings
 from oauth.registration import TenantCIMDFetcher
-from tests.oauth.conftest import authorize_params, login, pkce
+from tests.factories import OAuthClientFactory
+from tests.support.oauth import authorize_params, login, pkce
 
 pytestmark = pytest.mark.django_db
 
@@ -181,12 +182,10 @@ def test_client_id_metadata_documents_apply_the_policy(in_acme, settings, uri: s
 )
 def test_existing_client_with_a_refused_uri_gets_no_code(demo_users, uri: str, client_type: str) -> None:  # type: ignore[no-untyped-def]
     # Saved without `clean` (as rows written before the policy were): /authorize refuses the URI anyway.
-    legacy = Client.objects.create(
+    legacy = OAuthClientFactory(
         name="Legacy",
         client_type=client_type,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
         redirect_uris=uri,
-        algorithm=Client.RS256_ALGORITHM,
         client_secret="" if client_type == Client.CLIENT_PUBLIC else "a-secret",
     )
     _verifier, challenge = pkce()
@@ -202,14 +201,7 @@ def test_existing_client_with_a_refused_uri_gets_no_code(demo_users, uri: str, c
 
 def test_native_client_is_redirected_to_its_private_use_scheme(demo_users) -> None:  # type: ignore[no-untyped-def]
     uri = "com.example.app:/oauth2redirect"
-    native = Client.objects.create(
-        name="Phone app",
-        client_type=Client.CLIENT_PUBLIC,
-        authorization_grant_type=Client.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=uri,
-        algorithm=Client.RS256_ALGORITHM,
-        client_secret="",
-    )
+    native = OAuthClientFactory(name="Phone app", redirect_uris=uri)
     _verifier, challenge = pkce()
     params = authorize_params(native, challenge, redirect_uri=uri)
     browser = login("alice@acme.test")

@@ -19,8 +19,8 @@ from django_tenants.utils import schema_context
 from audit.models import AuditEvent
 from oauth import throttle
 from tenants.models import Tenant
-from tests.conftest import LiveServer
 from tests.factories import UserFactory
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/t/acme/accounts/login/"

@@ -29,8 +29,9 @@ from oauth.models import UpstreamProvider
 from oauth.upstream import UpstreamError
 from oauth.upstream_services import save_upstream_provider
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD, LiveServer
 from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.django_db
 SECRET = "upstream-client-secret-" + secrets.token_urlsafe(16)

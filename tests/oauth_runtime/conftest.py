@@ -14,7 +14,6 @@ from oauth import resource_servers as rs
 from oauth.models import ResourceServer
 from rbac.models import Scope
 from tenants.models import Tenant
-from tests.oauth.conftest import clients, demo_users  # noqa: F401 - shared fixtures
 
 RS_URI = "https://notes.example.com/mcp"
 MANIFEST = {

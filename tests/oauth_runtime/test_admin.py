@@ -10,10 +10,10 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from oauth.models import ResourceServer
-from tests.conftest import ADMIN_PASSWORD
 from tests.factories import UserFactory
-from tests.oauth_runtime.admin_form import AdminForm
 from tests.oauth_runtime.conftest import Registered, get_policy, put_manifest
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import AdminForm
 
 pytestmark = pytest.mark.django_db
 ADD_URL = "/t/acme/admin/oauth/resourceserver/add/"

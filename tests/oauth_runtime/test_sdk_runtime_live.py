@@ -25,8 +25,9 @@ from oauth import resource_servers as rs
 from oauth.models import Client, ResourceServer
 from rbac.models import Scope
 from scripts.sdk_venv import ensure as sdk_python
-from tests.conftest import ADMIN_PASSWORD, ROOT, LiveServer, _free_port
-from tests.oauth_runtime.admin_form import AdminForm
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import AdminForm
+from tests.support.live import ROOT, LiveServer, free_port
 
 pytestmark = pytest.mark.django_db
 SCHEMA = "tenant_acme"
@@ -53,7 +54,7 @@ def _db(blocker: Any, fn: Callable[[], Any]) -> Any:
 @pytest.fixture(scope="module")
 def runtime(asgi_server: LiveServer, django_db_blocker, tmp_path_factory) -> Iterator[RuntimeServer]:  # type: ignore[no-untyped-def]
     """A registered resource server and a machine client in acme (committed), and the SDK's server running."""
-    port = _free_port()
+    port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
     issuer = f"{asgi_server.url}/t/acme/oauth"
     machine_secret = secrets.token_urlsafe(32)

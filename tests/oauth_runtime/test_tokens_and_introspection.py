@@ -11,8 +11,8 @@ from django.test import Client as HttpClient
 
 from oauth.models import ResourceServer
 from rbac.models import Role
-from tests.oauth.conftest import exchange, get_code, login, make_resource_server, mcp_url, pkce, token_request
 from tests.oauth_runtime.conftest import RS_URI, Registered, raw_basic
+from tests.support.oauth import exchange, get_code, login, make_resource_server, mcp_url, pkce, token_request
 
 pytestmark = pytest.mark.django_db
 ISSUER = f"{settings.AUTHSEC_PUBLIC_URL}/t/acme/oauth"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission as DjangoPermission
 from django.test import Client
 from django_tenants.utils import schema_context
 
 from audit.models import AuditEvent
 from rbac import services
 from rbac.demo import seed_rbac
-from rbac.models import Application, Role, RoleBinding, Scope, ToolPolicy
+from rbac.models import Application, Role, RoleBinding, ToolPolicy
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import UserFactory
+from tests.factories import RoleFactory, ScopeFactory, UserFactory
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.admin_form import management_form
+from tests.support.matrix import PermissionMatrix
 
 pytestmark = pytest.mark.django_db
 
@@ -23,15 +24,6 @@ def _client(tenant: str, email: str, password: str = ADMIN_PASSWORD) -> Client:
     response = client.post(f"/t/{tenant}/admin/login/", {"username": email, "password": password})
     assert response.status_code == 302, f"login of {email} failed"
     return client
-
-
-def _management(prefix: str, total: int = 0, initial: int = 0) -> dict[str, int]:
-    return {
-        f"{prefix}-TOTAL_FORMS": total,
-        f"{prefix}-INITIAL_FORMS": initial,
-        f"{prefix}-MIN_NUM_FORMS": 0,
-        f"{prefix}-MAX_NUM_FORMS": 1000,
-    }
 
 
 @pytest.fixture
@@ -49,22 +41,20 @@ def staff_without_perms(in_acme: Tenant):  # type: ignore[no-untyped-def]
     return user
 
 
-def test_effective_permissions_page_matrix(demo, staff_without_perms, globex: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_effective_permissions_page_matrix(demo, acme: Tenant, globex: Tenant) -> None:  # type: ignore[no-untyped-def]
     bob = demo["bob@acme.test"]
     url = f"/t/acme/admin/accounts/user/{bob.pk}/effective/"
-    assert Client().get(url).status_code == 302  # anonymous: to the login page
-    staff = _client("acme", "staff@acme.test", "staff-pass-123")
-    assert staff.get(url).status_code == 403  # staff, no permission
-    for codename in ("view_user", "view_toolpolicy"):
-        staff_without_perms.user_permissions.add(DjangoPermission.objects.get(codename=codename))
-    page = staff.get(url)
-    assert page.status_code == 200
+    matrix = PermissionMatrix.of(acme, globex, staff_email="staff@acme.test")
+    page = matrix.check(
+        url,
+        ["accounts.view_user", "rbac.view_toolpolicy"],
+        # Another tenant: the id means nothing there.
+        other_url=f"/t/globex/admin/accounts/user/{bob.pk}/effective/",
+        other_status=(404,),
+    )
     assert 'data-kind="role" data-name="analyst"' in page.content.decode()
     admin = _client("acme", "admin@acme.test")
     assert "view_analytics" in admin.get(url).content.decode()
-    # Another tenant: the id means nothing there.
-    globex_admin = _client("globex", "admin@globex.test")
-    assert globex_admin.get(f"/t/globex/admin/accounts/user/{bob.pk}/effective/").status_code == 404
 
 
 def test_simulator_decides_typed_claims_and_reports_unknown_names(demo) -> None:  # type: ignore[no-untyped-def]
@@ -98,8 +88,8 @@ def test_simulator_requires_permission(staff_without_perms) -> None:  # type: ig
 
 
 def test_role_change_is_audited_with_before_and_after(in_acme: Tenant) -> None:
-    role = Role.objects.create(name="auditor-role", description="old")
-    read = Scope.objects.create(name="read")
+    role = RoleFactory(name="auditor-role", description="old")
+    read = ScopeFactory(name="read")
     admin = _client("acme", "admin@acme.test")
     response = admin.post(
         f"/t/acme/admin/rbac/role/{role.pk}/change/",
@@ -109,7 +99,7 @@ def test_role_change_is_audited_with_before_and_after(in_acme: Tenant) -> None:
             "scopes": [read.pk],
             "resources": [],
             "permissions": [],
-            **_management("bindings"),
+            **management_form("bindings"),
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -120,7 +110,7 @@ def test_role_change_is_audited_with_before_and_after(in_acme: Tenant) -> None:
 
 
 def test_inline_binding_added_in_the_admin_is_audited(in_acme: Tenant) -> None:
-    role = Role.objects.create(name="ops")
+    role = RoleFactory(name="ops")
     user = UserFactory(email="ops.person@acme.test")
     admin = _client("acme", "admin@acme.test")
     response = admin.post(
@@ -128,7 +118,7 @@ def test_inline_binding_added_in_the_admin_is_audited(in_acme: Tenant) -> None:
         {
             "name": "ops",
             "description": "",
-            **_management("bindings", total=1),
+            **management_form("bindings", total=1),
             "bindings-0-user": user.pk,
             "bindings-0-group": "",
             "bindings-0-role": role.pk,
@@ -187,14 +177,14 @@ def test_bulk_disable_action_denies_the_tools(demo) -> None:  # type: ignore[no-
 
 def test_role_names_are_unique_per_tenant_not_across_tenants(acme: Tenant, globex: Tenant) -> None:
     with schema_context(acme.schema_name):
-        Role.objects.create(name="shared-name")
+        RoleFactory(name="shared-name")
     with schema_context(globex.schema_name):
-        Role.objects.create(name="shared-name")  # a separate schema: no conflict
+        RoleFactory(name="shared-name")  # a separate schema: no conflict
         assert Role.objects.filter(name="shared-name").count() == 1
 
 
 def test_grant_role_twice_changes_nothing(in_acme: Tenant) -> None:
-    user, role = UserFactory(), Role.objects.create(name="once")
+    user, role = UserFactory(), RoleFactory(name="once")
     first = services.grant_role(actor="tests", role=role, user=user)
     assert services.grant_role(actor="tests", role=role, user=user) == first
     assert AuditEvent.objects.filter(action="rbac.role_granted", target_id=str(first.pk)).count() == 1

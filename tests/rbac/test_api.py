@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.apps import apps
-from django.contrib.auth.models import Permission as DjangoPermission
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from accounts.models import User
-from audit.models import AuditEvent
-from rbac import services
-from rbac.grants import bump_version, clear_local_cache
-from rbac.models import Application, Group, Permission, Resource, Role, Scope, ToolPolicy
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import UserFactory
+from tests.factories import (
+    UserFactory,
+)
+from tests.support.api import client_for, grant_perms, login
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_grants_cache")]
 
 # endpoint -> the model whose Django permissions guard it
 ENDPOINTS = {
@@ -35,89 +30,6 @@ ENDPOINTS = {
     "group-memberships": "rbac.groupmembership",
     "users": "accounts.user",
 }
-
-
-# --- helpers shared with the other test_api_*.py -------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def fresh_grants_cache(acme: Tenant, globex: Tenant) -> Iterator[None]:
-    """Test data is never committed, so signals never bump the grants version: start from a fresh one, or
-    a user id reused from an earlier run could meet grants that run cached in Redis."""
-    for tenant in (acme, globex):
-        with schema_context(tenant.schema_name):
-            bump_version()
-    clear_local_cache()
-    yield
-    clear_local_cache()
-
-
-def login(tenant: str, email: str, password: str = ADMIN_PASSWORD) -> Client:
-    """A client logged in through the tenant's real login form."""
-    client = Client()
-    response = client.post(f"/t/{tenant}/admin/login/", {"username": email, "password": password})
-    assert response.status_code == 302, f"login of {email} at {tenant} failed"
-    return client
-
-
-def client_for(tenant: Tenant, user: User) -> Client:
-    client = Client()
-    with schema_context(tenant.schema_name):
-        client.force_login(user)
-    return client
-
-
-def grant_perms(user: User, *perms: str) -> None:
-    """Give `user` Django permissions such as ``rbac.view_role`` (current schema)."""
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(DjangoPermission.objects.get(content_type__app_label=app_label, codename=codename))
-
-
-def events(tenant: Tenant, action: str, target_id: object = None) -> list[AuditEvent]:
-    """Events of one action (about one target when given: committed events of other tests share the log)."""
-    with schema_context(tenant.schema_name):
-        found = AuditEvent.objects.filter(action=action)
-        if target_id is not None:
-            found = found.filter(target_id=str(target_id))
-        return list(found.order_by("id"))
-
-
-# --- fixtures ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin(acme: Tenant) -> Client:
-    return login("acme", "admin@acme.test")
-
-
-@pytest.fixture
-def rbac_data(acme: Tenant) -> dict[str, Any]:
-    with schema_context(acme.schema_name):
-        read = Scope.objects.create(name="read")
-        projects = Resource.objects.create(name="projects")
-        perm = Permission.objects.create(resource=projects, action="read")
-        role = Role.objects.create(name="developer", description="Builds things")
-        role.scopes.add(read)
-        group = Group.objects.create(name="engineering")
-        user = UserFactory(email="alice@acme.test", full_name="Alice Example")
-        membership = services.add_member(actor="tests", group=group, user=user)
-        binding = services.grant_role(actor="tests", role=role, user=user)
-        app = Application.objects.create(slug="demo", name="Demo")
-        policy = ToolPolicy.objects.create(application=app, tool_name="hello", roles=["developer"])
-    ids = {
-        "applications": app.pk,
-        "roles": role.pk,
-        "groups": group.pk,
-        "scopes": read.pk,
-        "resources": projects.pk,
-        "permissions": perm.pk,
-        "tool-policies": policy.pk,
-        "role-bindings": binding.pk,
-        "group-memberships": membership.pk,
-        "users": user.pk,
-    }
-    return {"ids": ids, "user": user, "role": role, "group": group, "app": app}
 
 
 # --- permission matrix -------------------------------------------------------------------------------------------

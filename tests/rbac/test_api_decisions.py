@@ -12,15 +12,13 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from audit.models import AuditEvent
 from rbac.demo import seed_rbac
-from rbac.models import Application, ToolPolicy
+from rbac.models import Application
 from tenants.models import Tenant
-from tests.factories import UserFactory
-from tests.rbac import test_api as shared
-from tests.rbac.test_api import client_for, grant_perms, login
+from tests.factories import ApplicationFactory, ToolPolicyFactory, UserFactory
+from tests.support.api import client_for, grant_perms, login
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_grants_cache")]
 
-fresh_grants_cache = shared.fresh_grants_cache  # autouse fixture shared with test_api.py
 
 DEMO_USERS = ("alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test")
 
@@ -140,10 +138,10 @@ def test_effective_permissions_say_where_grants_come_from(admin: Client, demo: d
 
 def test_only_active_applications_are_decided(admin: Client, demo: dict[str, Any], acme: Tenant) -> None:
     with schema_context(acme.schema_name):
-        retired = Application.objects.create(slug="retired", name="Retired", is_active=False)
-        ToolPolicy.objects.create(application=retired, tool_name="old_tool")
-        ops = Application.objects.create(slug="ops", name="Ops")
-        ToolPolicy.objects.create(application=ops, tool_name="restart", is_enabled=False)
+        retired = ApplicationFactory(slug="retired", name="Retired", is_active=False)
+        ToolPolicyFactory(application=retired, tool_name="old_tool")
+        ops = ApplicationFactory(slug="ops", name="Ops")
+        ToolPolicyFactory(application=ops, tool_name="restart", is_enabled=False)
     body = _effective(admin, demo["users"]["bob@acme.test"]).json()
     assert [app["slug"] for app in body["applications"]] == ["demo", "ops"]
     assert body["applications"][1]["tools"] == [

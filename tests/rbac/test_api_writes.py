@@ -10,16 +10,10 @@ from django_tenants.utils import schema_context
 
 from rbac.models import GroupMembership, Role, RoleBinding, ToolPolicy
 from tenants.models import Tenant
-from tests.factories import UserFactory
-from tests.rbac import test_api as shared
-from tests.rbac.test_api import events
+from tests.factories import RoleFactory, UserFactory
+from tests.support.api import events
 
-pytestmark = pytest.mark.django_db
-
-# Fixtures shared with test_api.py (a tests/rbac/conftest.py would be their natural home).
-fresh_grants_cache = shared.fresh_grants_cache  # autouse
-admin = shared.admin
-rbac_data = shared.rbac_data
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_grants_cache")]
 
 
 # --- roles ---------------------------------------------------------------------------------------------------------
@@ -129,7 +123,7 @@ def test_deleting_a_role_goes_through_the_service_and_audits_removed_bindings(
 def test_lists_search_and_order(admin: Client, acme: Tenant) -> None:
     with schema_context(acme.schema_name):
         for name in ("alpha", "beta", "gamma-dev"):
-            Role.objects.create(name=name, description="dev role" if name == "beta" else "")
+            RoleFactory(name=name, description="dev role" if name == "beta" else "")
     names = [r["name"] for r in admin.get("/t/acme/api/roles/?search=dev").json()["results"]]
     assert names == ["beta", "gamma-dev"]
     names = [r["name"] for r in admin.get("/t/acme/api/roles/?ordering=-name").json()["results"]]

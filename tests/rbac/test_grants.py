@@ -16,10 +16,10 @@ from rbac import grants as grants_module
 from rbac import services
 from rbac.demo import seed_rbac
 from rbac.grants import effective_grants, grants_for_user_id, grants_from_claims, load_grants
-from rbac.models import Group, Permission, Resource, Role, Scope
+from rbac.models import Group, Role, Scope
 from tenants.models import Tenant
-from tests.conftest import ROOT, live_server_env
-from tests.factories import UserFactory
+from tests.factories import PermissionFactory, ResourceFactory, RoleFactory, ScopeFactory, UserFactory
+from tests.support.live import ROOT, live_server_env
 
 pytestmark = pytest.mark.django_db
 
@@ -75,8 +75,8 @@ def test_sources_say_where_each_grant_comes_from(demo: None, acme: Tenant) -> No
 
 def test_permissions_come_through_roles(in_acme: Tenant) -> None:
     user = UserFactory()
-    role = Role.objects.create(name="reader")
-    role.permissions.add(Permission.objects.create(resource=Resource.objects.create(name="projects"), action="read"))
+    role = RoleFactory(name="reader")
+    role.permissions.add(PermissionFactory(resource=ResourceFactory(name="projects"), action="read"))
     services.grant_role(actor="tests", role=role, user=user)
     assert load_grants(user.pk).permissions == frozenset({"projects:read"})
 
@@ -95,7 +95,7 @@ def test_warm_fetch_makes_no_query_and_a_change_is_seen_by_the_next_call(
     in_acme: Tenant, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
     user = UserFactory()
-    role = Role.objects.create(name="warm-role")
+    role = RoleFactory(name="warm-role")
     assert grants_for_user_id(user.pk).roles == frozenset()
     with CaptureQueriesContext(connection) as queries:
         grants_for_user_id(user.pk)
@@ -104,7 +104,7 @@ def test_warm_fetch_makes_no_query_and_a_change_is_seen_by_the_next_call(
         services.grant_role(actor="tests", role=role, user=user)
     assert grants_for_user_id(user.pk).roles == frozenset({"warm-role"})
     with django_capture_on_commit_callbacks(execute=True):
-        role.scopes.add(Scope.objects.create(name="warm-scope"))
+        role.scopes.add(ScopeFactory(name="warm-scope"))
     assert grants_for_user_id(user.pk).scopes == frozenset({"warm-scope"})
     with django_capture_on_commit_callbacks(execute=True):
         role.delete()
@@ -115,7 +115,7 @@ def test_inactive_and_anonymous_users_have_no_grants(in_acme: Tenant, django_cap
     from django.contrib.auth.models import AnonymousUser
 
     user = UserFactory()
-    services.grant_role(actor="tests", role=Role.objects.create(name="r1"), user=user)
+    services.grant_role(actor="tests", role=RoleFactory(name="r1"), user=user)
     assert effective_grants(user) is not None
     user.is_active = False
     with django_capture_on_commit_callbacks(execute=True):
@@ -165,7 +165,7 @@ def test_change_committed_by_another_process_is_seen_on_the_next_call(acme: Tena
 def test_cache_is_per_tenant(acme: Tenant, globex: Tenant) -> None:
     with schema_context(acme.schema_name):
         user = UserFactory()
-        services.grant_role(actor="tests", role=Role.objects.create(name="acme-only"), user=user)
+        services.grant_role(actor="tests", role=RoleFactory(name="acme-only"), user=user)
         assert grants_for_user_id(user.pk).roles == frozenset({"acme-only"})  # cached for acme
     with schema_context(globex.schema_name):
         # The same numeric id in globex is another person (or nobody): acme's entry must not be served.
@@ -174,7 +174,7 @@ def test_cache_is_per_tenant(acme: Tenant, globex: Tenant) -> None:
 
 def test_redis_unreachable_falls_back_to_the_database(in_acme: Tenant, settings) -> None:  # type: ignore[no-untyped-def]
     user = UserFactory()
-    services.grant_role(actor="tests", role=Role.objects.create(name="db-truth"), user=user)
+    services.grant_role(actor="tests", role=RoleFactory(name="db-truth"), user=user)
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
     grants_module.clear_local_cache()
     assert grants_module.current_version() is None

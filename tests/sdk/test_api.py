@@ -23,7 +23,7 @@ from rbac import services as rbac
 from rbac.models import Application, Role, Scope, ToolPolicy
 from sdkmgr.clients import normalize
 from sdkmgr.models import SdkClient
-from tests.factories import UserFactory
+from tests.factories import ApplicationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 AUTH = "/sdkmgr/mcp-auth"
@@ -40,8 +40,8 @@ def world(acme: Any) -> Iterator[dict[str, Any]]:
     """Application `sdk-api` in acme with policies for hello (open) and admin_panel (role admin); alice is an
     admin with scope write, bob has no role; a second application `sdk-api-2`."""
     with schema_context(acme.schema_name):
-        app = Application.objects.create(slug="sdk-api", name="SDK API tests")
-        other = Application.objects.create(slug="sdk-api-2", name="Another SDK app")
+        app = ApplicationFactory(slug="sdk-api", name="SDK API tests")
+        other = ApplicationFactory(slug="sdk-api-2", name="Another SDK app")
         rbac.upsert_tool_policy(actor="tests", application=app, tool_name="hello")
         rbac.upsert_tool_policy(actor="tests", application=app, tool_name="admin_panel", roles=["admin"])
         write = Scope.objects.get_or_create(name="write")[0]
@@ -83,7 +83,7 @@ def test_normalizes_every_spelling_the_sdk_sends() -> None:
 
 def test_directory_follows_the_application(acme: Any) -> None:
     with schema_context(acme.schema_name):
-        app = Application.objects.create(slug="sdk-dir", name="Directory")
+        app = ApplicationFactory(slug="sdk-dir", name="Directory")
     entry = SdkClient.objects.get(client_id=app.sdk_client_id)
     assert (entry.tenant.slug, entry.application_slug, entry.is_active) == ("acme", "sdk-dir", True)
     with schema_context(acme.schema_name):
@@ -219,7 +219,7 @@ def test_protect_tool_permission_matrix(world: dict[str, Any], acme: Any) -> Non
 
 def test_another_tenants_client_id_cannot_use_the_session(world: dict[str, Any], globex: Any) -> None:
     with schema_context(globex.schema_name):
-        theirs = Application.objects.create(slug="sdk-api", name="Globex's")
+        theirs = ApplicationFactory(slug="sdk-api", name="Globex's")
     alice = session_for(world["app"], world["alice"])
     status, body = post(f"{AUTH}/protect-tool", str(theirs.sdk_client_id), {"session_id": alice, "tool_name": "hello"})
     assert (status, body["allowed"]) == (401, False)
@@ -328,7 +328,7 @@ def test_services_endpoints_need_an_authenticated_session(world: dict[str, Any])
 
 
 def test_dashboard_and_api_show_the_sdk_client_id(world: dict[str, Any]) -> None:
-    from tests.conftest import ADMIN_PASSWORD
+    from tests.support.accounts import ADMIN_PASSWORD
 
     client = Client()
     login = client.post("/t/acme/admin/login/", {"username": "admin@acme.test", "password": ADMIN_PASSWORD})

@@ -24,9 +24,9 @@ from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
 from rbac.models import Application
 from scripts.sdk_venv import ensure as sdk_python
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, committed  # noqa: F401 - a fixture
-from tests.mcp_endpoint.test_login_tools import browser_login
+from tests.support.live import LiveServer, free_port
+from tests.support.mcp import Committed
+from tests.support.mcp_login import browser_login
 
 pytestmark = pytest.mark.django_db
 SEED_SERVER = Path(__file__).with_name("seed_server.py")
@@ -64,17 +64,11 @@ def world(committed: Committed, django_db_blocker) -> Iterator[World]:  # type: 
             services.delete_service(actor="tests", service=leftover)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def seed_server(world: World, asgi_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python server.py` in the SDK venv, configured only through the SDK's documented environment variables."""
     python = sdk_python()
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("seed-server")  # no .authsec.json here: the environment decides
     log = workdir / "server.log"
     env = {
@@ -220,8 +214,8 @@ def test_seed_server_works_against_our_server_unmodified(
 def test_sdk_logins_get_the_confirmation_page_too(seed_server: str, asgi_server: LiveServer, world: World) -> None:
     """The CLI's /sdkmgr/mcp-auth/start and the SDK's oauth_start: a signed-in user opening the link does not bind
     the session; the CLI's status/{id} stays pending until a confirmation, and a decline stops its polling."""
-    from tests.mcp_endpoint.test_login_tools import authorize, confirmation_page, submit
-    from tests.mcp_endpoint.test_login_tools import sign_in as form_sign_in
+    from tests.support.mcp_login import authorize, confirmation_page, submit
+    from tests.support.mcp_login import sign_in as form_sign_in
 
     cli = httpx2.post(f"{asgi_server.url}/sdkmgr/mcp-auth/start", json={"client_id": world.demo_client_id}).json()
     assert cli["user_code"] in cli["message"] and cli["expires_in"] == 600

@@ -6,16 +6,15 @@ import re
 import socket
 
 import pytest
-from django.contrib.auth.models import Permission as DjangoPermission
 from django.test import Client, override_settings
 
 from audit.models import AuditEvent
 from authsec_site.lib import vault
 from services.models import SecretVersion, Service
 from tenants.models import Tenant
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import UserFactory
-from tests.services.conftest import make_service, unique_secret, vault_value
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.matrix import PermissionMatrix
+from tests.support.services import make_service, unique_secret, vault_value
 
 pytestmark = pytest.mark.django_db
 ADD = "/t/acme/admin/services/service/add/"
@@ -155,22 +154,18 @@ def test_failed_rotation_shows_rotation_failed_in_the_list(admin_client: Client)
 
 def test_permission_matrix(in_acme: Tenant, globex: Tenant) -> None:
     service = make_service({"access_token": unique_secret()})
-    change = f"/t/acme/admin/services/service/{service.pk}/change/"
-    assert Client().get(change).status_code == 302  # anonymous → login page
-    staff = UserFactory(email="svc-staff@acme.test", is_staff=True)
-    staff.set_password("staff-pass-123")
-    staff.save()
-    client = _client("acme", "svc-staff@acme.test", "staff-pass-123")
-    assert client.get(change).status_code == 403  # staff without permission
-    staff.user_permissions.add(DjangoPermission.objects.get(codename="view_service"))
-    assert client.get(change).status_code == 200  # view only: no rotate action offered
-    changelist = client.get("/t/acme/admin/services/service/").content.decode()
+    matrix = PermissionMatrix.of(in_acme, globex, staff_email="svc-staff@acme.test")
+    matrix.check(
+        f"/t/acme/admin/services/service/{service.pk}/change/",
+        ["services.view_service"],
+        # Another tenant's admin: the acme row does not exist in globex's schema.
+        other_url=f"/t/globex/admin/services/service/{service.pk}/change/",
+    )
+    # View only: no rotate action offered, and posting it changes nothing.
+    changelist = matrix.staff.get("/t/acme/admin/services/service/").content.decode()
     assert "rotate_now" not in changelist
-    response = client.post(
+    response = matrix.staff.post(
         "/t/acme/admin/services/service/", {"action": "rotate_now", "_selected_action": [service.pk]}
     )
     service.refresh_from_db()
     assert service.vault_version == 1 and response.status_code in (200, 302)
-    # Another tenant's admin: the acme row does not exist in globex's schema.
-    other = _client("globex", "admin@globex.test")
-    assert other.get(f"/t/globex/admin/services/service/{service.pk}/change/").status_code in (302, 404)

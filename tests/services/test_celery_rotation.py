@@ -15,9 +15,9 @@ from django_tenants.utils import schema_context
 from authsec_site.lib import vault
 from services import services
 from services.models import Service
-from tests.conftest import ROOT, live_server_env
-from tests.mcp_endpoint.conftest import commit_in_acme
-from tests.services.conftest import make_service, unique_secret
+from tests.support.live import ROOT, live_server_env
+from tests.support.mcp import commit_in_acme
+from tests.support.services import make_service, unique_secret
 
 pytestmark = pytest.mark.django_db
 SENT = "Scheduler: Sending due task services-rotation"

@@ -7,7 +7,7 @@ import pytest
 from services.demo import GITHUB, PLACEHOLDER_TOKEN, seed_services
 from services.models import Service
 from services.sdk import ServiceAccessDenied, read_credentials
-from tests.services.conftest import session_for, vault_value
+from tests.support.services import session_for, vault_value
 
 pytestmark = pytest.mark.django_db
 

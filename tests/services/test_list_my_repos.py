@@ -20,10 +20,9 @@ from mcp.shared.exceptions import MCPError
 from audit.models import AuditEvent
 from services import services
 from services.models import Service
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, commit_in_acme, committed, tokens  # noqa: F401
-from tests.mcp_endpoint.test_endpoint import call, text, url
-from tests.services.conftest import unique_secret
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, call, commit_in_acme, text, url
+from tests.support.services import unique_secret
 
 pytestmark = pytest.mark.django_db
 NAME = "GitHub API Integration"

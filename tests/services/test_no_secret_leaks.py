@@ -21,9 +21,10 @@ from authsec_site.lib import vault
 from services import services
 from services.models import Service
 from services.sdk import read_credentials
-from tests.conftest import ADMIN_PASSWORD, LiveServer
-from tests.mcp_endpoint.conftest import commit_in_acme
-from tests.services.conftest import session_for, unique_secret
+from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.live import LiveServer
+from tests.support.mcp import commit_in_acme
+from tests.support.services import session_for, unique_secret
 
 pytestmark = pytest.mark.django_db
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')

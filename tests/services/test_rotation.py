@@ -23,9 +23,9 @@ from authsec_site.lib import vault
 from services import rotators, services
 from services.models import SecretVersion, Service
 from services.sdk import read_credentials
-from tests.conftest import LiveServer
-from tests.mcp_endpoint.conftest import Committed, commit_in_acme, committed, get_tokens, mcp_list  # noqa: F401
-from tests.services.conftest import make_service, session_for, unique_secret, vault_value
+from tests.support.live import LiveServer
+from tests.support.mcp import Committed, commit_in_acme, get_tokens, mcp_list
+from tests.support.services import make_service, session_for, unique_secret, vault_value
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ from services.sdk import (
     ServiceUnavailable,
     read_credentials,
 )
-from tests.services.conftest import make_service, session_for, unique_secret
+from tests.support.services import make_service, session_for, unique_secret
 
 pytestmark = pytest.mark.django_db
 

@@ -21,8 +21,8 @@ from authsec_site.lib import vault
 from services import rotators, services
 from services.models import Service
 from services.sdk import ServiceUnavailable, drop_cached, read_credentials
-from tests.conftest import ROOT
-from tests.services.conftest import make_service, session_for, unique_secret, vault_value
+from tests.support.live import ROOT
+from tests.support.services import make_service, session_for, unique_secret, vault_value
 
 pytestmark = pytest.mark.django_db
 PORT = 8341

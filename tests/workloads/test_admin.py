@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.test import Client
 from django_tenants.utils import schema_context
 
 from audit.models import AuditEvent
 from tenants.models import Tenant
-from tests.audit.conftest import log_in
-from tests.conftest import ADMIN_PASSWORD
-from tests.factories import UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.matrix import PermissionMatrix
 from tests.workloads.conftest import make_workload
 from workloads.models import Workload
 
@@ -68,11 +66,7 @@ def test_adding_a_workload_validates_the_path_and_is_audited(acme: Tenant) -> No
 def test_permission_matrix(acme: Tenant, globex: Tenant) -> None:
     make_workload(acme, "api", "/billing/api", issue=False)
     url = LIST.format("acme")
-    assert Client().get(url).status_code == 302  # anonymous: to the login page
-    with schema_context(acme.schema_name):
-        UserFactory(email="helpdesk@acme.test", is_staff=True)
-    assert log_in(acme, "helpdesk@acme.test").get(url).status_code == 403  # staff without the permission
+    matrix = PermissionMatrix.of(acme, globex, staff_email="helpdesk@acme.test")
+    matrix.check(url, ["workloads.view_workload"], other_status=(302,))  # a globex session is not an acme session
     assert log_in(acme, "admin@acme.test", ADMIN_PASSWORD).get(url).status_code == 200
-    other = log_in(globex, "admin@globex.test", ADMIN_PASSWORD)
-    assert other.get(url).status_code == 302, "a globex session is not an acme session"
-    assert "/billing/api" not in other.get(LIST.format("globex")).content.decode()
+    assert "/billing/api" not in matrix.other_admin.get(LIST.format("globex")).content.decode()

@@ -20,7 +20,7 @@ from spiffe import X509Svid
 
 from audit.models import AuditEvent
 from tenants.models import Tenant
-from tests.conftest import ROOT, live_server_env
+from tests.support.live import ROOT, live_server_env
 from workloads.models import Workload
 from workloads.quickstart import QuickStartSVID
 from workloads.tasks import renew_svid

@@ -1,31 +1,28 @@
-"""Live-server helpers: committed demo data, real tokens over HTTP (login + consent + code exchange)."""
+"""Live-server helpers: real tokens over HTTP (login + consent + code exchange), raw MCP calls, committing writes."""
 
 from __future__ import annotations
 
 import html
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import anyio
 import httpx2
-import pytest
 from django.db import connections
 from django_tenants.utils import schema_context
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from accounts.models import User
-from oauth.models import Client as OAuthClient
-from oauth.models import Consent
-from rbac.demo import DEMO, seed_rbac
-from rbac.models import Application, Group, Resource, Role, Scope
-from tests.conftest import LiveServer
-from tests.factories import UserFactory
-from tests.oauth.conftest import PASSWORD, pkce
+from rbac.demo import DEMO
+from rbac.models import Role
+from tests.support.live import LiveServer
+from tests.support.oauth import PASSWORD, pkce
 
 REDIRECT = "http://127.0.0.1:9/callback"  # never followed: the code is read from the Location header
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
@@ -33,43 +30,12 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 @dataclass
 class Committed:
+    """What the `committed` fixture committed."""
+
     client_ids: dict[str, str]  # tenant -> public OAuth client id
 
 
-@pytest.fixture(scope="module")
-def committed(django_db_setup, django_db_blocker) -> Iterator[Committed]:  # type: ignore[no-untyped-def]
-    """The demo users, RBAC data, application ``demo`` and a public client in acme and globex, committed."""
-    client_ids = {}
-    with django_db_blocker.unblock():
-        for slug in ("acme", "globex"):
-            with schema_context(f"tenant_{slug}"):
-                for email in DEMO[slug]["users"]:
-                    user = UserFactory(email=email)
-                    user.set_password(PASSWORD)
-                    user.save()
-                seed_rbac(slug)
-                client = OAuthClient.objects.create(
-                    name="MCP test client",
-                    client_type=OAuthClient.CLIENT_PUBLIC,
-                    authorization_grant_type=OAuthClient.GRANT_AUTHORIZATION_CODE,
-                    redirect_uris=REDIRECT,
-                    algorithm=OAuthClient.RS256_ALGORITHM,
-                    client_secret="",
-                )
-                client_ids[slug] = client.client_id
-    yield Committed(client_ids)
-    with django_db_blocker.unblock():
-        for slug in ("acme", "globex"):
-            with schema_context(f"tenant_{slug}"):
-                Consent.objects.all().delete()
-                OAuthClient.objects.filter(client_id=client_ids[slug]).delete()
-                Application.objects.filter(slug="demo").delete()
-                for model in (Role, Group, Scope, Resource):
-                    model.objects.all().delete()
-                User.objects.filter(email__in=list(DEMO[slug]["users"])).delete()
-
-
-def _hidden_fields(page: str) -> dict[str, str]:
+def hidden_fields(page: str) -> dict[str, str]:
     return {name: html.unescape(value) for name, value in _HIDDEN.findall(page)}
 
 
@@ -94,7 +60,7 @@ def get_tokens(
     verifier, challenge = pkce()
     with httpx2.Client(base_url=base, follow_redirects=False, timeout=30) as http:
         page = http.get(f"/t/{tenant}/accounts/login/")
-        form = {**_hidden_fields(page.text), "username": email, "password": PASSWORD}
+        form = {**hidden_fields(page.text), "username": email, "password": PASSWORD}
         login = http.post(f"/t/{tenant}/accounts/login/", data=form, headers={"Referer": f"{base}/t/{tenant}/"})
         assert login.status_code == 302, login.text[:2000]
         params = {
@@ -113,7 +79,7 @@ def get_tokens(
         authorize_url = f"/t/{tenant}/oauth/authorize?{urlencode(params)}"
         response = http.get(authorize_url)
         if response.status_code == 200:
-            form = {**_hidden_fields(response.text), "allow": "Authorize"}
+            form = {**hidden_fields(response.text), "allow": "Authorize"}
             response = http.post(authorize_url, data=form, headers={"Referer": base + authorize_url})
         assert response.status_code == 302, response.text[:2000]
         code = parse_qs(urlparse(response.headers["location"]).query)["code"][0]
@@ -129,19 +95,6 @@ def get_tokens(
         )
         assert token.status_code == 200, token.text
         return token.json()
-
-
-@pytest.fixture(scope="module")
-def tokens(asgi_server: LiveServer, committed: Committed) -> Callable[[str], str]:
-    """Tokens by email (acme, app demo), fetched once per module."""
-    cache: dict[str, str] = {}
-
-    def token(email: str) -> str:
-        if email not in cache:
-            cache[email] = get_token(asgi_server, committed, email)
-        return cache[email]
-
-    return token
 
 
 def mcp_list(url: str, token: str | None = None) -> list[str]:
@@ -205,3 +158,50 @@ def set_admin_role(email: str, grant: bool) -> None:
 
     user, admin = User.objects.get(email=email), Role.objects.get(name="admin")
     (services.grant_role if grant else services.revoke_role)(actor="tests", role=admin, user=user)
+
+
+JSON_RPC = {"Accept": "application/json, text/event-stream"}
+
+
+# The seed's semantics over the RBAC issue's table, written out.
+EXPECTED = {
+    "alice@acme.test": {
+        "admin_dashboard",
+        "admin_panel",
+        "calculator",
+        "create_resource",
+        "engineering_tools",
+        "hello",
+        "list_my_repos",
+        "view_analytics",
+        "view_reports",
+    },
+    "bob@acme.test": {"calculator", "hello", "list_my_repos", "view_analytics", "view_reports"},
+    "carol@acme.test": {"calculator", "create_resource", "deploy_production", "engineering_tools", "hello"},
+    "dave@acme.test": {"calculator", "hello", "sensitive_operations"},
+}
+
+
+VALID_ARGUMENTS = {"create_resource": {"name": "x"}, "calculator": {"operation": "add", "a": 1, "b": 2}}
+
+
+def url(server: LiveServer, tenant: str = "acme", app: str = "demo") -> str:
+    return f"{server.url}/t/{tenant}/mcp/{app}"
+
+
+def call(endpoint: str, token: str | None, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    """tools/call with the real client; returns the CallToolResult or the MCPError raised."""
+
+    async def main() -> Any:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"} if token else None)
+        async with http, Client(streamable_http_client(endpoint, http_client=http), cache=None) as client:
+            try:
+                return await client.call_tool(name, arguments or {})
+            except MCPError as exc:
+                return exc
+
+    return anyio.run(main)
+
+
+def text(result: Any) -> str:
+    return result.content[0].text

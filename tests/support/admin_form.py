@@ -82,3 +82,13 @@ class AdminForm(HTMLParser):
     def data(self, submit: str = "_save") -> dict[str, list[str]]:
         """What the browser would post (every field, lists for repeated names), with the save button."""
         return {**{name: list(values) for name, values in self.values.items()}, submit: ["Save"]}
+
+
+def management_form(prefix: str, total: int = 0, initial: int = 0) -> dict[str, int]:
+    """The management fields of an admin inline formset, as the change form renders them."""
+    return {
+        f"{prefix}-TOTAL_FORMS": total,
+        f"{prefix}-INITIAL_FORMS": initial,
+        f"{prefix}-MIN_NUM_FORMS": 0,
+        f"{prefix}-MAX_NUM_FORMS": 1000,
+    }
