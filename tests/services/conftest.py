@@ -22,7 +22,7 @@ from tests.factories import UserFactory
 
 @dataclass
 class Session:
-    """Duck-typed like `mcp_endpoint.server.ToolSession`."""
+    """Duck-typed like `mcp_endpoint.handlers.ToolSession`."""
 
     schema_name: str
     tenant_id: str
