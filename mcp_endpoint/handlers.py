@@ -148,7 +148,7 @@ def _elapsed_ms(started: float) -> float:
 
 def _authorization(ctx: Any, auth: RequestAuth, name: str) -> Authorization:
     """The decision of a call of `name`: the one the gate made for this request's body (a scope-limited token,
-    `_missing_scopes`), else made now."""
+    `gate._missing_scopes`), else made now."""
     decided = ctx.request.scope["state"].get("authsec_decided")
     found = decided.get(name) if decided else None
     return found if found is not None else authorize(auth.principal, auth.app.policies.get(name))
