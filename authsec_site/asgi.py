@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
 import audit  # noqa: E402
-from mcp_endpoint.server import MCP_PATH, McpEndpoint  # noqa: E402
+from mcp_endpoint.gate import MCP_PATH, McpEndpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

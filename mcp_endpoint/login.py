@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from audit import context as audit_context
 from mcp_endpoint import notify
-from mcp_endpoint.auth import Principal, RequestAuth, _user_uncached, resolve
+from mcp_endpoint.bearer import Principal, RequestAuth, _user_uncached, resolve
 from mcp_endpoint.models import AuthSession, new_user_code, pending_ttl, session_ttl, user_code_digest
 from oauth import issuer
 

@@ -1,7 +1,7 @@
 """An in-memory copy of the few Redis keys every MCP request reads, kept current by Redis pub/sub.
 
 Every MCP request needs the tenant's configuration and RBAC version tokens and, with a bearer token, the
-token's revocation marker (`mcp_endpoint.auth`). Reading them from Redis on each request was the largest
+token's revocation marker (`mcp_endpoint.bearer`). Reading them from Redis on each request was the largest
 cost the endpoint added to a tool call (a loopback round trip: two system calls and a wake-up of Redis).
 Instead each process keeps a `Mirror` of those keys:
 

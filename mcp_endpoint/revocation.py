@@ -3,7 +3,7 @@
 DOT keeps only a checksum (SHA-256) of each token and deletes the rows on revocation, so the endpoint cannot
 ask the database per request without a query on the hot path. Instead the revocation endpoint's hook
 (`oauth.validators.TenantOAuth2Validator.revoke_token`) calls `revoke_for_mcp`, which writes the access
-tokens' checksums to Redis until they expire (`mcp_endpoint.auth.note_revoked`); the endpoint checks that
+tokens' checksums to Redis until they expire (`mcp_endpoint.bearer.note_revoked`); the endpoint checks that
 key in the Redis round trip it makes anyway.
 """
 
@@ -14,7 +14,7 @@ import logging
 
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
-from mcp_endpoint.auth import note_revoked
+from mcp_endpoint.bearer import note_revoked
 
 logger = logging.getLogger(__name__)
 

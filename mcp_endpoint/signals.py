@@ -18,7 +18,7 @@ def _schedule_bump(**kwargs: Any) -> None:
     schema = connection.schema_name
 
     def bump() -> None:
-        from mcp_endpoint.auth import bump_config_version
+        from mcp_endpoint.bearer import bump_config_version
 
         try:
             with schema_context(schema):

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 from django_tenants.utils import tenant_context
 
-from mcp_endpoint.auth import resolve
+from mcp_endpoint.bearer import resolve
 from oauth import issuer
 from rbac.models import Application, Scope
 from tenants.models import Tenant

@@ -26,7 +26,7 @@ class Principal:
     """A user (or, with `user_id` None, an OAuth client acting for itself) of one tenant, with what it holds.
 
     Equal principals are interchangeable; derived values (`call_grants`, `scopes`, `_user_info`) are computed once
-    per instance, so a principal kept across requests (`mcp_endpoint.auth`) pays for them once."""
+    per instance, so a principal kept across requests (`mcp_endpoint.bearer`) pays for them once."""
 
     user_id: int | None
     email: str

@@ -16,7 +16,7 @@ from django.db import connection
 
 from audit.models import AuditEvent
 from audit.recorder import Actor
-from mcp_endpoint.auth import RequestAuth, TenantRef, load_config
+from mcp_endpoint.bearer import RequestAuth, TenantRef, load_config
 
 SUFFIX = "-main-client"
 

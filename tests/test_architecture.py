@@ -40,11 +40,11 @@ def test_contract_reports_an_upward_import(tmp_path: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     # The bottom layer reaches for the top one, inside a function as hidden cycles do.
     with (tmp_path / "authsec_site" / "lib" / "client_ip.py").open("a") as module:
-        module.write("\n\ndef _upward() -> None:\n    from mcp_endpoint import server  # noqa: F401\n")
+        module.write("\n\ndef _upward() -> None:\n    from mcp_endpoint import gate  # noqa: F401\n")
 
     result = _lint_imports(tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Apps import only downwards BROKEN" in result.stdout
     assert "authsec_site.lib is not allowed to import mcp_endpoint" in result.stdout
-    assert "authsec_site.lib.client_ip -> mcp_endpoint.server" in result.stdout
+    assert "authsec_site.lib.client_ip -> mcp_endpoint.gate" in result.stdout

@@ -7,7 +7,7 @@ dict lookup and one comparison; writes take the lock.
 
 Hand-written rather than `cachetools.TTLCache`: that one needs a lock around every read (reads reorder
 it), has no per-entry expiry and no stale read, which the MCP endpoint's tenant cache needs (an expired
-tenant is served while it is re-read, `mcp_endpoint.auth`).
+tenant is served while it is re-read, `mcp_endpoint.bearer`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 from accounts.models import User
 from accounts.services import deactivate_user, delete_user
 from audit.models import AuditEvent
-from mcp_endpoint.auth import REVOKED_PREFIX
+from mcp_endpoint.bearer import REVOKED_PREFIX
 from mcp_endpoint.login import principal_of
 from mcp_endpoint.models import AuthSession
 from rbac.models import Application

@@ -20,8 +20,8 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import User
 from audit.pipeline import queue
-from mcp_endpoint import auth
-from mcp_endpoint.server import McpEndpoint
+from mcp_endpoint import bearer
+from mcp_endpoint.gate import McpEndpoint
 from oauth import issuer, tokens
 from tenants.models import Tenant
 from tests.support.mcp import MODERN, Committed, commit_in
@@ -97,9 +97,9 @@ def _run(
 
 @pytest.fixture
 def fresh_caches(committed: Committed) -> Any:
-    auth._principals.clear()
+    bearer._principals.clear()
     yield
-    auth._principals.clear()
+    bearer._principals.clear()
 
 
 def test_a_scope_limited_call_runs_the_engine_once(

@@ -13,8 +13,8 @@ from mcp.shared.exceptions import MCPError
 from audit.context import RequestContext
 from audit.pipeline import queue
 from audit.pipeline.wire import QueuedEvent, decode_batch, encode_event, pack_batch
-from mcp_endpoint import server
-from mcp_endpoint.auth import AppConfig, Principal, RequestAuth, TenantRef
+from mcp_endpoint import handlers
+from mcp_endpoint.bearer import AppConfig, Principal, RequestAuth, TenantRef
 from mcp_endpoint.registry import protected_by_AuthSec, registry
 from rbac.engine import Grants, Requirement
 
@@ -68,8 +68,8 @@ def test_a_failing_tool_gives_a_safe_error_and_a_log_line(
     crashing_tool: str, writer: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     params = SimpleNamespace(name=crashing_tool, arguments={})
-    with caplog.at_level(logging.ERROR, logger="mcp_endpoint.server"):
-        result = anyio.run(server._call_tool, _ctx(), params)
+    with caplog.at_level(logging.ERROR, logger="mcp_endpoint.handlers"):
+        result = anyio.run(handlers._call_tool, _ctx(), params)
     assert result.is_error
     assert result.content[0].text == "The tool crashes_for_test failed. The error was logged on the server."
     assert "hunter2" not in result.content[0].text
@@ -82,9 +82,9 @@ def test_a_failing_tool_gives_a_safe_error_and_a_log_line(
 def test_the_events_of_a_call_take_the_compact_format_on_the_pipe_and_come_back_the_same(
     crashing_tool: str, writer: Collector
 ) -> None:
-    anyio.run(server._call_tool, _ctx(), SimpleNamespace(name=crashing_tool, arguments={}))
+    anyio.run(handlers._call_tool, _ctx(), SimpleNamespace(name=crashing_tool, arguments={}))
     with pytest.raises(MCPError, match="Unknown tool"):  # audited as a denial first
-        anyio.run(server._call_tool, _ctx(), SimpleNamespace(name="no_such_tool", arguments={}))
+        anyio.run(handlers._call_tool, _ctx(), SimpleNamespace(name="no_such_tool", arguments={}))
     assert [event.outcome for event in writer.events] == ["allow", "deny"]
     blobs = [encode_event(wire) for wire in writer.wires]
     assert [blob[:1] for blob in blobs] == [b"M", b"M"]  # the actor's str-enum type and the rest: exact core types
@@ -106,7 +106,7 @@ def test_a_listing_is_kept_per_grant_set_and_not_past_a_change_of_grants_or_tool
 
     def names(roles: list[str]) -> list[str]:
         principal = Principal(7, "alice@acme.test", "acme", Grants.of(roles=roles))
-        return [tool.name for tool in server.listed_tools(RequestAuth(tenant, app, principal))]
+        return [tool.name for tool in handlers.listed_tools(RequestAuth(tenant, app, principal))]
 
     @protected_by_AuthSec("listing_admin_for_test", inputSchema={"type": "object"})
     async def listing_admin_for_test(arguments: dict) -> list:
@@ -114,9 +114,9 @@ def test_a_listing_is_kept_per_grant_set_and_not_past_a_change_of_grants_or_tool
 
     try:
         admin = Principal(7, "alice@acme.test", "acme", Grants.of(roles=["admin"]))
-        first = server.listed_tools(RequestAuth(tenant, app, admin))
+        first = handlers.listed_tools(RequestAuth(tenant, app, admin))
         assert [tool.name for tool in first] == ["listing_admin_for_test"]
-        assert server.listed_tools(RequestAuth(tenant, app, admin)) is first  # kept: computed once
+        assert handlers.listed_tools(RequestAuth(tenant, app, admin)) is first  # kept: computed once
         # Another principal with equal grants shares it; other grants get their own answer.
         assert names(["admin"]) == ["listing_admin_for_test"]
         assert names(["viewer"]) == []

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from mcp_endpoint import auth
+from mcp_endpoint import bearer
 from tenants.models import Tenant
 from tests.support.mcp import Committed, commit_in
 
@@ -24,12 +24,12 @@ def _set_active(active: bool) -> None:
 
 @pytest.fixture
 def short_ttl(monkeypatch: pytest.MonkeyPatch, committed: Committed) -> Any:
-    monkeypatch.setattr(auth, "TENANT_TTL", 0.2)
-    monkeypatch.setattr(auth, "TENANT_STALE_FOR", 0.6)
-    auth._tenants.invalidate("globex")
+    monkeypatch.setattr(bearer, "TENANT_TTL", 0.2)
+    monkeypatch.setattr(bearer, "TENANT_STALE_FOR", 0.6)
+    bearer._tenants.invalidate("globex")
     yield
     _set_active(True)
-    auth._tenants.invalidate("globex")
+    bearer._tenants.invalidate("globex")
 
 
 def test_an_expired_tenant_is_reread_in_the_background_and_its_deactivation_then_answers_404(
@@ -37,34 +37,34 @@ def test_an_expired_tenant_is_reread_in_the_background_and_its_deactivation_then
 ) -> None:
     # A long grace, and the re-read held at its start until the test lets it go: what is asserted in between
     # holds however slowly a loaded machine runs (the re-read itself is the real one).
-    monkeypatch.setattr(auth, "TENANT_STALE_FOR", 60.0)
+    monkeypatch.setattr(bearer, "TENANT_STALE_FOR", 60.0)
     reread_may_go = threading.Event()
-    real_tenant = auth._tenant
+    real_tenant = bearer._tenant
 
     def held_tenant(slug: str, *, reload: bool = False) -> Any:
         if reload:
             assert reread_may_go.wait(30), "the test never let the re-read go"
         return real_tenant(slug, reload=reload)
 
-    monkeypatch.setattr(auth, "_tenant", held_tenant)
+    monkeypatch.setattr(bearer, "_tenant", held_tenant)
 
     async def main() -> None:
-        await sync_to_async(auth.resolve)("globex", "demo", None)  # what the first request fills
-        assert (await auth.resolve_cached("globex", "demo", None)).tenant.slug == "globex"
+        await sync_to_async(bearer.resolve)("globex", "demo", None)  # what the first request fills
+        assert (await bearer.resolve_cached("globex", "demo", None)).tenant.slug == "globex"
         await sync_to_async(_set_active)(False)
         await asyncio.sleep(0.3)  # the entry expires
-        stale = await auth.resolve_cached("globex", "demo", None)
+        stale = await bearer.resolve_cached("globex", "demo", None)
         assert stale is not None and stale.tenant.slug == "globex"  # answered on the loop, no thread hop
-        refresh = auth._refreshing["globex"]
-        assert await auth.resolve_cached("globex", "demo", None) is not None  # one re-read, not one per request
-        assert auth._refreshing["globex"] is refresh
+        refresh = bearer._refreshing["globex"]
+        assert await bearer.resolve_cached("globex", "demo", None) is not None  # one re-read, not one per request
+        assert bearer._refreshing["globex"] is refresh
         reread_may_go.set()
         await refresh
-        assert "globex" not in auth._refreshing
+        assert "globex" not in bearer._refreshing
         # Now known as not found: the loop passes the request to the sync path, which answers 404.
-        assert await auth.resolve_cached("globex", "demo", None) is None
-        with pytest.raises(auth.NotFound):
-            await sync_to_async(auth.resolve)("globex", "demo", None)
+        assert await bearer.resolve_cached("globex", "demo", None) is None
+        with pytest.raises(bearer.NotFound):
+            await sync_to_async(bearer.resolve)("globex", "demo", None)
         await sync_to_async(connections.close_all)()
 
     asyncio.run(main())
@@ -72,10 +72,10 @@ def test_an_expired_tenant_is_reread_in_the_background_and_its_deactivation_then
 
 def test_an_entry_past_its_grace_is_not_used_on_the_loop(short_ttl: Any) -> None:
     async def main() -> None:
-        await sync_to_async(auth.resolve)("globex", "demo", None)
+        await sync_to_async(bearer.resolve)("globex", "demo", None)
         await asyncio.sleep(0.9)  # past TENANT_TTL + TENANT_STALE_FOR
-        assert await auth.resolve_cached("globex", "demo", None) is None  # the caller takes the sync path
-        assert "globex" not in auth._refreshing
+        assert await bearer.resolve_cached("globex", "demo", None) is None  # the caller takes the sync path
+        assert "globex" not in bearer._refreshing
         await sync_to_async(connections.close_all)()
 
     asyncio.run(main())

@@ -16,7 +16,7 @@ from services.models import Service
 
 @dataclass
 class Session:
-    """Duck-typed like `mcp_endpoint.server.ToolSession`."""
+    """Duck-typed like `mcp_endpoint.handlers.ToolSession`."""
 
     schema_name: str
     tenant_id: str

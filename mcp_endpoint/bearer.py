@@ -81,7 +81,7 @@ class AppConfig:
     policies: dict[str, Requirement]
     resource: str  # canonical URL = the `aud` its tokens must carry
     log_arguments: frozenset[str] = frozenset()  # tools whose call arguments go into the audit log
-    # What tools/list answers, per grant set (`mcp_endpoint.server`): derived from this object and the grants,
+    # What tools/list answers, per grant set (`mcp_endpoint.handlers`): derived from this object and the grants,
     # both immutable and replaced on every change, so it never outlives what it was derived from.
     listings: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
