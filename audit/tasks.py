@@ -8,9 +8,10 @@ from typing import Any
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import schema_context
 
 from audit.retention import RetentionRefused, archive_expired_events, record_refusal
+from authsec_site.lib.schemas import queue_per_schema
 
 logger = logging.getLogger("authsec.audit")
 
@@ -18,10 +19,7 @@ logger = logging.getLogger("authsec.audit")
 @shared_task(name="audit.tasks.apply_retention")
 def apply_retention() -> list[str]:
     """Queue the retention of every schema (each tenant's and the platform's); returns the schema names."""
-    schemas = list(get_tenant_model().objects.order_by("schema_name").values_list("schema_name", flat=True))
-    for schema_name in schemas:
-        archive_schema_events.delay(schema_name)
-    return schemas
+    return queue_per_schema(archive_schema_events)
 
 
 @shared_task(

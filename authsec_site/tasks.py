@@ -6,10 +6,11 @@ import logging
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-from django_tenants.utils import get_public_schema_name, get_tenant_model, schema_context
+from django_tenants.utils import get_public_schema_name, schema_context
 
 from accounts.cleanup import clear_expired_sessions
 from authsec_site.lib.health import check_all, record_worker_check
+from authsec_site.lib.schemas import queue_per_schema
 from mcp_endpoint.cleanup import clear_expired_auth_sessions
 from oauth.cleanup import clear_expired_tokens
 
@@ -37,10 +38,7 @@ def health_check() -> dict[str, str]:
 @shared_task(name="authsec_site.tasks.clear_expired")
 def clear_expired() -> list[str]:
     """Queue the cleanup of every schema (the platform's and each tenant's); returns the schema names."""
-    schemas = list(get_tenant_model().objects.order_by("schema_name").values_list("schema_name", flat=True))
-    for schema_name in schemas:
-        clear_expired_in_schema.delay(schema_name)
-    return schemas
+    return queue_per_schema(clear_expired_in_schema)
 
 
 @shared_task(

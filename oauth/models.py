@@ -114,17 +114,21 @@ class Client(AbstractApplication):
             self._hold_self_registered_client(first_sight)
         super().save(*args, **kwargs)
         if first_sight and self.registration_source == self.RegistrationSource.CIMD:
-            audit.record(
-                Actor("client", self.client_id, self.name),
-                "oauth.client_registered",
-                target=self,
-                data={
-                    "client_id": self.client_id,
-                    "status": self.status,
-                    "redirect_uris": self.redirect_uris,
-                    "source": "cimd",
-                },
-            )
+            self.audit_registered("cimd")
+
+    def audit_registered(self, source: str) -> None:
+        """`oauth.client_registered`, by the client itself, for a registration through `source` (dcr, cimd)."""
+        audit.record(
+            Actor("client", self.client_id, self.name),
+            "oauth.client_registered",
+            target=self,
+            data={
+                "client_id": self.client_id,
+                "status": self.status,
+                "redirect_uris": self.redirect_uris,
+                "source": source,
+            },
+        )
 
     def _hold_self_registered_client(self, first_sight: bool) -> None:
         """A CIMD client registers itself on first sight (DOT writes the row), like a dynamic registration: it

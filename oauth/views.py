@@ -399,17 +399,7 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 client.status = Client.Status.PENDING
                 client.save(update_fields=["status"])
             body["authsec_status"] = client.status
-            audit.record(
-                Actor("client", client.client_id, client.name),
-                "oauth.client_registered",
-                target=client,
-                data={
-                    "client_id": client.client_id,
-                    "status": client.status,
-                    "redirect_uris": client.redirect_uris,
-                    "source": "dcr",
-                },
-            )
+            client.audit_registered("dcr")
         return JsonResponse(body, status=201)
 
 
