@@ -1,4 +1,5 @@
-"""Read-only admin list of audit events, and the mixin that audits every change made in an admin."""
+"""Read-only admin list of audit events, and the mixin through which every dashboard write goes to the owning
+app's service functions (`audit.writes`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
@@ -15,6 +18,91 @@ from audit import record
 from audit.diff import changes, snapshot
 from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
 from authsec_site.admin_sites import platform_admin
+
+
+class ServiceAdminMixin:
+    """A ModelAdmin whose every write goes through the model's service functions, so that a dashboard change
+    writes the same rows and the same audit event as the management API and the code.
+
+    - `save_service(obj, *, actor, m2m)` saves an added or changed object with its many-to-many values;
+      `delete_service(obj, *, actor)` deletes one (both `audit.writes.service` functions, declared with
+      `staticmethod`). An admin without `save_service` cannot add or change; one without `delete_service`
+      cannot delete.
+    - A form submission is one transaction: the object's service call and, for each inline row added,
+      changed or deleted, the inline's own `save_service` / `delete_service` (declared on the inline class),
+      all joined (`.nested`) in one durable block. "Delete selected" deletes every row in one.
+    - Django's own change history (LogEntry) is still written by the admin, after the change.
+    """
+
+    save_service: Any = None
+    delete_service: Any = None
+
+    # Django wraps these two views in a transaction of its own; here the service call is the transaction.
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return self._changeform_view(request, object_id, form_url, extra_context)  # type: ignore[attr-defined]
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        return self._delete_view(request, object_id, extra_context)  # type: ignore[attr-defined]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self.save_service is not None and super().has_add_permission(request, *args)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.save_service is not None and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.delete_service is not None and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        """Nothing yet: the object is saved with its many-to-many values and inlines in `save_related`."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: list[Any], change: bool) -> None:
+        obj = form.instance
+        m2m = {
+            field.name: form.cleaned_data[field.name]
+            for field in obj._meta.many_to_many
+            if field.name in form.cleaned_data and field.name in form.fields
+        }
+        inlines = self.get_inline_instances(request, obj)  # type: ignore[attr-defined]
+        with transaction.atomic(durable=True):
+            self.save_service.nested(obj, actor=request.user, m2m=m2m)
+            for formset in formsets:
+                self._save_inline(request, _inline_of(formset, inlines), formset)
+            self.save_extra(request, form)
+
+    def save_extra(self, request: HttpRequest, form: Any) -> None:
+        """Writes of form fields beyond the model's, in the same transaction (each through a service's
+        ``.nested``); none by default."""
+
+    @staticmethod
+    def _save_inline(request: HttpRequest, inline: Any, formset: Any) -> None:
+        formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+        for obj in formset.deleted_objects:
+            inline.delete_service.nested(obj, actor=request.user)
+        for obj in formset.new_objects:
+            inline.save_service.nested(obj, actor=request.user, m2m=None)
+        for obj, _fields in formset.changed_objects:
+            inline.save_service.nested(obj, actor=request.user, m2m=None)
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        self.delete_service(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic(durable=True):
+            for obj in queryset:
+                self.delete_service.nested(obj, actor=request.user)
+
+
+def _inline_of(formset: Any, inlines: list[Any]) -> Any:
+    """The inline admin that made `formset` (matched by model and foreign key)."""
+    for inline in inlines:
+        if inline.model is formset.model and inline.fk_name in (None, formset.fk.name):
+            if getattr(inline, "save_service", None) is None or getattr(inline, "delete_service", None) is None:
+                raise ImproperlyConfigured(f"{type(inline).__name__} declares no save_service / delete_service")
+            return inline
+    raise ImproperlyConfigured(f"no inline of {formset.model.__name__} among {inlines}")
 
 
 class AuditedAdminMixin:

@@ -52,11 +52,10 @@ class ApplicationForm(forms.ModelForm):
 class ServedToolsApplicationAdmin(ApplicationAdmin):
     form = ApplicationForm
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
+    def save_extra(self, request: HttpRequest, form: Any) -> None:
         tools = form.cleaned_data.get("serve_tools") or []
         if tools:
-            seeded = seed_tool_policies(actor=request.user, application=form.instance, tools=tools)
+            seeded = seed_tool_policies.nested(actor=request.user, application=form.instance, tools=tools)
             messages.success(request, f"Now serving {len(seeded)} more tool(s): {', '.join(seeded)}.")
 
 

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from audit.writes import service
 from mcp_endpoint import notify
 from mcp_endpoint.login import audit_session
 from mcp_endpoint.models import USER_CODE_ATTEMPTS, AuthSession, session_ttl, user_code_digest
@@ -22,7 +23,7 @@ from rbac import services as rbac_services
 from rbac.models import Application, ToolPolicy
 
 
-@transaction.atomic
+@service
 def seed_tool_policies(
     *, actor: Any, application: Application, tools: Iterable[str] | None = None, source: Registry | None = None
 ) -> list[str]:
@@ -39,7 +40,7 @@ def seed_tool_policies(
             raise ValueError(f"No registered tool named {name!r}")
         if name in existing:
             continue
-        rbac_services.upsert_tool_policy(
+        rbac_services.upsert_tool_policy.nested(
             actor=actor, application=application, tool_name=name, description=tool.description, **tool.requirement
         )
         created.append(name)

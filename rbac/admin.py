@@ -16,7 +16,7 @@ from django.utils.html import format_html
 
 from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
-from audit.admin import AuditedAdminMixin
+from audit.admin import ServiceAdminMixin
 from audit.queries import can_review, filtered_list_url, review_link
 from rbac import services, views
 from rbac.engine import KINDS
@@ -34,7 +34,7 @@ from rbac.models import (
 )
 
 
-class RbacAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class RbacAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_per_page = 50
 
 
@@ -43,6 +43,8 @@ class RbacAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 class MembershipInline(admin.TabularInline):
     model = GroupMembership
+    save_service = staticmethod(services.save_group_membership)
+    delete_service = staticmethod(services.delete_group_membership)
     extra = 0
     autocomplete_fields = ["user"]
     verbose_name = "member"
@@ -58,6 +60,8 @@ class UserMembershipInline(MembershipInline):
 
 class GroupRoleBindingInline(admin.TabularInline):
     model = RoleBinding
+    save_service = staticmethod(services.save_role_binding)
+    delete_service = staticmethod(services.delete_role_binding)
     fk_name = "group"
     fields = ["role"]
     extra = 0
@@ -68,6 +72,8 @@ class GroupRoleBindingInline(admin.TabularInline):
 
 class UserRoleBindingInline(admin.TabularInline):
     model = RoleBinding
+    save_service = staticmethod(services.save_role_binding)
+    delete_service = staticmethod(services.delete_role_binding)
     fk_name = "user"
     fields = ["role"]
     extra = 0
@@ -78,6 +84,8 @@ class UserRoleBindingInline(admin.TabularInline):
 
 class RoleBindingInline(admin.TabularInline):
     model = RoleBinding
+    save_service = staticmethod(services.save_role_binding)
+    delete_service = staticmethod(services.delete_role_binding)
     fk_name = "role"
     fields = ["user", "group"]
     extra = 0
@@ -88,6 +96,8 @@ class RoleBindingInline(admin.TabularInline):
 
 class ToolPolicyInline(admin.TabularInline):
     model = ToolPolicy
+    save_service = staticmethod(services.save_tool_policy)
+    delete_service = staticmethod(services.delete_tool_policy)
     fields = [
         "tool_name",
         "roles",
@@ -108,6 +118,8 @@ class ToolPolicyInline(admin.TabularInline):
 
 @admin.register(Scope)
 class ScopeAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_scope)
+    delete_service = staticmethod(services.delete_scope)
     list_display = ["name", "description", "role_count"]
     search_fields = ["name", "description"]
 
@@ -121,11 +133,14 @@ class ScopeAdmin(RbacAdmin):
 
 @admin.register(Resource)
 class ResourceAdmin(ScopeAdmin):
-    pass
+    save_service = staticmethod(services.save_resource)
+    delete_service = staticmethod(services.delete_resource)
 
 
 @admin.register(Permission)
 class PermissionAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_permission)
+    delete_service = staticmethod(services.delete_permission)
     list_display = ["__str__", "resource", "action", "description"]
     list_filter = ["resource"]
     search_fields = ["action", "resource__name", "description"]
@@ -135,6 +150,8 @@ class PermissionAdmin(RbacAdmin):
 
 @admin.register(Role)
 class RoleAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_role)
+    delete_service = staticmethod(services.delete_role)
     list_display = ["name", "description", "holder_count", "grants"]
     search_fields = ["name", "description"]
     list_filter = ["scopes", "resources"]
@@ -162,16 +179,11 @@ class RoleAdmin(RbacAdmin):
         ]
         return ", ".join(parts) or "—"
 
-    def delete_model(self, request: HttpRequest, obj: Role) -> None:
-        services.delete_role(actor=request.user, role=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
-        for role in queryset:
-            services.delete_role(actor=request.user, role=role)
-
 
 @admin.register(Group)
 class GroupAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_group)
+    delete_service = staticmethod(services.delete_group)
     list_display = ["name", "description", "member_count", "role_names"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline, GroupRoleBindingInline]
@@ -196,6 +208,8 @@ class GroupAdmin(RbacAdmin):
 
 @admin.register(RoleBinding)
 class RoleBindingAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_role_binding)
+    delete_service = staticmethod(services.delete_role_binding)
     list_display = ["role", "user", "group", "created_at"]
     list_filter = ["role"]
     search_fields = ["role__name", "user__email", "group__name"]
@@ -205,6 +219,8 @@ class RoleBindingAdmin(RbacAdmin):
 
 @admin.register(GroupMembership)
 class GroupMembershipAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_group_membership)
+    delete_service = staticmethod(services.delete_group_membership)
     list_display = ["group", "user", "created_at"]
     list_filter = ["group"]
     search_fields = ["group__name", "user__email"]
@@ -248,6 +264,8 @@ class ToolPolicyForm(forms.ModelForm):
 
 @admin.register(ToolPolicy)
 class ToolPolicyAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_tool_policy)
+    delete_service = staticmethod(services.delete_tool_policy)
     form = ToolPolicyForm
     list_display = ["tool_name", "application", "requirement_text", "require_all", "is_enabled"]
     list_filter = ["application", "is_enabled", "require_all"]
@@ -290,15 +308,16 @@ class ToolPolicyAdmin(RbacAdmin):
         self._set_enabled(request, queryset, False)
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[ToolPolicy], value: bool) -> None:
-        for policy in queryset.select_related("application"):
-            services.upsert_tool_policy(
-                actor=request.user, application=policy.application, tool_name=policy.tool_name, is_enabled=value
-            )
-        messages.success(request, f"{'Enabled' if value else 'Disabled'} {queryset.count()} tool policies.")
+        count = services.set_tool_policies_enabled(
+            queryset.select_related("application"), actor=request.user, enabled=value
+        )
+        messages.success(request, f"{'Enabled' if value else 'Disabled'} {count} tool policies.")
 
 
 @admin.register(Application)
 class ApplicationAdmin(RbacAdmin):
+    save_service = staticmethod(services.save_application)
+    delete_service = staticmethod(services.delete_application)
     list_display = ["slug", "name", "is_active", "tool_count", "mcp_url", "sdk_client_id"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "description"]
@@ -331,14 +350,8 @@ class ApplicationAdmin(RbacAdmin):
         self._set_active(request, queryset, False)
 
     def _set_active(self, request: HttpRequest, queryset: QuerySet[Application], value: bool) -> None:
-        for application in queryset:
-            if application.is_active != value:
-                application.is_active = value
-                application.save(update_fields=["is_active", "updated_at"])
-                self._audit(
-                    request, application, "changed", {"changes": {"is_active": {"before": not value, "after": value}}}
-                )
-        messages.success(request, f"{'Activated' if value else 'Deactivated'} {queryset.count()} applications.")
+        count = services.set_applications_active(queryset, actor=request.user, active=value)
+        messages.success(request, f"{'Activated' if value else 'Deactivated'} {count} applications.")
 
     def get_urls(self) -> list[Any]:
         custom = [

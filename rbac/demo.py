@@ -88,21 +88,21 @@ def seed_rbac(slug: str, actor: Any = "cli:seed_demo") -> None:
         groups[name] = group
         if created:
             for role_name in group_roles:
-                services.grant_role(actor=actor, role=roles[role_name], group=group)
+                services.grant_role.nested(actor=actor, role=roles[role_name], group=group)
     for email, (role_names, group_names) in spec["users"].items():
         user = User.objects.filter(email=email).first()
         if user is None or user.role_bindings.exists() or user.group_memberships.exists():
             continue  # already seeded (or changed by someone): leave it alone
         for role_name in role_names:
-            services.grant_role(actor=actor, role=roles[role_name], user=user)
+            services.grant_role.nested(actor=actor, role=roles[role_name], user=user)
         for group_name in group_names:
-            services.add_member(actor=actor, group=groups[group_name], user=user)
+            services.add_member.nested(actor=actor, group=groups[group_name], user=user)
     application, _ = Application.objects.get_or_create(
         slug="demo", defaults={"name": "Demo tools", "description": "The seed's example tools."}
     )
     for tool, requirement in DEMO_POLICIES.items():
         if not ToolPolicy.objects.filter(application=application, tool_name=tool).exists():
-            services.upsert_tool_policy(actor=actor, application=application, tool_name=tool, **requirement)
+            services.upsert_tool_policy.nested(actor=actor, application=application, tool_name=tool, **requirement)
 
 
 STANDARD_OAUTH_APP = "demo-oauth"
@@ -125,5 +125,5 @@ def seed_standard_oauth_application(slug: str, actor: Any = "cli:seed_demo") -> 
     )
     for tool, requirement in DEMO_POLICIES.items():
         if not ToolPolicy.objects.filter(application=application, tool_name=tool).exists():
-            services.upsert_tool_policy(actor=actor, application=application, tool_name=tool, **requirement)
+            services.upsert_tool_policy.nested(actor=actor, application=application, tool_name=tool, **requirement)
     return application

@@ -1,20 +1,37 @@
-"""Writes to RBAC data: each runs in a transaction and writes its audit event in it.
+"""Writes to RBAC data: the service functions that the dashboard, the management API and the code all call.
 
-Cached grants are invalidated by `rbac.signals` after commit, whatever path the change took.
+Each is an `audit.writes.service`: its own durable transaction with its one audit event (a service function
+that is a step of another is called as ``.nested``). Cached grants are invalidated by `rbac.signals` after
+commit, whatever path the change took.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
-import audit
 from accounts.models import User
-from audit.diff import snapshot
+from audit import writes
+from audit.recorder import record
+from audit.writes import service
 from rbac.engine import KINDS
-from rbac.models import Application, Group, GroupMembership, Role, RoleBinding, ToolPolicy
+from rbac.models import (
+    Application,
+    Group,
+    GroupMembership,
+    Permission,
+    Resource,
+    Role,
+    RoleBinding,
+    Scope,
+    ToolPolicy,
+)
+
+M2M = Mapping[str, Iterable[Any]] | None
+
+# --- Role bindings and group memberships ---------------------------------------------------------------------
 
 
 def _holder(user: User | None, group: Group | None) -> dict[str, Any]:
@@ -23,82 +40,209 @@ def _holder(user: User | None, group: Group | None) -> dict[str, Any]:
     return {"user": user, "group": None} if user is not None else {"user": None, "group": group}
 
 
-@transaction.atomic
+def _holder_data(role: Role, user: User | None, group: Group | None) -> dict[str, Any]:
+    return {"role": role.name, "user": str(user) if user else None, "group": str(group) if group else None}
+
+
+@service
 def grant_role(*, actor: Any, role: Role, user: User | None = None, group: Group | None = None) -> RoleBinding:
     """Bind `role` to a user or a group; a second call changes nothing."""
     holder = _holder(user, group)
     binding, created = RoleBinding.objects.get_or_create(role=role, **holder)
     if created:
-        audit.record(
-            actor,
-            "rbac.role_granted",
-            target=binding,
-            data={"role": role.name, "user": str(user) if user else None, "group": str(group) if group else None},
-        )
+        record(actor, "rbac.role_granted", target=binding, data=_holder_data(role, user, group))
     return binding
 
 
-@transaction.atomic
+@service
 def revoke_role(*, actor: Any, role: Role, user: User | None = None, group: Group | None = None) -> bool:
     holder = _holder(user, group)
     binding = RoleBinding.objects.filter(role=role, **holder).first()
     if binding is None:
         return False
-    audit.record(
-        actor,
-        "rbac.role_revoked",
-        target=binding,
-        data={"role": role.name, "user": str(user) if user else None, "group": str(group) if group else None},
-    )
+    record(actor, "rbac.role_revoked", target=binding, data=_holder_data(role, user, group))
     binding.delete()
     return True
 
 
-@transaction.atomic
+@service
+def save_role_binding(binding: RoleBinding, *, actor: Any, m2m: M2M = None) -> RoleBinding:
+    """A binding written as a row (a dashboard page or inline): a changed row is its old grant revoked and the
+    new one granted."""
+    old = RoleBinding.objects.select_related("role", "user", "group").filter(pk=binding.pk).first()
+    if old is not None:
+        if (old.role_id, old.user_id, old.group_id) == (binding.role_id, binding.user_id, binding.group_id):
+            return old
+        revoke_role.nested(actor=actor, role=old.role, user=old.user, group=old.group)
+    return grant_role.nested(actor=actor, role=binding.role, user=binding.user, group=binding.group)
+
+
+@service
+def delete_role_binding(binding: RoleBinding, *, actor: Any) -> None:
+    revoke_role.nested(actor=actor, role=binding.role, user=binding.user, group=binding.group)
+
+
+@service
 def add_member(*, actor: Any, group: Group, user: User) -> GroupMembership:
     membership, created = GroupMembership.objects.get_or_create(group=group, user=user)
     if created:
-        audit.record(actor, "rbac.member_added", target=membership, data={"group": group.name, "user": user.email})
+        record(actor, "rbac.member_added", target=membership, data={"group": group.name, "user": user.email})
     return membership
 
 
-@transaction.atomic
+@service
 def remove_member(*, actor: Any, group: Group, user: User) -> bool:
     membership = GroupMembership.objects.filter(group=group, user=user).first()
     if membership is None:
         return False
-    audit.record(actor, "rbac.member_removed", target=membership, data={"group": group.name, "user": user.email})
+    record(actor, "rbac.member_removed", target=membership, data={"group": group.name, "user": user.email})
     membership.delete()
     return True
 
 
-@transaction.atomic
-def delete_role(*, actor: Any, role: Role) -> None:
+@service
+def save_group_membership(membership: GroupMembership, *, actor: Any, m2m: M2M = None) -> GroupMembership:
+    """A membership written as a row: a changed row is the old membership removed and the new one added."""
+    old = GroupMembership.objects.select_related("group", "user").filter(pk=membership.pk).first()
+    if old is not None:
+        if (old.group_id, old.user_id) == (membership.group_id, membership.user_id):
+            return old
+        remove_member.nested(actor=actor, group=old.group, user=old.user)
+    return add_member.nested(actor=actor, group=membership.group, user=membership.user)
+
+
+@service
+def delete_group_membership(membership: GroupMembership, *, actor: Any) -> None:
+    remove_member.nested(actor=actor, group=membership.group, user=membership.user)
+
+
+# --- Named objects -------------------------------------------------------------------------------------------------
+
+
+@service
+def save_scope(scope: Scope, *, actor: Any, m2m: M2M = None) -> Scope:
+    return writes.save(actor, scope, m2m=m2m, created="rbac.scope_created", changed="rbac.scope_changed")
+
+
+@service
+def delete_scope(scope: Scope, *, actor: Any) -> None:
+    writes.delete(actor, scope, event="rbac.scope_deleted")
+
+
+@service
+def save_resource(resource: Resource, *, actor: Any, m2m: M2M = None) -> Resource:
+    return writes.save(actor, resource, m2m=m2m, created="rbac.resource_created", changed="rbac.resource_changed")
+
+
+@service
+def delete_resource(resource: Resource, *, actor: Any) -> None:
+    writes.delete(actor, resource, event="rbac.resource_deleted")
+
+
+@service
+def save_permission(permission: Permission, *, actor: Any, m2m: M2M = None) -> Permission:
+    return writes.save(actor, permission, m2m=m2m, created="rbac.permission_created", changed="rbac.permission_changed")
+
+
+@service
+def delete_permission(permission: Permission, *, actor: Any) -> None:
+    writes.delete(actor, permission, event="rbac.permission_deleted")
+
+
+@service
+def save_role(role: Role, *, actor: Any, m2m: M2M = None) -> Role:
+    """A role and what it grants (`m2m`: scopes, resources, permissions)."""
+    return writes.save(actor, role, m2m=m2m, created="rbac.role_created", changed="rbac.role_changed")
+
+
+@service
+def delete_role(role: Role, *, actor: Any) -> None:
     """Delete a role and, with it, every binding of it; the audit event lists what was removed."""
     bindings = [str(b.user or f"group {b.group}") for b in role.bindings.select_related("user", "group")]
-    audit.record(actor, "rbac.role_deleted", target=role, data={"before": snapshot(role), "bindings_removed": bindings})
-    role.delete()
+    writes.delete(actor, role, event="rbac.role_deleted", data={"bindings_removed": bindings})
 
 
-@transaction.atomic
+@service
+def save_group(group: Group, *, actor: Any, m2m: M2M = None) -> Group:
+    """A group's own fields; members and roles are `add_member` and `grant_role`."""
+    return writes.save(actor, group, m2m=m2m, created="rbac.group_created", changed="rbac.group_changed")
+
+
+@service
+def delete_group(group: Group, *, actor: Any) -> None:
+    """Delete a group with its memberships and role bindings; the audit event lists what was removed."""
+    members = sorted(group.memberships.values_list("user__email", flat=True))
+    roles = sorted(group.role_bindings.values_list("role__name", flat=True))
+    writes.delete(actor, group, event="rbac.group_deleted", data={"members_removed": members, "roles_removed": roles})
+
+
+# --- Applications and tool policies --------------------------------------------------------------------------------
+
+
+@service
+def save_application(application: Application, *, actor: Any, m2m: M2M = None) -> Application:
+    """An application's own fields (activation included); its tools are `save_tool_policy`."""
+    return writes.save(
+        actor, application, m2m=m2m, created="rbac.application_created", changed="rbac.application_changed"
+    )
+
+
+@service
+def set_applications_active(applications: Iterable[Application], *, actor: Any, active: bool) -> int:
+    """Activate or deactivate several applications at once (a dashboard bulk action); returns how many changed."""
+    count = 0
+    for application in applications:
+        if application.is_active != active:
+            application.is_active = active
+            save_application.nested(application, actor=actor)
+            count += 1
+    return count
+
+
+@service
+def delete_application(application: Application, *, actor: Any) -> None:
+    """Delete an application with its tool policies; the audit event lists the tools removed."""
+    tools = sorted(application.tool_policies.values_list("tool_name", flat=True))
+    writes.delete(actor, application, event="rbac.application_deleted", data={"tool_policies_removed": tools})
+
+
+@service
+def save_tool_policy(policy: ToolPolicy, *, actor: Any, m2m: M2M = None) -> ToolPolicy:
+    """Create or change the policy of one tool; requirement lists are stored sorted and without repeats."""
+    for kind in KINDS:
+        setattr(policy, kind, sorted(set(getattr(policy, kind) or [])))
+    return writes.save(actor, policy, m2m=m2m, created="rbac.tool_policy_created", changed="rbac.tool_policy_changed")
+
+
+@service
 def upsert_tool_policy(*, actor: Any, application: Application, tool_name: str, **fields: Any) -> ToolPolicy:
-    """Create or update the policy of one tool; the audit event carries before and after values."""
+    """Create or update the policy of `tool_name` from field values (validated here)."""
     allowed = set(KINDS) | {"require_all", "is_enabled", "description", "log_arguments"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationError(f"Unknown tool policy fields: {', '.join(sorted(unknown))}")
     policy = ToolPolicy.objects.select_for_update().filter(application=application, tool_name=tool_name).first()
-    before = snapshot(policy) if policy else None
     if policy is None:
         policy = ToolPolicy(application=application, tool_name=tool_name)
     for key, value in fields.items():
         setattr(policy, key, sorted(set(value)) if key in KINDS else value)
     policy.full_clean()
-    policy.save()
-    audit.record(
-        actor,
-        "rbac.tool_policy_created" if before is None else "rbac.tool_policy_changed",
-        target=policy,
-        data={"before": before, "after": snapshot(policy)},
-    )
-    return policy
+    return save_tool_policy.nested(policy, actor=actor)
+
+
+@service
+def set_tool_policies_enabled(policies: Iterable[ToolPolicy], *, actor: Any, enabled: bool) -> int:
+    """Enable or disable several tool policies at once (a dashboard bulk action); returns how many changed."""
+    count = 0
+    for policy in policies:
+        if policy.is_enabled != enabled:
+            policy.is_enabled = enabled
+            save_tool_policy.nested(policy, actor=actor)
+            count += 1
+    return count
+
+
+@service
+def delete_tool_policy(policy: ToolPolicy, *, actor: Any) -> None:
+    """Delete a tool's policy: the tool is then denied to everyone."""
+    writes.delete(actor, policy, event="rbac.tool_policy_deleted")

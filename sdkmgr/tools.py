@@ -22,7 +22,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 import audit
 from rbac.engine import KINDS, Requirement
@@ -129,14 +129,13 @@ def record_declarations(caller: Caller, declared: list[Declared]) -> list[str]:
             fields = _row_fields(code.requirement if code is not None else tool.rbac)
             description = tool.description or (code.description if code is not None else "")
             try:
-                with transaction.atomic():
-                    rbac_services.upsert_tool_policy(
-                        actor=caller.actor,
-                        application=application,
-                        tool_name=tool.name,
-                        description=f"{description[:900]} (declared by the AuthSec SDK)".strip(),
-                        **fields,
-                    )
+                rbac_services.upsert_tool_policy.nested(  # a savepoint: a concurrent insert loses only this row
+                    actor=caller.actor,
+                    application=application,
+                    tool_name=tool.name,
+                    description=f"{description[:900]} (declared by the AuthSec SDK)".strip(),
+                    **fields,
+                )
             except (IntegrityError, ValidationError):
                 continue  # a concurrent tools/list created it first: that row stands
             seeded.append(tool.name)

@@ -1,59 +1,42 @@
-"""Shared pieces of the management API views: audited writes and query-string filters."""
+"""Shared pieces of the management API views: writes through the service functions, query-string filters."""
 
 from __future__ import annotations
 
-from django.db import models, transaction
+from typing import Any
+
+from django.db import models
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
-import audit
-from audit.diff import snapshot
 
+class ServiceModelViewSet(viewsets.ModelViewSet):
+    """A model viewset whose every create, update and delete goes through the model's service functions, the
+    same ones the dashboard calls, so a change has one event whichever door it came through.
 
-class AuditedModelViewSet(viewsets.ModelViewSet):
-    """A model viewset whose every create, update and delete runs in one transaction with its audit event
-    ``api.<model>.created|updated|deleted`` (data: before and after snapshots).
-
-    Subclasses change *how* a row is written by overriding `create_object`, `update_object`, `delete_object`
-    (e.g. to go through `rbac.services`); the audit event is written here either way.
+    `save_service(obj, *, actor, m2m)` and `delete_service(obj, *, actor)` are `audit.writes.service`
+    functions, declared with `staticmethod`. The serializer validates; the service writes and audits.
     """
 
-    def _audit(self, verb: str, obj: models.Model, before: dict | None, after: dict | None) -> None:
-        audit.record(
-            self.request.user,
-            f"api.{obj._meta.model_name}.{verb}",
-            target=obj,
-            data={"before": before, "after": after},
-        )
+    save_service: Any = None
+    delete_service: Any = None
 
-    # --- how rows are written (override to call a service) ---
-    def create_object(self, serializer: BaseSerializer) -> models.Model:
-        return serializer.save()
-
-    def update_object(self, serializer: BaseSerializer) -> models.Model:
-        return serializer.save()
-
-    def delete_object(self, instance: models.Model) -> None:
-        instance.delete()
-
-    # --- DRF hooks ---
     def perform_create(self, serializer: BaseSerializer) -> None:
-        with transaction.atomic():
-            obj = self.create_object(serializer)
-            self._audit("created", obj, None, snapshot(obj))
+        serializer.instance = self._save(serializer, self.queryset.model())
 
     def perform_update(self, serializer: BaseSerializer) -> None:
-        with transaction.atomic():
-            before = snapshot(serializer.instance)
-            obj = self.update_object(serializer)
-            self._audit("updated", obj, before, snapshot(obj))
+        serializer.instance = self._save(serializer, serializer.instance)
 
     def perform_destroy(self, instance: models.Model) -> None:
-        with transaction.atomic():
-            # Recorded first, while the row (and its id) still exists; the transaction makes it all-or-nothing.
-            self._audit("deleted", instance, snapshot(instance), None)
-            self.delete_object(instance)
+        self.delete_service(instance, actor=self.request.user)
+
+    def _save(self, serializer: BaseSerializer, obj: models.Model) -> models.Model:
+        data: dict[str, Any] = dict(serializer.validated_data)
+        many = {field.name for field in obj._meta.many_to_many}
+        m2m = {name: data.pop(name) for name in list(data) if name in many}
+        for name, value in data.items():
+            setattr(obj, name, value)
+        return self.save_service(obj, actor=self.request.user, m2m=m2m)
 
 
 # --- query-string filters --------------------------------------------------------------------------------------

@@ -1,9 +1,7 @@
-"""API views of the RBAC objects. Thin: validate with a serializer, write through `rbac.services` where one
-exists, audit in the same transaction (`AuditedModelViewSet`), and ask `rbac.engine` for every decision."""
+"""API views of the RBAC objects. Thin: validate with a serializer, write through the same `rbac.services`
+functions as the dashboard (`ServiceModelViewSet`), and ask `rbac.engine` for every decision."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -11,12 +9,11 @@ from rest_framework import exceptions, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 
 from accounts.models import User
 from rbac import services
 from rbac.api import decisions
-from rbac.api.common import AuditedModelViewSet, query_bool, query_int, query_str
+from rbac.api.common import ServiceModelViewSet, query_bool, query_int, query_str
 from rbac.api.permissions import IsStaff, has_view_permission, view_permission
 from rbac.api.serializers import (
     ApplicationSerializer,
@@ -51,8 +48,11 @@ IS_ACTIVE = _param("is_active", "Only active (true) or inactive (false) ones.", 
 
 
 @extend_schema_view(list=extend_schema(parameters=[IS_ACTIVE]))
-class ApplicationViewSet(AuditedModelViewSet):
+class ApplicationViewSet(ServiceModelViewSet):
     """MCP applications; each is served at /t/<tenant>/mcp/<slug> and has one policy per tool."""
+
+    save_service = staticmethod(services.save_application)
+    delete_service = staticmethod(services.delete_application)
 
     queryset = Application.objects.all()
     serializer_class = ApplicationSerializer
@@ -84,14 +84,18 @@ class ApplicationViewSet(AuditedModelViewSet):
         return Response(decisions.simulate(application, data.validated_data))
 
 
-class ScopeViewSet(AuditedModelViewSet):
+class ScopeViewSet(ServiceModelViewSet):
+    save_service = staticmethod(services.save_scope)
+    delete_service = staticmethod(services.delete_scope)
     queryset = Scope.objects.all()
     serializer_class = ScopeSerializer
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "updated_at"]
 
 
-class ResourceViewSet(AuditedModelViewSet):
+class ResourceViewSet(ServiceModelViewSet):
+    save_service = staticmethod(services.save_resource)
+    delete_service = staticmethod(services.delete_resource)
     queryset = Resource.objects.all()
     serializer_class = ResourceSerializer
     search_fields = ["name", "description"]
@@ -101,8 +105,11 @@ class ResourceViewSet(AuditedModelViewSet):
 @extend_schema_view(
     list=extend_schema(parameters=[_param("resource", "Only the permissions of this resource (name).")])
 )
-class PermissionViewSet(AuditedModelViewSet):
+class PermissionViewSet(ServiceModelViewSet):
     """Actions on resources, named ``resource:action``."""
+
+    save_service = staticmethod(services.save_permission)
+    delete_service = staticmethod(services.delete_permission)
 
     queryset = Permission.objects.select_related("resource")
     serializer_class = PermissionSerializer
@@ -123,8 +130,11 @@ class PermissionViewSet(AuditedModelViewSet):
         ]
     )
 )
-class RoleViewSet(AuditedModelViewSet):
+class RoleViewSet(ServiceModelViewSet):
     """Roles and what they grant. Deleting a role removes its bindings (recorded in the audit log)."""
+
+    save_service = staticmethod(services.save_role)
+    delete_service = staticmethod(services.delete_role)
 
     queryset = Role.objects.prefetch_related("scopes", "resources", "permissions__resource")
     serializer_class = RoleSerializer
@@ -141,13 +151,13 @@ class RoleViewSet(AuditedModelViewSet):
             queryset = queryset.filter(resources__name=resource)
         return queryset
 
-    def delete_object(self, instance: Role) -> None:
-        services.delete_role(actor=self.request.user, role=instance)
-
 
 @extend_schema_view(list=extend_schema(parameters=[_param("member", "Only groups with this user (id).", int)]))
-class GroupViewSet(AuditedModelViewSet):
+class GroupViewSet(ServiceModelViewSet):
     """Groups of users; members are managed at group-memberships/."""
+
+    save_service = staticmethod(services.save_group)
+    delete_service = staticmethod(services.delete_group)
 
     queryset = Group.objects.prefetch_related("members")
     serializer_class = GroupSerializer
@@ -169,8 +179,11 @@ class GroupViewSet(AuditedModelViewSet):
         ]
     )
 )
-class ToolPolicyViewSet(AuditedModelViewSet):
+class ToolPolicyViewSet(ServiceModelViewSet):
     """Who may see and call each tool. A tool without an enabled policy is denied to everyone."""
+
+    save_service = staticmethod(services.save_tool_policy)
+    delete_service = staticmethod(services.delete_tool_policy)
 
     queryset = ToolPolicy.objects.select_related("application")
     serializer_class = ToolPolicySerializer
@@ -199,8 +212,11 @@ _BINDING_FILTERS = [
 
 
 @extend_schema_view(list=extend_schema(parameters=_BINDING_FILTERS))
-class RoleBindingViewSet(AuditedModelViewSet):
+class RoleBindingViewSet(ServiceModelViewSet):
     """Roles given to users or groups; created with `grant_role`, deleted with `revoke_role`."""
+
+    save_service = staticmethod(services.save_role_binding)
+    delete_service = staticmethod(services.delete_role_binding)
 
     queryset = RoleBinding.objects.select_related("role", "user", "group").order_by("role__name", "id")
     serializer_class = RoleBindingSerializer
@@ -220,17 +236,6 @@ class RoleBindingViewSet(AuditedModelViewSet):
             queryset = queryset.filter(group__name=group)
         return queryset
 
-    def create_object(self, serializer: BaseSerializer) -> RoleBinding:
-        data: dict[str, Any] = serializer.validated_data
-        binding = services.grant_role(
-            actor=self.request.user, role=data["role"], user=data.get("user"), group=data.get("group")
-        )
-        serializer.instance = binding
-        return binding
-
-    def delete_object(self, instance: RoleBinding) -> None:
-        services.revoke_role(actor=self.request.user, role=instance.role, user=instance.user, group=instance.group)
-
 
 @extend_schema_view(
     list=extend_schema(
@@ -240,8 +245,11 @@ class RoleBindingViewSet(AuditedModelViewSet):
         ]
     )
 )
-class GroupMembershipViewSet(AuditedModelViewSet):
+class GroupMembershipViewSet(ServiceModelViewSet):
     """Users in groups; created with `add_member`, deleted with `remove_member`."""
+
+    save_service = staticmethod(services.save_group_membership)
+    delete_service = staticmethod(services.delete_group_membership)
 
     queryset = GroupMembership.objects.select_related("group", "user")
     serializer_class = GroupMembershipSerializer
@@ -258,15 +266,6 @@ class GroupMembershipViewSet(AuditedModelViewSet):
         if user is not None:
             queryset = queryset.filter(user_id=user)
         return queryset
-
-    def create_object(self, serializer: BaseSerializer) -> GroupMembership:
-        data: dict[str, Any] = serializer.validated_data
-        membership = services.add_member(actor=self.request.user, group=data["group"], user=data["user"])
-        serializer.instance = membership
-        return membership
-
-    def delete_object(self, instance: GroupMembership) -> None:
-        services.remove_member(actor=self.request.user, group=instance.group, user=instance.user)
 
 
 @extend_schema_view(list=extend_schema(parameters=[IS_ACTIVE]))

@@ -103,7 +103,7 @@ def test_role_change_is_audited_with_before_and_after(in_acme: Tenant) -> None:
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
-    event = AuditEvent.objects.get(action="admin.role.changed", target_id=str(role.pk))
+    event = AuditEvent.objects.get(action="rbac.role_changed", target_id=str(role.pk))
     assert event.actor_label == "admin@acme.test"
     assert event.data["changes"]["description"] == {"before": "old", "after": "new"}
     assert event.data["changes"]["scopes"] == {"before": [], "after": ["read"]}
@@ -126,10 +126,8 @@ def test_inline_binding_added_in_the_admin_is_audited(in_acme: Tenant) -> None:
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert RoleBinding.objects.filter(role=role, user=user).exists()
-    event = AuditEvent.objects.get(
-        action="admin.rolebinding.added", target_id=str(RoleBinding.objects.get(role=role).pk)
-    )
-    assert event.data["after"]["user"] == "ops.person@acme.test"
+    event = AuditEvent.objects.get(action="rbac.role_granted", target_id=str(RoleBinding.objects.get(role=role).pk))
+    assert event.data == {"role": "ops", "user": "ops.person@acme.test", "group": None}
 
 
 def test_deleting_a_role_removes_its_bindings_and_audits_them(demo) -> None:  # type: ignore[no-untyped-def]
