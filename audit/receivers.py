@@ -25,14 +25,19 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed, dispatch_uid="audit_user_login_failed")
 def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    """Every failed sign-in, the dashboard's and an upstream provider's (which also sends `via`, `target`,
+    `reason` and `detail`)."""
     # Only the identifier typed is kept; Django already masks the password, and we never copy it.
     email = str(credentials.get("username") or credentials.get("email") or "")[:255]
+    data = {"email": email, "via": kwargs.get("via") or _via(request)}
+    data.update({key: kwargs[key] for key in ("reason", "detail") if key in kwargs})
     record(
         Actor(AuditEvent.ActorType.ANONYMOUS, "", email or "anonymous"),
         "auth.login_failed",
         outcome=AuditEvent.Outcome.FAILURE,
+        target=kwargs.get("target"),
         request=request,
-        data={"email": email, "via": _via(request)},
+        data=data,
     )
 
 

@@ -97,37 +97,71 @@ def _logins(w: World) -> None:
     assert latest(w.acme, "auth.logged_out").actor_label == "admin@acme.test"
 
 
-# --- changes made in the dashboard and through the API (before/after) ----------------------------------------------
+# --- RBAC objects: one event per change, dashboard or API (tests/audit/test_write_paths.py compares the doors) -----
 
 
-@scenario("admin.<model>.added", "admin.<model>.changed", "admin.<model>.deleted")
-def _admin_changes(w: World) -> None:
+@scenario(
+    "rbac.scope_created",
+    "rbac.scope_changed",
+    "rbac.scope_deleted",
+    "rbac.resource_created",
+    "rbac.resource_changed",
+    "rbac.resource_deleted",
+    "rbac.permission_created",
+    "rbac.permission_changed",
+    "rbac.permission_deleted",
+    "rbac.role_created",
+    "rbac.role_changed",
+    "rbac.group_created",
+    "rbac.group_changed",
+    "rbac.group_deleted",
+    "rbac.application_created",
+    "rbac.application_changed",
+    "rbac.application_deleted",
+    "rbac.tool_policy_deleted",
+)
+def _rbac_objects(w: World) -> None:
+    # The dashboard door for one kind; the API door for the rest (both call the same rbac.services functions).
     assert w.admin.post("/t/acme/admin/rbac/scope/add/", {"name": "audit-cov", "description": "v1"}).status_code == 302
-    added = latest(w.acme, "admin.scope.added")
+    added = latest(w.acme, "rbac.scope_created")
     assert added.data["before"] is None and added.data["after"]["name"] == "audit-cov"
     scope_id = added.target_id
     response = w.admin.post(f"/t/acme/admin/rbac/scope/{scope_id}/change/", {"name": "audit-cov", "description": "v2"})
     assert response.status_code == 302
-    changed = latest(w.acme, "admin.scope.changed")
+    changed = latest(w.acme, "rbac.scope_changed")
     assert changed.data["changes"] == {"description": {"before": "v1", "after": "v2"}}
     assert w.admin.post(f"/t/acme/admin/rbac/scope/{scope_id}/delete/", {"post": "yes"}).status_code == 302
-    deleted = latest(w.acme, "admin.scope.deleted")
+    deleted = latest(w.acme, "rbac.scope_deleted")
     assert deleted.data["before"]["description"] == "v2" and deleted.data["after"] is None
     assert added.actor_label == changed.actor_label == deleted.actor_label == "admin@acme.test"
 
+    def crud(path: str, kind: str, body: dict[str, object], change: dict[str, object], delete: bool = True) -> None:
+        created = w.admin.post(f"/t/acme/api/{path}/", body, content_type="application/json")
+        assert created.status_code == 201, created.content
+        pk = created.json()["id"]
+        assert latest(w.acme, f"rbac.{kind}_created", target_id=str(pk)).data["before"] is None
+        patched = w.admin.patch(f"/t/acme/api/{path}/{pk}/", change, content_type="application/json")
+        assert patched.status_code == 200, patched.content
+        diff = latest(w.acme, f"rbac.{kind}_changed", target_id=str(pk)).data["changes"]
+        assert set(diff) == set(change)
+        if delete:
+            assert w.admin.delete(f"/t/acme/api/{path}/{pk}/").status_code == 204
+            assert latest(w.acme, f"rbac.{kind}_deleted", target_id=str(pk)).data["after"] is None
 
-@scenario("api.<model>.created", "api.<model>.updated", "api.<model>.deleted")
-def _api_changes(w: World) -> None:
-    created = w.admin.post("/t/acme/api/scopes/", {"name": "api-cov"}, content_type="application/json")
-    assert created.status_code == 201, created.content
-    scope_id = created.json()["id"]
-    assert latest(w.acme, "api.scope.created").data["after"]["name"] == "api-cov"
-    patched = w.admin.patch(f"/t/acme/api/scopes/{scope_id}/", {"description": "d"}, content_type="application/json")
-    assert patched.status_code == 200
-    updated = latest(w.acme, "api.scope.updated")
-    assert (updated.data["before"]["description"], updated.data["after"]["description"]) == ("", "d")
-    assert w.admin.delete(f"/t/acme/api/scopes/{scope_id}/").status_code == 204
-    assert latest(w.acme, "api.scope.deleted").data["after"] is None
+    crud("resources", "resource", {"name": "cov-res"}, {"description": "d"}, delete=False)
+    crud("permissions", "permission", {"resource": "cov-res", "action": "read"}, {"description": "d"})
+    crud("roles", "role", {"name": "cov-role-2"}, {"description": "d"}, delete=False)
+    crud("groups", "group", {"name": "cov-group-2"}, {"description": "d"})
+    crud("applications", "application", {"slug": "cov-app-2", "name": "Cov"}, {"is_active": False})
+    assert (
+        w.admin.delete(f"/t/acme/api/resources/{latest(w.acme, 'rbac.resource_created').target_id}/").status_code == 204
+    )
+    assert latest(w.acme, "rbac.resource_deleted").data["before"]["name"] == "cov-res"
+    with schema_context(w.acme.schema_name):
+        app = ApplicationFactory(slug="cov-app-3", name="Coverage 3")
+        policy = rbac.upsert_tool_policy(actor="tests", application=app, tool_name="cov_gone")
+    assert w.admin.delete(f"/t/acme/api/tool-policies/{policy.pk}/").status_code == 204
+    assert latest(w.acme, "rbac.tool_policy_deleted").data["before"]["tool_name"] == "cov_gone"
 
 
 # --- RBAC services ---------------------------------------------------------------------------------------------------
@@ -143,7 +177,7 @@ def _rbac_bindings(w: World) -> None:
         rbac.add_member(actor="tests", group=group, user=user)
         rbac.remove_member(actor="tests", group=group, user=user)
         rbac.grant_role(actor="tests", role=role, group=group)
-        rbac.delete_role(actor="tests", role=role)
+        rbac.delete_role(role, actor="tests")
     assert latest(w.acme, "rbac.role_granted").data == {"role": "cov-role", "user": None, "group": "cov-group"}
     assert latest(w.acme, "rbac.role_revoked").data["user"] == "cov@acme.test"
     assert latest(w.acme, "rbac.member_added").data == {"group": "cov-group", "user": "cov@acme.test"}

@@ -136,7 +136,7 @@ with schema_context("tenant_acme"):
     if sys.argv[1] == "grant":
         services.grant_role(actor="other-process", role=Role.objects.create(name=sys.argv[2]), user=user)
     else:
-        services.delete_role(actor="other-process", role=Role.objects.get(name=sys.argv[2]))
+        services.delete_role(Role.objects.get(name=sys.argv[2]), actor="other-process")
 """
 
 
