@@ -498,8 +498,8 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     if hit is None or hit[1] is None:
         return None
     if hit[0] < time.monotonic():
-        # Expired: re-read it off the loop while this request goes on with it (every request of the moment
-        # used to take the thread path together, each with its own query), unless it is too old for that.
+        # Expired: re-read it off the loop while this request goes on with it, so that the requests of the moment
+        # do not all take the thread path, each with its own query; unless it is too old for that.
         if hit[0] + TENANT_STALE_FOR < time.monotonic():
             return None
         _refresh_tenant(tenant_slug)

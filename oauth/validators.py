@@ -186,8 +186,8 @@ class TenantOAuth2Validator(OAuth2Validator):
     def finalize_id_token(
         self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Any
     ) -> str:
-        # oauthlib hashes the access token into `at_hash` before it calls save_token, where ours used to become a
-        # JWT: the ID token then described a token the client never received. Mint it first (OIDC Core §3.1.3.6).
+        # oauthlib hashes the access token into `at_hash` before it calls save_token, where ours becomes a JWT:
+        # mint it here first, so that `at_hash` describes the token the client receives (OIDC Core §3.1.3.6).
         if "access_token" in token:
             self._mint_access_token(token, request)
             if "at_hash" in id_token:
