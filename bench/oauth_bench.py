@@ -89,7 +89,7 @@ def ensure_data(password: str) -> tuple[User, Client, Client, str, str]:
     read, _ = Scope.objects.get_or_create(name="read")
     role, _ = Role.objects.get_or_create(name="bench-reader")
     role.scopes.add(read)
-    services.grant_role(actor=ACTOR, role=role, user=user)
+    services.grant_role.nested(actor=ACTOR, role=role, user=user)
     Application.objects.get_or_create(slug="bench", defaults={"name": "Benchmark tools"})
     public, _ = _client(
         "Bench native client",

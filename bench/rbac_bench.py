@@ -94,13 +94,13 @@ def ensure_data() -> tuple[User, Application]:
 
     user = User.objects.filter(email=USER_EMAIL).first() or User.objects.create_user(USER_EMAIL, None)
     for role in roles[:N_DIRECT_ROLES]:
-        services.grant_role(actor=ACTOR, role=role, user=user)
+        services.grant_role.nested(actor=ACTOR, role=role, user=user)
     for g in range(N_GROUPS):
         group, _ = Group.objects.get_or_create(name=f"group-{g}")
-        services.add_member(actor=ACTOR, group=group, user=user)
+        services.add_member.nested(actor=ACTOR, group=group, user=user)
         first = N_DIRECT_ROLES + g * ROLES_PER_GROUP
         for role in roles[first : first + ROLES_PER_GROUP]:
-            services.grant_role(actor=ACTOR, role=role, group=group)
+            services.grant_role.nested(actor=ACTOR, role=role, group=group)
 
     application, _ = Application.objects.get_or_create(slug="bench", defaults={"name": "Benchmark tools"})
     if ToolPolicy.objects.filter(application=application).count() < N_TOOLS:
