@@ -147,7 +147,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "authsec_site.lib.redis.RedisCache",
         "LOCATION": REDIS_URL,
         # Cache keys are prefixed with the schema, so tenants never read each other's entries.
         "KEY_FUNCTION": "django_tenants.cache.make_key",

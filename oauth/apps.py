@@ -18,9 +18,10 @@ class OAuthConfig(AppConfig):
     verbose_name = "OAuth provider"
 
     def ready(self) -> None:
-        from oauth import issuer
+        from oauth import issuance, issuer
 
         issuer.install()
+        issuance.connect()
         from accounts.signals import user_access_ended
         from oauth.services import _user_access_ended
 

@@ -18,6 +18,7 @@ from jwcrypto import jwk
 
 import audit
 from authsec_site.lib import vault
+from oauth import issuance
 from oauth.models import SigningKey
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,14 @@ def create_signing_key(*, actor: Any = "system:keys", lost: str | None = None) -
     return key
 
 
-def current_key() -> SigningKey:
+def _load_current_key() -> SigningKey:
     key = SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at").first()
     return key if key is not None else create_signing_key()
+
+
+def current_key() -> SigningKey:
+    """The tenant's current key (made on first use), kept per process until a key changes (`oauth.issuance`)."""
+    return issuance.cached("current_key", _load_current_key)
 
 
 def private_jwk(key: SigningKey) -> tuple[Any, jwk.JWK]:

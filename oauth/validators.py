@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import uuid
 from typing import Any
@@ -12,27 +13,48 @@ from urllib.parse import unquote_plus
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_refresh_token_model,
+    revoke_access_token,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
 from audit.recorder import Actor
-from oauth import issuer, tokens
+from oauth import issuance, issuer, tokens
 from oauth.models import Client, ResourceServer
 from oauth.scopes import granted_scopes
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
+Grant = get_grant_model()
 
 
-def known_resources() -> set[str]:
-    """RFC 8707 resources this tenant issues tokens for: its active applications' MCP endpoints and its
-    active registered resource servers (the SDK's runtime API, `oauth.resource_servers`)."""
-    hosted = {
-        issuer.mcp_resource(slug) for slug in Application.objects.filter(is_active=True).values_list("slug", flat=True)
-    }
-    return hosted | set(ResourceServer.objects.filter(is_active=True).values_list("resource_uri", flat=True))
+def hosted_resources() -> frozenset[str]:
+    """The MCP endpoints of this tenant's active applications, kept per process until an application
+    changes (`oauth.issuance`)."""
+    return issuance.cached("hosted_resources", _load_hosted_resources)
+
+
+def _load_hosted_resources() -> frozenset[str]:
+    slugs = Application.objects.filter(is_active=True).values_list("slug", flat=True)
+    return frozenset(issuer.mcp_resource(slug) for slug in slugs)
+
+
+def unknown_resources(uris: list[str]) -> list[str]:
+    """Of `uris`, those this tenant issues no tokens for (RFC 8707): not the MCP endpoint of an active
+    application, nor an active registered resource server (the SDK's runtime API, `oauth.resource_servers`,
+    read from the database each time)."""
+    rest = [uri for uri in uris if uri not in hosted_resources()]
+    if not rest:
+        return []
+    registered = set(
+        ResourceServer.objects.filter(is_active=True, resource_uri__in=rest).values_list("resource_uri", flat=True)
+    )
+    return [uri for uri in rest if uri not in registered]
 
 
 def unknown_resource_error(uri: str, **kwargs: Any) -> errors.CustomOAuth2Error:
@@ -146,8 +168,7 @@ class TenantOAuth2Validator(OAuth2Validator):
     def _check_known_resources(self, request: Any, resources: list[str]) -> None:
         if not resources:
             return
-        known = known_resources()  # one query, not one per requested resource
-        unknown = [uri for uri in resources if uri not in known]
+        unknown = unknown_resources(resources)
         if unknown:
             raise unknown_resource_error(unknown[0], request=request)
 
@@ -241,22 +262,64 @@ class TenantOAuth2Validator(OAuth2Validator):
                 )
         return valid
 
+    # --- The exchanged code's grant, read once per token request ------------------------------------------------
+    # oauthlib and DOT ask for it up to six times in one exchange (the code, the redirect URI, the PKCE challenge
+    # and its method, the scopes, the nonce); one read, with its user, serves them all.
+
+    def _code_grant(self, code: str, request: Any) -> Any:
+        memo = getattr(request, "authsec_grant", None)
+        if memo is None or memo[0] != code:
+            memo = (code, Grant.objects.select_related("user").filter(code=code).first())
+            request.authsec_grant = memo
+        return memo[1]
+
+    def _client_grant(self, code: str, client: Any, request: Any) -> Any:
+        grant = self._code_grant(code, request)
+        return grant if grant is not None and client is not None and grant.application_id == client.pk else None
+
+    def confirm_redirect_uri(
+        self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        request = kwargs.get("request", args[0] if args else None)
+        grant = self._client_grant(code, client, request)
+        return grant is not None and grant.redirect_uri_allowed(redirect_uri)
+
+    def get_code_challenge(self, code: str, request: Any) -> str | None:
+        grant = self._client_grant(code, request.client, request)
+        return (grant.code_challenge or None) if grant is not None else None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> str | None:
+        grant = self._client_grant(code, request.client, request)
+        return (grant.code_challenge_method or None) if grant is not None else None
+
+    def get_authorization_code_scopes(self, client_id: str, code: str, redirect_uri: str, request: Any) -> list[str]:
+        grant = self._code_grant(code, request)
+        return grant.scope.split() if grant is not None and grant.scope else []
+
+    def get_authorization_code_nonce(self, client_id: str, code: str, redirect_uri: str, request: Any) -> str | None:
+        grant = self._code_grant(code, request)
+        return (grant.nonce or None) if grant is not None else None
+
     # --- Authorization-code reuse (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3) ----------------------------------------------
     # DOT deletes the grant once its code is exchanged, so a second use is only an unknown code to it, and the
     # tokens of the first use stay valid. We note in Redis what each exchange issued (for as long as that can
     # live) and revoke it when the code comes back.
 
+    def _create_access_token(self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None) -> Any:
+        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        request.authsec_created = {"access": access_token}
+        return access_token
+
+    def _create_refresh_token(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        refresh_token = super()._create_refresh_token(request, *args, **kwargs)
+        getattr(request, "authsec_created", {})["refresh"] = refresh_token
+        return refresh_token
+
     def _remember_code_tokens(self, token: dict[str, Any], request: Any) -> None:
-        checksum = hashlib.sha256(token["access_token"].encode()).hexdigest()
-        access_id = get_access_token_model().objects.filter(token_checksum=checksum).values_list("pk", flat=True)
-        access_ids = list(access_id[:1])
-        families = [
-            str(family)
-            for family in get_refresh_token_model()
-            .objects.filter(access_token_id__in=access_ids)
-            .values_list("token_family", flat=True)
-            if family
-        ]
+        created = getattr(request, "authsec_created", {})  # the rows this exchange has just written
+        access_ids = [created["access"].pk] if "access" in created else []
+        refresh = created.get("refresh")
+        families = [str(refresh.token_family)] if refresh is not None and refresh.token_family else []
         issued = {"access_ids": access_ids, "families": families}
         request.authsec_code_tokens = issued  # a concurrent second exchange revokes its own tokens too
         lifetime = settings.OAUTH_REFRESH_TOKEN_SECONDS if families else settings.OAUTH_ACCESS_TOKEN_SECONDS
@@ -269,12 +332,20 @@ class TenantOAuth2Validator(OAuth2Validator):
             logger.error("Could not note an authorization code's tokens (%s)", type(exc).__name__)
 
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
-        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+        grant = self._client_grant(code, client, request)
+        if grant is not None and not grant.is_expired():
+            request.scopes = grant.scope.split(" ")
+            request.user = grant.user
+            if grant.nonce:
+                request.nonce = grant.nonce
+            if grant.claims:
+                request.claims = json.loads(grant.claims)
             return request.user is None or request.user.is_active  # a code of a since-deactivated user
         self._revoke_reused_code_tokens(code, request)  # nothing to do unless the code was exchanged before
         return False
 
     def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any) -> None:
+        request.authsec_grant = None
         try:
             super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
         except errors.InvalidGrantError:

@@ -36,7 +36,7 @@ from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri
 from oauth.scopes import TenantScopes, granted_scopes
-from oauth.validators import known_resources, unknown_resource_error
+from oauth.validators import unknown_resource_error, unknown_resources
 
 # --- Browser pages -------------------------------------------------------------------------------------------
 
@@ -132,7 +132,7 @@ class AuthorizeView(dot.AuthorizationView):
         application = context.get("application")
         scopes = set(context.get("scopes") or [])
         resources = (context.get("resource") or "").split()
-        unknown = [uri for uri in resources if uri not in known_resources()] if application is not None else []
+        unknown = unknown_resources(resources) if application is not None else []
         if unknown and "error" not in context:
             # Refuse before the consent page, not after the user allowed (the validator checks again on save).
             error = unknown_resource_error(unknown[0], state=context.get("state"))

@@ -23,6 +23,7 @@ from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from oauth import issuance
 from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
 from rbac.grants import bump_version, clear_local_cache
@@ -92,6 +93,8 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
 def _public_schema_after_test() -> Iterator[None]:
     yield
     connection.set_schema_to_public()
+    # The test's rows are rolled back, without the commit that would tell this process's copies of them.
+    issuance.clear()
 
 
 @pytest.fixture

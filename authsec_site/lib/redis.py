@@ -2,8 +2,8 @@
 which redis-py uses to parse replies whenever it is installed, as the lock installs it).
 
 - `sync_client()`: one client over one connection pool per Redis URL. Django's cache uses the same pool
-  (`SharedPool`, named in `CACHES`), so the cache, cache coherence, MCP notifications and rate limits share
-  one set of connections and one set of timeouts.
+  and clients (`RedisCache` with `SharedPool`, named in `CACHES`), so the cache, cache coherence, MCP
+  notifications and rate limits share one set of connections and one set of timeouts.
 - `async_client()`: one asyncio client per event loop (asyncio connections belong to the loop that made
   them), for the MCP endpoint's reads on the event loop and its pub/sub listeners.
 - `open_protocol()`, `pack()` and `reply_reader()`: for the cache mirror's subscription, which reads its
@@ -26,6 +26,8 @@ import hiredis
 import redis
 import redis.asyncio
 from django.conf import settings
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.connection import ConnectionPool, DefaultParser
@@ -65,6 +67,34 @@ class SharedPool:
     @classmethod
     def from_url(cls, url: str, **_options: Any) -> ConnectionPool:
         return sync_client(url).connection_pool
+
+
+class _CacheClient(RedisCacheClient):
+    """Django's Redis cache client, handing out the door's client for the pool instead of building a new
+    redis-py client for every cache operation (Django's way: a construction costs more than a GET)."""
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
+        pool = self._get_connection_pool(write)
+        return _pool_clients.get(id(pool)) or _pool_client(pool)
+
+
+_pool_clients: dict[int, redis.Redis] = {}
+
+
+def _pool_client(pool: ConnectionPool) -> redis.Redis:
+    with _lock:
+        client = _pool_clients.get(id(pool))
+        if client is None or client.connection_pool is not pool:
+            client = _pool_clients[id(pool)] = redis.Redis(connection_pool=pool)
+    return client
+
+
+class RedisCache(DjangoRedisCache):
+    """Django's ``RedisCache`` over the door's pool (`SharedPool`) and clients (`_CacheClient`)."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = _CacheClient
 
 
 def async_client(url: str | None = None) -> redis.asyncio.Redis:

@@ -82,6 +82,12 @@ class TTLCache(Generic[K, V]):
         with self._lock:
             self._entries.pop(key, None)
 
+    def invalidate_where(self, predicate: Callable[[K], bool]) -> None:
+        """Drop every entry whose key satisfies `predicate`."""
+        with self._lock:
+            for key in [key for key in self._entries if predicate(key)]:
+                del self._entries[key]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

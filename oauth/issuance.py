@@ -1,0 +1,81 @@
+"""What the token endpoint reads of a tenant on every request, kept in each process: the current signing key
+and the MCP endpoints of its active applications (the resources tokens are mostly issued for).
+
+A copy is used only while the tenant's version token in Redis is the one it was read under. Any change to
+signing keys or applications drops this process's copy at once and, after commit, moves
+the version token, so every other process reads again on its next request. Without Redis, every request
+reads the database, as it would without this cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save
+from django_tenants.utils import schema_context
+
+from authsec_site.lib.ttlcache import TTLCache
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VERSION_KEY = "oauth:issuance-version"
+TTL = 300.0  # seconds: an upper bound on a copy's life should a version announcement be lost
+_copies: TTLCache[tuple[str, str], tuple[str, Any]] = TTLCache(4096, TTL)
+
+
+def _version() -> str | None:
+    try:
+        version = cache.get(VERSION_KEY)
+        if version is None:
+            cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+            version = cache.get(VERSION_KEY)
+        return version
+    except Exception as exc:  # noqa: BLE001 - Redis down: read the database
+        logger.warning("OAuth issuance cache unavailable (%s); reading the database", type(exc).__name__)
+        return None
+
+
+def cached(name: str, load: Callable[[], T]) -> T:
+    """The current tenant's `name`, from this process's copy if it is still current, else `load()`."""
+    version = _version()
+    if version is None:
+        return load()
+    key = (connection.schema_name, name)
+    hit = _copies.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = load()
+    _copies.set(key, (version, value))
+    return value
+
+
+def changed(**kwargs: Any) -> None:
+    """Drop the current tenant's copies here now, and everywhere after commit."""
+    schema = connection.schema_name
+    _copies.invalidate_where(lambda key: key[0] == schema)
+
+    def bump() -> None:
+        with schema_context(schema):
+            try:
+                cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+            except Exception as exc:  # noqa: BLE001 - the TTL bounds how long others keep their copy
+                logger.error("Could not invalidate the OAuth issuance cache (%s)", type(exc).__name__)
+
+    transaction.on_commit(bump)
+
+
+def clear() -> None:
+    """Forget every copy of this process (tests roll back the rows a copy was read from)."""
+    _copies.clear()
+
+
+def connect() -> None:
+    for model in ("oauth.SigningKey", "rbac.Application"):
+        post_save.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-save-{model}")
+        post_delete.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-delete-{model}")
