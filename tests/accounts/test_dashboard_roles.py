@@ -27,6 +27,7 @@ AUDITOR_PERMISSIONS = {
     "audit.view_auditevent",
     "audit.view_auditcheckpoint",
     "audit.view_auditsettings",
+    "audit.view_auditsink",
 }
 migration = importlib.import_module("accounts.migrations.0003_auditors_group_to_dashboard_role")
 
