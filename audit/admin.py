@@ -184,6 +184,13 @@ class AuditSinkForm(forms.ModelForm):
         "characters). OTLP: the Authorization header the collector expects, if any. Write-only: kept in Vault, "
         "never shown. Leave empty to keep the current one.",
     )
+    url = forms.URLField(
+        label="URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Webhook and OTLP: the https URL (OTLP: e.g. https://collector.example:4318/v1/logs).",
+    )
     start = forms.ChoiceField(
         label="Start with",
         choices=[
