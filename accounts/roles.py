@@ -2,7 +2,7 @@
 
 - **Tenant admin**: every right in this tenant's dashboard, the API and the audit pages. Stored as the user's
   `is_superuser` flag (so the tenant's first admin, made by `create_superuser`, holds it).
-- **Auditor**: reads and exports the audit log and reads the audit settings; changes nothing, sees no RBAC.
+- **Auditor**: reads and exports the audit log, reads the audit settings and SIEM sinks; changes nothing, sees no RBAC.
   Stored in `User.dashboard_roles`; `accounts.backends.DashboardRoleBackend` turns it into permissions.
 
 Every role needs dashboard access (`is_staff`) to be used. Only a tenant admin may change roles.
@@ -22,13 +22,19 @@ class DashboardRole(models.TextChoices):
 
 ROLE_HELP = {
     DashboardRole.TENANT_ADMIN: "every right in this tenant: users, roles, RBAC, clients, services, audit log",
-    DashboardRole.AUDITOR: "reads and exports the audit log and reads the audit settings; changes nothing",
+    DashboardRole.AUDITOR: "reads and exports the audit log, reads the audit settings and SIEM sinks; changes nothing",
 }
 
 # The permissions each role stored in `User.dashboard_roles` grants (Tenant admin is a superuser: all of them).
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     DashboardRole.AUDITOR: frozenset(
-        {"audit.review_auditevent", "audit.view_auditevent", "audit.view_auditcheckpoint", "audit.view_auditsettings"}
+        {
+            "audit.review_auditevent",
+            "audit.view_auditevent",
+            "audit.view_auditcheckpoint",
+            "audit.view_auditsettings",
+            "audit.view_auditsink",  # delivery status and lag of the SIEM stream; never a secret
+        }
     ),
 }
 STORED_ROLES = tuple(ROLE_PERMISSIONS)  # the values `User.dashboard_roles` may hold

@@ -1,23 +1,31 @@
-"""Read-only admin list of audit events, and the mixin through which every dashboard write goes to the owning
-app's service functions (`audit.writes`)."""
+"""Read-only admin list of audit events, the mixin through which every dashboard write goes to the owning app's
+service functions (`audit.writes`), the audit settings, and the SIEM sinks of the tenant dashboard (settings,
+write-only secret, delivery status, lag, "Retry now")."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
-from django.contrib import admin
-from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
-from django.db.models import Model, QuerySet
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import connection, transaction
+from django.db.models import F, Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from audit import record
 from audit.diff import changes, snapshot
-from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
+from audit.models import AuditCheckpoint, AuditEvent, AuditSettings, AuditSink
+from audit.streaming import net, services
+from audit.streaming.secret import MAX_LENGTH as SECRET_MAX_LENGTH
 from authsec_site.admin_sites import platform_admin
+from authsec_site.lib import vault
 
 
 class ServiceAdminMixin:
@@ -243,11 +251,214 @@ class AuditSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
         )
 
 
+MIN_WEBHOOK_SECRET = 32
+# What only the stream writes: a dashboard save writes back their current values, never the form's stale copy.
+DELIVERY_STATE = (
+    "cursor_seq", "status", "failure_count", "last_error", "last_error_at", "last_delivered_at", "next_attempt_at",
+    "delivered_count", "secret_path", "secret_version",
+)  # fmt: skip
+
+
+class AuditSinkForm(forms.ModelForm):
+    secret = forms.CharField(
+        label="Secret",
+        required=False,
+        strip=False,
+        max_length=SECRET_MAX_LENGTH,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=f"Webhook: the HMAC-SHA256 signing key shared with the receiver (at least {MIN_WEBHOOK_SECRET} "
+        "characters). OTLP: the Authorization header the collector expects, if any. Write-only: kept in Vault, "
+        "never shown. Leave empty to keep the current one.",
+    )
+    url = forms.URLField(
+        label="URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Webhook and OTLP: the https URL (OTLP: e.g. https://collector.example:4318/v1/logs).",
+    )
+    start = forms.ChoiceField(
+        label="Start with",
+        choices=[
+            (services.START_NEW, "New events (from this sink's creation on)"),
+            (services.START_ALL, "Every event still in the database"),
+        ],
+        initial=services.START_NEW,
+    )
+
+    class Meta:
+        model = AuditSink
+        fields = [
+            "name", "kind", "is_enabled", "host", "port", "transport", "url", "otlp_encoding", "ca_certificate",
+            "batch_size",
+        ]  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            del self.fields["start"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind, value = data.get("kind"), data.get("secret") or ""
+        if kind == AuditSink.Kind.SYSLOG:
+            self._clean_syslog(data)
+        elif kind in (AuditSink.Kind.WEBHOOK, AuditSink.Kind.OTLP):
+            self._clean_url(data)
+        if kind == AuditSink.Kind.WEBHOOK:
+            if not value and not self.instance.secret_version:
+                self.add_error("secret", "A webhook needs a signing secret.")
+            elif value and len(value) < MIN_WEBHOOK_SECRET:
+                self.add_error("secret", f"Use at least {MIN_WEBHOOK_SECRET} characters.")
+        elif kind == AuditSink.Kind.SYSLOG and value:
+            self.add_error("secret", "Syslog sinks use no secret (TLS authenticates the receiver).")
+        if data.get("ca_certificate"):
+            try:
+                net.tls_context(data["ca_certificate"])
+            except net.DeliveryError as exc:
+                self.add_error("ca_certificate", str(exc))
+        if value and not self.errors:
+            # Vault is checked before anything is saved, so an outage is a form error, not a half-saved sink.
+            try:
+                vault.tenant_client(connection.schema_name)
+            except vault.VaultError as exc:
+                raise ValidationError(f"The secret could not be stored: {exc} Nothing was saved.") from None
+        return data
+
+    def _clean_syslog(self, data: dict[str, Any]) -> None:
+        host, port = (data.get("host") or "").strip(), data.get("port")
+        if not host:
+            self.add_error("host", "A syslog sink needs the receiver's host.")
+        if not port:
+            self.add_error("port", "A syslog sink needs the receiver's port (e.g. 6514 for TLS).")
+        if host and port:
+            self._check_reachable("host", host, port)
+        data["host"], data["url"] = host, ""
+
+    def _clean_url(self, data: dict[str, Any]) -> None:
+        url = data.get("url") or ""
+        parts = urlsplit(url)
+        if not url:
+            self.add_error("url", "This kind of sink needs the receiver's URL.")
+        elif parts.scheme != "https" or not parts.hostname:
+            self.add_error("url", "Use an https URL: audit events never travel in clear text over HTTP.")
+        elif parts.username or parts.password:
+            self.add_error("url", "Put no credentials in the URL (use the secret).")
+        else:
+            self._check_reachable("url", parts.hostname, parts.port or 443)
+        data["host"], data["port"] = "", None
+
+    def _check_reachable(self, field: str, host: str, port: int) -> None:
+        """Refuse a destination the stream would refuse (non-public addresses; see AUDIT_SINK_ALLOWED_NETWORKS)."""
+        try:
+            net.addresses(host, port)
+        except net.DeliveryError as exc:
+            self.add_error(field, f"{exc}. Sinks reach public addresses and the networks the operator allowed.")
+
+
+class AuditSinkAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """A tenant's SIEM sinks: the destination, a write-only secret, and the delivery state the stream keeps."""
+
+    form = AuditSinkForm
+    list_display = ("name", "kind", "destination", "is_enabled", "status_badge", "lag", "last_delivered_at", "error")
+    list_filter = ("kind", "status", "is_enabled")
+    search_fields = ("name", "host", "url")
+    actions = ["retry_now"]
+    readonly_fields = (
+        "status_badge", "lag", "cursor_seq", "delivered_count", "failure_count", "last_error", "last_error_at",
+        "last_delivered_at", "next_attempt_at", "secret_state",
+    )  # fmt: skip
+
+    def get_fieldsets(self, request: HttpRequest, obj: AuditSink | None = None) -> Any:
+        delivery = ["batch_size"] if obj is not None else ["batch_size", "start"]
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+            (None, {"fields": ["name", "kind", "is_enabled"]}),
+            ("Syslog", {"fields": ["host", "port", "transport"]}),
+            ("Webhook and OTLP", {"fields": ["url", "otlp_encoding"]}),
+            ("TLS", {"fields": ["ca_certificate"]}),
+            ("Secret (write-only: stored in Vault, never shown)", {"fields": ["secret", "secret_state"]}),
+            ("Delivery", {"fields": delivery}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Delivery state", {"fields": [f for f in self.readonly_fields if f != "secret_state"]}))
+        return fieldsets
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditSink]:
+        """Each sink with the newest event's seq and the time of its first undelivered event (for the lag)."""
+        newest = AuditEvent.objects.order_by("-seq").values("seq")[:1]
+        pending = AuditEvent.objects.filter(seq=OuterRef("cursor_seq") + 1).values("created_at")[:1]
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(head_seq=Subquery(newest), oldest_pending_at=Subquery(pending))
+            .annotate(lag_events=F("head_seq") - F("cursor_seq"))
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: AuditSink) -> str:
+        if not obj.is_enabled:
+            return "Disabled"
+        colour = {AuditSink.Status.DEAD_LETTER: "#ba2121", AuditSink.Status.RETRYING: "#b36b00"}.get(obj.status)
+        label = obj.get_status_display()
+        if colour is None:
+            return label
+        return format_html('<strong style="color:{}">{}</strong> ({} failed)', colour, label, obj.failure_count)
+
+    @admin.display(description="lag")
+    def lag(self, obj: AuditSink) -> str:
+        behind = max(0, getattr(obj, "lag_events", None) or 0)
+        if not behind:
+            return "up to date"
+        oldest = getattr(obj, "oldest_pending_at", None)
+        since = f", oldest {timesince(oldest, timezone.now())} old" if oldest else ""
+        return f"{behind} event{'s' if behind != 1 else ''}{since}"
+
+    @admin.display(description="last error")
+    def error(self, obj: AuditSink) -> str:
+        if not obj.last_error or obj.status == AuditSink.Status.ACTIVE:
+            return ""
+        return obj.last_error[:120]
+
+    @admin.display(description="secret")
+    def secret_state(self, obj: AuditSink) -> str:
+        return f"stored in Vault (version {obj.secret_version})" if obj.secret_version else "none"
+
+    def save_model(self, request: HttpRequest, obj: AuditSink, form: AuditSinkForm, change: bool) -> None:
+        if change:
+            # The row is locked until this save commits (a delivery's update waits), and the stream's fields are
+            # written back as they are now: a dashboard save never moves a cursor.
+            current = AuditSink.objects.select_for_update().filter(pk=obj.pk).values(*DELIVERY_STATE).first() or {}
+            for name, value in current.items():
+                setattr(obj, name, value)
+        else:
+            obj.cursor_seq = services.starting_cursor(form.cleaned_data.get("start") or services.START_NEW)
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("secret"):
+            services.store_secret(sink=obj, value=form.cleaned_data["secret"])
+
+    def delete_model(self, request: HttpRequest, obj: AuditSink) -> None:
+        services.forget_secret_after_commit(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AuditSink]) -> None:
+        for sink in queryset:
+            services.forget_secret_after_commit(sink)
+        super().delete_queryset(request, queryset)
+
+    @admin.action(description="Retry now", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[AuditSink]) -> None:
+        for sink in queryset:
+            services.retry_now(actor=request.user, sink=sink)
+        self.message_user(request, f"Delivery queued for {len(queryset)} sink(s).", messages.SUCCESS)
+
+
 def _register() -> None:
     for site in (admin.site, platform_admin):
         site.register(AuditEvent, AuditEventAdmin)
         site.register(AuditCheckpoint, AuditCheckpointAdmin)
         site.register(AuditSettings, AuditSettingsAdmin)
+    # Sinks are a tenant's: its Vault subtree holds their secrets (the platform log has none yet).
+    admin.site.register(AuditSink, AuditSinkAdmin)
 
 
 _register()

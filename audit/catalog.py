@@ -66,6 +66,12 @@ EVENT_KINDS: dict[str, str] = {
     "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",
     "audit.archived": "the retention job (data: archived range, file, SHA-256, checkpoint hash)",
     "audit.archive_refused": "the retention job when the events due do not verify (outcome failure)",
+    "audit.sink_dead_lettered": "the SIEM stream, when a sink failed AUDIT_SINK_DEAD_LETTER_AFTER times in a row "
+    "(outcome failure; data: sink, kind, failures, error, delivered_to)",
+    "audit.sink_recovered": "the SIEM stream, when a dead-lettered sink accepts a batch again (sink, failures)",
+    "audit.sink_retried": 'the dashboard\'s "Retry now" on SIEM sinks (data: sink, status, failures)',
+    "audit.stream_gap": "the SIEM stream, when retention archived events before a sink got them (outcome failure; "
+    "data: first_missing, last_missing, archives)",
     "workloads.svid_issued": "workloads.services.issue_svid: dashboard action, renewal task, first use",
     "workloads.svid_issue_failed": "issue_svid when Vault or the SVID files fail (outcome failure; old files kept)",
     "oauth.resource_server_created": "oauth.resource_servers.create_resource_server (dashboard add; uri, client_id)",

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connections, models, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KeyTextTransform
@@ -237,3 +237,93 @@ class AuditSettings(models.Model):
         """The row of the current schema, created with the defaults on first use."""
         settings_row, _ = cls.objects.get_or_create(singleton=True)
         return settings_row
+
+
+class AuditSinkQuerySet(models.QuerySet["AuditSink"]):
+    def due(self, now: Any = None) -> AuditSinkQuerySet:
+        """Enabled sinks whose backoff has passed and that are behind this schema's newest event."""
+        now = now or timezone.now()
+        newest = AuditEvent.objects.order_by("-seq").values("seq")[:1]
+        return self.filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+            is_enabled=True,
+            cursor_seq__lt=models.Subquery(newest),
+        )
+
+
+class AuditSink(models.Model):
+    """A SIEM this schema's audit events are streamed to, in chain order, at least once (`audit.streaming`).
+
+    The admin sets the destination; the delivery state below it (cursor, status, errors) is written only by
+    the stream. Secrets (the webhook's HMAC key, an OTLP authorization header) live in Vault at
+    `secret_path`; the row never holds them."""
+
+    class Kind(models.TextChoices):
+        SYSLOG = "syslog", "Syslog (RFC 5424 over TCP or TLS)"
+        WEBHOOK = "webhook", "HTTPS webhook (batched JSON, HMAC-SHA256 signed)"
+        OTLP = "otlp", "OTLP logs (OTLP/HTTP)"
+
+    class Transport(models.TextChoices):
+        TLS = "tls", "TLS (RFC 5425)"
+        TCP = "tcp", "Plain TCP (RFC 6587; trusted networks only)"
+
+    class Encoding(models.TextChoices):
+        PROTOBUF = "protobuf", "Protobuf (application/x-protobuf)"
+        JSON = "json", "JSON (application/json)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Delivering"
+        RETRYING = "retrying", "Retrying"
+        DEAD_LETTER = "dead_letter", "Dead letter"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    is_enabled = models.BooleanField(
+        default=True, help_text="Disabled sinks keep their place; enabling one again sends what it missed."
+    )
+    host = models.CharField(max_length=255, blank=True, help_text="Syslog: the receiver's host name or address.")
+    port = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(65535)], help_text="Syslog: e.g. 6514 (TLS), 601 (TCP)."
+    )
+    transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.TLS)
+    url = models.URLField(
+        max_length=500, blank=True, help_text="Webhook and OTLP: the https URL (OTLP: e.g. https://collector/v1/logs)."
+    )
+    otlp_encoding = models.CharField(max_length=16, choices=Encoding.choices, default=Encoding.PROTOBUF)
+    ca_certificate = models.TextField(
+        blank=True,
+        help_text="PEM certificate(s) of the CA that signed the receiver's certificate, trusted instead of the "
+        "system's CAs (a private SIEM CA). Empty: the system's CAs.",
+    )
+    batch_size = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(1000)], help_text="Events per delivery."
+    )
+    secret_path = models.CharField(max_length=300, blank=True, editable=False)
+    secret_version = models.PositiveIntegerField(default=0, editable=False)
+    # Delivery state, written by audit.streaming.delivery only.
+    cursor_seq = models.BigIntegerField(default=0, editable=False, help_text="Last event delivered (chain seq).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, editable=False)
+    failure_count = models.PositiveIntegerField(default=0, editable=False, help_text="Consecutive failed attempts.")
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    delivered_count = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AuditSinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "SIEM sink"
+        verbose_name_plural = "SIEM sinks"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def destination(self) -> str:
+        if self.kind == self.Kind.SYSLOG:
+            return f"syslog+{self.transport}://{self.host}:{self.port}"
+        return self.url

@@ -1,4 +1,5 @@
-"""Celery tasks of the audit log: the periodic retention run, fanned out to one task per schema."""
+"""Celery tasks of the audit log: the periodic retention run, fanned out to one task per schema, and the stream to
+SIEMs (beat looks for sinks behind the log; one task per sink delivers, `audit.streaming.delivery`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-from django_tenants.utils import schema_context
+from django_tenants.utils import get_tenant_model, schema_context
 
+from audit.models import AuditSink
 from audit.retention import RetentionRefused, archive_expired_events, record_refusal
+from audit.streaming.delivery import deliver
 from authsec_site.lib.schemas import queue_per_schema
 
 logger = logging.getLogger("authsec.audit")
@@ -44,4 +47,38 @@ def archive_schema_events(schema_name: str, as_of: str | None = None) -> dict[st
     if result is None:
         return None
     logger.info("audit retention: %s archived %d events to %s", schema_name, result.event_count, result.archive_file)
+    return result.as_dict()
+
+
+@shared_task(name="audit.tasks.stream_due_sinks", ignore_result=True)
+def stream_due_sinks() -> dict[str, list[int]]:
+    """Queue a delivery for every enabled sink, in every schema, that is behind its log and not backing off.
+
+    One short query per schema, run by beat every `AUDIT_STREAM_INTERVAL` seconds; returns what it queued."""
+    queued: dict[str, list[int]] = {}
+    for schema_name in get_tenant_model().objects.order_by("schema_name").values_list("schema_name", flat=True):
+        with schema_context(schema_name):
+            due = list(AuditSink.objects.due().values_list("pk", flat=True))
+        for sink_id in due:
+            deliver_sink.delay(schema_name, sink_id)
+        if due:
+            queued[schema_name] = due
+    return queued
+
+
+@shared_task(
+    name="audit.tasks.deliver_sink",
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=3,
+)
+def deliver_sink(schema_name: str, sink_id: int, force: bool = False) -> dict[str, Any]:
+    """Deliver one sink's undelivered events (safe to run twice: a second run finds the sink busy or caught up);
+    queued again at once when its time budget ran out with events still waiting."""
+    with schema_context(schema_name):
+        result = deliver(sink_id, force=force)
+    if result.outcome == "more":
+        deliver_sink.delay(schema_name, sink_id)
     return result.as_dict()

@@ -326,6 +326,14 @@ AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=0)
 AUDIT_ARCHIVE_DIR = BASE_DIR / env_str("AUDIT_ARCHIVE_DIR", str(LOCAL_DIR / "audit-archive"))  # relative: to BASE_DIR
 # Seconds between runs of the retention job (Celery beat).
 AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimum=60)
+# Streaming to SIEMs (audit/streaming, docs/audit.md#streaming-to-a-siem): seconds between Celery beat's looks for
+# sinks with undelivered events; seconds one delivery may take; the backoff's cap; failures before a sink is
+# dead-lettered (it is then tried every AUDIT_SINK_RETRY_MAX seconds); non-public networks (CIDRs) sinks may reach.
+AUDIT_STREAM_INTERVAL = env_int("AUDIT_STREAM_INTERVAL", 5, minimum=1)
+AUDIT_SINK_TIMEOUT = env_int("AUDIT_SINK_TIMEOUT", 10, minimum=1)
+AUDIT_SINK_RETRY_MAX = env_int("AUDIT_SINK_RETRY_MAX", 600, minimum=1)
+AUDIT_SINK_DEAD_LETTER_AFTER = env_int("AUDIT_SINK_DEAD_LETTER_AFTER", 10, minimum=1)
+AUDIT_SINK_ALLOWED_NETWORKS = env_list("AUDIT_SINK_ALLOWED_NETWORKS", [])
 # --- end of audit log ------------------------------------------------------------------------------------------
 
 # --- MCP endpoint ---

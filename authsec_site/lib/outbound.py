@@ -8,7 +8,8 @@ connection. Redirects are followed only when asked, at most `max_redirects` hops
 way. The whole exchange has one deadline and the body a size cap.
 
 `settings.OUTBOUND_ALLOW_LOOPBACK` (development and tests only; off by default) additionally admits loopback
-addresses; every other non-public address stays refused.
+addresses; every other non-public address stays refused, unless the caller names networks an operator allowed
+for its purpose (`extra_networks`, e.g. the SIEM subnet of `AUDIT_SINK_ALLOWED_NETWORKS`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ipaddress
 import json
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Sequence[str]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _warned_loopback = False
 
 DEFAULT_TIMEOUT = 5.0
@@ -87,10 +90,17 @@ def is_public_address(value: str) -> bool:
     return bool(ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local))
 
 
-def address_allowed(value: str, *, allow_loopback: bool) -> bool:
-    """`is_public_address`, plus loopback when the development setting says so."""
+def address_allowed(value: str, *, allow_loopback: bool, extra_networks: Sequence[Network] = ()) -> bool:
+    """`is_public_address`, plus loopback when the development setting says so, plus `extra_networks`."""
     if is_public_address(value):
         return True
+    if extra_networks:
+        try:
+            ip = ipaddress.ip_address(value.split("%", 1)[0])
+        except ValueError:
+            return False
+        if any(ip.version == network.version and ip in network for network in extra_networks):
+            return True
     if not allow_loopback:
         return False
     try:
@@ -101,7 +111,9 @@ def address_allowed(value: str, *, allow_loopback: bool) -> bool:
     return (mapped or ip).is_loopback
 
 
-def checked_addresses(host: str, port: int, *, resolver: Resolver, allow_loopback: bool) -> list[str]:
+def checked_addresses(
+    host: str, port: int, *, resolver: Resolver, allow_loopback: bool, extra_networks: Sequence[Network] = ()
+) -> list[str]:
     """Resolve `host` once and return its addresses, refusing the host if any of them is not allowed."""
     try:
         literal = ipaddress.ip_address(host)
@@ -111,7 +123,7 @@ def checked_addresses(host: str, port: int, *, resolver: Resolver, allow_loopbac
     if not addresses:
         raise FetchError(f"{host} did not resolve to any address", reason="unresolvable_host")
     for address in addresses:
-        if not address_allowed(address, allow_loopback=allow_loopback):
+        if not address_allowed(address, allow_loopback=allow_loopback, extra_networks=extra_networks):
             raise FetchError(f"{host} resolves to a non-public address ({address})", reason="blocked_address")
     return addresses
 
@@ -135,6 +147,7 @@ def fetch(
     *,
     method: str = "GET",
     data: Mapping[str, str] | None = None,
+    content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT,
@@ -142,10 +155,14 @@ def fetch(
     schemes: Sequence[str] = ("https", "http"),
     resolver: Resolver | None = None,
     allow_loopback: bool | None = None,
+    extra_networks: Sequence[Network] = (),
+    verify: ssl.SSLContext | bool = True,
 ) -> Response:
     """One request to a URL chosen by someone else, with every SSRF guard (see the module docstring).
 
-    With ``max_redirects=0`` a redirect is returned as it is (not followed). Raises `FetchError`."""
+    `data` is sent form-encoded, `content` as raw bytes (give one). `verify`: an SSL context trusting a private
+    CA, for a destination an admin configured with one. With ``max_redirects=0`` a redirect is returned as it
+    is (not followed). Raises `FetchError`."""
     resolver = resolver or system_resolver
     if allow_loopback is None:
         allow_loopback = bool(getattr(settings, "OUTBOUND_ALLOW_LOOPBACK", False))
@@ -153,6 +170,7 @@ def fetch(
     deadline = time.monotonic() + timeout
     hops = 0
     body_data = dict(data) if data is not None else None
+    body_content = content
     while True:
         parts = urlsplit(url)
         if parts.scheme not in schemes or not parts.hostname:
@@ -163,9 +181,20 @@ def fetch(
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise FetchError("The URL has an invalid port", reason="bad_url") from None
-        addresses = checked_addresses(parts.hostname, port, resolver=resolver, allow_loopback=allow_loopback)
+        addresses = checked_addresses(
+            parts.hostname, port, resolver=resolver, allow_loopback=allow_loopback, extra_networks=extra_networks
+        )
         response = _exchange(
-            parts, addresses, port, method, body_data, headers or {}, max_bytes=max_bytes, deadline=deadline
+            parts,
+            addresses,
+            port,
+            method,
+            body_data,
+            headers or {},
+            max_bytes=max_bytes,
+            deadline=deadline,
+            content=body_content,
+            verify=verify,
         )
         location = response.headers.get("location")
         if response.status not in REDIRECT_STATUSES or not location or max_redirects == 0:
@@ -175,7 +204,7 @@ def fetch(
             raise FetchError(f"More than {max_redirects} redirects", reason="too_many_redirects")
         url = urljoin(url, location)
         if response.status == 303 or (response.status in (301, 302) and method != "GET"):
-            method, body_data = "GET", None
+            method, body_data, body_content = "GET", None, None
 
 
 def _exchange(
@@ -188,6 +217,8 @@ def _exchange(
     *,
     max_bytes: int,
     deadline: float,
+    content: bytes | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> Response:
     """The request to the first checked address that answers (Host and SNI keep the name; body capped)."""
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -202,8 +233,10 @@ def _exchange(
         target = f"{parts.scheme}://{literal}:{port}{path}"
         try:
             with (
-                httpx2.Client(timeout=remaining, follow_redirects=False, trust_env=False) as http,
-                http.stream(method, target, data=data, headers=request_headers, extensions=extensions) as answer,
+                httpx2.Client(timeout=remaining, follow_redirects=False, trust_env=False, verify=verify) as http,
+                http.stream(
+                    method, target, data=data, content=content, headers=request_headers, extensions=extensions
+                ) as answer,
             ):
                 declared = answer.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:

@@ -27,6 +27,7 @@ AUDITOR_PERMISSIONS = {
     "audit.view_auditevent",
     "audit.view_auditcheckpoint",
     "audit.view_auditsettings",
+    "audit.view_auditsink",
 }
 migration = importlib.import_module("accounts.migrations.0003_auditors_group_to_dashboard_role")
 
@@ -121,7 +122,8 @@ def test_the_migration_can_be_reversed_into_the_group(acme: Tenant) -> None:
         migration.role_to_group(apps, _SchemaEditor())
         user = User.objects.get(pk=user.pk)
         assert user.dashboard_roles == [] and list(user.groups.values_list("name", flat=True)) == ["Auditors"]
-        assert user.get_all_permissions() == AUDITOR_PERMISSIONS
+        # The group of that time: the role has gained rights since (audit.view_auditsink), the migration has not.
+        assert user.get_all_permissions() == {f"{app}.{codename}" for app, codename in migration.AUDITOR_PERMISSIONS}
 
 
 def test_the_migration_leaves_the_platform_schema_alone(db) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from accounts.roles import DashboardRole
 from tenants.models import Tenant
 from tests.factories import UserFactory
 from tests.support.accounts import ADMIN_PASSWORD, log_in
+from tests.support.siem import SiemCA
 
 
 @pytest.fixture
@@ -47,3 +49,21 @@ def admin_client(acme: Tenant) -> Client:
 def archive_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
     with override_settings(AUDIT_ARCHIVE_DIR=tmp_path / "audit-archive"):
         yield tmp_path / "audit-archive"
+
+
+# --- The audit stream to SIEMs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def siem_ca() -> SiemCA:
+    """A CA made for this run; the receivers' certificates come from it, and sinks trust it by its PEM."""
+    return SiemCA()
+
+
+@pytest.fixture
+def stream_settings() -> Iterator[None]:
+    """Receivers listen on loopback; short timeouts and backoff so outages play out in seconds."""
+    with override_settings(
+        OUTBOUND_ALLOW_LOOPBACK=True, AUDIT_SINK_TIMEOUT=3, AUDIT_SINK_RETRY_MAX=1, AUDIT_SINK_DEAD_LETTER_AFTER=3
+    ):
+        yield

@@ -19,6 +19,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 from oauth2_provider.models import get_access_token_model
 
+import audit
 from accounts.models import User
 from audit.catalog import EVENT_KINDS
 from audit.models import AuditEvent, AuditSettings
@@ -386,6 +387,65 @@ def _archive_refused(w: World) -> None:
     as_of = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     archive_schema_events.apply(args=[w.acme.schema_name, as_of]).get()
     assert latest(w.acme, "audit.archive_refused").outcome == "failure"
+
+
+@scenario("audit.sink_dead_lettered", "audit.sink_retried", "audit.sink_recovered")
+def _sink_outage(w: World) -> None:
+    from django.test import override_settings
+
+    from audit.models import AuditSink
+    from audit.streaming.delivery import deliver
+    from audit.streaming.services import starting_cursor
+    from tests.support.siem import SyslogReceiver
+
+    receiver = SyslogReceiver()
+    with (
+        schema_context(w.acme.schema_name),
+        override_settings(OUTBOUND_ALLOW_LOOPBACK=True, AUDIT_SINK_DEAD_LETTER_AFTER=1, AUDIT_SINK_TIMEOUT=3),
+    ):
+        sink = AuditSink.objects.create(
+            name="soc", kind="syslog", host="127.0.0.1", port=receiver.port, transport="tcp",
+            cursor_seq=starting_cursor("new"),
+        )  # fmt: skip
+        audit.record("tests", "tests.streamed")
+        assert deliver(sink.pk).outcome == "failed"  # nothing listens yet
+        response = w.admin.post(
+            "/t/acme/admin/audit/auditsink/", {"action": "retry_now", "_selected_action": [sink.pk]}
+        )
+        assert response.status_code == 302
+        receiver.start()
+        try:
+            assert deliver(sink.pk, force=True).outcome == "caught_up"
+        finally:
+            receiver.stop()
+    dead = latest(w.acme, "audit.sink_dead_lettered")
+    assert dead.outcome == "failure" and dead.actor_label == "audit-stream" and dead.data["sink"] == "soc"
+    assert latest(w.acme, "audit.sink_retried").actor_label == "admin@acme.test"
+    assert latest(w.acme, "audit.sink_recovered").data["failures"] == 1
+
+
+@scenario("audit.stream_gap")
+def _stream_gap(w: World) -> None:
+    from django.test import override_settings
+
+    from audit.models import AuditSink
+    from audit.streaming.delivery import deliver
+    from tests.support.siem import SyslogReceiver
+
+    receiver = SyslogReceiver().start()
+    try:
+        with schema_context(w.acme.schema_name), override_settings(OUTBOUND_ALLOW_LOOPBACK=True):
+            sink = AuditSink.objects.create(
+                name="late", kind="syslog", host="127.0.0.1", port=receiver.port, transport="tcp", cursor_seq=0
+            )
+            audit.record("tests", "tests.streamed")
+            AuditSettings.objects.filter(pk=AuditSettings.load().pk).update(retention_days=1)
+            archive_expired_events(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
+            deliver(sink.pk)
+    finally:
+        receiver.stop()
+    gap = latest(w.acme, "audit.stream_gap")
+    assert gap.outcome == "failure" and gap.data["first_missing"] == 1 and gap.data["archives"]
 
 
 # --- SPIFFE workload identities ---------------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ def test_the_auditor_role_reads_the_log_and_nothing_else(auditor: User, acme: Te
             "audit.view_auditevent",
             "audit.view_auditcheckpoint",
             "audit.view_auditsettings",
+            "audit.view_auditsink",
         }
         assert not any(perm.startswith("rbac.") for perm in granted)
 

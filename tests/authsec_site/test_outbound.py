@@ -187,6 +187,19 @@ def test_the_loopback_setting_admits_nothing_but_loopback(loopback_on: None, add
         outbound.fetch(f"http://{_literal(address)}/x", resolver=_never)
 
 
+def test_extra_networks_admit_those_networks_and_nothing_else(loopback_off: None) -> None:
+    """A caller's operator-allowed networks (the audit stream's AUDIT_SINK_ALLOWED_NETWORKS) widen the guard by
+    exactly those networks."""
+    import ipaddress
+
+    siem = (ipaddress.ip_network("10.20.0.0/16"),)
+    assert outbound.address_allowed("10.20.3.4", allow_loopback=False, extra_networks=siem)
+    for address in ("10.21.0.1", "127.0.0.1", "169.254.169.254", "::ffff:10.20.3.4", "fd00::1"):
+        assert not outbound.address_allowed(address, allow_loopback=False, extra_networks=siem), address
+    with pytest.raises(FetchError, match=r"non-public address \(10\.21\.0\.1\)"):
+        outbound.fetch("https://siem.example/x", resolver=resolving_to(["10.20.0.9", "10.21.0.1"]), extra_networks=siem)
+
+
 def test_a_name_with_one_private_answer_among_public_ones_is_refused(loopback_off: None) -> None:
     with pytest.raises(FetchError, match=r"non-public address \(10\.0\.0\.7\)"):
         outbound.fetch("https://split.example/x", resolver=resolving_to(["93.184.216.34", "10.0.0.7"]))
