@@ -66,10 +66,11 @@ def writers() -> dict[str, set[Writer]]:
         visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scope  # noqa: N815
 
         def visit_Constant(self, node: ast.Constant) -> None:
-            if isinstance(node.value, str) and node.value in KINDS:
-                functions = [n for n in self.stack if not isinstance(n, ast.ClassDef)]
-                name = ".".join(getattr(n, "name", "?") for n in self.stack) or "<module>"
-                found[node.value].add(Writer(self.module, name, bool(functions) and _is_service(functions[-1])))
+            # Only inside a function: a table of kinds at module level (a mapping to SIEM classes) writes none.
+            functions = [n for n in self.stack if not isinstance(n, ast.ClassDef)]
+            if isinstance(node.value, str) and node.value in KINDS and functions:
+                name = ".".join(getattr(n, "name", "?") for n in self.stack)
+                found[node.value].add(Writer(self.module, name, _is_service(functions[-1])))
 
     for app in APPS:
         for path in sorted((ROOT / app).rglob("*.py")):
