@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_tenants.utils import schema_context
 from jwcrypto import jwk
 
 import audit
@@ -77,6 +78,12 @@ def create_signing_key(*, actor: Any = "system:keys", lost: str | None = None) -
 def current_key() -> SigningKey:
     key = SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at").first()
     return key if key is not None else create_signing_key()
+
+
+def _tenant_created(sender: Any, schema_name: str, **kwargs: Any) -> None:
+    """`tenants.signals.tenant_created`: the new tenant's first signing key (else it is made on first use)."""
+    with schema_context(schema_name):
+        current_key()
 
 
 def private_jwk(key: SigningKey) -> tuple[Any, jwk.JWK]:
