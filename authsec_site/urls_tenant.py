@@ -10,7 +10,7 @@ from oauth import upstream_views
 urlpatterns = [
     path("", accounts_views.tenant_home, name="tenant-home"),
     path("admin/", admin.site.urls),
-    path("api/", include("rbac.api.urls")),
+    path("api/", include("api.urls")),
     path("audit/", include("audit.urls")),
     path("spiffe/", include("workloads.urls")),
     path("oauth/", include("oauth.urls")),

@@ -14,11 +14,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from accounts.models import User
-from rbac import services
-from rbac.api import decisions
-from rbac.api.common import AuditedModelViewSet, query_bool, query_int, query_str
-from rbac.api.permissions import IsStaff, has_view_permission, view_permission
-from rbac.api.serializers import (
+from api import decisions
+from api.common import AuditedModelViewSet, query_bool, query_int, query_str
+from api.permissions import IsStaff, has_view_permission, view_permission
+from api.serializers import (
     ApplicationSerializer,
     GroupMembershipSerializer,
     GroupSerializer,
@@ -30,6 +29,7 @@ from rbac.api.serializers import (
     ToolPolicySerializer,
     UserSerializer,
 )
+from rbac import services
 from rbac.models import (
     Application,
     Group,
