@@ -64,6 +64,7 @@ SHARED_APPS = [
     "accounts",
     "audit",
     "sdkmgr",  # public directory of AuthSec SDK client ids (client id -> tenant)
+    "authsec_site",  # the wiring above every app: its management commands (seed_demo)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
