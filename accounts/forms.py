@@ -1,4 +1,4 @@
-"""Sign-in forms with throttling per account and per IP (used by the OAuth login page and the dashboards)."""
+"""Sign-in forms with throttling per account and per IP (used by the tenant login page and the dashboards)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts import throttle
 from authsec_site.lib.client_ip import request_ip
-from oauth import throttle
 
 
 class ThrottledLoginMixin:

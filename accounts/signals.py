@@ -17,6 +17,10 @@ import audit
 # and returns {kind: count}. Receivers run inside the transaction of the change.
 user_access_ended = Signal()
 
+# Sent by the login page (`accounts.views.LoginView`) with `request`; each receiver returns a dict added to the
+# page's context: the higher layers' other ways to sign in (`oauth`: upstream identity providers' buttons).
+login_page_context = Signal()
+
 ACTOR_ATTRIBUTE = "_authsec_actor"  # set by `accounts.services` (and the dashboard) to name who did it
 _WAS_ACTIVE = "_authsec_was_active"
 

@@ -64,6 +64,7 @@ SHARED_APPS = [
     "accounts",
     "audit",
     "sdkmgr",  # public directory of AuthSec SDK client ids (client id -> tenant)
+    "authsec_site",  # the wiring above every app: its management commands (seed_demo)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -82,6 +83,7 @@ TENANT_APPS = [
     "services",
     "mcp_endpoint",
     "workloads",
+    "api",  # the REST management API (no models)
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -366,7 +368,7 @@ MCP_ALLOWED_ORIGINS = env_list(
 )
 
 # --- REST management API (DRF + drf-spectacular) ---------------------------------------------------------------
-# Served at /t/<tenant>/api/ (rbac.api). Staff sessions only for now; OAuth bearer authentication comes later
+# Served at /t/<tenant>/api/ (the app `api`). Staff sessions only for now; OAuth bearer authentication comes later
 # and will be added to DEFAULT_AUTHENTICATION_CLASSES. Every view also needs the Django model permission
 # (view_ for reads).
 REST_FRAMEWORK = {
@@ -374,15 +376,15 @@ REST_FRAMEWORK = {
         "oauth.authentication.BearerTokenAuthentication",  # OAuth access tokens with the "admin" scope
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rbac.api.permissions.IsStaff", "rbac.api.permissions.ModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsStaff", "api.permissions.ModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rbac.api.pagination.StandardPagination",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["rest_framework.filters.SearchFilter", "rest_framework.filters.OrderingFilter"],
-    "EXCEPTION_HANDLER": "rbac.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
     # One JSON parser for every JSON body, with its depth, size and key limits (authsec_site.lib.jsonbody).
     "DEFAULT_PARSER_CLASSES": [
-        "rbac.api.parsers.LimitedJSONParser",
+        "api.parsers.LimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -392,8 +394,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Roles, groups, scopes, resources, permissions, bindings and tool policies of one organisation.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The schema and docs are for the same staff as the API; paths carry /t/<tenant>/ (rbac.api.schema).
-    "SERVE_PERMISSIONS": ["rbac.api.permissions.IsStaff"],
+    # The schema and docs are for the same staff as the API; paths carry /t/<tenant>/ (api.schema).
+    "SERVE_PERMISSIONS": ["api.permissions.IsStaff"],
     "SCHEMA_PATH_PREFIX": r"/(t/[^/]+/)?api/",
     "COMPONENT_SPLIT_REQUEST": True,
 }

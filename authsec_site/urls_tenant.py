@@ -3,19 +3,19 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts_views
 from mcp_endpoint import views as mcp_views
 from oauth import upstream_views
-from oauth import views as oauth_views
 
 urlpatterns = [
-    path("", oauth_views.tenant_home, name="tenant-home"),
+    path("", accounts_views.tenant_home, name="tenant-home"),
     path("admin/", admin.site.urls),
-    path("api/", include("rbac.api.urls")),
+    path("api/", include("api.urls")),
     path("audit/", include("audit.urls")),
     path("spiffe/", include("workloads.urls")),
     path("oauth/", include("oauth.urls")),
-    path("accounts/login/", oauth_views.LoginView.as_view(), name="accounts-login"),
-    path("accounts/logout/", oauth_views.LogoutView.as_view(), name="accounts-logout"),
+    path("accounts/login/", accounts_views.LoginView.as_view(), name="accounts-login"),
+    path("accounts/logout/", accounts_views.LogoutView.as_view(), name="accounts-logout"),
     path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
     path("mcp-login/callback", mcp_views.login_callback, name="mcp-login-callback"),
     path("mcp-login/confirm", mcp_views.login_confirm, name="mcp-login-confirm"),

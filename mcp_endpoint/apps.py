@@ -13,6 +13,10 @@ class McpEndpointConfig(AppConfig):
         from mcp_endpoint.services import _user_access_ended
 
         user_access_ended.connect(_user_access_ended, dispatch_uid="mcp-user-access-ended")
+        from mcp_endpoint.revocation import _token_revoked
+        from oauth.signals import token_revoked
+
+        token_revoked.connect(_token_revoked, dispatch_uid="mcp-token-revoked")
         from mcp_endpoint.registry import load_tool_modules
 
         load_tool_modules()  # AUTHSEC_TOOL_MODULES: a bad module name stops start-up here

@@ -26,5 +26,13 @@ class OAuthConfig(AppConfig):
         from oauth.services import _user_access_ended
 
         user_access_ended.connect(_user_access_ended, dispatch_uid="oauth-user-access-ended")
+        from oauth.keys import _tenant_created
+        from tenants.signals import tenant_created
+
+        tenant_created.connect(_tenant_created, dispatch_uid="oauth-tenant-created")
+        from accounts.signals import login_page_context
+        from oauth.upstream_views import _login_page_context
+
+        login_page_context.connect(_login_page_context, dispatch_uid="oauth-login-page-upstream")
         post_save.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-saved")
         post_delete.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-deleted")

@@ -1,6 +1,6 @@
 """OAuth bearer tokens for the management API: DOT's DRF authentication (token looked up by hash in this
 tenant's schema; expired, revoked and other-resource tokens refused), plus the scope rule in
-`rbac.api.permissions` (a bearer token must carry the `admin` scope)."""
+`api.permissions` (a bearer token must carry the `admin` scope)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_tenants.utils import schema_context
 from jwcrypto import jwk
 
 import audit
@@ -83,6 +84,12 @@ def _load_current_key() -> SigningKey:
 def current_key() -> SigningKey:
     """The tenant's current key (made on first use), kept per process until a key changes (`oauth.issuance`)."""
     return issuance.cached("current_key", _load_current_key)
+
+
+def _tenant_created(sender: Any, schema_name: str, **kwargs: Any) -> None:
+    """`tenants.signals.tenant_created`: the new tenant's first signing key (else it is made on first use)."""
+    with schema_context(schema_name):
+        current_key()
 
 
 def private_jwk(key: SigningKey) -> tuple[Any, jwk.JWK]:

@@ -7,6 +7,7 @@ error page (never a stack trace) for anything that goes wrong.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.contrib.auth import login
 from django.contrib.auth.signals import user_login_failed
@@ -20,6 +21,11 @@ from oauth.models import UpstreamProvider
 from oauth.upstream import UpstreamError
 
 logger = logging.getLogger(__name__)
+
+
+def _login_page_context(sender: Any, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
+    """`accounts.signals.login_page_context`: the login page's "Sign in with <name>" buttons."""
+    return {"upstream_providers": UpstreamProvider.objects.enabled()}
 
 
 def _error_page(request: HttpRequest, provider: UpstreamProvider | None, message: str, status: int) -> HttpResponse:

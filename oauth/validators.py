@@ -27,6 +27,7 @@ from audit.recorder import Actor
 from oauth import issuance, issuer, tokens
 from oauth.models import Client, ResourceServer
 from oauth.scopes import granted_scopes
+from oauth.signals import access_token_digests, token_revoked
 from rbac.models import Application
 
 logger = logging.getLogger(__name__)
@@ -235,12 +236,11 @@ class TenantOAuth2Validator(OAuth2Validator):
         )
 
     def revoke_token(self, token: str, token_type_hint: Any, request: Any, *args: Any, **kwargs: Any) -> None:
-        # Hook for the MCP endpoint's offline token check (mcp_endpoint.revocation); read before DOT deletes.
-        from mcp_endpoint.revocation import access_token_digests, revoke_for_mcp
-
+        # The layers above learn of it through `token_revoked` (the MCP endpoint's offline token check); the
+        # digests are read before DOT deletes the rows.
         digests = access_token_digests(token)
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        revoke_for_mcp(digests)
+        token_revoked.send(sender=type(self), digests=digests)
         audit.record(_client_actor(request), "oauth.token_revoked", data={"token_type_hint": token_type_hint or ""})
 
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:

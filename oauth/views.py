@@ -1,4 +1,4 @@
-"""Browser pages (login, consent, logout) and the endpoints django-oauth-toolkit does not shape for us
+"""Browser pages (consent) and the endpoints django-oauth-toolkit does not shape for us
 (metadata, JWKS, introspection for resource servers, dynamic registration with approval)."""
 
 from __future__ import annotations
@@ -7,11 +7,9 @@ import json
 from typing import Any
 from urllib.parse import urlparse
 
-from django.contrib.auth import views as auth_views
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.shortcuts import render
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -27,55 +25,17 @@ from oauthlib.common import Request as OauthlibRequest
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 import audit
-from accounts.forms import LoginForm
 from audit.recorder import Actor
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import introspection, issuer
 from oauth.errors import oauth_error
 from oauth.keys import published_keys
-from oauth.models import Client, Consent, ProviderSettings, UpstreamProvider
+from oauth.models import Client, Consent, ProviderSettings
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri
 from oauth.scopes import TenantScopes, granted_scopes
 from oauth.validators import unknown_resource_error, unknown_resources
 
 # --- Browser pages -------------------------------------------------------------------------------------------
-
-
-class LoginView(auth_views.LoginView):
-    """Email + password sign-in for a tenant's users (throttled per account and IP, audited)."""
-
-    template_name = "oauth/login.html"
-    form_class = LoginForm
-    redirect_authenticated_user = True
-
-    def get_default_redirect_url(self) -> str:
-        # Without `next`, land on this tenant's home (LOGIN_REDIRECT_URL cannot name a tenant URL).
-        return reverse("tenant-home")
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        # "Sign in with <name>" buttons (oauth.upstream_views), which carry `next` along.
-        return {**super().get_context_data(**kwargs), "upstream_providers": UpstreamProvider.objects.enabled()}
-
-
-class LogoutView(auth_views.LogoutView):
-    """POST signs out; GET asks for confirmation (a link must not be able to sign anyone out)."""
-
-    template_name = "oauth/logged_out.html"
-    http_method_names = ["get", "post", "options"]
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return render(request, "oauth/logged_out.html")
-        return render(request, "oauth/home.html")
-
-
-def tenant_home(request: HttpRequest) -> HttpResponse:
-    """Staff go to the dashboard; signed-in users see who they are; others are asked to sign in."""
-    if request.user.is_authenticated and request.user.is_staff:
-        return redirect("admin:index")
-    if request.user.is_authenticated:
-        return render(request, "oauth/home.html")
-    return redirect("accounts-login")
 
 
 @require_GET

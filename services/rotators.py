@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import connection
 
 from authsec_site.lib import outbound, vault
+from services.credentials import PRIMARY_KEY, RotationError
 from services.models import Service
-from services.services import PRIMARY_KEY, RotationError
 
 logger = logging.getLogger(__name__)
 

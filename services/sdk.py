@@ -199,7 +199,7 @@ class ServiceAccessSDK:
 
     async def get_service_token(self, name: str) -> str:
         """The service's token: ``credentials.access_token`` (the seed's), else the type's primary secret."""
-        from services.services import PRIMARY_KEY
+        from services.credentials import PRIMARY_KEY
 
         details = await self.get_service_credentials(name)
         credentials = details["credentials"]

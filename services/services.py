@@ -22,11 +22,12 @@ from django.utils import timezone
 import audit
 from audit.models import AuditEvent
 from authsec_site.lib import vault
+from services.credentials import RotationError
 from services.models import SecretVersion, Service
 
 logger = logging.getLogger(__name__)
 
-# The credential keys each type stores, and the one `get_service_token` returns.
+# The credential keys each type stores (the one `get_service_token` returns: `services.credentials.PRIMARY_KEY`).
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
     Service.ServiceType.API_KEY: ("api_key",),
     Service.ServiceType.BEARER_TOKEN: ("access_token",),
@@ -34,18 +35,7 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
     Service.ServiceType.OAUTH2: ("access_token", "refresh_token", "client_id", "client_secret"),
     Service.ServiceType.DATABASE: ("username", "password", "lease_id"),
 }
-PRIMARY_KEY: dict[str, str] = {
-    Service.ServiceType.API_KEY: "api_key",
-    Service.ServiceType.BEARER_TOKEN: "access_token",
-    Service.ServiceType.BASIC_AUTH: "password",
-    Service.ServiceType.OAUTH2: "access_token",
-    Service.ServiceType.DATABASE: "password",
-}
 MAX_SECRET_LENGTH = 16_384
-
-
-class RotationError(Exception):
-    """A rotator could not produce a new secret; the message is safe to show (no secret in it)."""
 
 
 @dataclass(frozen=True)

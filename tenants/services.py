@@ -17,7 +17,7 @@ from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
 from tenants.models import Domain, Tenant, schema_name_for, validate_tenant_slug
-from workloads.services import ensure_trust_domain
+from tenants.signals import tenant_created
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def create_tenant(
 ) -> CreatedTenant:
     """Create a tenant: its schema (fully migrated), its routing domain, its first admin, and audit events.
 
-    Runs in one transaction, so a failure at any step leaves no schema, row or event behind. Later
-    features add their provisioning (Vault paths, signing keys, PKI) here, after commit where it
-    touches systems outside Postgres.
+    Runs in one transaction, so a failure at any step leaves no schema, row or event behind. What lives
+    outside Postgres (Vault policy, signing key, PKI) is provisioned after commit (`provision_outside_postgres`);
+    the higher apps do their part through `tenants.signals.tenant_created`.
     """
     slug = slug.strip().lower()
     admin_email = normalize_email_address(admin_email)
@@ -105,22 +105,23 @@ def create_tenant(
 
 
 def provision_outside_postgres(schema_name: str) -> None:
-    """After commit: what lives outside Postgres (the OAuth signing key in Vault). Idempotent; anything
-    that fails here is created on first use instead, so a Vault outage never blocks tenant creation."""
-    from oauth.keys import current_key
-
-    try:
-        with schema_context(schema_name):
-            current_key()
-    except Exception:
-        logger.exception("Provisioning of %s outside Postgres failed; it will be retried on first use", schema_name)
+    """After commit: what lives outside Postgres (the tenant's Vault policy and AppRole, then through
+    `tenant_created` its OAuth signing key and SPIFFE CA). Idempotent; anything that fails here is created on
+    first use instead, so a Vault outage never blocks tenant creation."""
     try:  # the tenant's own Vault policy and AppRole (services, keys and PKI are read with them)
         from authsec_site.lib import vault
 
         vault.ensure_tenant_access(schema_name)
     except Exception:
         logger.exception("Vault policy of %s could not be provisioned; it will be retried on first use", schema_name)
-    ensure_trust_domain(schema_name)  # SPIFFE CA + SVID role in Vault PKI (never raises; else on first use)
+    for receiver, result in tenant_created.send_robust(sender=Tenant, schema_name=schema_name):
+        if isinstance(result, Exception):
+            logger.error(
+                "Provisioning of %s outside Postgres failed (%s); it will be retried on first use",
+                schema_name,
+                getattr(receiver, "__qualname__", receiver),
+                exc_info=result,
+            )
 
 
 @transaction.atomic

@@ -225,7 +225,7 @@ def clean_throttle(in_acme: Tenant) -> Iterator[list[str]]:
     Yields a list a test appends the emails it fails to sign in with; the test IPs are always reset."""
     from django.core.cache import cache
 
-    from oauth import throttle
+    from accounts import throttle
 
     emails: list[str] = []
 

@@ -74,6 +74,11 @@ def ensure_trust_domain(schema_name: str) -> bool:
     return True
 
 
+def _tenant_created(sender: Any, schema_name: str, **kwargs: Any) -> None:
+    """`tenants.signals.tenant_created`: the new tenant's SPIFFE CA and SVID role (never raises)."""
+    ensure_trust_domain(schema_name)
+
+
 def _split_chain(certificate: str, ca_chain: list[str]) -> tuple[str, str]:
     """(leaf + intermediates, roots): the SVID file carries no self-signed root; the bundle holds the roots."""
     intermediates, roots = [], []

@@ -1,5 +1,5 @@
 """Rate-limit counters in Redis, shared by every process: the one primitive behind the login throttle
-(`oauth.throttle`) and the SDK endpoints' limits (`sdkmgr.throttle`).
+(`accounts.throttle`) and the SDK endpoints' limits (`sdkmgr.throttle`).
 
 A counter counts events on a key within a window, in one MULTI/EXEC (create with expiry if absent,
 increment), so concurrent workers never lose a count and a counter never lives without an expiry:

@@ -102,7 +102,7 @@ def test_service_functions_write_the_changes_and_the_doors_write_none() -> None:
         f"{kind} in {w.module}:{w.function}"
         for kind, where in found.items()
         for w in where
-        if w.module.split(".")[-1] in DOOR_MODULES or w.module.startswith(("rbac.api.", "api."))
+        if w.module.split(".")[-1] in DOOR_MODULES or w.module.startswith("api.")
     }
     assert in_doors == set()
 

@@ -185,7 +185,7 @@ def test_revoking_the_admin_role_hides_admin_panel_on_the_next_request(
     asgi_server: LiveServer, committed: Committed
 ) -> None:
     # Done with erin at globex, not alice at acme: the committed `rbac.role_revoked` audit event cannot be
-    # removed (append-only log) and tests/rbac/test_api_writes.py expects exactly one such event in acme.
+    # removed (append-only log) and tests/api/test_api_writes.py expects exactly one such event in acme.
     token = get_token(asgi_server, committed, "erin@globex.test", tenant="globex")
     globex = url(asgi_server, "globex")
     assert "admin_panel" in mcp_list(globex, token)

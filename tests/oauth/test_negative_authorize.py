@@ -15,6 +15,7 @@ from oauth.models import Client
 from tests.factories import OAuthClientFactory
 from tests.support.oauth import (
     LOOPBACK_NATIVE,
+    PASSWORD,
     REDIRECT,
     WEB_REDIRECT,
     authorize_params,
@@ -28,6 +29,7 @@ from tests.support.oauth import (
 pytestmark = pytest.mark.django_db
 ISSUER = f"{settings.AUTHSEC_PUBLIC_URL}/t/acme/oauth"
 AUTHORIZE = "/t/acme/oauth/authorize"
+LOGIN = "/t/acme/accounts/login/"
 
 
 def _authorize(browser: HttpClient, client: Client, challenge: str, **extra: str | None) -> HttpResponse:
@@ -235,3 +237,17 @@ def test_anonymous_user_is_sent_to_login_first(demo_users, clients) -> None:  # 
     response = HttpClient().get(f"{AUTHORIZE}?{urlencode(authorize_params(clients.public, challenge))}")
     assert response.status_code == 302
     assert urlparse(response["Location"]).path == "/t/acme/accounts/login/"
+
+
+def test_consent_form_without_csrf_token_is_forbidden(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
+    browser = HttpClient(enforce_csrf_checks=True)
+    browser.get(LOGIN)
+    token = browser.cookies[settings.CSRF_COOKIE_NAME].value
+    form = {"username": "alice@acme.test", "password": PASSWORD, "csrfmiddlewaretoken": token}
+    assert browser.post(LOGIN, form).status_code == 302
+    _verifier, challenge = pkce()
+    params = authorize_params(clients.public, challenge)
+    url = "/t/acme/oauth/authorize?" + urlencode(params)
+    assert browser.get(url).status_code == 200
+    response = browser.post(url, {**params, "allow": "Authorize"})  # no csrfmiddlewaretoken
+    assert response.status_code == 403

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from rbac.api import schema, views
+from api import schema, views
 
 app_name = "api"
 

@@ -16,8 +16,8 @@ from django.core.cache import cache
 from django.test import Client as HttpClient
 from django_tenants.utils import schema_context
 
+from accounts import throttle
 from audit.models import AuditEvent
-from oauth import throttle
 from tenants.models import Tenant
 from tests.factories import UserFactory
 from tests.support.live import LiveServer

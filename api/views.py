@@ -11,11 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from rbac import services
-from rbac.api import decisions
-from rbac.api.common import ServiceModelViewSet, query_bool, query_int, query_str
-from rbac.api.permissions import IsStaff, has_view_permission, view_permission
-from rbac.api.serializers import (
+from api import decisions
+from api.common import ServiceModelViewSet, query_bool, query_int, query_str
+from api.permissions import IsStaff, has_view_permission, view_permission
+from api.serializers import (
     ApplicationSerializer,
     GroupMembershipSerializer,
     GroupSerializer,
@@ -27,6 +26,7 @@ from rbac.api.serializers import (
     ToolPolicySerializer,
     UserSerializer,
 )
+from rbac import services
 from rbac.models import (
     Application,
     Group,

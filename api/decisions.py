@@ -8,8 +8,8 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import User
-from rbac.api.fields import user_field
-from rbac.api.serializers import UserSerializer
+from api.fields import user_field
+from api.serializers import UserSerializer
 from rbac.engine import KINDS, Decision, Grants
 from rbac.grants import effective_grants, grants_from_claims
 from rbac.models import Application

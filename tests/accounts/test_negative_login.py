@@ -3,8 +3,6 @@ message, even for the right password), audited, on the tenant login page and on 
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
@@ -12,8 +10,6 @@ from django.test import Client as HttpClient
 from audit.models import AuditEvent
 from tests.factories import UserFactory
 from tests.support.accounts import ADMIN_PASSWORD
-from tests.support.oauth import PASSWORD as DEMO_PASSWORD
-from tests.support.oauth import authorize_params, pkce
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/t/acme/accounts/login/"
@@ -51,20 +47,6 @@ def test_login_without_csrf_token_is_forbidden(in_acme, clean_throttle) -> None:
     response = browser.post(LOGIN, {"username": "csrf@acme.test", "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert response.status_code == 302
     assert _signed_in(browser)
-
-
-def test_consent_form_without_csrf_token_is_forbidden(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
-    browser = HttpClient(enforce_csrf_checks=True)
-    browser.get(LOGIN)
-    token = browser.cookies[settings.CSRF_COOKIE_NAME].value
-    login = {"username": "alice@acme.test", "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token}
-    assert browser.post(LOGIN, login).status_code == 302
-    _verifier, challenge = pkce()
-    params = authorize_params(clients.public, challenge)
-    url = "/t/acme/oauth/authorize?" + urlencode(params)
-    assert browser.get(url).status_code == 200
-    response = browser.post(url, {**params, "allow": "Authorize"})  # no csrfmiddlewaretoken
-    assert response.status_code == 403
 
 
 def test_account_is_locked_after_repeated_failures(in_acme, clean_throttle) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import User
-from rbac.api.fields import PermissionNameField, name_field, user_field
+from api.fields import PermissionNameField, name_field, user_field
 from rbac.engine import KINDS
 from rbac.grants import known_names
 from rbac.models import (

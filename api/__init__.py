@@ -1,0 +1,1 @@
+"""REST management API of a tenant's RBAC data, served at /t/<tenant>/api/ (see `api.urls`)."""

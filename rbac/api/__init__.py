@@ -1,1 +1,0 @@
-"""REST management API of a tenant's RBAC data, served at /t/<tenant>/api/ (see `rbac.api.urls`)."""
