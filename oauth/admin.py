@@ -114,7 +114,7 @@ class ProviderSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "dynamic_registration", "allow_cimd"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not ProviderSettings.objects.exists()
+        return super().has_add_permission(request) and not ProviderSettings.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
