@@ -96,6 +96,13 @@ class PlatformUserAdmin(AuditedAdminMixin, DjangoUserAdmin):
         (None, {"classes": ("wide",), "fields": ("email", "full_name", "usable_password", "password1", "password2")}),
     )
 
+    # A platform user cannot be deleted: the cascade reaches tables that exist only in tenant schemas (RBAC
+    # bindings, tokens), and the query fails in the public schema. Deactivate them instead.
+    is_deletable = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.is_deletable and super().has_delete_permission(request, obj)
+
     # Deactivating or deleting a user here revokes their tokens and sessions (accounts.signals); these name the
     # admin who did it in that audit event.
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
@@ -116,6 +123,7 @@ class UserAdmin(PlatformUserAdmin):
     changes are audited with the rest of the page (`admin.user.changed`: `is_superuser`, `dashboard_roles`)."""
 
     form = TenantUserEditForm
+    is_deletable = True
     list_display = ("email", "full_name", "is_active", "is_staff", "dashboard_role_names", "last_login")
     list_filter = ("is_active", "is_staff")
     fieldsets = (

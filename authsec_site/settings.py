@@ -307,6 +307,9 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "oauth.validators.TenantOAuth2Validator",
     "SCOPES_BACKEND_CLASS": "oauth.scopes.TenantScopes",
     "APPLICATION_ADMIN_CLASS": "oauth.admin.ClientAdmin",
+    # DOT's token pages, whose revoke action needs the change permission (DOT offers it to every viewer).
+    "ACCESS_TOKEN_ADMIN_CLASS": "oauth.token_admin.AccessTokenAdmin",
+    "REFRESH_TOKEN_ADMIN_CLASS": "oauth.token_admin.RefreshTokenAdmin",
     "REQUEST_APPROVAL_PROMPT": "auto",
     # http only for loopback, private-use schemes only for native clients: decided per URI in oauth.redirect_uris.
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],

@@ -29,11 +29,11 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):
     actions = ["approve", "reject"]
     raw_id_fields = ["user"]
 
-    @admin.action(description="Approve selected clients (they can obtain tokens)")
+    @admin.action(description="Approve selected clients (they can obtain tokens)", permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
         self._set_status(request, queryset, Client.Status.ACTIVE)
 
-    @admin.action(description="Reject selected clients")
+    @admin.action(description="Reject selected clients", permissions=["change"])
     def reject(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
         self._set_status(request, queryset, Client.Status.REJECTED)
 
@@ -77,7 +77,9 @@ class ConsentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Revoke selected consents (and the client's tokens for those users)")
+    @admin.action(
+        description="Revoke selected consents (and the client's tokens for those users)", permissions=["change"]
+    )
     def revoke(self, request: HttpRequest, queryset: QuerySet[Consent]) -> None:
         for consent in queryset.filter(revoked_at__isnull=True).select_related("user", "client"):
             revoke_consent(actor=request.user, consent=consent)
@@ -98,7 +100,10 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Rotate the signing key now (the old key stays in JWKS until its tokens expire)")
+    @admin.action(
+        description="Rotate the signing key now (the old key stays in JWKS until its tokens expire)",
+        permissions=["change"],
+    )
     def rotate_now(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         key = keys.create_signing_key(actor=request.user)
         messages.success(request, f"New signing key {key.kid} is current.")
@@ -109,7 +114,7 @@ class ProviderSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "dynamic_registration", "allow_cimd"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not ProviderSettings.objects.exists()
+        return super().has_add_permission(request) and not ProviderSettings.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -299,11 +299,11 @@ class ToolPolicyAdmin(RbacAdmin):
         parts = [f"{kind}: {', '.join(getattr(obj, kind))}" for kind in KINDS if getattr(obj, kind)]
         return "; ".join(parts) or "any authenticated user"
 
-    @admin.action(description="Enable selected tool policies")
+    @admin.action(description="Enable selected tool policies", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[ToolPolicy]) -> None:
         self._set_enabled(request, queryset, True)
 
-    @admin.action(description="Disable selected tool policies (the tools are then denied)")
+    @admin.action(description="Disable selected tool policies (the tools are then denied)", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[ToolPolicy]) -> None:
         self._set_enabled(request, queryset, False)
 
@@ -341,11 +341,13 @@ class ApplicationAdmin(RbacAdmin):
         extra = {"simulator_url": reverse("admin:rbac_simulator", current_app=self.admin_site.name)}
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
-    @admin.action(description="Activate selected applications")
+    @admin.action(description="Activate selected applications", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
         self._set_active(request, queryset, True)
 
-    @admin.action(description="Deactivate selected applications (their MCP endpoints answer 404)")
+    @admin.action(
+        description="Deactivate selected applications (their MCP endpoints answer 404)", permissions=["change"]
+    )
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
         self._set_active(request, queryset, False)
 

@@ -100,6 +100,7 @@ def simulator(request: HttpRequest) -> HttpResponse:
         application = form.cleaned_data["application"]
         subject = form.cleaned_data["user"]
         if subject is not None:
+            _require(request, "accounts.view_user")  # a user's grants are theirs to see only (as in the API)
             grants = effective_grants(subject)
             ignored: dict[str, list[str]] = {}
             who = subject.email + ("" if grants is not None else " (inactive: denied everything)")

@@ -118,13 +118,13 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def dashboard_link(self, obj: Tenant) -> str:
         return format_html('<a href="{0}admin/">{0}admin/</a>', obj.url_prefix)
 
-    @admin.action(description="Deactivate selected tenants (their URLs answer 404)")
+    @admin.action(description="Deactivate selected tenants (their URLs answer 404)", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             set_tenant_active(actor=request.user, tenant=tenant, is_active=False)
         messages.success(request, f"Deactivated {queryset.count()} tenant(s).")
 
-    @admin.action(description="Activate selected tenants")
+    @admin.action(description="Activate selected tenants", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             set_tenant_active(actor=request.user, tenant=tenant, is_active=True)

@@ -61,7 +61,7 @@ class WorkloadAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def files(self, obj: Workload) -> str:
         return str(workload_files(current_tenant().slug, obj.name).directory) if obj.name else "-"
 
-    @admin.action(description="Issue / renew the SVID now")
+    @admin.action(description="Issue / renew the SVID now", permissions=["change"])
     def issue_now(self, request: HttpRequest, queryset: QuerySet[Workload]) -> None:
         for workload in queryset:
             try:

@@ -12,9 +12,12 @@ FACTORY_PASSWORD = "pass-word-123"  # UserFactory's
 
 def log_in(tenant: Tenant | str, email: str, password: str = FACTORY_PASSWORD) -> Client:
     """A test client logged in to the dashboard of `tenant` (or of the tenant with that slug) through the real
-    login form."""
-    slug = tenant if isinstance(tenant, str) else tenant.slug
+    login form; for the public schema's tenant, to the platform admin."""
+    if isinstance(tenant, str):
+        root = f"/t/{tenant}/admin/"
+    else:
+        root = "/admin/" if tenant.is_public else f"{tenant.url_prefix}admin/"
     client = Client()
-    response = client.post(f"/t/{slug}/admin/login/", {"username": email, "password": password})
+    response = client.post(f"{root}login/", {"username": email, "password": password})
     assert response.status_code == 302, f"login of {email} failed"
     return client
