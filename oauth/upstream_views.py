@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 import audit
 from audit.models import AuditEvent
 from audit.recorder import Actor
+from authsec_site.lib import metrics
 from oauth import upstream
 from oauth.models import UpstreamProvider
 from oauth.upstream import UpstreamError
@@ -33,6 +34,7 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 
 
 def _record_failure(request: HttpRequest, provider: UpstreamProvider, error: UpstreamError) -> None:
+    metrics.login(False)
     audit.record(
         Actor(AuditEvent.ActorType.ANONYMOUS, "", error.email or "anonymous"),
         "auth.login_failed",
