@@ -69,9 +69,10 @@ def read_state() -> metrics.State:
             rotating = Service.objects.exclude(rotation_kind=Service.RotationKind.NONE).exclude(last_rotated_at=None)
             for name, rotated_at in rotating.values_list("name", "last_rotated_at"):
                 state.rotation_ages.append((tenant.slug, name, (now - rotated_at).total_seconds()))
-            issued = Workload.objects.filter(is_enabled=True).exclude(svid_not_after=None)
-            for name, not_after in issued.values_list("name", "svid_not_after"):
-                state.svid_expiries.append((tenant.slug, name, (not_after - now).total_seconds()))
+            issued = Workload.objects.filter(is_enabled=True).exclude(svid_not_after=None).exclude(svid_not_before=None)
+            for name, not_before, not_after in issued.values_list("name", "svid_not_before", "svid_not_after"):
+                left, lifetime = (not_after - now).total_seconds(), (not_after - not_before).total_seconds()
+                state.svid_expiries.append((tenant.slug, name, left, lifetime))
     return state
 
 

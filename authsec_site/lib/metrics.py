@@ -322,7 +322,8 @@ class State:
 
     dependencies: dict[str, bool] = field(default_factory=dict)  # database, redis, vault → answering
     rotation_ages: list[tuple[str, str, float]] = field(default_factory=list)  # tenant, service, seconds
-    svid_expiries: list[tuple[str, str, float]] = field(default_factory=list)  # tenant, workload, seconds
+    # tenant, workload, seconds until the SVID expires, its whole lifetime in seconds
+    svid_expiries: list[tuple[str, str, float, float]] = field(default_factory=list)
 
 
 def _state_families(state: State) -> Iterable[Metric]:
@@ -343,9 +344,16 @@ def _state_families(state: State) -> Iterable[Metric]:
         "Seconds until the current X.509-SVID of each enabled workload expires (negative: expired).",
         labels=["tenant", "workload"],
     )
-    for tenant, workload, seconds in state.svid_expiries:
+    lifetime = GaugeMetricFamily(
+        "authsec_svid_lifetime_seconds",
+        "Whole lifetime of the current X.509-SVID of each enabled workload (renewal is due after "
+        "SVID_RENEW_FRACTION of it).",
+        labels=["tenant", "workload"],
+    )
+    for tenant, workload, seconds, total in state.svid_expiries:
         svid.add_metric([tenant, workload], seconds)
-    return [up, age, svid]
+        lifetime.add_metric([tenant, workload], total)
+    return [up, age, svid, lifetime]
 
 
 class _StateCollector:
