@@ -81,8 +81,7 @@ def test_tool_calls_reach_prometheus_client_when_flushed() -> None:
     calls = {**labels, "outcome": "allowed"}
     requests = {"tenant": "metrics-test", "application": "app", "method": "tools/call"}
     before = {
-        outcome: _sample("authsec_mcp_tool_calls_total", {**labels, "outcome": outcome})
-        for outcome in metrics.OUTCOMES
+        outcome: _sample("authsec_mcp_tool_calls_total", {**labels, "outcome": outcome}) for outcome in metrics.OUTCOMES
     }
     started = time.perf_counter()
     metrics.tool_call("metrics-test", "app", "calc", "allow", False, started)
