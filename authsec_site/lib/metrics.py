@@ -232,11 +232,16 @@ DCR_REGISTRATIONS = Counter(
 
 
 def current_tenant() -> str:
-    """The slug of the tenant the database connection is in (``public`` outside any tenant)."""
+    """The slug of the tenant the database connection is in (``public`` outside any tenant). In a schema entered
+    by name (`schema_context`: tasks, the audit process) the slug is read back from the schema's name, which is
+    ``tenant_`` and the slug with its hyphens as underscores (slugs have no underscores)."""
     from django.db import connection
 
-    tenant = getattr(connection, "tenant", None)
-    return str(getattr(tenant, "slug", "") or getattr(connection, "schema_name", "") or "public")
+    slug = getattr(getattr(connection, "tenant", None), "slug", "")
+    if slug:
+        return str(slug)
+    schema = str(getattr(connection, "schema_name", "") or "public")
+    return schema.removeprefix("tenant_").replace("_", "-") if schema.startswith("tenant_") else schema
 
 
 def token_request(grant_type: str | None, status: int, content: bytes) -> None:
