@@ -12,7 +12,11 @@ steadier figure: they do not depend on the CPU's speed of the moment.
 
 Arguments: ``ours`` | ``plain`` (the server measured), the number of calls (default 2000), and ``list`` to send
 tools/list to the 1,000-tool applications instead of tools/call. ``BENCH_METRICS=0`` replaces the metrics
-functions of the MCP endpoint's hot path with no-ops, to measure what they cost (metrics on vs off).
+functions of the MCP endpoint's hot path with no-ops, to measure what they cost (metrics on vs off);
+``BENCH_METRICS=ab`` alternates blocks of `BENCH_BLOCK` (250) calls with them on and off in one process, and under
+callgrind dumps the counts of each block (``callgrind_control --dump=on-N`` / ``off-N``): the work that runs on
+timers (cache entries expiring, flushes), which grows with the wall time a run takes on a loaded machine, then
+falls on both alike. Compare the sums of the ``on`` and ``off`` dumps' ``totals``.
 """
 
 from __future__ import annotations
@@ -32,13 +36,19 @@ BASE = "http://127.0.0.1:8000"
 os.environ["AUTHSEC_PUBLIC_URL"] = BASE
 os.environ["DEBUG"] = "0"
 
+from authsec_site.lib import metrics  # noqa: E402
 from bench.mcp_bench import CALL, PROTOCOL, ensure_data, mint_token  # noqa: E402 - sets Django up
 
-if os.environ.get("BENCH_METRICS", "1") == "0":
-    from authsec_site.lib import metrics
+METRICS = os.environ.get("BENCH_METRICS", "1")
+ON = (metrics.tool_call, metrics.tools_listed)
+OFF = (lambda *args: None, lambda *args: None)
 
-    metrics.tool_call = lambda *args: None  # type: ignore[assignment]
-    metrics.tools_listed = lambda *args: None  # type: ignore[assignment]
+
+def use_metrics(on: bool) -> None:
+    metrics.tool_call, metrics.tools_listed = ON if on else OFF  # type: ignore[assignment]
+
+
+use_metrics(METRICS != "0")
 
 from bench.mcp_bench_asgi import application  # noqa: E402
 
@@ -50,7 +60,7 @@ def callgrind(*args: str) -> None:
     only from a running process), and what that costs is a few iterations of this loop."""
     control = subprocess.Popen(["callgrind_control", *args, str(os.getpid())], stdout=subprocess.DEVNULL)
     while control.poll() is None:
-        pass
+        time.sleep(0.001)  # few instructions while waiting; callgrind still takes the command
 
 
 async def request(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -133,14 +143,34 @@ async def main(server: str, calls: int, method: str, token: str) -> None:
 
     await run(max(200, calls // 5))  # warm-up: caches, the mirror, the audit process
     await asyncio.sleep(1.0)
-    started = time.process_time()
-    if UNDER_CALLGRIND:
-        callgrind("-i", "on")
-    await run(calls)
-    if UNDER_CALLGRIND:
-        callgrind("-i", "off")
-    cpu = time.process_time() - started
-    print(f"{server} {method}: {calls} requests, {cpu / calls * 1e6:.1f} µs CPU each (the web process)")
+    if METRICS == "ab":
+        block = int(os.environ.get("BENCH_BLOCK", "250"))
+        cpu_by = {"on": 0.0, "off": 0.0}
+        if UNDER_CALLGRIND:
+            callgrind("-i", "on")
+            callgrind("--zero")
+        for number in range(calls // block):
+            label = "on" if number % 4 in (0, 3) else "off"  # ABBA: neighbours alike
+            use_metrics(label == "on")
+            started = time.process_time()
+            await run(block)
+            cpu_by[label] += time.process_time() - started
+            if UNDER_CALLGRIND:
+                callgrind(f"--dump={label}-{number}")
+        if UNDER_CALLGRIND:
+            callgrind("-i", "off")
+        half = calls // block // 2 * block
+        for label, cpu in cpu_by.items():
+            print(f"{server} {method}, metrics {label}: {half} requests, {cpu / half * 1e6:.1f} µs CPU each")
+    else:
+        started = time.process_time()
+        if UNDER_CALLGRIND:
+            callgrind("-i", "on")
+        await run(calls)
+        if UNDER_CALLGRIND:
+            callgrind("-i", "off")
+        cpu = time.process_time() - started
+        print(f"{server} {method}: {calls} requests, {cpu / calls * 1e6:.1f} µs CPU each (the web process)")
     await startup.put({"type": "lifespan.shutdown"})
     await lifespan
 
