@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -10,6 +14,7 @@ from django.test import Client
 from authsec_site.lib import metrics
 
 TOKEN = "metrics-token-for-tests-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
@@ -122,3 +127,21 @@ def test_token_requests_keep_grant_and_outcome_bounded() -> None:
     assert _sample(sample, {"tenant": tenant, "grant": "other", "outcome": "unsupported_grant_type"}) >= 1
     assert _sample(sample, {"tenant": tenant, "grant": "refresh_token", "outcome": "error"}) >= 1
     assert _sample(sample, {"tenant": tenant, "grant": "other", "outcome": "error"}) >= 1
+
+
+def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    probe = "import django; django.setup(); from django.conf import settings; print(settings.METRICS_ALLOWED_IPS)"
+    environment = {**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "authsec_site.settings", **env}
+    return subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True)
+
+
+def test_start_refuses_an_allow_list_entry_that_is_not_an_address() -> None:
+    result = _start({"METRICS_ALLOWED_IPS": "10.0.0.0/8, prometheus.internal"})
+    assert result.returncode != 0
+    assert "METRICS_ALLOWED_IPS: 'prometheus.internal' is not an IP address or CIDR network" in result.stderr
+
+
+def test_start_refuses_a_short_token() -> None:
+    result = _start({"METRICS_TOKEN": "short"})
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be at least 16 characters" in result.stderr
