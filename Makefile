@@ -12,14 +12,14 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
+.PHONY: run test install install-dev lock browsers prometheus lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
 
 run: install
 	$(BIN)/python scripts/devstack.py run
 
 # Two pytest-xdist workers, a test module each at a time (docs/running.md); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: install-dev browsers
+test: install-dev browsers prometheus
 	$(BIN)/python scripts/devstack.py test -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -56,6 +56,17 @@ browsers:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else \
 		echo "browser tests need chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
+	fi
+
+# The metrics tests scrape a live server with Debian's Prometheus and check the alert rules with its promtool
+# (docs/observability.md).
+prometheus:
+	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing prometheus (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+		echo "the metrics tests need Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; \
 	fi
 
 # Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).

@@ -9,6 +9,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts import throttle
+from authsec_site.lib import metrics
 from authsec_site.lib.client_ip import request_ip
 
 
@@ -21,6 +22,7 @@ class ThrottledLoginMixin:
         ip = request_ip(request) if request is not None else None
         lockout = throttle.check(email, ip)
         if lockout.locked:
+            metrics.throttled("login")
             raise forms.ValidationError(lockout.message, code="locked")
         try:
             data = super().clean()  # type: ignore[misc]

@@ -10,11 +10,13 @@ from django.dispatch import receiver
 from audit import record
 from audit.models import AuditEvent
 from audit.recorder import Actor
+from authsec_site.lib import metrics
 
 
 @receiver(user_logged_in, dispatch_uid="audit_user_logged_in")
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     record(user, "auth.login_succeeded", target=user, request=request, data={"via": _via(request)})
+    metrics.login(True)
 
 
 @receiver(user_logged_out, dispatch_uid="audit_user_logged_out")
@@ -39,6 +41,7 @@ def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None,
         request=request,
         data=data,
     )
+    metrics.login(False)
 
 
 def _via(request: Any) -> str:

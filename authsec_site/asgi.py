@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
 import audit  # noqa: E402
+from authsec_site.lib import metrics  # noqa: E402
 from mcp_endpoint.gate import MCP_PATH, McpEndpoint  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class RootRouter:
             async with contextlib.AsyncExitStack() as stack:
                 await stack.enter_async_context(audit.run_pipeline())  # entered first: exits last, after the MCP
                 await stack.enter_async_context(self.mcp.run())
+                await stack.enter_async_context(metrics.flushing())  # tools/call counts → /metrics
                 started = True
                 _freeze_startup_objects()
                 await send({"type": "lifespan.startup.complete"})

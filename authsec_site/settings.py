@@ -449,6 +449,19 @@ SDKMGR_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_RATE_LIMIT_PER_MINUTE", 600, mini
 SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
 # --- end of AuthSec SDK compatibility ---------------------------------------------------------------------------
 
+# --- Prometheus metrics (/metrics; docs/observability.md) --------------------------------------------------------
+# /metrics answers only a scraper with this bearer token and/or (when set) from these addresses or CIDRs; with
+# neither set it answers 404 (never public by default). When both are set, both must match.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+try:
+    parse_networks(METRICS_ALLOWED_IPS)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc).replace("TRUSTED_PROXIES", "METRICS_ALLOWED_IPS")) from None
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (a random one: openssl rand -hex 32).")
+# --- end of Prometheus metrics -----------------------------------------------------------------------------------
+
 # --- Demo data ------------------------------------------------------------------------------------------------
 AUTHSEC_DEMO_PASSWORD = env_str("AUTHSEC_DEMO_PASSWORD", "authsec-demo")
 

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from authsec_site import views
+from authsec_site import observability, views
 from authsec_site.admin_sites import platform_admin
 from mcp_endpoint import views as mcp_views
 from oauth import views as oauth_views
@@ -10,6 +10,7 @@ from oauth import views as oauth_views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", observability.metrics_view, name="metrics"),  # docs/observability.md
     path("admin/", platform_admin.urls),
     path("sdkmgr/", include("sdkmgr.urls")),  # the published AuthSec SDK's API (docs/sdk.md)
     # RFC 8414 path insertion for the issuer <base>/t/<slug>/oauth

@@ -88,4 +88,9 @@ if os.environ.get("BENCH_NO_AUDIT", "0") not in ("", "0"):  # experiment only: h
 
     AuditQueue.put = lambda self, wire: None  # type: ignore[method-assign]
 
+if os.environ.get("BENCH_NO_METRICS", "0") not in ("", "0"):  # experiment only: the metrics' share of the cost
+    from authsec_site.lib import metrics
+
+    metrics.tool_call = metrics.tools_listed = lambda *args: None  # type: ignore[assignment]
+
 application = BenchRouter()

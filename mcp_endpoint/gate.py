@@ -29,6 +29,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
+from authsec_site.lib import metrics
 from authsec_site.lib.background import background
 from authsec_site.lib.client_ip import scope_ip
 from authsec_site.lib.jsonbody import JSONBodyError, check_json
@@ -227,6 +228,7 @@ class McpEndpoint:
             return
         if malformed or auth.token_error:
             description = auth.token_error or "Empty or oversized bearer token."
+            metrics.mcp_refused(tenant, app, metrics.UNAUTHENTICATED)
             await _challenge(send, tenant, app, "invalid_token", description)
             return
         if auth.principal is None and auth.app.auth_mode in LOGIN_MODES:
@@ -238,6 +240,7 @@ class McpEndpoint:
                 # A login bound to this MCP session by oauth_start (handshake-era protocols).
                 auth.principal = await self._bound_principal(auth, mcp_session_id)
         if auth.principal is None and auth.app.auth_mode == "bearer":
+            metrics.mcp_refused(tenant, app, metrics.UNAUTHENTICATED)
             await _challenge(send, tenant, app)
             return
         decided: dict[str, Authorization] = {}  # tool name → its decision, made by the gate for this body
@@ -248,6 +251,7 @@ class McpEndpoint:
                     "code": types.INVALID_REQUEST,
                     "message": "Invalid request: Content-Type must be application/json.",
                 }
+                metrics.mcp_refused(tenant, app, metrics.ERROR)
                 await _json_response(send, 415, {"jsonrpc": "2.0", "id": None, "error": error}, [])
                 return
             # Every body is held to the JSON limits before anything parses it (ours below, or the SDK's).
@@ -255,17 +259,20 @@ class McpEndpoint:
             problem = _body_problem(body)
             if problem is not None:
                 error = {"code": types.INVALID_REQUEST, "message": f"Invalid request: {problem}"}
+                metrics.mcp_refused(tenant, app, metrics.ERROR)
                 await _json_response(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
                 return
             anonymous = auth.principal is None and auth.app.auth_mode != "oauth_tools"
             if anonymous or auth.principal and auth.principal.limited:
                 calls = _tool_calls(body)
                 if auth.principal is None and any(name not in LOGIN_TOOLS for name in calls):
+                    metrics.mcp_refused(tenant, app, metrics.UNAUTHENTICATED, "tools/call")
                     await _challenge(send, tenant, app)
                     return
                 if auth.principal is not None:
                     needed = _missing_scopes(auth, calls, decided)
                     if needed is not None:
+                        metrics.mcp_refused(tenant, app, metrics.DENIED, "tools/call")
                         await _insufficient_scope(send, tenant, app, needed)
                         return
             receive = _replay(messages, receive)

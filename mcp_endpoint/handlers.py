@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 
 from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
+from authsec_site.lib import metrics
 from mcp_endpoint import login
 from mcp_endpoint.bearer import RequestAuth
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS
@@ -125,6 +126,7 @@ async def _list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> 
     _attach(ctx)
     tools = listed_tools(auth)
     _audit(ctx, auth, "mcp.tools_listed", "success", {"application": auth.app.slug, "count": len(tools)})
+    metrics.tools_listed(auth.tenant.slug, auth.app.slug, len(tools))
     return types.ListToolsResult(tools=tools)
 
 
@@ -178,6 +180,7 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         if name in auth.app.log_arguments:
             data["arguments"] = _logged_arguments(params.arguments)
         _audit(ctx, auth, "mcp.tool_call", outcome, data)
+        metrics.tool_call(auth.tenant.slug, auth.app.slug, tool and name, outcome, reason != decision.reason, started)
 
     if not decision.allowed or auth.principal is None:
         audit("deny", decision.reason)
@@ -245,6 +248,7 @@ async def _call_login_tool(
         "duration_ms": _elapsed_ms(started),
     }
     _audit(ctx, auth, "mcp.tool_call", "allow", data)
+    metrics.tool_call(auth.tenant.slug, auth.app.slug, name, "allow", reason != "login tool", started)
     return result
 
 

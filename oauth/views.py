@@ -26,6 +26,7 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 import audit
 from audit.recorder import Actor
+from authsec_site.lib import metrics
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import introspection, issuer
 from oauth.errors import oauth_error
@@ -236,6 +237,7 @@ class TokenView(dot.TokenView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
+        metrics.token_request(request.POST.get("grant_type"), response.status_code, response.content)
         if response["Content-Type"].startswith("text/html"):
             response["Content-Type"] = "application/json"
         response["Cache-Control"] = "no-store"
@@ -337,6 +339,12 @@ def _held_for_approval(client: Client, mode: str) -> bool:
 class RegisterView(dot.DynamicClientRegistrationView):
     """Open, approval-held or closed registration per tenant; held clients are `pending` until approved."""
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().dispatch(request, *args, **kwargs)
+        if request.method == "POST" and response.status_code != 201:
+            metrics.dcr_registration("refused")  # the registered ones are counted with their status in `post`
+        return response
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         mode = ProviderSettings.current().dynamic_registration
         if mode == ProviderSettings.Registration.CLOSED:
@@ -359,6 +367,7 @@ class RegisterView(dot.DynamicClientRegistrationView):
                 client.status = Client.Status.PENDING
                 client.save(update_fields=["status"])
             body["authsec_status"] = client.status
+            metrics.dcr_registration(client.status)
             client.audit_registered("dcr")
         return JsonResponse(body, status=201)
 

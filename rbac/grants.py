@@ -17,7 +17,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from authsec_site.lib import coherence
+from authsec_site.lib import coherence, metrics
 from authsec_site.lib.ttlcache import TTLCache
 from rbac import models as m
 from rbac.engine import KINDS, Grants
@@ -137,10 +137,12 @@ def effective_grants(user: Any) -> Grants | None:
 def grants_for_user_id(user_id: int) -> Grants:
     version = current_version()
     if version is None:
+        metrics.GRANTS_CACHE_MISS.inc()
         return load_grants(user_id)
     key = (connection.schema_name, user_id, version)
     hit = _local.get(key)
     if hit is not None:
+        metrics.GRANTS_CACHE_LOCAL.inc()
         return hit
     redis_key = f"rbac:grants:{user_id}:{version}"
     grants = None
@@ -148,6 +150,7 @@ def grants_for_user_id(user_id: int) -> Grants:
         grants = cache.get(redis_key)
     except Exception:  # noqa: BLE001
         grants = None
+    (metrics.GRANTS_CACHE_MISS if grants is None else metrics.GRANTS_CACHE_REDIS).inc()
     if grants is None:
         grants = load_grants(user_id)
         try:

@@ -429,6 +429,18 @@ def _ensure_persistent_bao(stack: Stack, port: int, addr: str) -> None:
 # --- Commands -------------------------------------------------------------------------------------------------
 
 
+def metrics_dir(name: str) -> None:
+    """Prometheus multiprocess mode for every process started from here (web, worker, beat, audit processes,
+    tests and their servers): an empty directory of their value files, unless PROMETHEUS_MULTIPROC_DIR is set
+    (then it is the caller's to empty between runs). docs/observability.md."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = LOCAL / "metrics" / name
+    shutil.rmtree(directory, ignore_errors=True)  # files of processes that are gone would count forever
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 def common_env(stack: Stack, *, testing: bool, database: str = "authsec") -> None:
     load_dotenv(ROOT / ".env")
     os.environ.setdefault("DEBUG", "1")
@@ -442,6 +454,7 @@ def common_env(stack: Stack, *, testing: bool, database: str = "authsec") -> Non
     ensure_postgres(stack, database)
     ensure_redis(stack, 1 if testing else 0)
     ensure_openbao(stack, persistent=not testing)
+    metrics_dir(("test-" if testing else "run-") + database)
 
 
 def manage(*args: str) -> None:
@@ -463,6 +476,13 @@ def cmd_run(stack: Stack) -> int:
     port = os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("AUTHSEC_PUBLIC_URL", f"http://127.0.0.1:{port}")
     os.environ.setdefault("TRUSTED_PROXIES", "")  # browsers reach uvicorn directly: no forwarding header counts
+    if not os.environ.get("METRICS_TOKEN") and not os.environ.get("METRICS_ALLOWED_IPS"):
+        # /metrics is never open without one of them: a random bearer token, kept like the secret key.
+        token_file = LOCAL / "metrics-token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(32))
+            token_file.chmod(0o600)
+        os.environ["METRICS_TOKEN"] = token_file.read_text().strip()
     manage("migrate_schemas", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
     manage("seed_demo")
@@ -522,6 +542,7 @@ def cmd_run(stack: Stack) -> int:
   MCP endpoint     {base}/t/acme/mcp/demo          (login tools, or OAuth on a protected call)
                    {base}/t/acme/mcp/demo-oauth    (OAuth at connect: Inspector, Claude Code, VS Code)
   Health           {base}/healthz
+  Metrics          {base}/metrics         (bearer token: METRICS_TOKEN, else .local/metrics-token)
   End users        alice@ bob@ carol@ dave@acme.test, erin@globex.test
   Demo password    {password}   (AUTHSEC_DEMO_PASSWORD)
 """,

@@ -13,7 +13,7 @@ import logging
 from django.conf import settings
 from django_tenants.utils import schema_context
 
-from authsec_site.lib import ratelimit
+from authsec_site.lib import metrics, ratelimit
 
 logger = logging.getLogger(__name__)
 WINDOW = 60
@@ -31,4 +31,7 @@ def hit(client_id: str, bucket: str) -> int:
     except Exception as exc:  # noqa: BLE001
         logger.error("SDK rate limiting unavailable (%s)", type(exc).__name__)
         return 0
-    return max(1, counted.retry_after) if counted.over(limit_of(bucket)) else 0
+    if not counted.over(limit_of(bucket)):
+        return 0
+    metrics.throttled(f"sdk_{bucket}")
+    return max(1, counted.retry_after)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 import audit
 from audit.models import AuditEvent
-from authsec_site.lib import vault
+from authsec_site.lib import metrics, vault
 from services.credentials import RotationError
 from services.models import SecretVersion, Service
 
@@ -206,6 +206,7 @@ def rotate_service(*, actor: Any, service_id: int, force: bool = False) -> Rotat
             _commit_version(service, version, SecretVersion.Reason.ROTATED, actor, rotation_kind=service.rotation_kind)
             transaction.on_commit(lambda: rotator.after_commit(service, current, new))
         logger.info("Rotated service %s to version %s", service_id, version)
+        metrics.rotation(service.name, True)
         return RotationResult(service_id, True, version, "rotated")
     except (vault.VaultError, RotationError) as exc:
         message = str(exc)[:300]
@@ -221,6 +222,7 @@ def _record_failure(actor: Any, service_id: int, message: str) -> None:
     service.status = Service.Status.ROTATION_FAILED
     service.last_rotation_error = message
     service.rotation_failures += 1
+    metrics.rotation(service.name, False)
     service.save(update_fields=["status", "last_rotation_error", "rotation_failures", "updated_at"])
     audit.record(
         actor,

@@ -16,6 +16,7 @@ from django.db import connections
 from audit.pipeline.supervisor import AuditProcess
 from audit.pipeline.wire import decode_event, encode_event
 from audit.pipeline.write import write_with_retries
+from authsec_site.lib import metrics
 from authsec_site.lib.background import background
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class AuditQueue:
                 yield self
         finally:
             self._running = False
+            metrics.AUDIT_QUEUE_DEPTH.set(0)
             await self.flush()
             if self.process is not None and supervisor is not None:
                 await self.process.close(supervisor, timeout=CLOSE_TIMEOUT)
@@ -95,6 +97,7 @@ class AuditQueue:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            metrics.AUDIT_QUEUE_DEPTH.set(len(self._pending) + (self.process.backlog if self.process else 0))
             if self._pending:
                 try:
                     await self.flush()

@@ -10,6 +10,7 @@ import sys
 from django.conf import settings
 
 from audit.pipeline.wire import decode_batch, pack_batch, unpack_batch
+from authsec_site.lib import metrics
 
 logger = logging.getLogger(__name__)
 START_TIMEOUT = 60.0
@@ -44,6 +45,7 @@ class AuditProcess:
             seq = next(iter(self._unacked))
             count, dropped = self._unacked.pop(seq)
             self._unacked_events -= count
+            metrics.AUDIT_EVENTS_DROPPED.inc(count)
             for event in decode_batch(dropped):
                 logger.error("Dropping audit event (audit process not keeping up): %s %s", event.action, event.data)
         if self._ready:
@@ -52,6 +54,11 @@ class AuditProcess:
     def _write(self, seq: int, payload: bytes) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(b"%d %d\n" % (seq, len(payload)) + payload)
+
+    @property
+    def backlog(self) -> int:
+        """Events sent and not acknowledged yet."""
+        return self._unacked_events
 
     def take_unacked(self) -> list[bytes]:
         """The encoded events of every batch not acknowledged yet (they are no longer this object's to send)."""

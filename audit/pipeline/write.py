@@ -10,6 +10,7 @@ from django_tenants.utils import schema_context
 
 from audit.pipeline.wire import QueuedEvent
 from audit.recorder import Entry, record_many
+from authsec_site.lib import metrics
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -59,6 +60,7 @@ def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[
             )
             for event in batch
         ]
+        started = time.perf_counter()
         try:
             if dedicated:
                 _Connection.prepare(schema)
@@ -67,6 +69,7 @@ def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[
             else:
                 with schema_context(schema):
                     record_many(entries)
+            metrics.audit_batch(len(entries), started)
         except Exception:
             logger.exception("Could not write %d queued audit events for %s", len(batch), schema)
             failed.extend(batch)
@@ -84,5 +87,6 @@ def write_with_retries(events: list[QueuedEvent], *, delay: float = RETRY_DELAY,
             return
         time.sleep(delay * (attempt - 1))
         events = [event for single in events for event in write_events([single], dedicated=dedicated)]
+    metrics.AUDIT_EVENTS_DROPPED.inc(len(events))
     for event in events:
         logger.error("Dropping audit event after %d attempts: %s %s", MAX_ATTEMPTS, event.action, event.data)

@@ -6,6 +6,8 @@ import importlib.util
 import os
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -41,3 +43,43 @@ def uvicorn_flags() -> list[str]:
 class LiveServer:
     def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
         self.proc, self.url, self.log = proc, url, log
+
+
+def start_asgi_server(env: dict[str, str], log: Path, port: int) -> LiveServer:
+    """The root ASGI app under uvicorn on `port` with `env` (from `live_server_env`), once it accepts connections;
+    stop it with `stop_process`."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "authsec_site.asgi:application", "--host", "127.0.0.1", "--port",
+             str(port), *uvicorn_flags()],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    wait_for_port(proc, port, log)
+    return LiveServer(proc, f"http://127.0.0.1:{port}", log)
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, log: Path, timeout: float = 30) -> None:
+    """Until something accepts connections on 127.0.0.1:`port`; fails the test if `proc` exits first."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[:3]} exited early:\n{log.read_text()[-4000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    stop_process(proc)
+    pytest.fail(f"{proc.args[:3]} did not listen on {port}:\n{log.read_text()[-4000:]}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate one process we started (and wait for it), killing it after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
