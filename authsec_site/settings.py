@@ -326,6 +326,15 @@ AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=0)
 AUDIT_ARCHIVE_DIR = BASE_DIR / env_str("AUDIT_ARCHIVE_DIR", str(LOCAL_DIR / "audit-archive"))  # relative: to BASE_DIR
 # Seconds between runs of the retention job (Celery beat).
 AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimum=60)
+# An event's trace in the operator's tracing UI, e.g. https://jaeger.example.com/trace/{trace_id}: the review
+# page and the admin link each event's trace id there (OpenTelemetry traces: docs/observability.md).
+AUDIT_TRACE_URL = env_str("AUDIT_TRACE_URL", "")
+if AUDIT_TRACE_URL and (
+    "{trace_id}" not in AUDIT_TRACE_URL or urlsplit(AUDIT_TRACE_URL).scheme not in ("http", "https")
+):
+    raise ImproperlyConfigured(
+        f"AUDIT_TRACE_URL must be an http(s) URL containing {{trace_id}}, got {AUDIT_TRACE_URL!r}"
+    )
 # --- end of audit log ------------------------------------------------------------------------------------------
 
 # --- MCP endpoint ---

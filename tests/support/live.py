@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -41,3 +45,40 @@ def uvicorn_flags() -> list[str]:
 class LiveServer:
     def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
         self.proc, self.url, self.log = proc, url, log
+
+
+@contextlib.contextmanager
+def uvicorn_server(log: Path, **env: str) -> Iterator[LiveServer]:
+    """The root ASGI app under uvicorn on a free port, on the test database, with `env` added to its environment
+    (DEBUG off and `AUTHSEC_PUBLIC_URL` set unless given); stopped when the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = live_server_env(**{"AUTHSEC_PUBLIC_URL": url, "DEBUG": "0", **env})
+    command = [sys.executable, "-m", "uvicorn", "authsec_site.asgi:application", "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port), *uvicorn_flags()],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited early:\n{log.read_text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield LiveServer(proc, url, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
