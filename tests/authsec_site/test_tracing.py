@@ -31,6 +31,7 @@ from audit import context as audit_context
 from audit.models import AuditEvent
 from authsec_site.lib import tracing
 from mcp_endpoint.gate import McpEndpoint
+from mcp_endpoint.handlers import build_server
 from rbac.grants import bump_version
 from tests.services.test_list_my_repos import github, github_service  # noqa: F401 - module fixtures used below
 from tests.support.live import LiveServer, uvicorn_server
@@ -419,6 +420,8 @@ def test_tracing_off_leaves_every_instrumented_function_as_it_was() -> None:
     ):
         assert not hasattr(fn, "__wrapped__"), fn
     assert tracing.current_trace_id() == ""
+    # Nor does the MCP SDK's span per message run (a no-op tracer's span still cost ≈ 90,000 instructions a call).
+    assert [type(m).__module__ for m in build_server().middleware if type(m).__module__ == "mcp.server._otel"] == []
 
 
 @pytest.mark.parametrize(
