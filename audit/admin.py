@@ -184,7 +184,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     actions = None
     fields = (
         "created_at", "action", "outcome", "actor_type", "actor_id", "actor_label",
-        "target_type", "target_id", "target_label", "pretty_data", "request_id", "ip", "user_agent",
+        "target_type", "target_id", "target_label", "pretty_data", "request_id", "trace", "ip", "user_agent",
         "seq", "prev_hash", "hash",
     )  # fmt: skip
     readonly_fields = fields
@@ -202,6 +202,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="Data")
     def pretty_data(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, sort_keys=True))
+
+    @admin.display(description="Trace")
+    def trace(self, obj: AuditEvent) -> str:
+        """The request's OpenTelemetry trace id, linked to the tracing UI when `AUDIT_TRACE_URL` is set."""
+        if obj.trace_url:
+            return format_html('<a href="{}" rel="noopener noreferrer">{}</a>', obj.trace_url, obj.trace_id)
+        return obj.trace_id or "-"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,4 +1,4 @@
-"""Per-request context (request id, client IP) that `audit.record` picks up without being passed it.
+"""Per-request context (request id, client IP, trace id) that `audit.record` picks up without being passed it.
 
 Context variables work in threads and in asyncio tasks alike, so sync views, async MCP handlers and
 Celery tasks all see the values of their own request only.
@@ -11,6 +11,8 @@ import contextvars
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from authsec_site.lib import tracing
+
 
 class RequestContext(NamedTuple):
     """Immutable. A named tuple rather than a frozen dataclass: the MCP endpoint makes one per request, and a
@@ -19,6 +21,12 @@ class RequestContext(NamedTuple):
     request_id: str = ""
     ip: str | None = None
     user_agent: str = ""
+    trace_id: str = ""  # the request's OpenTelemetry trace (32 hex digits), when tracing is on
+
+
+# A new request's context: `RequestContext` itself, or with tracing on one that also takes the current trace id
+# (`authsec_site.lib.tracing.with_trace_id`), so an auditor can go from an event to its trace.
+new_context = tracing.with_trace_id(RequestContext)
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(

@@ -10,6 +10,7 @@ explicit database switch, after archiving them with a chain checkpoint.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -173,6 +174,20 @@ class AuditEvent(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AuditLogIsAppendOnly("deleted")
 
+    @property
+    def trace_id(self) -> str:
+        """The OpenTelemetry trace of the request behind the event (kept as ``data["trace_id"]``), or ""."""
+        value = self.data.get("trace_id") if isinstance(self.data, dict) else None
+        return value if isinstance(value, str) and _TRACE_ID.fullmatch(value) else ""
+
+    @property
+    def trace_url(self) -> str:
+        """The trace in the operator's tracing UI (`AUDIT_TRACE_URL`), or "" when either is missing."""
+        template = settings.AUDIT_TRACE_URL
+        return template.replace("{trace_id}", self.trace_id) if template and self.trace_id else ""
+
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 # What `insert_linked` writes: every stored column but the id and the generated ones (checked by a test).
 COPY_COLUMNS = (*HASHED_FIELDS, "hash")

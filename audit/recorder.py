@@ -138,6 +138,10 @@ def _fields(
     target_type, target_id, target_label = _target_fields(target)
     ip = _client_ip(request) if request is not None else ctx.ip
     user_agent = request.META.get("HTTP_USER_AGENT", "") if request is not None else ctx.user_agent
+    data = redact(dict(data or {}))
+    if ctx.trace_id and "trace_id" not in data:
+        # In the data (so hashed with it) rather than a column of its own: no change to the chain's format.
+        data["trace_id"] = ctx.trace_id
     return {
         "actor_type": actor_type,
         "actor_id": actor_id[:128],
@@ -147,7 +151,7 @@ def _fields(
         "target_type": target_type[:100],
         "target_id": target_id[:128],
         "target_label": target_label[:255],
-        "data": redact(dict(data or {})),
+        "data": data,
         "request_id": getattr(request, "request_id", "") or ctx.request_id,
         "ip": ip,
         "user_agent": user_agent[:255],
@@ -169,7 +173,8 @@ def record(
     action: a dotted name such as ``"tenant.created"``.
     target: a model instance, a ``(type, id, label)`` tuple, or a label.
     data: JSON-serialisable details; values under secret-looking keys are redacted.
-    Request id and client IP come from the current request context (or from `request` when given).
+    Request id and client IP come from the current request context (or from `request` when given), and so does
+    the trace id (kept as ``data["trace_id"]``) when tracing is on.
     """
     event = AuditEvent(**_fields(actor, action, target, data, outcome, request, context.current()))
     event.save()

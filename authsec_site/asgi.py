@@ -17,6 +17,9 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from authsec_site.lib import tracing  # noqa: E402
+
+tracing.setup()  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set: before Django loads its middleware
 django_app = get_asgi_application()
 
 from starlette.staticfiles import StaticFiles  # noqa: E402
@@ -45,6 +48,7 @@ def _freeze_startup_objects() -> None:
 class RootRouter:
     def __init__(self) -> None:
         self.mcp = McpEndpoint()
+        self.mcp_handle = tracing.mcp_requests(self.mcp.handle)  # the handler itself when tracing is off
         self.static_prefix = settings.STATIC_URL
         self.collected_static = StaticFiles(directory=str(settings.STATIC_ROOT), check_dir=False)
         # Without collectstatic (development, tests) files come from the app directories through Django.
@@ -61,7 +65,7 @@ class RootRouter:
         path: str = scope["path"]
         match = MCP_PATH.match(path)
         if match:
-            await self.mcp.handle(scope, receive, send, match["tenant"], match["app"])
+            await self.mcp_handle(scope, receive, send, match["tenant"], match["app"])
         elif path.startswith(self.static_prefix):
             if settings.STATIC_ROOT.is_dir():
                 await self.collected_static(dict(scope, path=path[len(self.static_prefix) - 1 :]), receive, send)
@@ -82,6 +86,7 @@ class RootRouter:
                 _freeze_startup_objects()
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
+            tracing.shutdown()  # export the spans still queued
             await send({"type": "lifespan.shutdown.complete"})
         except Exception as exc:
             logger.exception("ASGI lifespan failed")

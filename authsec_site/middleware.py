@@ -30,7 +30,7 @@ class RequestContextMiddleware:
         drop_untrusted_forwarded_proto(request)
         request_id = request_id_from(request.headers.get("X-Request-ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
-        ctx = context.RequestContext(
+        ctx = context.new_context(
             request_id=request_id,
             ip=request_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:255],

@@ -339,6 +339,15 @@ AUDIT_SINK_TIMEOUT = env_int("AUDIT_SINK_TIMEOUT", 10, minimum=1)
 AUDIT_SINK_RETRY_MAX = env_int("AUDIT_SINK_RETRY_MAX", 600, minimum=1)
 AUDIT_SINK_DEAD_LETTER_AFTER = env_int("AUDIT_SINK_DEAD_LETTER_AFTER", 10, minimum=1)
 AUDIT_SINK_ALLOWED_NETWORKS = env_list("AUDIT_SINK_ALLOWED_NETWORKS", [])
+# An event's trace in the operator's tracing UI, e.g. https://jaeger.example.com/trace/{trace_id}: the review
+# page and the admin link each event's trace id there (OpenTelemetry traces: docs/observability.md).
+AUDIT_TRACE_URL = env_str("AUDIT_TRACE_URL", "")
+if AUDIT_TRACE_URL and (
+    "{trace_id}" not in AUDIT_TRACE_URL or urlsplit(AUDIT_TRACE_URL).scheme not in ("http", "https")
+):
+    raise ImproperlyConfigured(
+        f"AUDIT_TRACE_URL must be an http(s) URL containing {{trace_id}}, got {AUDIT_TRACE_URL!r}"
+    )
 # --- end of audit log ------------------------------------------------------------------------------------------
 
 # --- MCP endpoint ---

@@ -36,7 +36,7 @@ from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections, connection
 
 from audit import queued_actor as actor_wire
-from authsec_site.lib import coherence, redis
+from authsec_site.lib import coherence, redis, tracing
 from authsec_site.lib.ttlcache import TTLCache
 from mcp_endpoint.mirror import MISSING, Mirror
 from oauth import issuer as issuers
@@ -395,6 +395,7 @@ def _unverified_kid(token: str) -> str | None:
         return None  # malformed: `_verify` says so without any I/O
 
 
+@tracing.traced("authsec.token_check.load", attributes=lambda tenant, app, token: _span_attributes(tenant, app))
 def resolve(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth:
     """Resolve one request (sync; run it off the event loop). Raises `NotFound` for unknown endpoints.
 
@@ -488,6 +489,11 @@ def _hot_keys(schema: str, digest: str) -> tuple[str, ...]:
     return _token_keys.set((schema, digest), (*versions, _raw_key(schema, REVOKED_PREFIX + digest)))
 
 
+def _span_attributes(tenant_slug: str, app_slug: str) -> dict[str, str]:
+    return {"authsec.tenant": tenant_slug, "authsec.application": app_slug}  # never the token
+
+
+@tracing.traced("authsec.token_check", attributes=lambda tenant, app, token: _span_attributes(tenant, app))
 async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> RequestAuth | None:
     """`resolve` without leaving the event loop, when everything it needs is already cached in this process.
 

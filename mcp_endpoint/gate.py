@@ -282,7 +282,7 @@ class McpEndpoint:
             "authsec_live": self.live,
             "authsec_mcp_session": mcp_session_id,
             "authsec_decided": decided,
-            "authsec_context": audit_context.RequestContext(
+            "authsec_context": audit_context.new_context(
                 _request_id(), scope_ip(scope), headers.get(b"user-agent", "")[:255]
             ),
         }

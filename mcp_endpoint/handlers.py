@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 
 from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
-from authsec_site.lib import metrics
+from authsec_site.lib import metrics, tracing
 from mcp_endpoint import login
 from mcp_endpoint.bearer import RequestAuth
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS
@@ -262,7 +262,7 @@ class _Server(Server[Any]):
 
 
 def build_server() -> Server[Any]:
-    return _Server(
+    server = _Server(
         "authsec",
         version="0.1.0",
         instructions="AuthSec Server hosted MCP endpoint.",
@@ -272,3 +272,8 @@ def build_server() -> Server[Any]:
         # hidden tools would reveal that they exist (the default falls back to a tools/list per call).
         get_tool_input_schema=lambda name: None,
     )
+    if not tracing.ENABLED:
+        # The SDK wraps every message in its OpenTelemetry span (`mcp.server._otel`), a no-op tracer's span when
+        # nothing is set up, which still costs ≈ N instructions per call (docs/benchmarks.md): tracing off is off.
+        server.middleware = [m for m in server.middleware if type(m).__module__ != "mcp.server._otel"]
+    return server

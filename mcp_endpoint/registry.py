@@ -27,6 +27,8 @@ from jsonschema.exceptions import best_match
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from pydantic import ValidationError as PydanticValidationError
 
+from authsec_site.lib import tracing
+
 ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 # Injected by the endpoint; never part of a tool's declared input.
 INJECTED = ("_user_info", "session")
@@ -86,6 +88,10 @@ class RegisteredTool:
             raise InvalidArguments(f"Invalid arguments for tool {self.name}: {where}: {error.message}")
         return arguments
 
+    @tracing.traced(
+        lambda self, *args: f"execute_tool {self.name}",  # OpenTelemetry's GenAI conventions
+        attributes=lambda self, *args: {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.name},
+    )
     async def run(
         self, arguments: dict[str, Any], user_info: dict[str, Any] | None, session: Any
     ) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from authsec_site.lib import coherence, metrics
+from authsec_site.lib import coherence, metrics, tracing
 from authsec_site.lib.ttlcache import TTLCache
 from rbac import models as m
 from rbac.engine import KINDS, Grants
@@ -77,6 +77,7 @@ def _source(kind: str, role: str | None, group: str | None) -> str:
     return f"role {role}" + (f" (via group {group})" if group else "")
 
 
+@tracing.traced("authsec.grants.load")
 def load_grants(user_id: int) -> Grants:
     """Read a user's effective grants from the current tenant schema in one query (no cache)."""
     global _SQL
@@ -134,6 +135,7 @@ def effective_grants(user: Any) -> Grants | None:
     return grants_for_user_id(user.pk)
 
 
+@tracing.traced("authsec.grants")
 def grants_for_user_id(user_id: int) -> Grants:
     version = current_version()
     if version is None:

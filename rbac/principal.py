@@ -18,6 +18,7 @@ from typing import Any
 
 from audit.models import AuditEvent
 from audit.recorder import Actor
+from authsec_site.lib import tracing
 from rbac.engine import KINDS, Decision, Grants, Requirement, decide, filter_tools
 
 
@@ -108,6 +109,11 @@ class Authorization:
         return self.decision.allowed
 
 
+def _decision_attributes(authorization: Authorization) -> dict[str, Any]:
+    return {"authsec.allowed": authorization.allowed, "authsec.reason": authorization.reason}
+
+
+@tracing.traced("authsec.decision", result_attributes=_decision_attributes)
 def authorize(principal: Principal | None, requirement: Requirement | None) -> Authorization:
     """May `principal` (None: anonymous) make a call that needs `requirement`? Fails closed like `decide`.
 
@@ -124,6 +130,7 @@ def authorize(principal: Principal | None, requirement: Requirement | None) -> A
     return Authorization(decision, tuple(sorted(requirement.scopes | principal.token_scopes)))  # type: ignore[operator]
 
 
+@tracing.traced("authsec.tools_filter")
 def visible(principal: Principal | None, policies: Mapping[str, Requirement | None], tools: Iterable[str]) -> list[str]:
     """The tools (in the given order) listed to `principal`: decided with the user's own grants, not the token's
     narrowing, so a client sees what its user may call and can step up to call it."""

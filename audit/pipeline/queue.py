@@ -16,7 +16,7 @@ from django.db import connections
 from audit.pipeline.supervisor import AuditProcess
 from audit.pipeline.wire import decode_event, encode_event
 from audit.pipeline.write import write_with_retries
-from authsec_site.lib import metrics
+from authsec_site.lib import metrics, tracing
 from authsec_site.lib.background import background
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class AuditQueue:
 current = AuditQueue()
 
 
+@tracing.traced("audit.enqueue")
 def enqueue(event: list[Any]) -> None:
     """Queue one event (built with `audit.queued_event`) for the audit log, off the caller's path: the hot-path
     counterpart of `audit.record`, for callers that must not wait for an INSERT. Call it on the event loop."""

@@ -2,7 +2,7 @@
 
 An event on the wire is a list ``[schema, actor, action, outcome, data, target, context]`` with the actor as
 `actor_wire` gives it, the target as ``(type, id, label)`` (or None; JSON brings it back as a list) and the
-context as ``[request_id, ip, user_agent]``. Hot paths build it with `wire_event` (exported as
+context as ``[request_id, ip, user_agent, trace_id]``. Hot paths build it with `wire_event` (exported as
 `audit.queued_event`) and keep an actor's wire form with `actor_wire` (`audit.queued_actor`); nothing outside
 `audit.pipeline` reads the format.
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -83,3 +85,16 @@ def stop_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def uvicorn_server(log: Path, **env: str) -> Iterator[LiveServer]:
+    """The root ASGI app under uvicorn on a free port, on the test database, with `env` added to its environment
+    (DEBUG off and `AUTHSEC_PUBLIC_URL` set unless given); stopped when the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_asgi_server(live_server_env(**{"AUTHSEC_PUBLIC_URL": url, "DEBUG": "0", **env}), log, port)
+    try:
+        yield server
+    finally:
+        stop_process(server.proc)

@@ -16,6 +16,8 @@ import requests
 from django.conf import settings
 from hvac import exceptions as hvac_exc
 
+from authsec_site.lib import tracing
+
 T = TypeVar("T")
 
 
@@ -71,6 +73,7 @@ def forget_platform_client() -> None:
         _client = None
 
 
+@tracing.traced(lambda what, call: f"vault {what}", attributes=lambda what, call: {"vault.operation": what})
 def _guard(what: str, call: Callable[[], T]) -> T:
     """Run one Vault call, translating every failure into a `VaultError` with a clear message."""
     addr = settings.VAULT_ADDR
