@@ -60,17 +60,20 @@ class ServiceAdminMixin:
 
     def save_related(self, request: HttpRequest, form: Any, formsets: list[Any], change: bool) -> None:
         obj = form.instance
-        m2m = {
-            field.name: form.cleaned_data[field.name]
-            for field in obj._meta.many_to_many
-            if field.name in form.cleaned_data and field.name in form.fields
-        }
+        m2m = _m2m_values(form)
         inlines = self.get_inline_instances(request, obj)  # type: ignore[attr-defined]
         with transaction.atomic(durable=True):
-            self.save_service.nested(obj, actor=request.user, m2m=m2m)
+            self.save_service.nested(obj, actor=request.user, m2m=m2m, **self.service_arguments(request, form))
             for formset in formsets:
-                self._save_inline(request, _inline_of(formset, inlines), formset)
+                formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+                if formset.new_objects or formset.changed_objects or formset.deleted_objects:
+                    self._save_inline(request, _inline_of(formset, inlines), formset)
             self.save_extra(request, form)
+
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        """Keyword arguments of `save_service` beyond the object, actor and many-to-many values, taken from
+        form fields that are not the model's (a write-only secret, the dashboard roles); none by default."""
+        return {}
 
     def save_extra(self, request: HttpRequest, form: Any) -> None:
         """Writes of form fields beyond the model's, in the same transaction (each through a service's
@@ -78,13 +81,11 @@ class ServiceAdminMixin:
 
     @staticmethod
     def _save_inline(request: HttpRequest, inline: Any, formset: Any) -> None:
-        formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+        forms = {id(form.instance): form for form in formset.forms}
         for obj in formset.deleted_objects:
             inline.delete_service.nested(obj, actor=request.user)
-        for obj in formset.new_objects:
-            inline.save_service.nested(obj, actor=request.user, m2m=None)
-        for obj, _fields in formset.changed_objects:
-            inline.save_service.nested(obj, actor=request.user, m2m=None)
+        for obj in [*formset.new_objects, *(obj for obj, _fields in formset.changed_objects)]:
+            inline.save_service.nested(obj, actor=request.user, m2m=_m2m_values(forms[id(obj)]))
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
         self.delete_service(obj, actor=request.user)
@@ -93,6 +94,15 @@ class ServiceAdminMixin:
         with transaction.atomic(durable=True):
             for obj in queryset:
                 self.delete_service.nested(obj, actor=request.user)
+
+
+def _m2m_values(form: Any) -> dict[str, Any]:
+    """The many-to-many values a model form was given (only the fields it shows)."""
+    return {
+        field.name: form.cleaned_data[field.name]
+        for field in form.instance._meta.many_to_many
+        if field.name in form.cleaned_data and field.name in form.fields
+    }
 
 
 def _inline_of(formset: Any, inlines: list[Any]) -> Any:
