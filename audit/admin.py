@@ -14,9 +14,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from audit import record
-from audit.diff import changes, snapshot
 from audit.models import AuditCheckpoint, AuditEvent, AuditSettings
+from audit.services import save_audit_settings
 from authsec_site.admin_sites import platform_admin
 
 
@@ -29,8 +28,11 @@ class ServiceAdminMixin:
       `staticmethod`). An admin without `save_service` cannot add or change; one without `delete_service`
       cannot delete.
     - A form submission is one transaction: the object's service call and, for each inline row added,
-      changed or deleted, the inline's own `save_service` / `delete_service` (declared on the inline class),
-      all joined (`.nested`) in one durable block. "Delete selected" deletes every row in one.
+      changed or deleted, the inline's own `save_service` / `delete_service` (declared on the inline class,
+      called with the row's many-to-many values), all joined (`.nested`) in one durable block. Form fields
+      that are not the model's reach `save_service` through `service_arguments` (a write-only secret, the
+      dashboard roles). "Delete selected" deletes every row in one.
+    - An admin with neither is a read-only page; its bulk actions call one service function each.
     - Django's own change history (LogEntry) is still written by the admin, after the change.
     """
 
@@ -115,65 +117,6 @@ def _inline_of(formset: Any, inlines: list[Any]) -> Any:
     raise ImproperlyConfigured(f"no inline of {formset.model.__name__} among {inlines}")
 
 
-class AuditedAdminMixin:
-    """Audits every change made through an admin: ``admin.<model>.added/changed/deleted`` events with the
-    before and after values of the object (and of inline objects), written in the admin's transaction."""
-
-    def _audit(self, request: HttpRequest, obj: Model, verb: str, data: dict[str, Any]) -> None:
-        record(
-            request.user,
-            f"admin.{obj._meta.model_name}.{verb}",
-            target=obj,
-            request=request,
-            data={"model": obj._meta.label_lower, **data},
-        )
-
-    @staticmethod
-    def _fresh(obj: Model) -> Model | None:
-        return type(obj)._default_manager.filter(pk=obj.pk).first()
-
-    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        if change:
-            old = self._fresh(obj)
-            # Many-to-many values are still the old ones here: the form saves them later (save_related).
-            request._audit_before = snapshot(old) if old is not None else {}  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)  # type: ignore[misc]
-
-    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        before: dict[Any, dict[str, Any]] = {}
-        for inline_form in formset.forms:
-            if inline_form.instance.pk and inline_form.has_changed():
-                old = self._fresh(inline_form.instance)
-                if old is not None:
-                    before[old.pk] = snapshot(old)
-        deleted = [(f.instance, snapshot(f.instance)) for f in formset.deleted_forms if f.instance.pk]
-        super().save_formset(request, form, formset, change)  # type: ignore[misc]
-        for obj in formset.new_objects:
-            self._audit(request, obj, "added", {"before": None, "after": snapshot(obj)})
-        for obj, _fields in formset.changed_objects:
-            after = snapshot(obj)
-            self._audit(request, obj, "changed", {"changes": changes(before.get(obj.pk, {}), after)})
-        for obj, old in deleted:
-            self._audit(request, obj, "deleted", {"before": old, "after": None})
-
-    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        fresh = self._fresh(obj)
-        self._audit(request, obj, "added", {"before": None, "after": snapshot(fresh or obj)})
-        return super().log_addition(request, obj, message)  # type: ignore[misc]
-
-    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        before = getattr(request, "_audit_before", {})
-        fresh = self._fresh(obj)
-        after = snapshot(fresh or obj)
-        self._audit(request, obj, "changed", {"changes": changes(before, after), "message": message})
-        return super().log_change(request, obj, message)  # type: ignore[misc]
-
-    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        for obj in queryset:
-            self._audit(request, obj, "deleted", {"before": snapshot(obj), "after": None})
-        return super().log_deletions(request, queryset)  # type: ignore[misc]
-
-
 class AuditEventAdmin(admin.ModelAdmin):
     """Audit events can be listed and read, never added, changed or deleted."""
 
@@ -232,16 +175,15 @@ class AuditCheckpointAdmin(AuditEventAdmin):
         return admin.ModelAdmin.changelist_view(self, request, extra_context)
 
 
-class AuditSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """One row per schema: the retention period. The list opens the row itself; it cannot be deleted."""
+class AuditSettingsAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """One row per schema: the retention period (`audit.services.save_audit_settings`). The list opens the row
+    itself; it cannot be added or deleted."""
 
+    save_service = staticmethod(save_audit_settings)
     fields = ("retention_days", "updated_at")
     readonly_fields = ("updated_at",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
