@@ -1,21 +1,26 @@
+"""The users of a tenant's dashboard and of the platform admin, and the platform admin's Django permission groups.
+Every write (add, change, password, delete) goes through `accounts.services`."""
+
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import services
 from accounts.models import User
-from accounts.roles import ROLE_HELP, DashboardRole, apply_roles, roles_of
-from accounts.signals import ACTOR_ATTRIBUTE
-from audit.admin import AuditedAdminMixin
+from accounts.roles import ROLE_HELP, DashboardRole, roles_of
+from audit.admin import ServiceAdminMixin
 from authsec_site.admin_sites import platform_admin
 
 
@@ -70,17 +75,25 @@ class TenantUserEditForm(UserEditForm):
             self.add_error("roles", "You cannot take the Tenant admin role away from yourself.")
         return data
 
+
+class PasswordChangeForm(AdminPasswordChangeForm):
+    """The user admin's password page; saving it is `accounts.services.set_user_password` by `actor`."""
+
+    actor: Any = None
+
     def save(self, commit: bool = True) -> User:
-        if self.may_change_roles:
-            apply_roles(self.instance, self.cleaned_data.get("roles") or [])
-        return super().save(commit=commit)
+        password = self.cleaned_data["password1"] if self.cleaned_data["set_usable_password"] else None
+        return services.set_user_password(self.user, actor=self.actor, password=password)
 
 
-class PlatformUserAdmin(AuditedAdminMixin, DjangoUserAdmin):
+class PlatformUserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     """The platform's users (public schema): Django's superuser flag, groups and permissions."""
 
+    save_service = staticmethod(services.save_user)
+    delete_service = staticmethod(services.delete_user)
     form = UserEditForm
     add_form = UserCreationForm
+    change_password_form = PasswordChangeForm
     ordering = ("email",)
     list_display = ("email", "full_name", "is_active", "is_staff", "is_superuser", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
@@ -103,24 +116,26 @@ class PlatformUserAdmin(AuditedAdminMixin, DjangoUserAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.is_deletable and super().has_delete_permission(request, obj)
 
-    # Deactivating or deleting a user here revokes their tokens and sessions (accounts.signals); these name the
-    # admin who did it in that audit event.
-    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        setattr(obj, ACTOR_ATTRIBUTE, request.user)
-        super().save_model(request, obj, form, change)
+    @method_decorator(sensitive_post_parameters())
+    @method_decorator(csrf_protect)
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        # Django's user admin wraps this view in a transaction of its own; here the service call is the transaction.
+        return self._add_view(request, form_url, extra_context)
 
-    def delete_model(self, request: HttpRequest, obj: User) -> None:
-        services.delete_user(actor=request.user, user=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
-            services.delete_user(actor=request.user, user=user)
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        # Django's view saves the form it makes from `change_password_form`: give it one that knows who is asking
+        # (on a copy of this admin, which every request shares).
+        admin_for_request = copy.copy(self)
+        admin_for_request.change_password_form = type(
+            "PasswordChangeForm", (self.change_password_form,), {"actor": request.user}
+        )
+        return DjangoUserAdmin.user_change_password(admin_for_request, request, id, form_url)
 
 
 @admin.register(User)
 class UserAdmin(PlatformUserAdmin):
     """A tenant's users: staff rights are dashboard roles (Tenant admin, Auditor), chosen on the user's page; role
-    changes are audited with the rest of the page (`admin.user.changed`: `is_superuser`, `dashboard_roles`)."""
+    changes are saved and audited with the rest of the page (`accounts.user_changed`: `roles` before and after)."""
 
     form = TenantUserEditForm
     is_deletable = True
@@ -143,13 +158,21 @@ class UserAdmin(PlatformUserAdmin):
             form = type(form.__name__, (form,), {"may_change_roles": request.user.is_superuser, "editor": request.user})
         return form
 
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        if getattr(form, "may_change_roles", False):
+            return {"roles": form.cleaned_data.get("roles") or []}
+        return {}
+
 
 # The tenant dashboard has no Django permission groups: dashboard roles replace them (accounts.roles).
 admin.site.unregister(Group)
 
 
-class PermissionGroupAdmin(AuditedAdminMixin, GroupAdmin):
-    """Django's permission groups of the platform admin (public schema), audited like every admin change."""
+class PermissionGroupAdmin(ServiceAdminMixin, GroupAdmin):
+    """Django's permission groups of the platform admin (public schema)."""
+
+    save_service = staticmethod(services.save_permission_group)
+    delete_service = staticmethod(services.delete_permission_group)
 
 
 def _register_platform_models() -> None:

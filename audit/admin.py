@@ -19,9 +19,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from audit import record
-from audit.diff import changes, snapshot
 from audit.models import AuditCheckpoint, AuditEvent, AuditSettings, AuditSink
+from audit.services import save_audit_settings
 from audit.streaming import net, services
 from audit.streaming.secret import MAX_LENGTH as SECRET_MAX_LENGTH
 from authsec_site.admin_sites import platform_admin
@@ -37,8 +36,11 @@ class ServiceAdminMixin:
       `staticmethod`). An admin without `save_service` cannot add or change; one without `delete_service`
       cannot delete.
     - A form submission is one transaction: the object's service call and, for each inline row added,
-      changed or deleted, the inline's own `save_service` / `delete_service` (declared on the inline class),
-      all joined (`.nested`) in one durable block. "Delete selected" deletes every row in one.
+      changed or deleted, the inline's own `save_service` / `delete_service` (declared on the inline class,
+      called with the row's many-to-many values), all joined (`.nested`) in one durable block. Form fields
+      that are not the model's reach `save_service` through `service_arguments` (a write-only secret, the
+      dashboard roles). "Delete selected" deletes every row in one.
+    - An admin with neither is a read-only page; its bulk actions call one service function each.
     - Django's own change history (LogEntry) is still written by the admin, after the change.
     """
 
@@ -68,17 +70,20 @@ class ServiceAdminMixin:
 
     def save_related(self, request: HttpRequest, form: Any, formsets: list[Any], change: bool) -> None:
         obj = form.instance
-        m2m = {
-            field.name: form.cleaned_data[field.name]
-            for field in obj._meta.many_to_many
-            if field.name in form.cleaned_data and field.name in form.fields
-        }
+        m2m = _m2m_values(form)
         inlines = self.get_inline_instances(request, obj)  # type: ignore[attr-defined]
         with transaction.atomic(durable=True):
-            self.save_service.nested(obj, actor=request.user, m2m=m2m)
+            self.save_service.nested(obj, actor=request.user, m2m=m2m, **self.service_arguments(request, form))
             for formset in formsets:
-                self._save_inline(request, _inline_of(formset, inlines), formset)
+                formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+                if formset.new_objects or formset.changed_objects or formset.deleted_objects:
+                    self._save_inline(request, _inline_of(formset, inlines), formset)
             self.save_extra(request, form)
+
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        """Keyword arguments of `save_service` beyond the object, actor and many-to-many values, taken from
+        form fields that are not the model's (a write-only secret, the dashboard roles); none by default."""
+        return {}
 
     def save_extra(self, request: HttpRequest, form: Any) -> None:
         """Writes of form fields beyond the model's, in the same transaction (each through a service's
@@ -86,13 +91,11 @@ class ServiceAdminMixin:
 
     @staticmethod
     def _save_inline(request: HttpRequest, inline: Any, formset: Any) -> None:
-        formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+        forms = {id(form.instance): form for form in formset.forms}
         for obj in formset.deleted_objects:
             inline.delete_service.nested(obj, actor=request.user)
-        for obj in formset.new_objects:
-            inline.save_service.nested(obj, actor=request.user, m2m=None)
-        for obj, _fields in formset.changed_objects:
-            inline.save_service.nested(obj, actor=request.user, m2m=None)
+        for obj in [*formset.new_objects, *(obj for obj, _fields in formset.changed_objects)]:
+            inline.save_service.nested(obj, actor=request.user, m2m=_m2m_values(forms[id(obj)]))
 
     def delete_model(self, request: HttpRequest, obj: Model) -> None:
         self.delete_service(obj, actor=request.user)
@@ -103,6 +106,15 @@ class ServiceAdminMixin:
                 self.delete_service.nested(obj, actor=request.user)
 
 
+def _m2m_values(form: Any) -> dict[str, Any]:
+    """The many-to-many values a model form was given (only the fields it shows)."""
+    return {
+        field.name: form.cleaned_data[field.name]
+        for field in form.instance._meta.many_to_many
+        if field.name in form.cleaned_data and field.name in form.fields
+    }
+
+
 def _inline_of(formset: Any, inlines: list[Any]) -> Any:
     """The inline admin that made `formset` (matched by model and foreign key)."""
     for inline in inlines:
@@ -111,65 +123,6 @@ def _inline_of(formset: Any, inlines: list[Any]) -> Any:
                 raise ImproperlyConfigured(f"{type(inline).__name__} declares no save_service / delete_service")
             return inline
     raise ImproperlyConfigured(f"no inline of {formset.model.__name__} among {inlines}")
-
-
-class AuditedAdminMixin:
-    """Audits every change made through an admin: ``admin.<model>.added/changed/deleted`` events with the
-    before and after values of the object (and of inline objects), written in the admin's transaction."""
-
-    def _audit(self, request: HttpRequest, obj: Model, verb: str, data: dict[str, Any]) -> None:
-        record(
-            request.user,
-            f"admin.{obj._meta.model_name}.{verb}",
-            target=obj,
-            request=request,
-            data={"model": obj._meta.label_lower, **data},
-        )
-
-    @staticmethod
-    def _fresh(obj: Model) -> Model | None:
-        return type(obj)._default_manager.filter(pk=obj.pk).first()
-
-    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        if change:
-            old = self._fresh(obj)
-            # Many-to-many values are still the old ones here: the form saves them later (save_related).
-            request._audit_before = snapshot(old) if old is not None else {}  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)  # type: ignore[misc]
-
-    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        before: dict[Any, dict[str, Any]] = {}
-        for inline_form in formset.forms:
-            if inline_form.instance.pk and inline_form.has_changed():
-                old = self._fresh(inline_form.instance)
-                if old is not None:
-                    before[old.pk] = snapshot(old)
-        deleted = [(f.instance, snapshot(f.instance)) for f in formset.deleted_forms if f.instance.pk]
-        super().save_formset(request, form, formset, change)  # type: ignore[misc]
-        for obj in formset.new_objects:
-            self._audit(request, obj, "added", {"before": None, "after": snapshot(obj)})
-        for obj, _fields in formset.changed_objects:
-            after = snapshot(obj)
-            self._audit(request, obj, "changed", {"changes": changes(before.get(obj.pk, {}), after)})
-        for obj, old in deleted:
-            self._audit(request, obj, "deleted", {"before": old, "after": None})
-
-    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        fresh = self._fresh(obj)
-        self._audit(request, obj, "added", {"before": None, "after": snapshot(fresh or obj)})
-        return super().log_addition(request, obj, message)  # type: ignore[misc]
-
-    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        before = getattr(request, "_audit_before", {})
-        fresh = self._fresh(obj)
-        after = snapshot(fresh or obj)
-        self._audit(request, obj, "changed", {"changes": changes(before, after), "message": message})
-        return super().log_change(request, obj, message)  # type: ignore[misc]
-
-    def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        for obj in queryset:
-            self._audit(request, obj, "deleted", {"before": snapshot(obj), "after": None})
-        return super().log_deletions(request, queryset)  # type: ignore[misc]
 
 
 class AuditEventAdmin(admin.ModelAdmin):
@@ -237,16 +190,15 @@ class AuditCheckpointAdmin(AuditEventAdmin):
         return admin.ModelAdmin.changelist_view(self, request, extra_context)
 
 
-class AuditSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """One row per schema: the retention period. The list opens the row itself; it cannot be deleted."""
+class AuditSettingsAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """One row per schema: the retention period (`audit.services.save_audit_settings`). The list opens the row
+    itself; it cannot be added or deleted."""
 
+    save_service = staticmethod(save_audit_settings)
     fields = ("retention_days", "updated_at")
     readonly_fields = ("updated_at",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
@@ -261,11 +213,6 @@ class AuditSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 MIN_WEBHOOK_SECRET = 32
-# What only the stream writes: a dashboard save writes back their current values, never the form's stale copy.
-DELIVERY_STATE = (
-    "cursor_seq", "status", "failure_count", "last_error", "last_error_at", "last_delivered_at", "next_attempt_at",
-    "delivered_count", "secret_path", "secret_version",
-)  # fmt: skip
 
 
 class AuditSinkForm(forms.ModelForm):
@@ -365,8 +312,11 @@ class AuditSinkForm(forms.ModelForm):
             self.add_error(field, f"{exc}. Sinks reach public addresses and the networks the operator allowed.")
 
 
-class AuditSinkAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class AuditSinkAdmin(ServiceAdminMixin, admin.ModelAdmin):
     """A tenant's SIEM sinks: the destination, a write-only secret, and the delivery state the stream keeps."""
+
+    save_service = staticmethod(services.save_sink)
+    delete_service = staticmethod(services.delete_sink)
 
     form = AuditSinkForm
     list_display = ("name", "kind", "destination", "is_enabled", "status_badge", "lag", "last_delivered_at", "error")
@@ -432,27 +382,11 @@ class AuditSinkAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def secret_state(self, obj: AuditSink) -> str:
         return f"stored in Vault (version {obj.secret_version})" if obj.secret_version else "none"
 
-    def save_model(self, request: HttpRequest, obj: AuditSink, form: AuditSinkForm, change: bool) -> None:
-        if change:
-            # The row is locked until this save commits (a delivery's update waits), and the stream's fields are
-            # written back as they are now: a dashboard save never moves a cursor.
-            current = AuditSink.objects.select_for_update().filter(pk=obj.pk).values(*DELIVERY_STATE).first() or {}
-            for name, value in current.items():
-                setattr(obj, name, value)
-        else:
-            obj.cursor_seq = services.starting_cursor(form.cleaned_data.get("start") or services.START_NEW)
-        super().save_model(request, obj, form, change)
-        if form.cleaned_data.get("secret"):
-            services.store_secret(sink=obj, value=form.cleaned_data["secret"])
-
-    def delete_model(self, request: HttpRequest, obj: AuditSink) -> None:
-        services.forget_secret_after_commit(obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AuditSink]) -> None:
-        for sink in queryset:
-            services.forget_secret_after_commit(sink)
-        super().delete_queryset(request, queryset)
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        return {
+            "secret_value": form.cleaned_data.get("secret") or "",
+            "start": form.cleaned_data.get("start") or services.START_NEW,
+        }
 
     @admin.action(description="Retry now", permissions=["change"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[AuditSink]) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 # action (``<model>`` stands for a model name) -> what writes it
 EVENT_KINDS: dict[str, str] = {
     "tenant.created": "create_tenant (platform admin, manage.py create_tenant): in the public and the new schema",
-    "tenant.activated": "platform admin action / tenants.services.set_tenant_active",
-    "tenant.deactivated": "platform admin action / tenants.services.set_tenant_active",
+    "tenant.activated": "tenants.services.set_tenant_active (platform admin page or bulk action)",
+    "tenant.deactivated": "tenants.services.set_tenant_active (platform admin page or bulk action)",
     "auth.login_succeeded": "a dashboard login (Django's user_logged_in signal)",
     "auth.login_failed": "a failed dashboard login (outcome failure; the typed email, never the password)",
     "auth.logged_out": "a dashboard logout",
     "accounts.user_access_revoked": (
-        "a user deactivated or deleted (accounts.services, dashboard, any save): tokens, codes and MCP login "
-        "sessions revoked (data: reason, counts per kind)"
+        "a user deactivated or deleted (accounts.services save_user / deactivate_user / delete_user, any save): "
+        "tokens, codes and MCP login sessions revoked (data: reason, counts per kind)"
     ),
     # --- rbac: rbac.services, for the dashboard (pages, inlines, bulk actions), the management API and the code
     "rbac.role_granted": "rbac.services.grant_role (data: role, user or group)",
@@ -47,7 +47,8 @@ EVENT_KINDS: dict[str, str] = {
     "auth.lockout": "the login throttle, at the attempt that reaches a limit (outcome deny; email, by account/ip)",
     "oauth.consent_granted": "the authorize page when a user allows a client (data: client_id, scopes)",
     "oauth.consent_denied": "the authorize page when a user refuses (outcome deny)",
-    "oauth.consent_revoked": "oauth.views.revoke_consent (dashboard action); the client's tokens go with it",
+    "oauth.consent_revoked": "oauth.services.revoke_consent (dashboard bulk action: revoke_consents); the client's "
+    "tokens go with it",
     "oauth.token_issued": "the token endpoint: code or client credentials (client_id, grant, scope, aud, jti)",
     "oauth.token_refreshed": "the token endpoint: refresh token grant (the refresh token rotates)",
     "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
@@ -57,8 +58,6 @@ EVENT_KINDS: dict[str, str] = {
     "(data: client_id, name, before, after status)",
     "oauth.client_rejected": "oauth.client_services.set_client_status: dashboard home button or list action "
     "(data: client_id, name, before, after status)",
-    "oauth.registration_mode_changed": "oauth.client_services.set_dynamic_registration: seed_demo puts the demo "
-    "tenants' modes back (data: before, after)",
     "oauth.key_created": "oauth.keys.create_signing_key: a tenant's first signing key (private half in Vault)",
     "oauth.key_rotated": "signing-key rotation (hourly task when due, or the dashboard action)",
     "oauth.key_lost": "oauth.keys.signing_key: Vault no longer holds the current key's private half; a new key "
@@ -69,23 +68,63 @@ EVENT_KINDS: dict[str, str] = {
     "audit.sink_dead_lettered": "the SIEM stream, when a sink failed AUDIT_SINK_DEAD_LETTER_AFTER times in a row "
     "(outcome failure; data: sink, kind, failures, error, delivered_to)",
     "audit.sink_recovered": "the SIEM stream, when a dead-lettered sink accepts a batch again (sink, failures)",
+    "audit.sink_created": "audit.streaming.services.save_sink (dashboard add; the secret as its Vault version only)",
+    "audit.sink_changed": "audit.streaming.services.save_sink (dashboard change; a new secret is a new secret_version)",
+    "audit.sink_deleted": "audit.streaming.services.delete_sink (dashboard delete; Vault versions deleted after commit)",
     "audit.sink_retried": 'the dashboard\'s "Retry now" on SIEM sinks (data: sink, status, failures)',
     "audit.stream_gap": "the SIEM stream, when retention archived events before a sink got them (outcome failure; "
     "data: first_missing, last_missing, archives)",
     "workloads.svid_issued": "workloads.services.issue_svid: dashboard action, renewal task, first use",
     "workloads.svid_issue_failed": "issue_svid when Vault or the SVID files fail (outcome failure; old files kept)",
-    "oauth.resource_server_created": "oauth.resource_servers.create_resource_server (dashboard add; uri, client_id)",
+    "oauth.resource_server_created": "oauth.resource_servers.save_resource_server (dashboard add, "
+    "create_resource_server; data: before None, after, client_id)",
     "oauth.resource_server_deleted": "oauth.resource_servers.delete_resource_server (dashboard; client deleted too)",
     "oauth.resource_server_manifest_published": "PUT …/sdk-manifest by the SDK (data: tools, added, removed)",
-    "oauth.resource_server_policy_changed": "a tool mapping saved (dashboard, map_tool): generation, tool_policy",
+    "oauth.resource_server_policy_changed": "oauth.resource_servers.policy_changed: a tool mapped, added or removed "
+    "(dashboard inline save_tool / delete_tool, map_tool): tool, generation, tool_policy",
     "oauth.resource_server_auth_failed": "sdk-policy / sdk-manifest with wrong credentials (outcome deny)",
-    "service.created": "services.services.create_service (dashboard add, seed_demo; data: service name)",
+    "service.created": "services.services.save_service (dashboard add, create_service, seed_demo; data: service, "
+    "before None, after)",
     "service.secret_created": "the first secret version of a service written to Vault (data: vault_version)",
     "service.secret_replaced": "a new secret version from the dashboard (data: vault_version, keys_changed)",
     "service.secret_rotated": "a rotation (Celery or rotate now; data: vault_version, rotation_kind)",
     "service.rotation_failed": "a failed rotation: current version kept (outcome failure; safe error message)",
     "service.read": "ServiceAccessSDK: a tool read a service (outcome allow/deny/failure; service, tool, version)",
-    "service.deleted": "services.services.delete_service (dashboard delete; Vault versions deleted after)",
+    "service.deleted": "services.services.delete_service (dashboard delete; Vault versions deleted after commit)",
+    # --- one write path (issue 20 point 5): the dashboards' writes, each through its app's service function ----
+    "accounts.user_created": "accounts.services.save_user: a user added in a dashboard (tenant or platform), or at "
+    "first upstream sign-in (data: before None, after; via, subject for upstream)",
+    "accounts.user_changed": "accounts.services.save_user: a user page saved, deactivate_user (data: before, after, "
+    "changes; roles before/after when the dashboard roles changed)",
+    "accounts.user_deleted": "accounts.services.delete_user (dashboard delete, bulk delete; data: before, after None)",
+    "accounts.password_changed": "accounts.services.set_user_password: the user admin's password page (data: user, "
+    "usable; never the password)",
+    "accounts.permission_group_created": "accounts.services.save_permission_group (platform admin's Django groups)",
+    "accounts.permission_group_changed": "accounts.services.save_permission_group (data: before, after, changes)",
+    "accounts.permission_group_deleted": "accounts.services.delete_permission_group",
+    "oauth.client_created": "oauth.client_services.save_client: a client added in the dashboard (data: client_id, "
+    "before None, after; the secret redacted)",
+    "oauth.client_changed": "oauth.client_services.save_client: a client page saved (data: before, after, changes)",
+    "oauth.client_deleted": "oauth.client_services.delete_client: dashboard delete, or the client itself (RFC 7592)",
+    "oauth.provider_settings_created": "oauth.client_services.save_provider_settings: the dashboard's add page",
+    "oauth.provider_settings_changed": "oauth.client_services.save_provider_settings: the dashboard page, "
+    "set_dynamic_registration (seed_demo puts the demo tenants' modes back; data: changes)",
+    "oauth.upstream_created": "oauth.upstream_services.save_upstream_provider (dashboard add; data: after, "
+    "secret_changed, never the secret)",
+    "oauth.upstream_changed": "oauth.upstream_services.save_upstream_provider (dashboard; data: changes, "
+    "secret_changed)",
+    "oauth.upstream_deleted": "oauth.upstream_services.delete_upstream_provider (Vault secret deleted after commit)",
+    "oauth.resource_server_changed": "oauth.resource_servers.save_resource_server: name, URI, scopes or activation "
+    "changed in the dashboard (data: changes, the generation bumped)",
+    "service.changed": "services.services.save_service: a service page saved (data: service, before, after, changes)",
+    "workloads.workload_created": "workloads.services.save_workload (dashboard add; data: before None, after)",
+    "workloads.workload_changed": "workloads.services.save_workload (dashboard; data: changes)",
+    "workloads.workload_deleted": "workloads.services.delete_workload (dashboard delete)",
+    "tenant.renamed": "tenants.services.save_tenant: the platform admin's tenant page (data: before, after)",
+    "mcp.auth_session_revoked": "mcp_endpoint.services.revoke_auth_sessions: the dashboard's revoke action "
+    "(data: application, session hash prefix); the MCP client is notified after commit",
+    "audit.settings_changed": "audit.services.save_audit_settings: the retention period (data: changes)",
+    # --- end of the one-write-path block ----------------------------------------------------------------------
 }
 
 # Written by features still being built (each adds its kinds above with a scenario when it lands); for the
@@ -95,13 +134,9 @@ PLANNED_EVENT_KINDS: dict[str, str] = {
     "mcp.tools_listed": 'outcome success; data {"application", "count"}',
     "oauth.code_reuse_detected": "an authorization code used twice (outcome deny)",
     "oauth.client_updated": "RFC 7592 client configuration update",
-    "oauth.client_deleted": "RFC 7592 client deletion",
-    "oauth.upstream_created": "upstream identity provider added (also oauth.upstream_changed / _deleted)",
-    "accounts.user_created": "a user created at first upstream sign-in",
     "mcp.auth_session_started": "oauth_start: a login-tool session created (data: application, session hash prefix)",
     "mcp.auth_session_authenticated": "a login-tool session bound to a user (data: via callback/oauth_authenticate)",
     "mcp.auth_session_logged_out": "oauth_logout",
-    "mcp.auth_session_revoked": "an admin revoked a login-tool session in the dashboard",
     "sdkmgr.tools_declared": "the AuthSec SDK declared tools whose requirement differs from the policy row",
     "sdkmgr.cleanup_requested": "the AuthSec SDK's cleanup-sessions at server shutdown (no session ended)",
     "sdkmgr.user_details_read": "/sdkmgr/services/user-details read for a session (no secret in it)",

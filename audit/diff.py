@@ -25,8 +25,8 @@ def snapshot(obj: models.Model) -> dict[str, Any]:
     """Field values of `obj` (many-to-many as sorted names), for a before/after audit record."""
     data: dict[str, Any] = {}
     for field in obj._meta.concrete_fields:
-        if field.name in _SKIP:
-            continue
+        if field.name in _SKIP or getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            continue  # secrets, and times every save changes (e.g. DOT's `created` / `updated`)
         if field.is_relation:
             related = getattr(obj, field.name, None)
             data[field.name] = str(related) if related is not None else None

@@ -1,4 +1,4 @@
-"""Writes of the audit app outside the log itself: an export's audit event.
+"""Writes of the audit app outside the log itself: an export's audit event, the schema's audit settings.
 Reads of the log are in `audit.queries`; events are written with `audit.record` and `audit.enqueue`;
 who may review is the Auditor dashboard role (`accounts.roles`)."""
 
@@ -9,10 +9,32 @@ from typing import Any
 from django.db import transaction
 
 import audit
-from audit.models import AuditEvent
+from audit.diff import changes, snapshot
+from audit.models import AuditEvent, AuditSettings
+from audit.writes import service
 
 
 @transaction.atomic
 def record_export(*, actor: Any, fmt: str, filters: dict[str, str]) -> AuditEvent:
     """Exports are audited: who exported which filtered set, in which format."""
     return audit.record(actor, "audit.exported", data={"format": fmt, "filters": filters})
+
+
+@service
+def save_audit_settings(settings_row: AuditSettings, *, actor: Any, m2m: Any = None) -> AuditSettings:
+    """Change this schema's audit settings (its one row, made with the defaults by `AuditSettings.load`): the
+    retention period. One event with the values before and after; none when nothing changed."""
+    stored = AuditSettings.objects.select_for_update().get(pk=AuditSettings.load().pk)
+    settings_row.pk = stored.pk
+    before = snapshot(stored)
+    settings_row.save()
+    after = snapshot(settings_row)
+    diff = changes(before, after)
+    if diff:
+        audit.record(
+            actor,
+            "audit.settings_changed",
+            target=settings_row,
+            data={"before": before, "after": after, "changes": diff},
+        )
+    return settings_row

@@ -93,13 +93,13 @@ def synthetic_event(rng: random.Random, n: int) -> dict[str, Any]:
     elif kind < 0.85:
         field = rng.choice(("description", "name", "is_active"))
         data = {"model": "rbac.role", "changes": {field: {"before": "a", "after": "b"}}}
-        event.update(action="admin.role.changed", target_type="rbac.role", target_label=f"role-{n % 60}", data=data)
+        event.update(action="rbac.role_changed", target_type="rbac.role", target_label=f"role-{n % 60}", data=data)
     elif kind < 0.95:
         role = f"role-{rng.randrange(60):02d}"
         event.update(action="rbac.role_granted", target_label=f"{role} → {email}", data={"role": role, "user": email})
     else:
         data = {"before": None, "after": {"name": f"scope-{n}"}}
-        event.update(action="api.scope.created", target_type="rbac.scope", target_label=f"scope-{n}", data=data)
+        event.update(action="rbac.scope_created", target_type="rbac.scope", target_label=f"scope-{n}", data=data)
     return event
 
 

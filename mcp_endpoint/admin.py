@@ -10,11 +10,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from mcp_endpoint import notify
-from mcp_endpoint.login import audit_session
+from audit.admin import ServiceAdminMixin
 from mcp_endpoint.models import AuthSession
 from mcp_endpoint.registry import ensure_loaded, registry
-from mcp_endpoint.services import seed_tool_policies
+from mcp_endpoint.services import revoke_auth_sessions, seed_tool_policies
 from rbac.admin import ApplicationAdmin
 from rbac.models import Application, ToolPolicy
 
@@ -64,7 +63,10 @@ admin.site.register(Application, ServedToolsApplicationAdmin)
 
 
 @admin.register(AuthSession)
-class AuthSessionAdmin(admin.ModelAdmin):
+class AuthSessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Read-only list; the "revoke" action logs sessions out (`revoke_auth_sessions`), nothing deletes them here
+    (the cleanup job removes expired ones)."""
+
     list_display = ["short_id", "application", "status", "user", "created_at", "expires_at", "authenticated_at"]
     list_filter = ["status", "application"]
     search_fields = ["user__email", "application__slug"]
@@ -80,19 +82,11 @@ class AuthSessionAdmin(admin.ModelAdmin):
     def short_id(self, obj: AuthSession) -> str:
         return obj.state[:12]  # a hash: the session id itself is a bearer secret and is never shown
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        # Revoking ends a session, as deleting it did: the same Django permission.
+        return request.user.has_perm("mcp_endpoint.delete_authsession")
 
-    def has_change_permission(self, request: HttpRequest, obj: AuthSession | None = None) -> bool:
-        return False
-
-    @admin.action(description="Revoke selected sessions (log them out)", permissions=["delete"])
+    @admin.action(description="Revoke selected sessions (log them out)", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[AuthSession]) -> None:
-        count = 0
-        for session in queryset.select_related("application").exclude(status=AuthSession.Status.LOGGED_OUT):
-            session.status = AuthSession.Status.LOGGED_OUT
-            session.save(update_fields=["status"])
-            audit_session(request.user, "mcp.auth_session_revoked", session)
-            notify.tools_changed(session.mcp_session_id)
-            count += 1
+        count = revoke_auth_sessions(queryset.select_related("application"), actor=request.user)
         self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)

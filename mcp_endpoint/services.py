@@ -1,5 +1,5 @@
 """Writes of the MCP endpoint: seeding an application's tool policies; confirming or declining a login;
-ending a user's login-tool sessions."""
+revoking login sessions (dashboard) and ending a user's login-tool sessions."""
 
 from __future__ import annotations
 
@@ -124,6 +124,23 @@ def decline_auth_session(*, actor: Any, session_id: str) -> Confirmation:
     session.save(update_fields=["status", "ended_at"])
     audit_session(actor, "mcp.auth_session_declined", session, DENY, reason="declined by the user")
     return Confirmation.DECLINED
+
+
+@service
+def revoke_auth_sessions(sessions: Iterable[AuthSession], *, actor: Any) -> int:
+    """Log out login-tool sessions (the dashboard's "revoke" action); sessions already logged out are left alone.
+    After commit each one's MCP client is told its tool list changed. Returns how many were revoked."""
+    count = 0
+    for session in sessions:
+        if session.status == AuthSession.Status.LOGGED_OUT:
+            continue
+        session.status = AuthSession.Status.LOGGED_OUT
+        session.save(update_fields=["status"])
+        audit_session(actor, "mcp.auth_session_revoked", session)
+        mcp_session_id = session.mcp_session_id
+        transaction.on_commit(lambda mcp_session_id=mcp_session_id: notify.tools_changed(mcp_session_id))
+        count += 1
+    return count
 
 
 def end_user_sessions(*, user: Any) -> int:

@@ -1,5 +1,6 @@
 """Dashboard pages for the OAuth provider: clients (with approval of held registrations), consents,
-signing keys (rotate now), the tenant's provider settings and its upstream identity providers."""
+signing keys (rotate now), the tenant's provider settings and its upstream identity providers. Every write goes
+through the oauth service functions (`client_services`, `services`, `keys`, `upstream_services`)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from audit.admin import AuditedAdminMixin
-from oauth import client_services, keys, upstream, upstream_services
+from audit.admin import ServiceAdminMixin
+from oauth import client_services, keys, services, upstream, upstream_services
 from oauth.models import Client, Consent, ProviderSettings, SigningKey, UpstreamProvider
 from oauth.resource_server_admin import ResourceServerAdmin  # noqa: F401 - registers the resource-server pages
-from oauth.views import revoke_consent
 
 
-class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     # Registered by django-oauth-toolkit through its APPLICATION_ADMIN_CLASS setting.
+    save_service = staticmethod(client_services.save_client)
+    delete_service = staticmethod(client_services.delete_client)
     list_display = ["name", "client_id", "client_type", "authorization_grant_type", "status", "registration_source"]
     list_filter = ["status", "client_type", "authorization_grant_type", "registration_source", "is_resource_server"]
     search_fields = ["name", "client_id", "redirect_uris"]
@@ -38,10 +40,7 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):
         self._set_status(request, queryset, Client.Status.REJECTED)
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Client], status: str) -> None:
-        changed = sum(
-            client_services.set_client_status(actor=request.user, client=client, status=status, request=request)
-            for client in queryset
-        )
+        changed = client_services.set_clients_status(queryset, actor=request.user, status=status, request=request)
         messages.success(request, f"{changed} client(s) now {status}.")
 
     def get_urls(self) -> list[URLPattern]:
@@ -67,7 +66,9 @@ class ClientAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Consent)
-class ConsentAdmin(admin.ModelAdmin):
+class ConsentAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Read-only: a consent is granted on the authorize page and ended with the revoke action."""
+
     list_display = ["user", "client", "scopes", "granted_at", "revoked_at"]
     list_filter = ["revoked_at", "client"]
     search_fields = ["user__email", "client__name", "client__client_id"]
@@ -81,14 +82,13 @@ class ConsentAdmin(admin.ModelAdmin):
         description="Revoke selected consents (and the client's tokens for those users)", permissions=["change"]
     )
     def revoke(self, request: HttpRequest, queryset: QuerySet[Consent]) -> None:
-        for consent in queryset.filter(revoked_at__isnull=True).select_related("user", "client"):
-            revoke_consent(actor=request.user, consent=consent)
-        messages.success(request, "Consents revoked.")
+        count = services.revoke_consents(queryset.select_related("user", "client"), actor=request.user)
+        messages.success(request, f"{count} consent(s) revoked.")
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
-    """Public metadata only: private keys never leave Vault."""
+class SigningKeyAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Public metadata only (read-only): private keys never leave Vault; "rotate now" makes a new current key."""
 
     list_display = ["kid", "created_at", "retired_at", "expires_at"]
     readonly_fields = ["kid", "public_jwk", "vault_path", "created_at", "retired_at", "expires_at"]
@@ -110,7 +110,8 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderSettings)
-class ProviderSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ProviderSettingsAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    save_service = staticmethod(client_services.save_provider_settings)
     list_display = ["__str__", "dynamic_registration", "allow_cimd"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -178,32 +179,19 @@ class UpstreamProviderForm(forms.ModelForm):
         return data
 
 
-class _UpstreamProviderWrites(admin.ModelAdmin):
-    """Saves and deletes through oauth.upstream_services (Vault first, then the row, audited, atomic).
+class UpstreamProviderAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """External OpenID providers offered as "Sign in with <name>" on the tenant's login page. The row is written
+    after its client secret is in Vault (`oauth.upstream_services`)."""
 
-    Kept below AuditedAdminMixin in the MRO, so the mixin still snapshots the old values around the save."""
-
-    def save_model(self, request: HttpRequest, obj: UpstreamProvider, form: Any, change: bool) -> None:
-        secret = form.cleaned_data.get("client_secret") or ""
-        upstream_services.save_upstream_provider(
-            actor=request.user, provider=obj, client_secret=secret, request=request
-        )
-
-    def delete_model(self, request: HttpRequest, obj: UpstreamProvider) -> None:
-        upstream_services.delete_upstream_provider(actor=request.user, provider=obj, request=request)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[UpstreamProvider]) -> None:
-        for provider in queryset:
-            upstream_services.delete_upstream_provider(actor=request.user, provider=provider, request=request)
-
-
-class UpstreamProviderAdmin(AuditedAdminMixin, _UpstreamProviderWrites):
-    """External OpenID providers offered as "Sign in with <name>" on the tenant's login page."""
-
+    save_service = staticmethod(upstream_services.save_upstream_provider)
+    delete_service = staticmethod(upstream_services.delete_upstream_provider)
     form = UpstreamProviderForm
     list_display = ["name", "slug", "issuer", "is_enabled", "auto_create_users", "created_at"]
     list_filter = ["is_enabled", "auto_create_users"]
     search_fields = ["name", "slug", "issuer", "client_id"]
+
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        return {"client_secret": form.cleaned_data.get("client_secret") or ""}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The slug is part of the callback URL registered at the upstream and of the Vault path.

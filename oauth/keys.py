@@ -18,6 +18,7 @@ from django_tenants.utils import schema_context
 from jwcrypto import jwk
 
 import audit
+from audit.writes import service
 from authsec_site.lib import vault
 from oauth import issuance
 from oauth.models import SigningKey
@@ -44,41 +45,42 @@ def _token_lifetime() -> timedelta:
     return timedelta(seconds=longest + 300)
 
 
+@service
 def create_signing_key(*, actor: Any = "system:keys", lost: str | None = None) -> SigningKey:
-    """Generate a key, store its private half in Vault, then make it current (retiring the previous one).
-    `lost` names the current key whose private half Vault no longer holds (`signing_key`): audited as
-    `oauth.key_lost` in the same transaction as the new key."""
+    """Generate a key, store its private half in Vault, then make it current (retiring the previous one): the
+    dashboard's "rotate now", the rotation task, a tenant's first key. `lost` names the current key whose
+    private half Vault no longer holds (`signing_key`): audited as `oauth.key_lost` in the same transaction as
+    the new key. Reads that make a key on first use call it ``.nested`` (they may run inside a transaction)."""
     kid, public, pem = _generate()
     path = vault.tenant_path(connection.schema_name, "oauth", "signing-keys", kid)
     vault.kv_write(path, {"private_key_pem": pem})  # first Vault, so a row never points at a missing secret
     now = timezone.now()
-    with transaction.atomic():
-        previous = list(SigningKey.objects.select_for_update().filter(retired_at__isnull=True))
-        for old in previous:
-            old.retired_at = now
-            old.expires_at = now + _token_lifetime()
-            old.save(update_fields=["retired_at", "expires_at"])
-        key = SigningKey.objects.create(kid=kid, public_jwk=public, vault_path=path, created_at=now)
+    previous = list(SigningKey.objects.select_for_update().filter(retired_at__isnull=True))
+    for old in previous:
+        old.retired_at = now
+        old.expires_at = now + _token_lifetime()
+        old.save(update_fields=["retired_at", "expires_at"])
+    key = SigningKey.objects.create(kid=kid, public_jwk=public, vault_path=path, created_at=now)
+    audit.record(
+        actor,
+        "oauth.key_rotated" if previous else "oauth.key_created",
+        target=key,
+        data={"kid": kid, "retired": [old.kid for old in previous]},
+    )
+    if lost is not None:
         audit.record(
             actor,
-            "oauth.key_rotated" if previous else "oauth.key_created",
+            "oauth.key_lost",
             target=key,
-            data={"kid": kid, "retired": [old.kid for old in previous]},
+            outcome="failure",
+            data={"lost": lost, "replaced_by": kid},
         )
-        if lost is not None:
-            audit.record(
-                actor,
-                "oauth.key_lost",
-                target=key,
-                outcome="failure",
-                data={"lost": lost, "replaced_by": kid},
-            )
     return key
 
 
 def _load_current_key() -> SigningKey:
     key = SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at").first()
-    return key if key is not None else create_signing_key()
+    return key if key is not None else create_signing_key.nested()
 
 
 def current_key() -> SigningKey:
@@ -126,7 +128,7 @@ def signing_key() -> tuple[SigningKey, Any, jwk.JWK]:
             connection.schema_name,
             key.kid,
         )
-        key = create_signing_key(actor="system:keys", lost=key.kid)
+        key = create_signing_key.nested(actor="system:keys", lost=key.kid)
         private, public = private_jwk(key)
     return key, private, public
 
@@ -149,7 +151,7 @@ def rotate_if_due(*, actor: Any = "system:key-rotation") -> SigningKey | None:
     key = SigningKey.objects.filter(retired_at__isnull=True).order_by("-created_at").first()
     if key is not None and key.created_at > timezone.now() - timedelta(days=settings.OAUTH_KEY_ROTATION_DAYS):
         return None
-    return create_signing_key(actor=actor)
+    return create_signing_key.nested(actor=actor)
 
 
 def prune_expired() -> int:

@@ -1,6 +1,6 @@
 """Dashboard pages for resource servers protected by the published SDK's runtime API: register one (its
 introspection secret is shown once, on the add form), see the tools its manifest pushed, and map each tool to
-scopes or mark it public. Every save goes through `oauth.resource_servers` (audited, generation bumped)."""
+scopes or mark it public. Every write goes through `oauth.resource_servers` (audited, generation bumped)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from audit.admin import AuditedAdminMixin
+from audit.admin import ServiceAdminMixin
 from oauth import resource_servers as rs
 from oauth.models import ResourceServer, ResourceServerTool
 
@@ -36,6 +36,8 @@ class ResourceServerToolInline(admin.TabularInline):
     """One row per tool: public, or at least one of the chosen scopes; neither means denied."""
 
     model = ResourceServerTool
+    save_service = staticmethod(rs.save_tool)
+    delete_service = staticmethod(rs.delete_tool)
     form = ToolMappingForm
     fields = ["name", "summary", "suggested", "in_manifest", "is_public", "required_scopes"]
     readonly_fields = ["summary", "suggested", "in_manifest"]
@@ -79,46 +81,10 @@ class ResourceServerForm(forms.ModelForm):
         return secret
 
 
-class _ResourceServerWrites(admin.ModelAdmin):
-    """Below AuditedAdminMixin in the MRO, so the mixin still snapshots the values around the save."""
-
-    def save_model(self, request: HttpRequest, obj: ResourceServer, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        server, _secret = rs.create_resource_server(
-            actor=request.user,
-            name=obj.name,
-            resource_uri=obj.resource_uri,
-            scopes=form.cleaned_data.get("scopes") or [],
-            client_secret=form.cleaned_data["introspection_client_secret"],
-            request=request,
-        )
-        # The form saves its many-to-many values onto `obj` next: make it the row the service created.
-        obj.pk, obj.client, obj.generation, obj.created_at = (
-            server.pk,
-            server.client,
-            server.generation,
-            server.created_at,
-        )
-        obj._state.adding = False
-        obj._state.db = server._state.db
-
-    def delete_model(self, request: HttpRequest, obj: ResourceServer) -> None:
-        rs.delete_resource_server(actor=request.user, server=obj, request=request)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ResourceServer]) -> None:
-        for server in queryset.select_related("client"):
-            rs.delete_resource_server(actor=request.user, server=server, request=request)
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        if change and (form.has_changed() or any(formset.has_changed() for formset in formsets)):
-            rs.policy_changed(actor=request.user, server=form.instance, request=request)
-
-
 @admin.register(ResourceServer)
-class ResourceServerAdmin(AuditedAdminMixin, _ResourceServerWrites):
+class ResourceServerAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    save_service = staticmethod(rs.save_resource_server)
+    delete_service = staticmethod(rs.delete_resource_server)
     form = ResourceServerForm
     inlines = [ResourceServerToolInline]
     list_display = ["name", "resource_uri", "is_active", "policy_state", "generation", "policy_fetched_at"]
@@ -146,6 +112,10 @@ class ResourceServerAdmin(AuditedAdminMixin, _ResourceServerWrites):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ResourceServer]:
         return super().get_queryset(request).select_related("client")
+
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        # The add form's generated secret becomes the introspection client's (stored hashed, never shown again).
+        return {"client_secret": form.cleaned_data.get("introspection_client_secret") or None}
 
     @admin.display(description="resource server id (AUTHSEC_RESOURCE_SERVER_ID)")
     def resource_server_id(self, obj: ResourceServer) -> str:

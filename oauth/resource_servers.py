@@ -1,8 +1,9 @@
 """Resource servers protected by the published SDK's runtime API (`mount_mcp` + `HybridValidator`).
 
-Writes (registration, manifest pushes, tool mappings) are atomic, audited, and bump the server's policy
-`generation`. Reads build the `sdk-policy` document in exactly the shape `ScopeMatrixClient` parses, and
-authenticate the SDK's HTTP Basic calls with the server's introspection credentials in constant time.
+Writes (registration, changes, manifest pushes, tool mappings) are service functions (`audit.writes.service`:
+one durable transaction with its event) and bump the server's policy `generation`. Reads build the
+`sdk-policy` document in exactly the shape `ScopeMatrixClient` parses, and authenticate the SDK's HTTP Basic
+calls with the server's introspection credentials in constant time.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import binascii
 import functools
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlparse
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -27,8 +27,10 @@ from django.utils.crypto import constant_time_compare
 from oauth2_provider.settings import oauth2_settings
 
 import audit
+from audit import writes
 from audit.models import AuditEvent
-from audit.recorder import Actor
+from audit.recorder import Actor, record
+from audit.writes import service
 from oauth import issuer
 from oauth.models import Client, ResourceServer, ResourceServerTool
 from rbac.models import Scope
@@ -40,6 +42,7 @@ MAX_DESCRIPTION = 10_000
 MAX_SUGGESTED = 50
 # How often a policy fetch is written down (the SDK fetches every 30 s by default).
 FETCH_NOTE_SECONDS = 60
+M2M = Mapping[str, Iterable[Any]] | None
 
 
 # --- Registration -----------------------------------------------------------------------------------------------
@@ -63,52 +66,67 @@ def validate_resource_uri(value: str) -> str:
     return uri
 
 
-@transaction.atomic
+@service
 def create_resource_server(
-    *,
-    actor: Any,
-    name: str,
-    resource_uri: str,
-    scopes: Iterable[Scope] = (),
-    client_secret: str | None = None,
-    request: HttpRequest | None = None,
+    *, actor: Any, name: str, resource_uri: str, scopes: Iterable[Scope] = (), client_secret: str | None = None
 ) -> tuple[ResourceServer, str]:
     """Register a resource server with its own introspection client; returns it and the plaintext secret
     (stored hashed, so this is the only time it can be shown)."""
-    uri = validate_resource_uri(resource_uri)
     secret = client_secret or new_client_secret()
-    client = Client.objects.create(
-        name=f"{name} (resource server)"[:255],
-        client_type=Client.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
-        client_secret=secret,
-        is_resource_server=True,
-        description=f"Introspection and SDK-policy credentials of the resource server {uri}.",
-    )
-    server = ResourceServer.objects.create(name=name, resource_uri=uri, client=client)
-    server.scopes.set(list(scopes))
-    audit.record(
-        actor,
-        "oauth.resource_server_created",
-        target=server,
-        request=request,
-        data={
-            "resource_server_id": str(server.pk),
-            "resource_uri": uri,
-            "client_id": client.client_id,
-            "scopes": sorted(scope.name for scope in server.scopes.all()),
-        },
-    )
+    server = ResourceServer(name=name, resource_uri=resource_uri)
+    save_resource_server.nested(server, actor=actor, m2m={"scopes": list(scopes)}, client_secret=secret)
     return server, secret
 
 
-@transaction.atomic
-def delete_resource_server(*, actor: Any, server: ResourceServer, request: HttpRequest | None = None) -> None:
+def _policy_inputs(server: ResourceServer, scopes: Iterable[Scope] | None) -> tuple[Any, ...]:
+    """What of a server's own row its policy document (or its SDK settings) reads."""
+    return (server.name, server.resource_uri, server.is_active, sorted(scope.pk for scope in scopes or ()))
+
+
+@service
+def save_resource_server(
+    server: ResourceServer, *, actor: Any, m2m: M2M = None, client_secret: str | None = None
+) -> ResourceServer:
+    """Register a new server (its introspection client gets `client_secret`, stored hashed) or change one (name,
+    resource URI, supported scopes, active). A change bumps the policy `generation` the SDK reads."""
+    server.resource_uri = validate_resource_uri(server.resource_uri)
+    stored = ResourceServer.objects.select_for_update().filter(pk=server.pk).first()
+    if stored is None:
+        if not client_secret:
+            raise ValueError("A new resource server needs the secret of its introspection client.")
+        server.client = Client.objects.create(
+            name=f"{server.name} (resource server)"[:255],
+            client_type=Client.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+            client_secret=client_secret,
+            is_resource_server=True,
+            description=f"Introspection and SDK-policy credentials of the resource server {server.resource_uri}.",
+        )
+    else:
+        scopes = (m2m or {}).get("scopes")
+        new_scopes = list(scopes) if scopes is not None else list(stored.scopes.all())
+        if _policy_inputs(stored, stored.scopes.all()) != _policy_inputs(server, new_scopes):
+            server.generation = stored.generation + 1
+    return writes.save(
+        actor,
+        server,
+        m2m=m2m,
+        created="oauth.resource_server_created",
+        changed="oauth.resource_server_changed",
+        data={"resource_server_id": str(server.pk), "client_id": server.client.client_id},
+    )
+
+
+@service
+def delete_resource_server(server: ResourceServer, *, actor: Any) -> None:
     """Delete the server, its tools and its introspection client (so its credentials stop working at once)."""
-    data = {"resource_server_id": str(server.pk), "resource_uri": server.resource_uri}
     client = server.client
-    audit.record(actor, "oauth.resource_server_deleted", target=server, request=request, data=data)
-    server.delete()
+    writes.delete(
+        actor,
+        server,
+        event="oauth.resource_server_deleted",
+        data={"resource_server_id": str(server.pk), "client_id": client.client_id},
+    )
     client.delete()
 
 
@@ -272,18 +290,16 @@ def _bump(server: ResourceServer) -> int:
     return server.generation
 
 
-@transaction.atomic
-def policy_changed(
-    *, actor: Any, server: ResourceServer, request: HttpRequest | None = None, data: dict[str, Any] | None = None
-) -> int:
-    """Bump the generation after a change to the server's policy and audit the policy now in force."""
+@service
+def policy_changed(*, actor: Any, server: ResourceServer, data: dict[str, Any] | None = None) -> int:
+    """Bump the generation after a change to the server's tools and audit the policy now in force (called
+    ``.nested`` by the writes of a tool)."""
     generation = _bump(server)
     document = policy_document(server)
-    audit.record(
+    record(
         actor,
         "oauth.resource_server_policy_changed",
         target=server,
-        request=request,
         data={
             **(data or {}),
             "resource_server_id": str(server.pk),
@@ -295,29 +311,40 @@ def policy_changed(
     return generation
 
 
-@transaction.atomic
-def map_tool(
-    *,
-    actor: Any,
-    tool: ResourceServerTool,
-    is_public: bool,
-    required_scopes: Iterable[Scope],
-    request: HttpRequest | None = None,
-) -> ResourceServerTool:
-    """Make a tool public, or require one of `required_scopes` (a tool cannot be both)."""
-    scopes = list(required_scopes)
-    if is_public and scopes:
+@service
+def save_tool(tool: ResourceServerTool, *, actor: Any, m2m: M2M = None) -> ResourceServerTool:
+    """Save a tool's mapping (public, or the scopes it requires; not both), or a tool an admin adds by hand."""
+    given = (m2m or {}).get("required_scopes")
+    if given is None:  # not among the values given: the tool keeps its scopes
+        given = tool.required_scopes.all() if tool.pk is not None else []
+    scopes = list(given)
+    if tool.is_public and scopes:
         raise ValidationError("A public tool needs no scopes: clear the scopes or untick public.")
-    tool.is_public = is_public
-    tool.save(update_fields=["is_public", "updated_at"])
+    tool.save()
     tool.required_scopes.set(scopes)
-    policy_changed(
+    policy_changed.nested(
         actor=actor,
         server=tool.resource_server,
-        request=request,
-        data={"tool": tool.name, "is_public": is_public, "required_scopes": sorted(s.name for s in scopes)},
+        data={"tool": tool.name, "is_public": tool.is_public, "required_scopes": sorted(s.name for s in scopes)},
     )
     return tool
+
+
+@service
+def map_tool(
+    *, actor: Any, tool: ResourceServerTool, is_public: bool, required_scopes: Iterable[Scope]
+) -> ResourceServerTool:
+    """Make a tool public, or require one of `required_scopes` (a tool cannot be both)."""
+    tool.is_public = is_public
+    return save_tool.nested(tool, actor=actor, m2m={"required_scopes": list(required_scopes)})
+
+
+@service
+def delete_tool(tool: ResourceServerTool, *, actor: Any) -> None:
+    """Remove a tool from the server's inventory (a later manifest may push it again, unmapped)."""
+    server, name = tool.resource_server, tool.name
+    tool.delete()
+    policy_changed.nested(actor=actor, server=server, data={"tool": name, "removed": True})
 
 
 def bump_all_generations() -> None:
@@ -397,7 +424,7 @@ def parse_manifest(payload: Any) -> list[dict[str, Any]]:
     return tools
 
 
-@transaction.atomic
+@service
 def publish_manifest(
     *, server: ResourceServer, tools: list[dict[str, Any]], request: HttpRequest | None = None
 ) -> ManifestResult:

@@ -1,10 +1,42 @@
-"""Writes of the OAuth provider that other apps trigger: ending a user's tokens."""
+"""Writes of the OAuth provider: a user's consents, and ending a user's tokens (which other apps trigger)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_id_token_model, get_refresh_token_model
+
+from audit.recorder import record
+from audit.writes import service
+from oauth.models import Consent
+
+
+@service
+def revoke_consent(*, actor: Any, consent: Consent) -> None:
+    """Forget a remembered consent (the user is asked again) and revoke the client's tokens for the user."""
+    consent.revoked_at = timezone.now()
+    consent.save(update_fields=["revoked_at"])
+    get_access_token_model().objects.filter(user=consent.user, application=consent.client).delete()
+    record(
+        actor,
+        "oauth.consent_revoked",
+        target=consent.client,
+        data={"client_id": consent.client.client_id, "user": consent.user.email},
+    )
+
+
+@service
+def revoke_consents(consents: Iterable[Consent], *, actor: Any) -> int:
+    """Revoke several consents at once (a dashboard bulk action); those already revoked are left alone.
+    Returns how many were revoked."""
+    count = 0
+    for consent in consents:
+        if consent.revoked_at is None:
+            revoke_consent.nested(actor=actor, consent=consent)
+            count += 1
+    return count
 
 
 def revoke_user_tokens(*, user: Any) -> dict[str, int]:

@@ -28,11 +28,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 
-import audit
+from accounts import services as accounts_services
 from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
@@ -499,14 +499,14 @@ def find_or_create_user(provider: UpstreamProvider, email: str, claims: Mapping[
                 email=email,
             )
         try:
-            with transaction.atomic():
-                user = User.objects.create_user(email, password=None, full_name=str(claims.get("name") or "")[:200])
-                audit.record(
-                    Actor(AuditEvent.ActorType.SYSTEM, provider.slug, f"upstream:{provider.slug}"),
-                    "accounts.user_created",
-                    target=user,
-                    data={"email": email, "via": f"upstream:{provider.slug}", "subject": str(claims.get("sub"))},
-                )
+            user = User(email=email, full_name=str(claims.get("name") or "")[:200])
+            user.set_unusable_password()
+            user.full_clean(exclude=["password"])
+            user = accounts_services.save_user.nested(
+                user,
+                actor=Actor(AuditEvent.ActorType.SYSTEM, provider.slug, f"upstream:{provider.slug}"),
+                data={"email": email, "via": f"upstream:{provider.slug}", "subject": str(claims.get("sub"))},
+            )
             created = True
         except (IntegrityError, ValidationError):
             # The same person finished a second sign-in at the same moment: use the row it created.

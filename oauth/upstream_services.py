@@ -5,12 +5,13 @@ pointing at a secret that does not exist (at worst an unreferenced Vault version
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connection, transaction
-from django.http import HttpRequest
 
-import audit
+from audit import writes
+from audit.writes import service
 from authsec_site.lib import vault
 from oauth import upstream
 from oauth.models import UpstreamProvider
@@ -18,26 +19,17 @@ from oauth.models import UpstreamProvider
 logger = logging.getLogger(__name__)
 
 
-def _summary(provider: UpstreamProvider) -> dict[str, Any]:
-    return {
-        "slug": provider.slug,
-        "name": provider.name,
-        "issuer": provider.issuer,
-        "client_id": provider.client_id,
-        "scopes": provider.scopes,
-        "is_enabled": provider.is_enabled,
-        "auto_create_users": provider.auto_create_users,
-        "allowed_email_domains": list(provider.allowed_email_domains),
-        "secret_version": provider.secret_version,
-    }
-
-
-@transaction.atomic
+@service
 def save_upstream_provider(
-    *, actor: Any, provider: UpstreamProvider, client_secret: str = "", request: HttpRequest | None = None
+    provider: UpstreamProvider,
+    *,
+    actor: Any,
+    m2m: Mapping[str, Iterable[Any]] | None = None,
+    client_secret: str = "",
 ) -> UpstreamProvider:
-    """Create or change `provider`; a non-empty `client_secret` becomes a new Vault version (empty keeps the old)."""
-    created = provider._state.adding
+    """Create or change `provider`; a non-empty `client_secret` becomes a new Vault version (empty keeps the old).
+    The event says whether the secret changed, never what it is."""
+    created = provider.pk is None
     if created and not client_secret:
         raise ValueError("A new upstream provider needs its client secret.")
     if not provider.vault_path:
@@ -45,31 +37,32 @@ def save_upstream_provider(
     if client_secret:
         provider.secret_version = vault.kv_write(provider.vault_path, {"client_secret": client_secret})
     old = None if created else UpstreamProvider.objects.filter(pk=provider.pk).values_list("issuer", flat=True).first()
-    provider.save()
-    audit.record(
+    writes.save(
         actor,
-        "oauth.upstream_created" if created else "oauth.upstream_changed",
-        target=provider,
-        request=request,
-        data={**_summary(provider), "secret_changed": bool(client_secret)},
+        provider,
+        m2m=m2m,
+        created="oauth.upstream_created",
+        changed="oauth.upstream_changed",
+        data={"slug": provider.slug, "secret_changed": bool(client_secret)},
     )
     issuers = {provider.issuer, old or provider.issuer}
     transaction.on_commit(lambda: [upstream.forget(issuer) for issuer in issuers])
     return provider
 
 
-@transaction.atomic
-def delete_upstream_provider(*, actor: Any, provider: UpstreamProvider, request: HttpRequest | None = None) -> None:
+@service
+def delete_upstream_provider(provider: UpstreamProvider, *, actor: Any) -> None:
     """Delete the row now and its Vault secret after commit (a rollback keeps both)."""
-    path = provider.vault_path
-    audit.record(actor, "oauth.upstream_deleted", target=provider, request=request, data=_summary(provider))
-    provider.delete()
+    path, issuer = provider.vault_path, provider.issuer
+    writes.delete(actor, provider, event="oauth.upstream_deleted", data={"slug": provider.slug})
 
-    def _delete_secret() -> None:
+    def _after_commit() -> None:
+        upstream.forget(issuer)
+        if not path:
+            return
         try:
             vault.kv_delete_all(path)
         except vault.VaultError as exc:
             logger.error("Could not delete the Vault secret of a deleted upstream provider: %s", exc)
 
-    if path:
-        transaction.on_commit(_delete_secret)
+    transaction.on_commit(_after_commit)

@@ -10,7 +10,6 @@ from urllib.parse import urlparse
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -18,7 +17,6 @@ from django.views.decorators.http import require_GET
 from oauth2_provider import cimd
 from oauth2_provider import views as dot
 from oauth2_provider.exceptions import OAuthToolkitError
-from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # the helper DOT uses on success redirects
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OauthlibRequest
@@ -28,7 +26,7 @@ import audit
 from audit.recorder import Actor
 from authsec_site.lib import metrics
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
-from oauth import introspection, issuer
+from oauth import client_services, introspection, issuer
 from oauth.errors import oauth_error
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings
@@ -409,22 +407,9 @@ class RegistrationManagementView(dot.DynamicClientRegistrationManagementView):
         return response
 
     def delete(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        client = Client.objects.filter(client_id=client_id).first()
-        response = super().delete(request, client_id, *args, **kwargs)
-        if response.status_code == 204 and client is not None:
-            audit.record(Actor("client", client_id, client.name), "oauth.client_deleted", data={"client_id": client_id})
-        return response
-
-
-def revoke_consent(*, actor: Any, consent: Consent) -> None:
-    """Forget a remembered consent (the user is asked again) and revoke the client's tokens for the user."""
-    with transaction.atomic():
-        consent.revoked_at = timezone.now()
-        consent.save(update_fields=["revoked_at"])
-        get_access_token_model().objects.filter(user=consent.user, application=consent.client).delete()
-        audit.record(
-            actor,
-            "oauth.consent_revoked",
-            target=consent.client,
-            data={"client_id": consent.client.client_id, "user": consent.user.email},
-        )
+        authenticated = self._authenticate_registration_request(request, client_id)
+        if isinstance(authenticated, HttpResponse):
+            return authenticated
+        client = authenticated.application
+        client_services.delete_client(client, actor=Actor("client", client.client_id, client.name))
+        return HttpResponse(status=204)

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts import services as accounts_services
 from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
 from audit.admin import ServiceAdminMixin
@@ -370,6 +371,8 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    save_service = staticmethod(accounts_services.save_user)
+    delete_service = staticmethod(accounts_services.delete_user)
     inlines = [UserRoleBindingInline, UserMembershipInline]
     list_display = [*BaseUserAdmin.list_display, "effective_link"]
 

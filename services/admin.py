@@ -2,7 +2,8 @@
 
 Secret fields are password inputs that are never rendered back; filling one writes a new Vault version
 (merged over the current credentials). The change page shows the version history without values, and
-the "rotate now" action runs the service's rotator."""
+the "rotate now" action runs the service's rotator. Saves and deletes are `services.save_service` /
+`services.delete_service`: a service and its new secret version are one transaction."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from audit.admin import AuditedAdminMixin
+from audit.admin import ServiceAdminMixin
 from authsec_site.lib import vault
 from services import services
 from services.models import Service
@@ -96,7 +97,9 @@ class ServiceForm(forms.ModelForm):
 
 
 @admin.register(Service)
-class ServiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ServiceAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    save_service = staticmethod(services.save_service)
+    delete_service = staticmethod(services.delete_service)
     form = ServiceForm
     list_display = ["name", "service_type", "base_url", "status_badge", "vault_version", "last_rotated_at"]
     list_filter = ["service_type", "status", "rotation_policy", "rotation_kind"]
@@ -154,24 +157,11 @@ class ServiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
             body,
         )
 
-    def save_model(self, request: HttpRequest, obj: Service, form: ServiceForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if not obj.vault_path:
-            obj.vault_path = services.secret_path(obj)
-            obj.save(update_fields=["vault_path"])
-        if not change:
-            services.record_created(request.user, obj)
-        given = form.secrets_given()
-        if given:
-            services.replace_secret(actor=request.user, service=obj, credentials=given)
+    def service_arguments(self, request: HttpRequest, form: ServiceForm) -> dict[str, Any]:
+        return {"credentials": form.secrets_given()}
 
-    def delete_model(self, request: HttpRequest, obj: Service) -> None:
-        services.delete_service(actor=request.user, service=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
-        for service in queryset:
-            services.delete_service(actor=request.user, service=service)
-
+    # Each rotation is its own transaction (not one for the whole selection): its new version is in Vault before
+    # the row points at it, and a failed rotation commits its failure (status, event) while the others go on.
     @admin.action(description="Rotate now", permissions=["rotate"])
     def rotate_now(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
         for service in queryset:

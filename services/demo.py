@@ -22,7 +22,7 @@ def seed_services(slug: str, actor: Any = "cli:seed_demo") -> Service | None:
         return None
     service = Service.objects.filter(name=GITHUB).first()
     if service is None:
-        return services.create_service(
+        return services.create_service.nested(
             actor=actor,
             name=GITHUB,
             service_type=Service.ServiceType.BEARER_TOKEN,
@@ -34,5 +34,5 @@ def seed_services(slug: str, actor: Any = "cli:seed_demo") -> Service | None:
         )
     path = service.vault_path or services.secret_path(service)
     if vault.tenant_kv_current_version(connection.schema_name, path) == 0:
-        services.replace_secret(actor=actor, service=service, credentials={"access_token": PLACEHOLDER_TOKEN})
+        services.replace_secret.nested(actor=actor, service=service, credentials={"access_token": PLACEHOLDER_TOKEN})
     return service

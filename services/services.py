@@ -1,4 +1,5 @@
-"""Writes of services and their secrets: create, replace, rotate. Each is audited; none logs a value.
+"""Writes of services and their secrets: create, change, replace, rotate, delete. Each is audited; none logs a
+value. The dashboard's saves and deletes are `save_service` / `delete_service` (`audit.writes.service`).
 
 Ordering keeps the invariant of `Service.vault_version`: a new version is written to Vault (check-and-set
 against Vault's current version) *before* the row points at it, inside a transaction that holds the row
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import audit
+from audit import writes
 from audit.models import AuditEvent
 from authsec_site.lib import metrics, vault
 from services.credentials import RotationError
@@ -79,10 +81,6 @@ def secret_path(service: Service) -> str:
     return vault.tenant_path(connection.schema_name, "services", f"{service.pk}-{uuid.uuid4().hex[:16]}")
 
 
-def record_created(actor: Any, service: Service) -> None:
-    audit.record(actor, "service.created", target=service, data={"service": service.name})
-
-
 def _write_version(service: Service, data: Mapping[str, Any], base: int) -> int:
     """Write `data` as the next version in Vault, only if Vault's newest version is still `base` (read before
     the new value was computed): a concurrent writer makes this fail instead of being overwritten."""
@@ -124,61 +122,81 @@ def _commit_version(service: Service, version: int, reason: str, actor: Any, **e
     transaction.on_commit(lambda: _drop_cache(service.pk))
 
 
-def _drop_cache(service_id: int) -> None:
+def _drop_cache(service_id: int, schema_name: str | None = None) -> None:
     from services.sdk import drop_cached
 
-    drop_cached(connection.schema_name, service_id)
+    drop_cached(schema_name or connection.schema_name, service_id)
 
 
-@transaction.atomic
-def create_service(*, actor: Any, credentials: Mapping[str, Any] | None = None, **fields: Any) -> Service:
-    """Create a service (and its first secret version when `credentials` are given), audited."""
-    fields.setdefault("keep_versions", settings.SERVICES_KEEP_VERSIONS)
-    service = Service(**fields)
-    service.full_clean(exclude=["vault_path"])
-    service.save()
-    service.vault_path = secret_path(service)
-    service.save(update_fields=["vault_path"])
-    record_created(actor, service)
-    if credentials:
-        data = clean_credentials(service, credentials)
-        if data:
-            base = vault.tenant_kv_current_version(connection.schema_name, service.vault_path)
-            _commit_version(service, _write_version(service, data, base), SecretVersion.Reason.CREATED, actor)
+@writes.service
+def save_service(
+    service: Service,
+    *,
+    actor: Any,
+    m2m: Mapping[str, Iterable[Any]] | None = None,
+    credentials: Mapping[str, Any] | None = None,
+) -> Service:
+    """Create or change a service's settings and, with `credentials`, write its next secret version (merged over
+    the current one): one transaction, so when Vault fails nothing of it is saved. A new service gets its Vault
+    path (named after its id) in the same transaction."""
+    writes.save(
+        actor, service, m2m=m2m, created="service.created", changed="service.changed", data={"service": service.name}
+    )
+    if not service.vault_path:
+        service.vault_path = secret_path(service)
+        Service.objects.filter(pk=service.pk).update(vault_path=service.vault_path)
+    data = clean_credentials(service, credentials or {})
+    if data:
+        replace_secret.nested(actor=actor, service=service, credentials=data)
     return service
 
 
+@writes.service
+def create_service(*, actor: Any, credentials: Mapping[str, Any] | None = None, **fields: Any) -> Service:
+    """Create a service from field values (validated here), and its first secret version when `credentials` are
+    given."""
+    fields.setdefault("keep_versions", settings.SERVICES_KEEP_VERSIONS)
+    new = Service(**fields)
+    new.full_clean(exclude=["vault_path"])
+    return save_service.nested(new, actor=actor, credentials=credentials)
+
+
+@writes.service
 def replace_secret(*, actor: Any, service: Service, credentials: Mapping[str, Any]) -> int:
     """Write a new version holding `credentials` merged over the current ones; returns the new version."""
     data = clean_credentials(service, credentials)
     if not data:
         raise ValidationError("Give at least one credential value.")
-    with transaction.atomic():
-        locked = Service.objects.select_for_update().get(pk=service.pk)
-        if not locked.vault_path:
-            locked.vault_path = secret_path(locked)
-            locked.save(update_fields=["vault_path"])
-        base = vault.tenant_kv_current_version(connection.schema_name, locked.vault_path)
-        merged = {**_read_current(locked), **data}
-        reason = SecretVersion.Reason.REPLACED if locked.vault_version else SecretVersion.Reason.CREATED
-        version = _write_version(locked, merged, base)
-        _commit_version(locked, version, reason, actor, keys_changed=sorted(data))
+    locked = Service.objects.select_for_update().get(pk=service.pk)
+    if not locked.vault_path:
+        locked.vault_path = secret_path(locked)
+        locked.save(update_fields=["vault_path"])
+    base = vault.tenant_kv_current_version(connection.schema_name, locked.vault_path)
+    merged = {**_read_current(locked), **data}
+    reason = SecretVersion.Reason.REPLACED if locked.vault_version else SecretVersion.Reason.CREATED
+    version = _write_version(locked, merged, base)
+    _commit_version(locked, version, reason, actor, keys_changed=sorted(data))
     service.refresh_from_db()
     return version
 
 
-def delete_service(*, actor: Any, service: Service) -> None:
-    """Delete the row, then (after commit) every version of its secret in Vault."""
-    path, name = service.vault_path, service.name
-    with transaction.atomic():
-        audit.record(actor, "service.deleted", target=service, data={"service": name})
-        service.delete()
-    schema = connection.schema_name
-    if path:
+@writes.service
+def delete_service(service: Service, *, actor: Any) -> None:
+    """Delete the row; after commit, every version of its secret in Vault and its cached secret (a rollback
+    keeps both)."""
+    schema, path, name, pk = connection.schema_name, service.vault_path, service.name, service.pk
+    writes.delete(actor, service, event="service.deleted", data={"service": name})
+
+    def _after_commit() -> None:
+        _drop_cache(pk, schema)
+        if not path:
+            return
         try:
             vault.tenant_kv_delete_all(schema, path)
         except vault.VaultError as exc:
             logger.warning("Could not delete the Vault secret of service %s: %s", name, exc)
+
+    transaction.on_commit(_after_commit)
 
 
 def rotate_service(*, actor: Any, service_id: int, force: bool = False) -> RotationResult:

@@ -1,4 +1,5 @@
-"""Platform admin (``/admin/``): tenants are created through `create_tenant`, never by saving a bare row."""
+"""Platform admin (``/admin/``): every write of a tenant is `tenants.services.save_tenant` (a new one through
+`create_tenant`, never by saving a bare row) or `set_tenants_active`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from django.contrib import admin, messages
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.forms.models import construct_instance
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.admin import AuditedAdminMixin
+from audit.admin import ServiceAdminMixin
 from authsec_site.admin_sites import platform_admin
 from tenants.models import Domain, Tenant
-from tenants.services import create_tenant, set_tenant_active, validate_new_tenant
+from tenants.services import save_tenant, set_tenants_active, validate_new_tenant
 
 
 class TenantCreationForm(forms.ModelForm):
@@ -46,8 +48,9 @@ class TenantCreationForm(forms.ModelForm):
         return data
 
     def _post_clean(self) -> None:
-        # Model validation of schema_name is done by create_tenant; the form has no schema field.
-        pass
+        # Model validation of schema_name is done by create_tenant; the form has no schema field. The instance
+        # still takes the slug and name, which `save_tenant` creates the tenant from.
+        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
 
 
 class DomainInline(admin.TabularInline):
@@ -62,7 +65,8 @@ class DomainInline(admin.TabularInline):
 
 
 @admin.register(Tenant, site=platform_admin)
-class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class TenantAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    save_service = staticmethod(save_tenant)  # no delete: it would destroy the tenant's users, keys and audit log
     list_display = ("slug", "name", "is_active", "schema_name", "created_at", "dashboard_link")
     list_filter = ("is_active",)
     search_fields = ("slug", "name")
@@ -91,28 +95,10 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
         return [] if obj is None else self.inlines
 
-    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        if change:
-            if "is_active" in form.changed_data:
-                set_tenant_active(actor=request.user, tenant=Tenant.objects.get(pk=obj.pk), is_active=obj.is_active)
-            obj.save(update_fields=["name", "is_active"])
-            return
-        created = create_tenant(
-            actor=request.user,
-            slug=form.cleaned_data["slug"],
-            name=form.cleaned_data["name"],
-            admin_email=form.cleaned_data["admin_email"],
-            admin_password=form.cleaned_data["admin_password1"],
-        )
-        # The admin keeps working with `obj`; make it the saved row.
-        obj.pk = created.tenant.pk
-        obj.schema_name = created.tenant.schema_name
-        obj.created_at = created.tenant.created_at
-        obj._state.adding = False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Deleting a tenant destroys its users, keys and audit log: deactivate instead.
-        return False
+    def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
+        if "admin_email" not in form.cleaned_data:
+            return {}  # the change form: name and activation only
+        return {"admin_email": form.cleaned_data["admin_email"], "admin_password": form.cleaned_data["admin_password1"]}
 
     @admin.display(description="Dashboard")
     def dashboard_link(self, obj: Tenant) -> str:
@@ -120,12 +106,10 @@ class TenantAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected tenants (their URLs answer 404)", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        for tenant in queryset:
-            set_tenant_active(actor=request.user, tenant=tenant, is_active=False)
-        messages.success(request, f"Deactivated {queryset.count()} tenant(s).")
+        count = set_tenants_active(queryset, actor=request.user, is_active=False)
+        messages.success(request, f"Deactivated {count} tenant(s).")
 
     @admin.action(description="Activate selected tenants", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        for tenant in queryset:
-            set_tenant_active(actor=request.user, tenant=tenant, is_active=True)
-        messages.success(request, f"Activated {queryset.count()} tenant(s).")
+        count = set_tenants_active(queryset, actor=request.user, is_active=True)
+        messages.success(request, f"Activated {count} tenant(s).")

@@ -1,9 +1,11 @@
-"""Tenant lifecycle: the one place that creates (and provisions) a tenant."""
+"""Tenant lifecycle: the one place that creates (and provisions), renames, activates and deactivates a tenant.
+Each write is an `audit.writes.service` (one durable transaction with its events)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import audit
 from accounts.models import User, normalize_email_address
 from audit.models import AuditEvent
 from audit.recorder import Actor
+from audit.writes import service
 from tenants.models import Domain, Tenant, schema_name_for, validate_tenant_slug
 from tenants.signals import tenant_created
 
@@ -64,6 +67,7 @@ def validate_new_tenant(slug: str, name: str, admin_email: str) -> None:
         raise ValidationError(errors)
 
 
+@service
 def create_tenant(
     *,
     actor: Any,
@@ -88,17 +92,14 @@ def create_tenant(
 
     # One transaction for all of it: Postgres DDL is transactional, so if any step fails the schema,
     # its tables, the rows and the audit events all roll back together and nothing half-made remains.
-    with transaction.atomic():
-        tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name.strip(), is_active=True)
-        tenant.save(verbosity=verbosity)  # creates and migrates the schema
-        Domain.objects.create(domain=slug, tenant=tenant, is_primary=True)
-        with schema_context(tenant.schema_name):
-            admin = User.objects.create_superuser(admin_email, admin_password)
-            # Inside the tenant the actor is named, not linked: user ids of the platform mean nothing here.
-            audit.record(
-                _platform_actor(actor), "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email}
-            )
-        audit.record(actor, "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email})
+    tenant = Tenant(schema_name=schema_name_for(slug), slug=slug, name=name.strip(), is_active=True)
+    tenant.save(verbosity=verbosity)  # creates and migrates the schema
+    Domain.objects.create(domain=slug, tenant=tenant, is_primary=True)
+    with schema_context(tenant.schema_name):
+        admin = User.objects.create_superuser(admin_email, admin_password)
+        # Inside the tenant the actor is named, not linked: user ids of the platform mean nothing here.
+        audit.record(_platform_actor(actor), "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email})
+    audit.record(actor, "tenant.created", target=tenant, data={"slug": slug, "admin": admin_email})
     transaction.on_commit(lambda: provision_outside_postgres(tenant.schema_name))
     logger.info("Created tenant %s (schema %s)", slug, tenant.schema_name)
     return CreatedTenant(tenant=tenant, admin=admin, generated_password=generated)
@@ -124,7 +125,7 @@ def provision_outside_postgres(schema_name: str) -> None:
             )
 
 
-@transaction.atomic
+@service
 def set_tenant_active(*, actor: Any, tenant: Tenant, is_active: bool) -> Tenant:
     """Activate or deactivate a tenant; an inactive tenant answers 404 on every URL."""
     if tenant.is_public:
@@ -134,3 +135,46 @@ def set_tenant_active(*, actor: Any, tenant: Tenant, is_active: bool) -> Tenant:
         tenant.save(update_fields=["is_active"])
         audit.record(actor, "tenant.activated" if is_active else "tenant.deactivated", target=tenant)
     return tenant
+
+
+@service
+def set_tenants_active(tenants: Iterable[Tenant], *, actor: Any, is_active: bool) -> int:
+    """Activate or deactivate several tenants at once (a platform admin bulk action); returns how many changed."""
+    count = 0
+    for tenant in tenants:
+        if tenant.is_active != is_active:
+            set_tenant_active.nested(actor=actor, tenant=tenant, is_active=is_active)
+            count += 1
+    return count
+
+
+@service
+def save_tenant(
+    tenant: Tenant,
+    *,
+    actor: Any,
+    m2m: Mapping[str, Iterable[Any]] | None = None,
+    admin_email: str = "",
+    admin_password: str | None = None,
+) -> Tenant:
+    """The platform admin's tenant page. A new tenant is `create_tenant` (schema, domain, first admin
+    `admin_email`), and `tenant` becomes the created row; on an existing one only the name (`tenant.renamed`)
+    and the activation (`set_tenant_active`) change."""
+    stored = Tenant.objects.select_for_update().filter(pk=tenant.pk).first() if tenant.pk is not None else None
+    if stored is None:
+        created = create_tenant.nested(
+            actor=actor, slug=tenant.slug, name=tenant.name, admin_email=admin_email, admin_password=admin_password
+        ).tenant
+        tenant.pk, tenant.schema_name, tenant.created_at = created.pk, created.schema_name, created.created_at
+        tenant.slug, tenant.name, tenant.is_active = created.slug, created.name, created.is_active
+        tenant._state.adding = False
+        return tenant
+    name = tenant.name.strip()
+    if name != stored.name:
+        before = stored.name
+        stored.name = name
+        stored.save(update_fields=["name"])
+        audit.record(actor, "tenant.renamed", target=stored, data={"before": before, "after": name})
+    if tenant.is_active != stored.is_active:
+        set_tenant_active.nested(actor=actor, tenant=stored, is_active=tenant.is_active)
+    return stored

@@ -1,4 +1,5 @@
-"""The tenant dashboard's workload list: SPIFFE ID, current SVID (serial, expiry, status), "issue/renew now"."""
+"""The tenant dashboard's workload list: SPIFFE ID, current SVID (serial, expiry, status), "issue/renew now".
+Registrations are written by `workloads.services.save_workload` / `delete_workload`, SVIDs by `issue_svid`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.admin import AuditedAdminMixin
+from audit.admin import ServiceAdminMixin
 from workloads.files import workload_files
 from workloads.models import Workload
-from workloads.services import SvidIssueError, current_tenant, issue_svid
+from workloads.services import SvidIssueError, current_tenant, delete_workload, issue_svid, save_workload
 
 _STATUS_COLOURS = {
     Workload.Status.VALID: "#2e7d32",
@@ -23,7 +24,9 @@ _STATUS_COLOURS = {
 
 
 @admin.register(Workload)
-class WorkloadAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class WorkloadAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    save_service = staticmethod(save_workload)
+    delete_service = staticmethod(delete_workload)
     list_display = ["name", "spiffe_id", "is_enabled", "svid_status", "svid_serial", "svid_not_after"]
     list_filter = ["is_enabled"]
     search_fields = ["name", "spiffe_path", "description", "svid_serial"]
@@ -61,6 +64,8 @@ class WorkloadAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def files(self, obj: Workload) -> str:
         return str(workload_files(current_tenant().slug, obj.name).directory) if obj.name else "-"
 
+    # One transaction per workload, not one for the selection: an SVID's files are written outside the database,
+    # and a failed issuance commits its failure (last error, event) while the others go on.
     @admin.action(description="Issue / renew the SVID now", permissions=["change"])
     def issue_now(self, request: HttpRequest, queryset: QuerySet[Workload]) -> None:
         for workload in queryset:

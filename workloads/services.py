@@ -1,4 +1,5 @@
-"""Writes of the workloads app: provision a tenant's trust domain, issue and renew X.509-SVIDs, publish bundles.
+"""Writes of the workloads app: workload registrations, provisioning a tenant's trust domain, issuing and renewing
+X.509-SVIDs, publishing bundles.
 
 `issue_svid` is the one path to a new SVID (dashboard action, renewal task, QuickStartSVID first use): it gets
 the certificate, key and bundle from the tenant's Vault PKI, checks them with py-spiffe, writes the files
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from spiffe import X509Svid
 from spiffe.errors import PySpiffeError
 
 import audit
+from audit import writes
 from audit.models import AuditEvent
 from authsec_site.lib import vault
 from workloads.files import SvidFileError, pem_blocks, workload_files, write_svid
@@ -77,6 +80,21 @@ def ensure_trust_domain(schema_name: str) -> bool:
 def _tenant_created(sender: Any, schema_name: str, **kwargs: Any) -> None:
     """`tenants.signals.tenant_created`: the new tenant's SPIFFE CA and SVID role (never raises)."""
     ensure_trust_domain(schema_name)
+
+
+@writes.service
+def save_workload(workload: Workload, *, actor: Any, m2m: Mapping[str, Iterable[Any]] | None = None) -> Workload:
+    """Register a workload or change its registration (SPIFFE path, TTL, enabled); its SVID is `issue_svid`'s."""
+    return writes.save(
+        actor, workload, m2m=m2m, created="workloads.workload_created", changed="workloads.workload_changed"
+    )
+
+
+@writes.service
+def delete_workload(workload: Workload, *, actor: Any) -> None:
+    """Delete a workload's registration: no SVID is issued or renewed for it any more (files already written to
+    its directory stay until the certificate expires)."""
+    writes.delete(actor, workload, event="workloads.workload_deleted")
 
 
 def _split_chain(certificate: str, ca_chain: list[str]) -> tuple[str, str]:

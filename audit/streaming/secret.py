@@ -15,7 +15,7 @@ MAX_LENGTH = 4096
 
 def new_path(sink: AuditSink) -> str:
     """A never-used path (id plus a random part: a recreated database that reuses ids never meets old versions)."""
-    return vault.tenant_path(connection.schema_name, "audit-sinks", f"{sink.pk}-{uuid.uuid4().hex[:16]}")
+    return vault.tenant_path(connection.schema_name, "audit-sinks", f"{sink.pk or 'new'}-{uuid.uuid4().hex[:16]}")
 
 
 def write(sink: AuditSink, value: str) -> int:

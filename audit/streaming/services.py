@@ -1,7 +1,8 @@
-"""The dashboard's writes to SIEM sinks: where a new sink starts, its secret in Vault, "Retry now", deletion.
+"""Writes to SIEM sinks (`audit.writes.service` functions, called by the dashboard): a sink's settings with
+its write-only secret in Vault, "Retry now", deletion.
 
-Changes to a sink's settings are audited by the dashboard (`AuditedAdminMixin`: ``admin.auditsink.*``, whose
-snapshot shows a new secret as a new `secret_version`, never the value); "Retry now" writes `audit.sink_retried`.
+A sink's snapshot in its events shows a new secret as a new `secret_version`, never the value. A dashboard save
+never moves the stream's cursor or delivery state: those are the stream's own (`DELIVERY_STATE`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,44 @@ from celery import current_app
 from django.db import connection, transaction
 
 import audit
-from audit import chain
+from audit import chain, writes
 from audit.models import AuditCheckpoint, AuditSink
 from audit.streaming import secret
+from audit.writes import service
 from authsec_site.lib import vault
 
 logger = logging.getLogger("authsec.audit")
 START_NEW, START_ALL = "new", "all"
+# What only the stream writes: a save writes back their current values, never a form's stale copy.
+DELIVERY_STATE = (
+    "cursor_seq", "status", "failure_count", "last_error", "last_error_at", "last_delivered_at", "next_attempt_at",
+    "delivered_count", "secret_path", "secret_version",
+)  # fmt: skip
+
+
+@service
+def save_sink(
+    sink: AuditSink, *, actor: Any, m2m: Any = None, secret_value: str = "", start: str = START_NEW
+) -> AuditSink:
+    """Create a sink (its stream starting at `start`) or change its settings; a non-empty `secret_value` is
+    written to Vault as the secret's new version."""
+    if sink.pk is not None:
+        # The row stays locked until this commits (a delivery's update waits).
+        current = AuditSink.objects.select_for_update().filter(pk=sink.pk).values(*DELIVERY_STATE).first() or {}
+        for name, value in current.items():
+            setattr(sink, name, value)
+    else:
+        sink.cursor_seq = starting_cursor(start or START_NEW)
+    if secret_value:
+        sink.secret_version = secret.write(sink, secret_value)  # Vault first: a row never names a missing version
+    return writes.save(actor, sink, m2m=m2m, created="audit.sink_created", changed="audit.sink_changed")
+
+
+@service
+def delete_sink(sink: AuditSink, *, actor: Any) -> None:
+    """Delete a sink; every Vault version of its secret is deleted after commit."""
+    forget_secret_after_commit(sink)
+    writes.delete(actor, sink, event="audit.sink_deleted")
 
 
 def starting_cursor(start: str) -> int:
@@ -31,15 +63,7 @@ def starting_cursor(start: str) -> int:
     return chain.head().seq
 
 
-def store_secret(*, sink: AuditSink, value: str) -> int:
-    """Write the sink's secret as a new Vault version and point the row at it; returns the version."""
-    version = secret.write(sink, value)
-    sink.secret_version = version
-    sink.save(update_fields=["secret_path", "secret_version", "updated_at"])
-    return version
-
-
-@transaction.atomic
+@service
 def retry_now(*, actor: Any, sink: AuditSink) -> None:
     """Clear the backoff and queue a delivery at once (after commit), audited."""
     AuditSink.objects.filter(pk=sink.pk).update(next_attempt_at=None)

@@ -177,9 +177,10 @@ def test_the_auditor_role_chosen_on_the_user_page_grants_exactly_audit_reading(
     assert bob_client.get("/t/acme/admin/rbac/role/").status_code == 403
     assert bob_client.get("/t/acme/admin/accounts/user/").status_code == 403
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.filter(action="admin.user.changed", target_id=str(bob.pk)).latest("seq")
+        event = AuditEvent.objects.filter(action="accounts.user_changed", target_id=str(bob.pk)).latest("seq")
     assert event.actor_label == "admin@acme.test"
     assert event.data["changes"]["dashboard_roles"] == {"before": [], "after": ["auditor"]}
+    assert event.data["roles"] == {"before": [], "after": ["auditor"]}
 
     # Taking the role away takes the access away.
     response = admin.post(url, change_form(admin, url, roles=[]))
@@ -195,8 +196,9 @@ def test_the_tenant_admin_role_makes_a_superuser_of_the_tenant(admin: Client, bo
     assert bob_client.get("/t/acme/admin/rbac/role/").status_code == 200
     assert bob_client.get("/t/acme/audit/").status_code == 200
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.filter(action="admin.user.changed", target_id=str(bob.pk)).latest("seq")
+        event = AuditEvent.objects.filter(action="accounts.user_changed", target_id=str(bob.pk)).latest("seq")
     assert event.data["changes"]["is_superuser"] == {"before": False, "after": True}
+    assert event.data["roles"] == {"before": [], "after": ["tenant_admin"]}
 
 
 def test_a_role_needs_dashboard_access(admin: Client, acme: Tenant) -> None:

@@ -177,6 +177,12 @@ def test_deactivating_a_user_in_the_dashboard_names_the_admin(alice_everything, 
         "deactivated",
         1,
     )
+    # The page's own change is one event of the same transaction, with the same actor.
+    changed = AuditEvent.objects.get(action="accounts.user_changed", target_id=str(alice.pk), pk__gt=_SINCE["id"])
+    assert (changed.actor_label, changed.data["changes"]["is_active"]) == (
+        "admin@acme.test",
+        {"before": True, "after": False},
+    )
     assert userinfo(alice_everything["access_token"]).status_code == 401
 
 

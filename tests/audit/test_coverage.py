@@ -8,7 +8,6 @@ fails until both exist. (MCP tool calls, credentials and SVIDs come with their f
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,7 +244,7 @@ def _tokens(w: World) -> None:
     assert token_request(**refresh, refresh_token=first["refresh_token"]).status_code == 400  # reused
     assert latest(w.acme, "oauth.refresh_reuse_detected").outcome == "deny"
     from oauth.models import Consent
-    from oauth.views import revoke_consent
+    from oauth.services import revoke_consent
 
     with schema_context(w.acme.schema_name):
         revoke_consent(actor="tests", consent=Consent.objects.get(user__email="alice@acme.test", client=public))
@@ -304,22 +303,6 @@ def _client_registration(w: World) -> None:
     assert (approved.data["before"], approved.data["after"]) == ("pending", "active")
     assert (rejected.data["before"], rejected.data["after"]) == ("active", "rejected")
     assert approved.actor_label == rejected.actor_label == "admin@acme.test"
-
-
-@scenario("oauth.registration_mode_changed")
-def _registration_mode(w: World) -> None:
-    from django.core.management import call_command
-    from django.test import override_settings
-
-    from oauth.models import ProviderSettings
-
-    with schema_context(w.acme.schema_name):
-        ProviderSettings.objects.update_or_create(pk=1, defaults={"dynamic_registration": "closed"})
-    with override_settings(DEBUG=True):
-        call_command("seed_demo", stdout=io.StringIO())
-    changed = latest(w.acme, "oauth.registration_mode_changed")
-    assert (changed.data["before"], changed.data["after"]) == ("closed", "open")
-    assert "seed_demo" in changed.actor_label
 
 
 @scenario("oauth.key_created", "oauth.key_rotated")
@@ -387,6 +370,25 @@ def _archive_refused(w: World) -> None:
     as_of = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     archive_schema_events.apply(args=[w.acme.schema_name, as_of]).get()
     assert latest(w.acme, "audit.archive_refused").outcome == "failure"
+
+
+@scenario("audit.sink_created", "audit.sink_changed", "audit.sink_deleted")
+def _sink_settings(w: World) -> None:
+    from audit.models import AuditSink
+
+    fields = {"name": "cov-siem", "kind": "syslog", "is_enabled": "on", "host": "siem.example.com", "port": "6514",
+              "transport": "tls", "otlp_encoding": "protobuf", "batch_size": "100", "start": "new"}  # fmt: skip
+    assert w.admin.post("/t/acme/admin/audit/auditsink/add/", fields).status_code == 302
+    with schema_context(w.acme.schema_name):
+        sink = AuditSink.objects.get(name="cov-siem")
+    created = latest(w.acme, "audit.sink_created", target_id=str(sink.pk))
+    assert created.data["after"]["host"] == "siem.example.com" and created.actor_label == "admin@acme.test"
+    change = f"/t/acme/admin/audit/auditsink/{sink.pk}/change/"
+    assert w.admin.post(change, {**fields, "batch_size": "50"}).status_code == 302
+    changed = latest(w.acme, "audit.sink_changed", target_id=str(sink.pk))
+    assert changed.data["changes"]["batch_size"] == {"before": 100, "after": 50}
+    assert w.admin.post(change.replace("change/", "delete/"), {"post": "yes"}).status_code == 302
+    assert latest(w.acme, "audit.sink_deleted", target_id=str(sink.pk)).data["before"]["name"] == "cov-siem"
 
 
 @scenario("audit.sink_dead_lettered", "audit.sink_retried", "audit.sink_recovered")
@@ -569,7 +571,12 @@ def _services(w: World) -> None:
     read_credentials(reader, "Coverage service")
     assert w.admin.post(change.replace("change/", "delete/"), {"post": "yes"}).status_code == 302
     target = {"target_id": str(service.pk), "target_type": "services.service"}
-    assert latest(w.acme, "service.created", **target).data == {"service": "Coverage service"}
+    created = latest(w.acme, "service.created", **target)
+    assert (created.data["service"], created.data["before"], created.data["after"]["name"]) == (
+        "Coverage service",
+        None,
+        "Coverage service",
+    )
     assert latest(w.acme, "service.secret_created", **target).data["vault_version"] == 1
     assert latest(w.acme, "service.secret_replaced", **target).data["keys_changed"] == ["api_key"]
     assert latest(w.acme, "service.secret_rotated", **target).data["rotation_kind"] == "generated"
@@ -577,6 +584,218 @@ def _services(w: World) -> None:
     read = latest(w.acme, "service.read", **target)
     assert (read.outcome, read.actor_label, read.data["vault_version"]) == ("allow", "admin@acme.test", 3)
     assert latest(w.acme, "service.deleted", **target).actor_label == "admin@acme.test"
+
+
+# --- one write path (issue 20 point 5): the dashboards' writes through each app's service functions -----------------
+
+
+def _inline_management(*prefixes: str) -> dict[str, int]:
+    return {
+        f"{prefix}-{key}": value
+        for prefix in prefixes
+        for key, value in (("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0), ("MIN_NUM_FORMS", 0), ("MAX_NUM_FORMS", 1000))
+    }
+
+
+def _platform_admin(email: str) -> Client:
+    with schema_context("public"):
+        User.objects.create_superuser(email, "platform-pass-123")
+    client = Client()
+    assert client.post("/admin/login/", {"username": email, "password": "platform-pass-123"}).status_code == 302
+    return client
+
+
+@scenario("accounts.user_created", "accounts.user_changed", "accounts.password_changed", "accounts.user_deleted")
+def _users(w: World) -> None:
+    inlines = _inline_management("role_bindings", "group_memberships")
+    new = {"email": "cov.user@acme.test", "full_name": "Cov", "usable_password": "true"}
+    new |= {"password1": "cov-pass-word-77", "password2": "cov-pass-word-77", **inlines}
+    assert w.admin.post("/t/acme/admin/accounts/user/add/", new).status_code == 302
+    created = latest(w.acme, "accounts.user_created", target_label="cov.user@acme.test")
+    pk = created.target_id
+    page = f"/t/acme/admin/accounts/user/{pk}/"
+    changed_form = {"email": "cov.user@acme.test", "full_name": "Cov", "is_active": "on", "is_staff": "on"}
+    response = w.admin.post(page + "change/", {**changed_form, "roles": ["auditor"], **inlines})
+    assert response.status_code == 302
+    password = {"usable_password": "true", "password1": "cov-pass-word-88", "password2": "cov-pass-word-88"}
+    assert w.admin.post(page + "password/", password).status_code == 302
+    assert w.admin.post(page + "delete/", {"post": "yes"}).status_code == 302
+    assert (created.actor_label, created.data["before"], created.data["after"]["full_name"]) == (
+        "admin@acme.test",
+        None,
+        "Cov",
+    )
+    changed = latest(w.acme, "accounts.user_changed", target_id=pk)
+    assert changed.data["roles"] == {"before": [], "after": ["auditor"]}
+    assert changed.data["changes"]["is_staff"] == {"before": False, "after": True}
+    password_event = latest(w.acme, "accounts.password_changed", target_id=pk)
+    assert password_event.data == {"user": "cov.user@acme.test", "usable": True}
+    assert latest(w.acme, "accounts.user_deleted", target_id=pk).data["before"]["email"] == "cov.user@acme.test"
+
+
+@scenario(
+    "accounts.permission_group_created",
+    "accounts.permission_group_changed",
+    "accounts.permission_group_deleted",
+    "tenant.renamed",
+)
+def _platform_admin_writes(w: World) -> None:
+    from django.contrib.auth.models import Group as DjangoGroup
+
+    from tests.support.admin_form import AdminForm
+
+    root = _platform_admin("cov.root@platform.test")
+    assert root.post("/admin/auth/group/add/", {"name": "Cov group"}).status_code == 302
+    with schema_context("public"):
+        group = DjangoGroup.objects.get(name="Cov group")
+    assert root.post(f"/admin/auth/group/{group.pk}/change/", {"name": "Cov group 2"}).status_code == 302
+    assert root.post(f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"}).status_code == 302
+    target = {"target_id": str(group.pk)}
+    assert latest(None, "accounts.permission_group_created", **target).data["after"]["name"] == "Cov group"
+    changed = latest(None, "accounts.permission_group_changed", **target)
+    assert changed.data["changes"] == {"name": {"before": "Cov group", "after": "Cov group 2"}}
+    assert latest(None, "accounts.permission_group_deleted", **target).actor_label == "cov.root@platform.test"
+
+    page = f"/admin/tenants/tenant/{w.globex.pk}/change/"
+    form = AdminForm(root.get(page).content.decode())
+    form.set("name", "Globex Renamed")
+    assert root.post(page, form.data()).status_code == 302
+    renamed = latest(None, "tenant.renamed", target_id=str(w.globex.pk))
+    assert renamed.data == {"before": "Globex Corporation", "after": "Globex Renamed"}
+
+
+@scenario("oauth.client_created", "oauth.client_changed", "oauth.client_deleted")
+def _oauth_clients(w: World) -> None:
+    from oauth.models import Client as OAuthClient
+
+    form = {
+        "client_id": "cov-dashboard-client", "name": "Cov client", "client_type": OAuthClient.CLIENT_PUBLIC,
+        "authorization_grant_type": OAuthClient.GRANT_AUTHORIZATION_CODE, "redirect_uris": "https://cov.example.com/cb",
+        "post_logout_redirect_uris": "", "allowed_origins": "", "client_secret": "", "algorithm": "RS256",
+        "status": "active", "registration_source": "manual", "description": "",
+    }  # fmt: skip
+    assert w.admin.post("/t/acme/admin/oauth/client/add/", form).status_code == 302
+    with schema_context(w.acme.schema_name):
+        pk = OAuthClient.objects.get(client_id="cov-dashboard-client").pk
+    page = f"/t/acme/admin/oauth/client/{pk}/"
+    assert w.admin.post(page + "change/", {**form, "name": "Cov client 2"}).status_code == 302
+    assert w.admin.post(page + "delete/", {"post": "yes"}).status_code == 302
+    target = {"target_id": str(pk)}
+    assert latest(w.acme, "oauth.client_created", **target).data["client_id"] == "cov-dashboard-client"
+    changed = latest(w.acme, "oauth.client_changed", **target)
+    assert changed.data["changes"] == {"name": {"before": "Cov client", "after": "Cov client 2"}}
+    assert latest(w.acme, "oauth.client_deleted", **target).data["after"] is None
+
+
+@scenario("oauth.provider_settings_created", "oauth.provider_settings_changed")
+def _provider_settings(w: World) -> None:
+    from oauth.client_services import set_dynamic_registration
+    from oauth.models import ProviderSettings
+
+    with schema_context(w.acme.schema_name):
+        ProviderSettings.objects.all().delete()  # (rolled back) as a tenant before its first settings page
+    form = {"dynamic_registration": "approval", "allow_cimd": "on"}
+    assert w.admin.post("/t/acme/admin/oauth/providersettings/add/", form).status_code == 302
+    with schema_context(w.acme.schema_name):
+        set_dynamic_registration(actor="tests", mode="closed")
+    created = latest(w.acme, "oauth.provider_settings_created")
+    assert (created.actor_label, created.data["after"]["dynamic_registration"]) == ("admin@acme.test", "approval")
+    changed = latest(w.acme, "oauth.provider_settings_changed")
+    assert changed.data["changes"] == {"dynamic_registration": {"before": "approval", "after": "closed"}}
+
+
+@scenario("oauth.upstream_created", "oauth.upstream_changed", "oauth.upstream_deleted")
+def _upstream_providers(w: World) -> None:
+    from authsec_site.lib import vault
+    from oauth.models import UpstreamProvider
+
+    secret = "cov-upstream-secret-0123456789"
+    form = {
+        "name": "Cov IdP", "slug": "cov-idp", "issuer": "https://idp.example.com", "client_id": "cov",
+        "client_secret": secret, "scopes": "openid email", "is_enabled": "on", "allowed_email_domains": "",
+    }  # fmt: skip
+    assert w.admin.post("/t/acme/admin/oauth/upstreamprovider/add/", form).status_code == 302
+    with schema_context(w.acme.schema_name):
+        provider = UpstreamProvider.objects.get(slug="cov-idp")
+    page = f"/t/acme/admin/oauth/upstreamprovider/{provider.pk}/"
+    edit = {key: value for key, value in form.items() if key != "slug"}
+    assert w.admin.post(page + "change/", {**edit, "client_secret": "", "name": "Cov IdP 2"}).status_code == 302
+    assert w.admin.post(page + "delete/", {"post": "yes"}).status_code == 302
+    vault.kv_delete_all(provider.vault_path)  # the on-commit delete does not run in the test's transaction
+    target = {"target_id": str(provider.pk)}
+    created = latest(w.acme, "oauth.upstream_created", **target)
+    assert (created.data["secret_changed"], created.data["after"]["slug"]) == (True, "cov-idp")
+    assert secret not in json.dumps(created.data)
+    changed = latest(w.acme, "oauth.upstream_changed", **target)
+    assert changed.data["changes"] == {"name": {"before": "Cov IdP", "after": "Cov IdP 2"}}
+    assert changed.data["secret_changed"] is False
+    assert latest(w.acme, "oauth.upstream_deleted", **target).actor_label == "admin@acme.test"
+
+
+@scenario("oauth.resource_server_changed", "service.changed", "audit.settings_changed")
+def _settings_pages(w: World) -> None:
+    from oauth import resource_servers
+    from tests.support.admin_form import AdminForm
+    from tests.support.services import make_service
+
+    with schema_context(w.acme.schema_name):
+        server, _secret = resource_servers.create_resource_server(
+            actor="tests", name="Cov RS 2", resource_uri="https://cov2.example.com/mcp"
+        )
+        service = make_service({"api_key": "k" * 32}, service_type="api_key", name="Cov service 2")
+        settings_pk = AuditSettings.load().pk
+    page = f"/t/acme/admin/oauth/resourceserver/{server.pk}/change/"
+    form = AdminForm(w.admin.get(page).content.decode())
+    form.set("name", "Cov RS 3")
+    assert w.admin.post(page, form.data()).status_code == 302
+    page = f"/t/acme/admin/services/service/{service.pk}/change/"
+    form = AdminForm(w.admin.get(page).content.decode())
+    form.set("description", "changed")
+    assert w.admin.post(page, form.data()).status_code == 302
+    page = f"/t/acme/admin/audit/auditsettings/{settings_pk}/change/"
+    assert w.admin.post(page, {"retention_days": "30"}).status_code == 302
+    server_changed = latest(w.acme, "oauth.resource_server_changed", target_id=str(server.pk))
+    assert server_changed.data["changes"]["name"] == {"before": "Cov RS 2", "after": "Cov RS 3"}
+    assert server_changed.data["changes"]["generation"] == {"before": 1, "after": 2}
+    service_changed = latest(w.acme, "service.changed", target_id=str(service.pk), target_type="services.service")
+    assert service_changed.data["changes"] == {"description": {"before": "", "after": "changed"}}
+    assert latest(w.acme, "audit.settings_changed").data["changes"]["retention_days"]["after"] == 30
+
+
+@scenario("workloads.workload_created", "workloads.workload_changed", "workloads.workload_deleted")
+def _workloads(w: World) -> None:
+    from workloads.models import Workload
+
+    form = {"name": "cov-wl", "spiffe_path": "/cov/wl", "description": "", "ttl_seconds": 600, "is_enabled": "on"}
+    assert w.admin.post("/t/acme/admin/workloads/workload/add/", form).status_code == 302
+    with schema_context(w.acme.schema_name):
+        pk = Workload.objects.get(name="cov-wl").pk
+    page = f"/t/acme/admin/workloads/workload/{pk}/"
+    assert w.admin.post(page + "change/", {**form, "ttl_seconds": 900}).status_code == 302
+    assert w.admin.post(page + "delete/", {"post": "yes"}).status_code == 302
+    target = {"target_id": str(pk)}
+    assert latest(w.acme, "workloads.workload_created", **target).data["after"]["spiffe_path"] == "/cov/wl"
+    changed = latest(w.acme, "workloads.workload_changed", **target)
+    assert changed.data["changes"] == {"ttl_seconds": {"before": 600, "after": 900}}
+    assert latest(w.acme, "workloads.workload_deleted", **target).data["before"]["name"] == "cov-wl"
+
+
+@scenario("mcp.auth_session_revoked")
+def _auth_session_revoked(w: World) -> None:
+    from mcp_endpoint.models import AuthSession
+    from rbac.models import Application
+
+    w.request.getfixturevalue("demo_users")
+    with schema_context(w.acme.schema_name):
+        session = AuthSession(
+            application=Application.objects.get(slug="demo"), code_verifier="v" * 43, status="authenticated"
+        )
+        session.save()
+    listing = "/t/acme/admin/mcp_endpoint/authsession/"
+    assert w.admin.post(listing, {"action": "revoke", "_selected_action": [session.pk]}).status_code == 302
+    event = latest(w.acme, "mcp.auth_session_revoked")
+    assert event.actor_label == "admin@acme.test"
+    assert event.data == {"application": "demo", "session": session.state[:16]}
 
 
 # --- the tests --------------------------------------------------------------------------------------------------------

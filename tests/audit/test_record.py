@@ -111,9 +111,12 @@ def test_admin_changes_are_audited(acme: Tenant) -> None:
     )
     assert response.status_code == 302, response.content.decode()[:1500]
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.get(action="admin.user.added", target_label="new.hire@acme.test")
+        event = AuditEvent.objects.get(action="accounts.user_created", target_label="new.hire@acme.test")
         assert event.actor_label == "admin@acme.test"
         assert event.target_label == "new.hire@acme.test"
+        assert event.data["before"] is None and event.data["after"]["full_name"] == "New Hire"
+        assert "password" not in event.data["after"]
+        assert User.objects.get(email="new.hire@acme.test").check_password("a-fine-password-77")
 
 
 def _inline_management(prefix: str) -> dict[str, int]:

@@ -382,6 +382,7 @@ def test_retention_is_edited_in_the_dashboard_and_audited(admin_client: Client, 
     response = admin_client.post(change_url, {"retention_days": "90"})
     assert response.status_code == 302, response.content.decode()[:2000]
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.filter(action="admin.auditsettings.changed").latest("seq")
-        assert event.data["changes"]["retention_days"] == {"before": 365, "after": 90}
+        event = AuditEvent.objects.filter(action="audit.settings_changed").latest("seq")
+        assert event.data["changes"] == {"retention_days": {"before": 365, "after": 90}}
+        assert event.actor_label == "admin@acme.test"
     assert "90 days" in admin_client.get(LIST).content.decode()

@@ -177,7 +177,7 @@ def test_syslog_outage_and_a_crash_mid_batch_lose_nothing_and_keep_the_order(acm
 
 def webhook_sink(receiver: HTTPSReceiver, ca: SiemCA, **fields: Any) -> AuditSink:
     sink = make_sink(AuditSink.Kind.WEBHOOK, url=f"{receiver.url}/hook", ca_certificate=ca.ca_pem, **fields)
-    services.store_secret(sink=sink, value=SECRET)
+    services.save_sink(sink, actor="tests", secret_value=SECRET)
     return sink
 
 
@@ -264,7 +264,7 @@ def test_otlp_protobuf_log_records_carry_the_event_fields_and_trace_id(acme_sche
     receiver = HTTPSReceiver(siem_ca).start()
     try:
         sink = make_sink(AuditSink.Kind.OTLP, url=f"{receiver.url}/v1/logs", ca_certificate=siem_ca.ca_pem)
-        services.store_secret(sink=sink, value="Bearer otlp-ingest-token")
+        services.save_sink(sink, actor="tests", secret_value="Bearer otlp-ingest-token")
         first = audit.record("tests", "tests.allowed", outcome="allow", data={"trace_id": TRACE})
         audit.record("tests", "tests.denied", outcome="deny")
         assert deliver(sink.pk).delivered == 2
@@ -424,8 +424,8 @@ def test_backoff_doubles_up_to_the_cap() -> None:
         ("auth.lockout", "deny", 3001, 9, 2),
         ("rbac.role_granted", "success", 3005, 1, 1),
         ("rbac.member_removed", "success", 3006, 4, 1),
-        ("admin.role.changed", "success", 3004, 3, 1),
-        ("api.toolpolicy.deleted", "success", 3004, 4, 1),
+        ("rbac.role_changed", "success", 3004, 3, 1),
+        ("rbac.tool_policy_deleted", "success", 3004, 4, 1),
         ("service.secret_created", "success", 3004, 1, 1),
         ("mcp.tool_call", "deny", 6003, 99, 2),
         ("oauth.token_issued", "success", 3002, 4, 1),

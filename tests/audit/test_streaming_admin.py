@@ -81,7 +81,7 @@ def test_an_admin_adds_a_webhook_whose_secret_goes_to_vault_only(admin_client: C
         data, _ = vault.tenant_kv_read(connection.schema_name, sink.secret_path, sink.secret_version)
         assert data == {"value": SECRET} and sink.secret_version == 1
         assert sink.cursor_seq > 0 and sink.status == "active"
-        added = AuditEvent.objects.get(action="admin.auditsink.added")
+        added = AuditEvent.objects.get(action="audit.sink_created")
         assert added.data["after"]["url"] == "https://127.0.0.1:9443/hook" and added.actor_label == "admin@acme.test"
         assert added.seq == sink.cursor_seq + 1, "a new sink's stream starts with its own creation"
         row = str(AuditSink.objects.filter(pk=sink.pk).values().get())
@@ -93,7 +93,7 @@ def test_an_admin_adds_a_webhook_whose_secret_goes_to_vault_only(admin_client: C
     changed = admin_client.post(f"{LIST}{sink.pk}/change/", form(secret="a-second-signing-key-" + "t" * 20))
     assert changed.status_code == 302
     with schema_context(acme.schema_name):
-        event = AuditEvent.objects.get(action="admin.auditsink.changed")
+        event = AuditEvent.objects.get(action="audit.sink_changed")
         assert event.data["changes"]["secret_version"] == {"before": 1, "after": 2}
 
 
@@ -195,7 +195,7 @@ def test_deleting_a_sink_deletes_its_secret_after_commit(
     assert response.status_code == 302
     with schema_context(acme.schema_name):
         assert not AuditSink.objects.filter(pk=sink.pk).exists()
-        assert AuditEvent.objects.filter(action="admin.auditsink.deleted").exists()
+        assert AuditEvent.objects.filter(action="audit.sink_deleted").exists()
     with pytest.raises(vault.VaultError) as lost:
         vault.tenant_kv_read(acme.schema_name, path)
     assert lost.value.reason == "not_found"

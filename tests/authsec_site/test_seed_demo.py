@@ -74,5 +74,6 @@ def test_seed_demo_opens_registration_in_acme_only() -> None:
         set_dynamic_registration(actor="tests", mode=ProviderSettings.Registration.CLOSED)
         call_command("seed_demo")
         assert ProviderSettings.current().dynamic_registration == ProviderSettings.Registration.OPEN
-        changes = AuditEvent.objects.filter(action="oauth.registration_mode_changed").order_by("id")
-        assert [event.data["after"] for event in changes][-2:] == ["closed", "open"]
+        changes = AuditEvent.objects.filter(action="oauth.provider_settings_changed").order_by("id")
+        modes = [event.data["changes"]["dynamic_registration"] for event in changes][-2:]
+        assert modes == [{"before": "open", "after": "closed"}, {"before": "closed", "after": "open"}]

@@ -104,8 +104,8 @@ def test_admin_grants_bob_developer_and_sees_it_everywhere(browser, asgi_server:
     assert _decision(browser, "create_resource") == "Allowed"
 
     # The audit log lists the grant, made by admin@acme.test.
-    browser.get(f"{asgi_server.url}/t/acme/admin/audit/auditevent/?q=rolebinding")
+    browser.get(f"{asgi_server.url}/t/acme/admin/audit/auditevent/?q=role_granted")
     listing = browser.find_element(By.ID, "result_list").text
-    assert "admin.rolebinding.added" in listing
+    assert "rbac.role_granted" in listing
     assert "admin@acme.test" in listing
     assert "developer → bob@acme.test" in listing

@@ -64,7 +64,7 @@ def test_code_flow_issues_a_jwt_with_the_users_grants(demo_users, clients) -> No
 
 
 def test_consent_is_remembered_until_revoked(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
-    from oauth.views import revoke_consent
+    from oauth.services import revoke_consent
 
     browser = login("bob@acme.test")
     _verifier, challenge = pkce()

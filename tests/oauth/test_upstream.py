@@ -462,11 +462,19 @@ def test_admin_keeps_the_client_secret_only_in_vault(in_acme, vault_paths) -> No
     assert upstream.client_secret(provider) == SECRET + "-2"
 
     actions = list(AuditEvent.objects.values_list("action", flat=True))
-    assert "oauth.upstream_created" in actions
+    assert actions.count("oauth.upstream_created") == 1
     assert actions.count("oauth.upstream_changed") == 2
-    assert "admin.upstreamprovider.added" in actions
+    assert not [action for action in actions if action.startswith("admin.")]  # one event per change
+    created = AuditEvent.objects.get(action="oauth.upstream_created")
+    assert (created.actor_label, created.data["before"], created.data["secret_changed"]) == (
+        "admin@acme.test",
+        None,
+        True,
+    )
+    assert created.data["after"]["slug"] == slug and created.data["after"]["secret_version"] == first_version
     changed = AuditEvent.objects.filter(action="oauth.upstream_changed").order_by("created_at", "pk")
     assert [event.data["secret_changed"] for event in changed] == [False, True]
+    assert changed[0].data["changes"] == {"name": {"before": "Partner IdP", "after": "Partner"}}
     for event in AuditEvent.objects.all():
         assert SECRET not in json.dumps(event.data), event.action
 

@@ -88,14 +88,18 @@ def test_admin_maps_pushed_tools_and_the_policy_follows(registered: Registered) 
         {"name": "read_notes", "is_public": False, "required_scopes": ["read"]},
         {"name": "write_note", "is_public": True, "required_scopes": []},
     ]
-    assert body["generation"] == 3
-    [event] = AuditEvent.objects.filter(
+    assert body["generation"] == 4  # one change per tool mapped, each its own generation and event
+    events = AuditEvent.objects.filter(
         action="oauth.resource_server_policy_changed", target_id=str(registered.server.pk)
-    )
-    assert event.actor_label == "admin@acme.test"
-    assert event.data["tool_policy"] == body["tool_policy"]
-    tool_ids = [str(pk) for pk in registered.server.tools.values_list("pk", flat=True)]
-    assert AuditEvent.objects.filter(action="admin.resourceservertool.changed", target_id__in=tool_ids).count() == 2
+    ).order_by("seq")
+    assert [(e.actor_label, e.data["tool"], e.data["generation"]) for e in events] == [
+        ("admin@acme.test", "read_notes", 3),
+        ("admin@acme.test", "write_note", 4),
+    ]
+    assert (events[0].data["is_public"], events[0].data["required_scopes"]) == (False, ["read"])
+    assert (events[1].data["is_public"], events[1].data["required_scopes"]) == (True, [])
+    assert events[1].data["tool_policy"] == body["tool_policy"]
+    assert not AuditEvent.objects.filter(action__startswith="admin.").exists()
 
 
 def test_a_tool_cannot_be_public_and_scoped(registered: Registered) -> None:

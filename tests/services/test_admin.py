@@ -169,3 +169,50 @@ def test_permission_matrix(in_acme: Tenant, globex: Tenant) -> None:
     )
     service.refresh_from_db()
     assert service.vault_version == 1 and response.status_code in (200, 302)
+
+
+def test_a_change_is_one_event_with_before_and_after(admin_client: Client) -> None:
+    service = make_service(
+        {"access_token": unique_secret()}, name="GitHub API Integration", base_url="https://api.github.com"
+    )
+    change = f"/t/acme/admin/services/service/{service.pk}/change/"
+    assert admin_client.post(change, _form(description="now described")).status_code == 302
+    [event] = AuditEvent.objects.filter(action="service.changed", target_id=str(service.pk))
+    assert (event.actor_label, event.data["service"]) == ("admin@acme.test", "GitHub API Integration")
+    assert event.data["changes"] == {"description": {"before": "", "after": "now described"}}
+    assert not AuditEvent.objects.filter(action__startswith="admin.").exists()
+
+
+def test_vault_failing_after_the_form_check_leaves_nothing_half_written(in_acme: Tenant) -> None:
+    from services import services
+
+    token = unique_secret()
+    new = Service(name="Half written", service_type="bearer_token", auth_type="bearer", keep_versions=5)
+    with override_settings(VAULT_ADDR=f"http://127.0.0.1:{_closed_port()}", VAULT_TIMEOUT=1):
+        vault.reset_client()
+        vault.forget_tenant_clients()
+        try:
+            with pytest.raises(vault.VaultError):
+                services.save_service(new, actor="tests", credentials={"access_token": token})
+        finally:
+            vault.reset_client()
+            vault.forget_tenant_clients()
+    assert not Service.objects.filter(name="Half written").exists()
+    assert not AuditEvent.objects.filter(action="service.created", data__service="Half written").exists()
+
+
+def test_deleting_removes_the_vault_secret_after_commit(
+    admin_client: Client, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    service = make_service({"access_token": unique_secret()})
+    delete = f"/t/acme/admin/services/service/{service.pk}/delete/"
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not Service.objects.filter(pk=service.pk).exists()
+    assert vault_value(service)[1] == 1  # still in Vault until the transaction commits
+    for callback in callbacks:
+        callback()
+    with pytest.raises(vault.VaultError):
+        vault_value(service)
+    [event] = AuditEvent.objects.filter(action="service.deleted", target_id=str(service.pk))
+    assert (event.actor_label, event.data["service"], event.data["after"]) == ("admin@acme.test", service.name, None)

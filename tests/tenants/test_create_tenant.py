@@ -14,6 +14,7 @@ from accounts.models import User
 from audit.models import AuditEvent
 from tenants.models import Domain, Tenant
 from tenants.services import create_tenant
+from tests.support.admin_form import AdminForm
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +114,12 @@ def test_platform_admin_creates_a_tenant_through_the_form() -> None:
     assert response.status_code == 302, response.content.decode()[:2000]
     tenant = Tenant.objects.get(slug="cyberdyne")
     assert schema_exists(tenant.schema_name)
-    assert AuditEvent.objects.filter(action="admin.tenant.added", actor_label="root@platform.test").exists()
+    [event] = AuditEvent.objects.filter(action="tenant.created", target_id=str(tenant.pk))
+    assert (event.actor_label, event.data) == (
+        "root@platform.test",
+        {"slug": "cyberdyne", "admin": "admin@cyberdyne.test"},
+    )
+    assert not AuditEvent.objects.filter(action__startswith="admin.").exists()
     login = Client().post(
         "/t/cyberdyne/admin/login/", {"username": "admin@cyberdyne.test", "password": "skynet-is-fine-42"}
     )
@@ -137,3 +143,31 @@ def test_platform_admin_form_shows_slug_errors() -> None:
     )
     assert response.status_code == 200
     assert "already exists" in response.content.decode()
+
+
+def test_platform_admin_renames_and_deactivates_through_the_services() -> None:
+    with schema_context("public"):
+        User.objects.create_superuser("root3@platform.test", "platform-pass-123")
+    client = Client()
+    client.post("/admin/login/", {"username": "root3@platform.test", "password": "platform-pass-123"})
+    globex = Tenant.objects.get(slug="globex")
+    url = f"/admin/tenants/tenant/{globex.pk}/change/"
+    form = AdminForm(client.get(url).content.decode())
+    form.set("name", "Globex Inc")
+    response = client.post(url, form.data())
+    assert response.status_code == 302, response.content.decode()[:2000]
+    [renamed] = AuditEvent.objects.filter(action="tenant.renamed", target_id=str(globex.pk))
+    assert (renamed.actor_label, renamed.data) == (
+        "root3@platform.test",
+        {"before": "Globex Corporation", "after": "Globex Inc"},
+    )
+    assert not AuditEvent.objects.filter(action="tenant.deactivated", target_id=str(globex.pk)).exists()
+
+    response = client.post("/admin/tenants/tenant/", {"action": "deactivate", "_selected_action": [globex.pk]})
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=globex.pk).is_active is False
+    [off] = AuditEvent.objects.filter(action="tenant.deactivated", target_id=str(globex.pk))
+    assert off.actor_label == "root3@platform.test"
+    assert not AuditEvent.objects.filter(action__startswith="admin.").exists()
+    # Tenants are never deleted from the dashboard (deactivate instead).
+    assert client.post(f"/admin/tenants/tenant/{globex.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -60,7 +60,24 @@ def test_adding_a_workload_validates_the_path_and_is_audited(acme: Tenant) -> No
     assert good.status_code == 302
     with schema_context(acme.schema_name):
         workload = Workload.objects.get(name="api")
-        assert AuditEvent.objects.filter(action="admin.workload.added", target_id=str(workload.pk)).exists()
+        created = AuditEvent.objects.get(action="workloads.workload_created", target_id=str(workload.pk))
+    assert (created.actor_label, created.data["before"]) == ("admin@acme.test", None)
+    assert (created.data["after"]["spiffe_path"], created.data["after"]["ttl_seconds"]) == ("/billing/api", 600)
+
+    change = LIST.format("acme") + f"{workload.pk}/change/"
+    assert admin.post(change, {**form, "spiffe_path": "/billing/api", "ttl_seconds": 900}).status_code == 302
+    assert admin.post(change.replace("change/", "delete/"), {"post": "yes"}).status_code == 302
+    with schema_context(acme.schema_name):
+        assert not Workload.objects.filter(pk=workload.pk).exists()
+        changed = AuditEvent.objects.get(action="workloads.workload_changed", target_id=str(workload.pk))
+        deleted = AuditEvent.objects.get(action="workloads.workload_deleted", target_id=str(workload.pk))
+        assert not AuditEvent.objects.filter(action__startswith="admin.").exists()
+    assert changed.data["changes"] == {"ttl_seconds": {"before": 600, "after": 900}}
+    assert (deleted.actor_label, deleted.data["before"]["name"], deleted.data["after"]) == (
+        "admin@acme.test",
+        "api",
+        None,
+    )
 
 
 def test_permission_matrix(acme: Tenant, globex: Tenant) -> None:

@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 seed_oauth()
                 seed_standard_oauth_application(slug)
                 mode = spec["dynamic_registration"]
-                if set_dynamic_registration(actor="cli:seed_demo", mode=mode):
+                if set_dynamic_registration.nested(actor="cli:seed_demo", mode=mode):
                     self.stdout.write(f"{slug}: dynamic client registration {mode}")
                 seed_workloads(slug)  # SPIFFE demo workloads (SVIDs come from the renewal job)
                 try:  # the seed's "GitHub API Integration" (placeholder token, in Vault)
