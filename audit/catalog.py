@@ -70,7 +70,7 @@ EVENT_KINDS: dict[str, str] = {
     "audit.sink_recovered": "the SIEM stream, when a dead-lettered sink accepts a batch again (sink, failures)",
     "audit.sink_created": "audit.streaming.services.save_sink (dashboard add; the secret as its Vault version only)",
     "audit.sink_changed": "audit.streaming.services.save_sink (dashboard change; a new secret is a new secret_version)",
-    "audit.sink_deleted": "audit.streaming.services.delete_sink (dashboard delete; Vault versions deleted after commit)",
+    "audit.sink_deleted": "audit.streaming.services.delete_sink (dashboard delete; Vault versions go after commit)",
     "audit.sink_retried": 'the dashboard\'s "Retry now" on SIEM sinks (data: sink, status, failures)',
     "audit.stream_gap": "the SIEM stream, when retention archived events before a sink got them (outcome failure; "
     "data: first_missing, last_missing, archives)",
@@ -90,7 +90,7 @@ EVENT_KINDS: dict[str, str] = {
     "service.secret_rotated": "a rotation (Celery or rotate now; data: vault_version, rotation_kind)",
     "service.rotation_failed": "a failed rotation: current version kept (outcome failure; safe error message)",
     "service.read": "ServiceAccessSDK: a tool read a service (outcome allow/deny/failure; service, tool, version)",
-    "service.deleted": "services.services.delete_service (dashboard delete; Vault versions deleted after commit)",
+    "service.deleted": "services.services.delete_service (dashboard delete; Vault versions go after commit)",
     # --- one write path (issue 20 point 5): the dashboards' writes, each through its app's service function ----
     "accounts.user_created": "accounts.services.save_user: a user added in a dashboard (tenant or platform), or at "
     "first upstream sign-in (data: before None, after; via, subject for upstream)",
