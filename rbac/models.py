@@ -259,6 +259,21 @@ class ToolPinSettings(models.Model):
         return cls.objects.filter(pk=1).values_list("mode", flat=True).first() or cls.Mode.HOLD
 
 
+class ToolPinQuerySet(models.QuerySet["ToolPin"]):
+    def in_state(self, state: str) -> ToolPinQuerySet:
+        """The pins whose `ToolPin.state` is `state` (the same rules, in SQL)."""
+        pinned = ~models.Q(pinned_hash="")
+        changed = ~models.Q(seen_hash="") & ~models.Q(seen_hash=models.F("pinned_hash"))
+        rejected = models.Q(seen_hash=models.F("rejected_hash"))
+        conditions = {
+            ToolPin.State.UNPINNED: models.Q(pinned_hash=""),
+            ToolPin.State.PINNED: pinned & (models.Q(seen_hash="") | models.Q(seen_hash=models.F("pinned_hash"))),
+            ToolPin.State.REJECTED: pinned & changed & rejected,
+            ToolPin.State.DRIFTED: pinned & changed & ~rejected,
+        }
+        return self.filter(conditions[ToolPin.State(state)])
+
+
 class ToolPin(models.Model):
     """The approved ("pinned") definition of one served tool and the last definition seen of it (`rbac.pins`).
 
@@ -292,6 +307,8 @@ class ToolPin(models.Model):
     rejected_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ToolPinQuerySet.as_manager()
 
     class Meta:
         ordering = ["tool_name", "pk"]

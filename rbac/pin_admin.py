@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -57,18 +57,7 @@ class StateFilter(admin.SimpleListFilter):
         return list(ToolPin.State.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ToolPin]) -> QuerySet[ToolPin]:
-        pinned = ~Q(pinned_hash="")
-        changed = ~Q(seen_hash="") & ~Q(seen_hash=F("pinned_hash"))
-        match self.value():
-            case ToolPin.State.UNPINNED:
-                return queryset.filter(pinned_hash="")
-            case ToolPin.State.PINNED:
-                return queryset.filter(pinned & (Q(seen_hash="") | Q(seen_hash=F("pinned_hash"))))
-            case ToolPin.State.REJECTED:
-                return queryset.filter(pinned & changed & Q(seen_hash=F("rejected_hash")))
-            case ToolPin.State.DRIFTED:
-                return queryset.filter(pinned & changed & ~Q(seen_hash=F("rejected_hash")))
-        return queryset
+        return queryset.in_state(self.value()) if self.value() in ToolPin.State.values else queryset  # type: ignore[attr-defined]
 
 
 @admin.register(ToolPin)

@@ -70,7 +70,7 @@ def _locked_pin(*, policy: ToolPolicy | None, resource_server_id: Any, tool_name
     lookup: dict[str, Any] = (
         {"policy": policy} if policy is not None else {"resource_server_id": resource_server_id, "tool_name": tool_name}
     )
-    pins = ToolPin.objects.select_for_update().select_related("policy__application")
+    pins = ToolPin.objects.select_for_update(of=("self",)).select_related("policy__application")
     pin = pins.filter(**lookup).first()
     if pin is None:
         try:
@@ -153,7 +153,7 @@ def observe_tool(
 
 
 def _reviewable(pin: ToolPin, expected_hash: str, verb: str) -> ToolPin:
-    locked = ToolPin.objects.select_for_update().select_related("policy__application").get(pk=pin.pk)
+    locked = ToolPin.objects.select_for_update(of=("self",)).select_related("policy__application").get(pk=pin.pk)
     if not locked.seen_hash:
         raise ValidationError(f"Nothing to {verb}: no definition of this tool has been seen yet.")
     if locked.seen_hash != expected_hash:
