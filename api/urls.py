@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from api import schema, views
+from api import pins, schema, views
 
 app_name = "api"
 
@@ -20,6 +20,7 @@ router.register("tool-policies", views.ToolPolicyViewSet, basename="toolpolicy")
 router.register("role-bindings", views.RoleBindingViewSet, basename="rolebinding")
 router.register("group-memberships", views.GroupMembershipViewSet, basename="groupmembership")
 router.register("users", views.UserViewSet, basename="user")
+router.register("tool-pins", pins.ToolPinViewSet, basename="toolpin")
 
 urlpatterns = [
     path("schema/", schema.TenantSchemaView.as_view(), name="schema"),

@@ -44,6 +44,15 @@ EVENT_KINDS: dict[str, str] = {
     "rbac.tool_policy_created": "rbac.services.save_tool_policy (data: before None, after)",
     "rbac.tool_policy_changed": "rbac.services.save_tool_policy, also enable/disable (data: before, after, changes)",
     "rbac.tool_policy_deleted": "rbac.services.delete_tool_policy (data: before, after None)",
+    # --- tool pinning: rbac.pins (docs/pinning.md); data carries application or resource_server, tool, source
+    "rbac.tool_pinned": "rbac.pins: a definition pinned at first sight or when a manifest tool is mapped (hash, via)",
+    "rbac.tool_drift_detected": "rbac.pins.observe_tool: a definition differs from the pin (pinned_hash, new_hash, "
+    "mode, held, warnings; outcome deny when held)",
+    "rbac.tool_drift_withdrawn": "rbac.pins.observe_tool: the pinned definition is seen again (withdrawn_hash)",
+    "rbac.tool_pin_approved": "rbac.pins.approve_pin: dashboard or API (before_hash, after_hash, warnings)",
+    "rbac.tool_pin_rejected": "rbac.pins.reject_pin: dashboard or API (pinned_hash, rejected_hash)",
+    "rbac.tool_pins_imported": "rbac.pins.import_pins: management API import (imported with hashes, skipped)",
+    "rbac.pin_mode_changed": "rbac.pins.set_pin_mode: dashboard or API (before, after: hold, warn or off)",
     "auth.lockout": "the login throttle, at the attempt that reaches a limit (outcome deny; email, by account/ip)",
     "oauth.consent_granted": "the authorize page when a user allows a client (data: client_id, scopes)",
     "oauth.consent_denied": "the authorize page when a user refuses (outcome deny)",

@@ -38,7 +38,9 @@ from django.db import close_old_connections, connection
 from audit import queued_actor as actor_wire
 from authsec_site.lib import coherence, redis, tracing
 from authsec_site.lib.ttlcache import TTLCache
+from mcp_endpoint import pinning
 from mcp_endpoint.mirror import MISSING, Mirror
+from mcp_endpoint.registry import registry
 from oauth import issuer as issuers
 from rbac import principal as rbac_principal
 from rbac.engine import Grants, Requirement
@@ -81,6 +83,8 @@ class AppConfig:
     policies: dict[str, Requirement]
     resource: str  # canonical URL = the `aud` its tokens must carry
     log_arguments: frozenset[str] = frozenset()  # tools whose call arguments go into the audit log
+    # Tool pinning (`mcp_endpoint.pinning`): held tools are neither listed nor called; computed at load.
+    pins: pinning.PinState = field(default_factory=pinning.PinState, compare=False, repr=False)
     # What tools/list answers, per grant set (`mcp_endpoint.handlers`): derived from this object and the grants,
     # both immutable and replaced on every change, so it never outlives what it was derived from.
     listings: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -170,10 +174,11 @@ def load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
     app = Application.objects.filter(slug=app_slug, is_active=True).first()
     if app is None:
         return None
-    rows = list(ToolPolicy.objects.filter(application=app))
+    rows = list(ToolPolicy.objects.filter(application=app).select_related("pin"))
     policies = {policy.tool_name: policy.requirement() for policy in rows}
     logged = frozenset(policy.tool_name for policy in rows if policy.log_arguments)
-    return AppConfig(app.slug, app.name, app.auth_mode, policies, issuers.mcp_resource(app.slug, tenant.tenant), logged)
+    resource = issuers.mcp_resource(app.slug, tenant.tenant)
+    return AppConfig(app.slug, app.name, app.auth_mode, policies, resource, logged, pins=pinning.load(rows))
 
 
 def bump_config_version() -> None:
@@ -188,10 +193,15 @@ def _config_version(value: str | None) -> str:
     return value
 
 
+def _stale_pins(config: AppConfig | None) -> bool:
+    """The tool registry changed since `config` compared it with the pins (a tool module registered again)."""
+    return config is not None and config.pins.generation != registry.generation
+
+
 def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
     key = (tenant.schema_name, app_slug)
     hit = _configs.get(key)
-    if hit is None or hit[0] != version:
+    if hit is None or hit[0] != version or _stale_pins(hit[1]):
         close_old_connections()
         hit = _configs.set(key, (version, load_config(tenant, app_slug)))
     if hit[1] is None:
@@ -524,7 +534,7 @@ async def resolve_cached(tenant_slug: str, app_slug: str, token: str | None) -> 
     except Exception:  # noqa: BLE001 - let the sync path handle (and log) a Redis problem
         return None
     config = _configs.get((tenant.schema_name, app_slug))
-    if values[0] is None or config is None or config[0] != values[0]:
+    if values[0] is None or config is None or config[0] != values[0] or _stale_pins(config[1]):
         return None
     if config[1] is None:
         raise NotFound(app_slug)

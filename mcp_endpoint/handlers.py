@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
 from authsec_site.lib import metrics, tracing
-from mcp_endpoint import login
+from mcp_endpoint import login, pinning
 from mcp_endpoint.bearer import RequestAuth
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS
 from mcp_endpoint.registry import InvalidArguments, ToolError, registry
@@ -82,7 +82,8 @@ def _audit(ctx: Any, auth: RequestAuth, action: str, outcome: str, data: dict[st
 
 def visible_tools(auth: RequestAuth) -> list[str]:
     """Tools this caller may see: the application's policy rows ∩ registered tools, filtered by the engine."""
-    served = [name for name in auth.app.policies if name in registry and name not in LOGIN_TOOLS]
+    held = auth.app.pins.held
+    served = [name for name in auth.app.policies if name in registry and name not in LOGIN_TOOLS and name not in held]
     shown = set(visible(auth.principal, auth.app.policies, served))
     return sorted(shown | LOGIN_TOOLS if auth.app.auth_mode in LOGIN_MODES else shown)
 
@@ -186,6 +187,9 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         audit("deny", decision.reason)
         # A hidden tool answers exactly like a tool that does not exist.
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
+    if name in auth.app.pins.held:  # to a caller who may use it: changed, waits for an admin's review
+        audit("deny", f"{decision.reason}; {pinning.HELD_REASON}")
+        raise MCPError(code=types.INVALID_PARAMS, message=pinning.held_message(name))
     arguments = params.arguments or {}
     if "_user_info" in arguments:  # never the caller's: the endpoint injects the verified one
         arguments = {k: v for k, v in arguments.items() if k != "_user_info"}

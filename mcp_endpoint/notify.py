@@ -9,8 +9,10 @@ push a notification on the session's standalone stream.
 What changes a session's tools happens elsewhere: the browser callback of ``oauth_start``, a logout, a revoke
 in the dashboard, in whichever process serves that request. Those publish the SHA-256 of the MCP session id
 on the Redis channel `CHANNEL` after commit (`tools_changed`); every endpoint process listens (`listen`) and
-the one holding the session sends the notification. Delivery is best effort: what a client sees is decided on
-each request from the database, so a lost notification only delays the client's refresh.
+the one holding the session sends the notification. A change that concerns every session of an endpoint (a
+tool held or released by tool pinning) is published as ``endpoint:<tenant>/<app>`` (`endpoint_changed`).
+Delivery is best effort: what a client sees is decided on each request from the database, so a lost
+notification only delays the client's refresh.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,8 @@ from authsec_site.lib import redis
 
 logger = logging.getLogger(__name__)
 CHANNEL = "authsec:mcp:tools_changed"
+ENDPOINT_PREFIX = "endpoint:"
+ALL_APPS = "*"
 MAX_SESSIONS = 50_000
 
 
@@ -90,6 +95,24 @@ class LiveSessions:
             return False
         return True
 
+    async def notify_endpoint(self, tenant: str, app: str) -> int:
+        """Send ``notifications/tools/list_changed`` on every session of this process at the endpoint of `tenant`
+        and `app` (`ALL_APPS`: every application of the tenant); returns how many were notified."""
+        sessions = [
+            (key, entry.session)
+            for key, entry in list(self._entries.items())
+            if entry.tenant == tenant and app in (ALL_APPS, entry.app) and entry.session is not None
+        ]
+        sent = 0
+        for key, session in sessions:
+            try:
+                await session.send_tool_list_changed()
+                sent += 1
+            except Exception as exc:  # noqa: BLE001 - the session ended: forget it
+                logger.debug("tools/list_changed not delivered (%s)", type(exc).__name__)
+                self._forget(key)
+        return sent
+
     def _forget(self, mcp_session_id: str) -> None:
         self._entries.pop(mcp_session_id, None)
         self._by_digest.pop(digest(mcp_session_id), None)
@@ -104,10 +127,26 @@ class LiveSessions:
 
 
 def publish(mcp_session_id: str) -> None:
+    _publish(digest(mcp_session_id))
+
+
+def _publish(message: str) -> None:
     try:
-        redis.sync_client().publish(CHANNEL, digest(mcp_session_id))
+        redis.sync_client().publish(CHANNEL, message)
     except Exception as exc:  # noqa: BLE001 - best effort: the next request shows the right tools anyway
         logger.warning("Could not publish an MCP tools/list_changed notice (%s)", type(exc).__name__)
+
+
+def endpoint_changed(tenant: str, apps: Iterable[str] | None) -> None:
+    """After the current transaction commits, tell every process to notify all sessions of these endpoints of
+    `tenant` (None: all of its applications)."""
+    messages = [f"{ENDPOINT_PREFIX}{tenant}/{app}" for app in (sorted(apps) if apps is not None else [ALL_APPS])]
+
+    def send() -> None:
+        for message in messages:
+            _publish(message)
+
+    transaction.on_commit(send)
 
 
 def tools_changed(mcp_session_id: str) -> None:
@@ -128,7 +167,12 @@ async def listen(live: LiveSessions) -> None:
                 async for message in pubsub.listen():
                     data = message.get("data")
                     if isinstance(data, bytes):
-                        await live.notify(data.decode("ascii", "replace"))
+                        text = data.decode("utf-8", "replace")
+                        if text.startswith(ENDPOINT_PREFIX):
+                            tenant, _, app = text[len(ENDPOINT_PREFIX) :].partition("/")
+                            await live.notify_endpoint(tenant, app)
+                        else:
+                            await live.notify(text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - Redis away: retry; requests are unaffected

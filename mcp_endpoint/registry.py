@@ -28,6 +28,7 @@ from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from pydantic import ValidationError as PydanticValidationError
 
 from authsec_site.lib import tracing
+from rbac.pin_definitions import definition, definition_hash
 
 ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 # Injected by the endpoint; never part of a tool's declared input.
@@ -59,6 +60,25 @@ class RegisteredTool:
     _arg_model: Any = field(repr=False, compare=False, default=None)
     # Typed tools: which of `INJECTED` the handler takes (read from its signature once, at registration).
     injects: frozenset[str] = frozenset()
+    title: str | None = None
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+    # The served definition and its SHA-256, computed once here: what tool pinning compares (`rbac.pins`).
+    definition: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    definition_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.definition_hash:
+            served = definition(
+                self.name,
+                title=self.title,
+                description=self.description,
+                input_schema=self.input_schema,
+                output_schema=self.output_schema,
+                annotations=self.annotations,
+            )
+            object.__setattr__(self, "definition", served)
+            object.__setattr__(self, "definition_hash", definition_hash(served))
 
     @property
     def takes_user_info(self) -> bool:
@@ -70,7 +90,14 @@ class RegisteredTool:
         return self.wants_session if not self.typed else "session" in self.injects
 
     def as_mcp_tool(self) -> types.Tool:
-        return types.Tool(name=self.name, description=self.description or None, input_schema=self.input_schema)
+        return types.Tool(
+            name=self.name,
+            title=self.title,
+            description=self.description or None,
+            input_schema=self.input_schema,
+            output_schema=self.output_schema,
+            annotations=types.ToolAnnotations.model_validate(self.annotations) if self.annotations else None,
+        )
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check `arguments` against the input schema; raise `InvalidArguments` with a clear message."""
@@ -138,6 +165,8 @@ class Registry:
         self.generation = 0  # changes with every add or remove (what was derived from the tool set is stale)
 
     def add(self, tool: RegisteredTool) -> None:
+        """Register `tool`; the same handler registered again (a module reloaded) replaces its definition, whose
+        hash tool pinning then compares with the pins (`mcp_endpoint.pinning`)."""
         with self._lock:
             existing = self._tools.get(tool.name)
             if existing is not None and existing.handler.__qualname__ != tool.handler.__qualname__:
@@ -185,6 +214,9 @@ def protected_by_AuthSec(  # noqa: N802 - the seed's public name
     description: str | None = None,
     inputSchema: dict[str, Any] | None = None,  # noqa: N803 - the seed's keyword
     *,
+    title: str | None = None,
+    outputSchema: dict[str, Any] | None = None,  # noqa: N803 - the MCP spelling, like inputSchema
+    annotations: dict[str, Any] | None = None,
     target: Registry | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Register an async tool with its default access requirement (see the module docstring)."""
@@ -224,6 +256,9 @@ def protected_by_AuthSec(  # noqa: N802 - the seed's public name
             _validator=jsonschema.Draft202012Validator(schema),
             _arg_model=arg_model,
             injects=frozenset(param.name for param in params if not seed_style and param.name in INJECTED),
+            title=title,
+            output_schema=dict(outputSchema) if outputSchema is not None else None,
+            annotations=dict(annotations) if annotations is not None else None,
         )
         (target or registry).add(tool)
         return func

@@ -47,10 +47,24 @@ def _access_token_deleted(instance: Any, **kwargs: Any) -> None:
     transaction.on_commit(note)
 
 
+def _pins_changed(sender: Any, applications: Any = None, **kwargs: Any) -> None:
+    """A tool pin changed (`rbac.pins`): reload the settings (held tools are part of them), and tell the sessions
+    of the applications concerned that their tool list changed."""
+    from mcp_endpoint.notify import endpoint_changed
+
+    _schedule_bump()
+    schema = connection.schema_name
+    if schema.startswith("tenant_"):  # `tenants.models.schema_name_for`: slugs have hyphens, schemas underscores
+        endpoint_changed(schema.removeprefix("tenant_").replace("_", "-"), applications)
+
+
 def connect() -> None:
     from oauth2_provider.models import get_access_token_model
 
     from rbac.models import Application, ToolPolicy
+    from rbac.pins import pins_changed
+
+    pins_changed.connect(_pins_changed, dispatch_uid="mcp_pins_changed")
 
     post_delete.connect(_access_token_deleted, sender=get_access_token_model(), dispatch_uid="mcp_access_token_deleted")
 

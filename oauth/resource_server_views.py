@@ -87,6 +87,7 @@ def sdk_manifest(request: HttpRequest, resource_server_id: str) -> JsonResponse:
             "tools": result.tools,
             "added": result.added,
             "removed": result.removed,
+            "held": result.held,
             "generation": result.generation,
         }
     )

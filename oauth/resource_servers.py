@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus, urlparse
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -33,7 +34,9 @@ from audit.recorder import Actor, record
 from audit.writes import service
 from oauth import issuer
 from oauth.models import Client, ResourceServer, ResourceServerTool
-from rbac.models import Scope
+from rbac import pins
+from rbac.models import Scope, ToolPin, ToolPinSettings
+from rbac.pin_definitions import definition
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_TOOLS = 1000
@@ -121,6 +124,7 @@ def save_resource_server(
 def delete_resource_server(server: ResourceServer, *, actor: Any) -> None:
     """Delete the server, its tools and its introspection client (so its credentials stop working at once)."""
     client = server.client
+    pins.forget_resource_server(server.pk)
     writes.delete(
         actor,
         server,
@@ -234,6 +238,7 @@ def policy_document(server: ResourceServer) -> dict[str, Any]:
     unmapped are listed without scopes, which the SDK denies. An inactive server gets `disabled` (deny all).
     """
     tools = list(server.tools.prefetch_related("required_scopes").order_by("name"))
+    held = held_tools(server)
     tool_policy = []
     unmapped = []
     mapped_scopes: set[str] = set()
@@ -243,6 +248,9 @@ def policy_document(server: ResourceServer) -> dict[str, Any]:
         if not public and not scopes:
             unmapped.append(tool.name)
         mapped_scopes.update(scopes)
+        if tool.name in held:  # listed without scopes, so the SDK hides it and refuses its calls
+            tool_policy.append({"name": tool.name, "is_public": False, "required_scopes": [], "held": True})
+            continue
         tool_policy.append({"name": tool.name, "is_public": public, "required_scopes": scopes})
     supported = sorted(set(server.scopes.values_list("name", flat=True)) | mapped_scopes)
     if not server.is_active:
@@ -257,6 +265,9 @@ def policy_document(server: ResourceServer) -> dict[str, Any]:
     else:
         state, complete = "ready", True
         reason = f"{len(unmapped)} tool(s) not mapped yet, denied: {', '.join(unmapped)}" if unmapped else ""
+        if held:
+            waiting = f"{len(held)} tool(s) changed and wait for review, denied: {', '.join(sorted(held))}"
+            reason = f"{reason}; {waiting}" if reason else waiting
     return {
         "resource_server_id": str(server.pk),
         "resource_uri": server.resource_uri,
@@ -267,6 +278,14 @@ def policy_document(server: ResourceServer) -> dict[str, Any]:
         "scopes_supported": supported,
         "generation": server.generation,
     }
+
+
+def held_tools(server: ResourceServer) -> set[str]:
+    """The server's tools held by tool pinning: their published definition changed and waits for review."""
+    mode = ToolPinSettings.current_mode()
+    if mode == ToolPinSettings.Mode.OFF:
+        return set()
+    return {pin.tool_name for pin in ToolPin.objects.filter(resource_server_id=server.pk) if pin.holds(mode)}
 
 
 def note_policy_fetch(server: ResourceServer, generation: int) -> None:
@@ -293,7 +312,11 @@ def _bump(server: ResourceServer) -> int:
 @service
 def policy_changed(*, actor: Any, server: ResourceServer, data: dict[str, Any] | None = None) -> int:
     """Bump the generation after a change to the server's tools and audit the policy now in force (called
-    ``.nested`` by the writes of a tool)."""
+    ``.nested`` by the writes of a tool). Mapping a tool approves its published definition: tools mapped without a
+    pin yet are pinned (`rbac.pins`)."""
+    mapped = server.tools.filter(models.Q(is_public=True) | models.Q(required_scopes__isnull=False))
+    names = set(mapped.values_list("name", flat=True))
+    pins.pin_mapped.nested(actor=actor, resource_server_id=server.pk, tool_names=names)
     generation = _bump(server)
     document = policy_document(server)
     record(
@@ -365,6 +388,7 @@ class ManifestResult:
     tools: int
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
 
 def _text(entry: dict[str, Any], key: str, limit: int, where: str) -> str:
@@ -448,7 +472,9 @@ def publish_manifest(
     server.tools.filter(name__in=removed).update(in_manifest=False, updated_at=timezone.now())
     server.manifest_published_at = timezone.now()
     server.save(update_fields=["manifest_published_at", "updated_at"])
-    generation = _bump(server) if added or removed or returned else server.generation
+    pinning = _observe_manifest(server, tools)
+    held = sorted(pinning["held"])
+    generation = _bump(server) if added or removed or returned or pinning["changed"] else server.generation
     audit.record(
         client_actor(server),
         "oauth.resource_server_manifest_published",
@@ -460,6 +486,55 @@ def publish_manifest(
             "added": added,
             "removed": removed,
             "generation": generation,
+            "held": held,
+            "warnings": pinning["warnings"],
         },
     )
-    return ManifestResult(generation=generation, tools=len(tools), added=added, removed=removed)
+    return ManifestResult(generation=generation, tools=len(tools), added=added, removed=removed, held=held)
+
+
+def _observe_manifest(server: ResourceServer, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """Hand each published definition to tool pinning (`rbac.pins`): a mapped tool is pinned at first sight, a
+    changed one is drift (held in `hold` mode); an unmapped tool's definition is kept for its mapping. Returns
+    the tools now held, whether any pin changed, and the poisoning warnings by tool (pattern ids)."""
+    mode = ToolPinSettings.current_mode()
+    if mode == ToolPinSettings.Mode.OFF:
+        return {"held": set(), "changed": False, "warnings": {}}
+    known = {pin.tool_name: pin for pin in ToolPin.objects.filter(resource_server_id=server.pk)}
+    mapped = set(
+        server.tools.filter(models.Q(is_public=True) | models.Q(required_scopes__isnull=False)).values_list(
+            "name", flat=True
+        )
+    )
+    names = [entry["name"] for entry in tools]
+    changed = False
+    warnings: dict[str, list[str]] = {}
+    for entry in tools:
+        value = definition(
+            entry["name"],
+            title=entry["title"],
+            description=entry["description"],
+            input_schema=entry["input_schema"],
+            annotations=entry["annotations"],
+        )
+        observed = pins.seen(value, names)
+        if observed.warnings:
+            warnings[entry["name"]] = sorted({warning["pattern"] for warning in observed.warnings})
+        pin = known.get(entry["name"])
+        if pin is not None and pin.seen_hash == observed.hash:
+            continue
+        before = pin.state if pin is not None else None
+        pin = pins.observe_tool.nested(
+            actor=client_actor(server),
+            observed=observed,
+            source=ToolPin.Source.MANIFEST,
+            resource_server_id=server.pk,
+            tool_name=entry["name"],
+            pin_first_sight=entry["name"] in mapped,
+            mode=mode,
+        )
+        changed |= pin is not None and pin.state != before
+        if pin is not None:
+            known[entry["name"]] = pin
+    held = {name for name, pin in known.items() if name in set(names) and pin.holds(mode)}
+    return {"held": held, "changed": changed, "warnings": warnings}

@@ -6,6 +6,6 @@ class RbacConfig(AppConfig):
     verbose_name = "Access control (RBAC)"
 
     def ready(self) -> None:
-        from rbac import signals
+        from rbac import pin_admin, signals  # noqa: F401 - pin_admin registers the tool-pin pages
 
         signals.connect()

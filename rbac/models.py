@@ -231,3 +231,135 @@ class ToolPolicy(models.Model):
 
     def requirement(self):  # type: ignore[no-untyped-def]
         return requirement_of(self)
+
+
+# --- Tool pinning (rbac.pins) ----------------------------------------------------------------------------------------
+
+
+class ToolPinSettings(models.Model):
+    """The tenant's tool-pinning mode (a single row, pk 1; no row reads as `hold`)."""
+
+    class Mode(models.TextChoices):
+        HOLD = "hold", "Hold: a changed tool is not served until an admin approves it"
+        WARN = "warn", "Warn: serve a changed tool and flag it for review"
+        OFF = "off", "Off: tool definitions are not checked"
+
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.HOLD)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "tool pinning setting"
+        verbose_name_plural = "tool pinning settings"
+
+    def __str__(self) -> str:
+        return f"Tool pinning: {self.mode}"
+
+    @classmethod
+    def current_mode(cls) -> str:
+        return cls.objects.filter(pk=1).values_list("mode", flat=True).first() or cls.Mode.HOLD
+
+
+class ToolPinQuerySet(models.QuerySet["ToolPin"]):
+    def in_state(self, state: str) -> ToolPinQuerySet:
+        """The pins whose `ToolPin.state` is `state` (the same rules, in SQL)."""
+        pinned = ~models.Q(pinned_hash="")
+        changed = ~models.Q(seen_hash="") & ~models.Q(seen_hash=models.F("pinned_hash"))
+        rejected = models.Q(seen_hash=models.F("rejected_hash"))
+        conditions = {
+            ToolPin.State.UNPINNED: models.Q(pinned_hash=""),
+            ToolPin.State.PINNED: pinned & (models.Q(seen_hash="") | models.Q(seen_hash=models.F("pinned_hash"))),
+            ToolPin.State.REJECTED: pinned & changed & rejected,
+            ToolPin.State.DRIFTED: pinned & changed & ~rejected,
+        }
+        return self.filter(conditions[ToolPin.State(state)])
+
+
+class ToolPin(models.Model):
+    """The approved ("pinned") definition of one served tool and the last definition seen of it (`rbac.pins`).
+
+    A pin belongs to a tool policy (tools of an application: hosted in code or declared by the SDK) or to a
+    tool of a runtime-API resource server (`resource_server_id`: oauth sits above rbac, so no foreign key).
+    Hashes are SHA-256 of `rbac.pin_definitions.canonical_json`; `warnings` are the poisoning scan of the seen
+    definition. Only `rbac.pins` writes these rows."""
+
+    class Source(models.TextChoices):
+        HOSTED = "hosted", "Hosted tool (registered in code)"
+        SDK = "sdk", "AuthSec SDK decorator server"
+        MANIFEST = "manifest", "Runtime-API manifest"
+
+    class State(models.TextChoices):
+        UNPINNED = "unpinned", "Not pinned yet"
+        PINNED = "pinned", "Pinned"
+        DRIFTED = "drifted", "Changed, waits for review"
+        REJECTED = "rejected", "Change rejected"
+
+    policy = models.OneToOneField(ToolPolicy, null=True, blank=True, on_delete=models.CASCADE, related_name="pin")
+    resource_server_id = models.UUIDField(null=True, blank=True, db_index=True)
+    tool_name = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    pinned_hash = models.CharField(max_length=64, blank=True)
+    pinned_definition = models.JSONField(null=True, blank=True)
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    seen_hash = models.CharField(max_length=64, blank=True)
+    seen_definition = models.JSONField(null=True, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    rejected_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ToolPinQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tool_name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(policy__isnull=False, resource_server_id__isnull=True)
+                | models.Q(policy__isnull=True, resource_server_id__isnull=False),
+                name="rbac_toolpin_one_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["resource_server_id", "tool_name"],
+                condition=models.Q(resource_server_id__isnull=False),
+                name="rbac_toolpin_manifest_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_label}/{self.tool_name}"
+
+    @property
+    def owner_label(self) -> str:
+        if self.policy_id is not None:
+            return self.policy.application.slug
+        return f"resource server {self.resource_server_id}"
+
+    @property
+    def state(self) -> str:
+        if not self.pinned_hash:
+            return self.State.UNPINNED
+        if self.seen_hash in ("", self.pinned_hash):
+            return self.State.PINNED
+        if self.seen_hash == self.rejected_hash:
+            return self.State.REJECTED
+        return self.State.DRIFTED
+
+    def holds(self, mode: str, own_hash: str = "") -> bool:
+        """Whether the tool is not served. Unreviewed drift holds it everywhere (in `hold` mode), neither the old
+        nor the new definition; once reviewed, a definition (`own_hash`: this process's, else the last seen) is
+        served only if it is the pinned one. A rejected definition is held in `warn` mode too."""
+        if mode == ToolPinSettings.Mode.OFF or not self.pinned_hash:
+            return False
+        if self.state == self.State.DRIFTED:
+            return mode == ToolPinSettings.Mode.HOLD
+        current = own_hash or self.seen_hash
+        if current and current != self.pinned_hash:
+            return mode == ToolPinSettings.Mode.HOLD or current == self.rejected_hash
+        return False
+
+    def flagged(self, mode: str, own_hash: str = "") -> bool:
+        """Served although it differs from the pin (`warn` mode): shown as flagged until reviewed."""
+        if mode != ToolPinSettings.Mode.WARN or not self.pinned_hash or self.holds(mode, own_hash):
+            return False
+        current = own_hash or self.seen_hash
+        return self.state == self.State.DRIFTED or bool(current and current != self.pinned_hash)

@@ -11,6 +11,9 @@ only its client id), hence:
 - a changed declaration never changes an existing row: the difference is written to the audit log
   (``sdkmgr.tools_declared``) for an admin to act on. The SDK re-checks its own requirement locally after
   every ``protect-tool`` answer, so the server can only narrow what the code allows.
+
+Each declaration is also a registration of the tool's definition for tool pinning (`observe_definitions`):
+a definition that differs from its pin is held (not listed, refused by protect-tool) until an admin reviews it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 import audit
+from rbac import pins
 from rbac.engine import KINDS, Requirement
-from rbac.models import TOOL_NAME_RE, Application
+from rbac.models import TOOL_NAME_RE, Application, ToolPin, ToolPinSettings, ToolPolicy
+from rbac.pin_definitions import definition, definition_hash
 from sdkmgr.clients import Caller, SdkError
 
 MAX_TOOLS = 200
@@ -48,6 +53,10 @@ class Declared:
 
     def requirement(self) -> Requirement:
         return Requirement.of(require_all=self.rbac["require_all"], **{kind: self.rbac[kind] for kind in KINDS})
+
+    def definition(self) -> dict[str, Any]:
+        """The definition tool pinning hashes (the SDK declares no title, output schema or annotations)."""
+        return definition(self.name, description=self.description, input_schema=self.input_schema)
 
 
 def _names(tool: str, kind: str, value: Any) -> list[str]:
@@ -156,3 +165,38 @@ def record_declarations(caller: Caller, declared: list[Declared]) -> list[str]:
         )
         cache.set(key, fingerprint, timeout=SEEN_TTL)
     return seeded
+
+
+def observe_definitions(caller: Caller, declared: list[Declared]) -> bool:
+    """Hand the declared definitions that differ from the last seen ones to tool pinning (`rbac.pins`): the
+    first of a tool is pinned, a changed one is drift (held in `hold` mode). Tools our own code registers are
+    pinned from the code, not from a declaration. True when something was recorded (the caller then reloads
+    the application's configuration, which carries the held tools). A steady SDK costs hashing only."""
+    from mcp_endpoint.registry import registry
+
+    state = caller.auth.app.pins
+    if state.mode == ToolPinSettings.Mode.OFF:
+        return False
+    changed: dict[str, tuple[dict[str, Any], str]] = {}
+    for tool in declared:
+        if tool.name.startswith("oauth_") or tool.name in registry:
+            continue
+        value = tool.definition()
+        digest = definition_hash(value)
+        if state.seen.get(tool.name) != digest:
+            changed[tool.name] = (value, digest)
+    if not changed:
+        return False
+    names = [tool.name for tool in declared]
+    rows = ToolPolicy.objects.filter(application__slug=caller.auth.app.slug, tool_name__in=list(changed))
+    recorded = False
+    for row in rows.select_related("application"):
+        value, digest = changed[row.tool_name]
+        observed = pins.seen(value, names, digest=digest)
+        recorded |= (
+            pins.observe_tool(
+                actor=caller.actor, observed=observed, source=ToolPin.Source.SDK, policy=row, mode=state.mode
+            )
+            is not None
+        )
+    return recorded

@@ -30,7 +30,7 @@ import audit
 from audit.models import AuditEvent
 from authsec_site.lib.health import check_all
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
-from mcp_endpoint import login
+from mcp_endpoint import login, pinning
 from mcp_endpoint.models import AuthSession, pending_ttl, session_ttl
 from oauth import issuer
 from rbac.principal import Principal, authorize, visible
@@ -162,8 +162,11 @@ def tools_list(request: HttpRequest, body: dict[str, Any], caller: Caller) -> di
     declared = tools.parse(body.get("user_tools"))
     if tools.record_declarations(caller, declared):
         caller = resolve_client(caller.client_id, caller.app_name)  # new rows: read the fresh configuration
+    if tools.observe_definitions(caller, declared):
+        caller = resolve_client(caller.client_id, caller.app_name)  # pins changed: the held tools too
     principal = _principal(caller, _session_id(body))
-    shown = set(visible(principal, caller.auth.app.policies, [tool.name for tool in declared]))
+    held = caller.auth.app.pins.held  # changed definitions waiting for review (tool pinning)
+    shown = set(visible(principal, caller.auth.app.policies, [t.name for t in declared if t.name not in held]))
     allowed = [tool.as_tool() for tool in declared if tool.name in shown]
     connection.set_tenant(caller.tenant)
     audit.record(
@@ -294,6 +297,10 @@ def protect_tool(request: HttpRequest, body: dict[str, Any], caller: Caller) -> 
         raise SdkError(
             403, "forbidden", f"Access denied: {decision.reason}", allowed=False, status_code=403, tool=tool_name
         )
+    if tool_name in caller.auth.app.pins.held:
+        audit_call(AuditEvent.Outcome.DENY, f"{decision.reason}; {pinning.HELD_REASON}")
+        message = pinning.held_message(tool_name)
+        raise SdkError(403, "tool_held", message, allowed=False, status_code=403, tool=tool_name)
     audit_call(AuditEvent.Outcome.ALLOW, decision.reason)
     with schema_context("public"):
         cache.set(LAST_TOOL + _digest(session_id), tool_name, timeout=LAST_TOOL_TTL)
