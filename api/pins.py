@@ -15,9 +15,9 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rbac import pins
 from api.common import query_str
 from api.permissions import IsStaff, view_permission
+from rbac import pins
 from rbac.models import ToolPin, ToolPinSettings
 
 EXPORT_FORMAT = "authsec-tool-pins/1"

@@ -20,7 +20,7 @@ from urllib.parse import unquote_plus, urlparse
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone

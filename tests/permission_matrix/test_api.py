@@ -16,9 +16,11 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from rbac import services as rbac_services
+from rbac.models import ToolPin
 from tenants.models import Tenant
 from tests.factories import (
     ApplicationFactory,
@@ -52,6 +54,13 @@ def world(acme: Tenant) -> dict[str, Any]:
         binding = rbac_services.grant_role(actor="tests", role=role, user=member)
         application = ApplicationFactory(slug=f"{MARK}-app", name=MARK)
         policy = ToolPolicyFactory(application=application, tool_name=f"{MARK}_tool")
+        pin = ToolPin.objects.create(
+            policy=ToolPolicyFactory(application=application, tool_name=f"{MARK}_pinned"),
+            tool_name=f"{MARK}_pinned", source=ToolPin.Source.HOSTED,
+            pinned_hash="a" * 64, pinned_definition={"name": f"{MARK}_pinned", "description": "v1"},
+            pinned_at=timezone.now(),
+            seen_hash="b" * 64, seen_definition={"name": f"{MARK}_pinned", "description": "v2"}, seen_at=timezone.now(),
+        )  # fmt: skip
     ids = {
         "application": application.pk,
         "role": role.pk,
@@ -63,6 +72,7 @@ def world(acme: Tenant) -> dict[str, Any]:
         "rolebinding": binding.pk,
         "groupmembership": membership.pk,
         "user": member.pk,
+        "toolpin": pin.pk,
     }
     return {"ids": ids, "newcomer": newcomer.pk}
 
@@ -157,6 +167,20 @@ VIEWSETS: dict[str, tuple[str, tuple[Route, ...]]] = {
             _DELETE,
         ),
     ),
+    # Pins are read, reviewed (approve or reject the changed definition) and moved between deployments.
+    "toolpin": (
+        "rbac.toolpin",
+        (
+            *_READ,
+            Route("export", "get", ("view",)),
+            Route("mode", "get", ("view",)),
+            Route("mode", "put", ("view", "change"), 200, lambda w: {"mode": "hold"}),
+            Route("import-", "post", ("view", "change"), 200, lambda w: {"pins": []}),
+            Route("approve", "post", ("view", "change"), 200, lambda w: {"expected_hash": "b" * 64}),
+            # After the approval above nothing waits for review: past the permission check, a 400.
+            Route("reject", "post", ("view", "change"), 400, lambda w: {"expected_hash": "b" * 64}),
+        ),
+    ),
     # Read-only here: accounts are managed in the dashboard.
     "user": (
         "accounts.user",
@@ -168,8 +192,11 @@ VIEWSETS: dict[str, tuple[str, tuple[Route, ...]]] = {
 }
 
 
+LIST_ACTIONS = {"export", "mode", "import-"}  # custom actions on the collection (no row id in the URL)
+
+
 def _url(tenant: Tenant, basename: str, suffix: str, pk: object) -> str:
-    args = [] if suffix == "list" else [pk]
+    args = [] if suffix == "list" or suffix in LIST_ACTIONS else [pk]
     return tenant.url_prefix.rstrip("/") + reverse(f"api:{basename}-{suffix}", args=args, urlconf=settings.ROOT_URLCONF)
 
 

@@ -27,12 +27,13 @@ from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
 
 import audit
 from accounts.models import User
-from audit.models import AuditCheckpoint, AuditSettings
+from audit.models import AuditCheckpoint, AuditSettings, AuditSink
 from authsec_site.admin_sites import platform_admin
 from mcp_endpoint.models import AuthSession
 from oauth import resource_servers
 from oauth.models import Client, Consent, ProviderSettings, SigningKey, UpstreamProvider
 from rbac import services as rbac_services
+from rbac.models import ToolPin
 from tenants.models import Tenant
 from tests.factories import (
     ApplicationFactory,
@@ -116,6 +117,17 @@ def _grant_row() -> Grant:
 
 def _token(model: type, **fields: Any) -> Any:
     return model.objects.create(user=_holder(), application=_client(), token=secrets.token_urlsafe(24), **fields)
+
+
+def _drifted_pin() -> ToolPin:
+    """A pinned hosted tool whose definition has changed since (waits for review)."""
+    policy = ToolPolicyFactory(application=ApplicationFactory(slug=f"{MARK}-pins"), tool_name=f"{MARK}_pinned")
+    return ToolPin.objects.create(
+        policy=policy, tool_name=policy.tool_name, source=ToolPin.Source.HOSTED,
+        pinned_hash="a" * 64, pinned_definition={"name": policy.tool_name, "description": "v1"},
+        pinned_at=timezone.now(),
+        seen_hash="b" * 64, seen_definition={"name": policy.tool_name, "description": "v2"}, seen_at=timezone.now(),
+    )  # fmt: skip
 
 
 def _no_provider_settings() -> None:
@@ -299,6 +311,28 @@ TENANT: dict[str, Pages] = {
         BY_NAME,
         add=None,
         actions={**DELETE, "revoke": Action(("delete",), "Revoked 1 session(s).")},
+    ),
+    "audit.auditsink": Pages(
+        lambda: AuditSink.objects.create(name=MARK, kind="syslog", host="127.0.0.1", port=6514),
+        BY_NAME,
+        actions={**DELETE, "retry_now": Action(("change",), "Delivery queued for 1 sink(s).")},
+    ),
+    "rbac.toolpin": Pages(
+        _drifted_pin,
+        lambda pin: pin.tool_name,
+        add=None,
+        delete=False,
+        actions=NO_DELETE,
+        views=(
+            View(
+                "rbac_toolpin_mode",
+                ("rbac.change_toolpin",),
+                args=lambda pin: (),
+                method="post",
+                expect=302,
+                not_enough=("rbac.view_toolpin",),
+            ),
+        ),
     ),
     "workloads.workload": Pages(
         # Disabled: the action runs and refuses to issue, so no SVID files are written.
