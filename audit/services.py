@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 import audit
 from audit.diff import changes, snapshot
 from audit.models import AuditEvent, AuditSettings
 from audit.writes import service
 
 
-@transaction.atomic
+@service
 def record_export(*, actor: Any, fmt: str, filters: dict[str, str]) -> AuditEvent:
     """Exports are audited: who exported which filtered set, in which format."""
     return audit.record(actor, "audit.exported", data={"format": fmt, "filters": filters})

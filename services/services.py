@@ -103,6 +103,11 @@ def _read_current(service: Service) -> dict[str, Any]:
 
 
 def _commit_version(service: Service, version: int, reason: str, actor: Any, **extra: Any) -> None:
+    events = {  # one event name per kind of version
+        SecretVersion.Reason.CREATED: "service.secret_created",
+        SecretVersion.Reason.REPLACED: "service.secret_replaced",
+        SecretVersion.Reason.ROTATED: "service.secret_rotated",
+    }
     service.vault_version = version
     service.status = Service.Status.ACTIVE
     fields = ["vault_version", "status", "updated_at"]
@@ -115,7 +120,7 @@ def _commit_version(service: Service, version: int, reason: str, actor: Any, **e
     SecretVersion.objects.create(service=service, version=version, reason=reason, created_by=_label(actor))
     audit.record(
         actor,
-        f"service.secret_{reason}",
+        events[reason],
         target=service,
         data={"service": service.name, "vault_version": version, **extra},
     )

@@ -328,7 +328,7 @@ def test_creates_tool_policy_with_names_that_exist(admin: Client, rbac_data: dic
         True,
         True,
     )
-    [event] = events(acme, "rbac.tool_policy_created")
+    [event] = events(acme, "rbac.tool_policy_created", body["id"])
     assert event.data["before"] is None
     assert event.data["after"]["application"] == "demo" and event.data["after"]["roles"] == ["developer"]
 
@@ -374,7 +374,7 @@ def test_tool_policy_update_is_audited_and_filters_work(admin: Client, rbac_data
         f"/t/acme/api/tool-policies/{policy_id}/", {"roles": [], "is_enabled": False}, content_type="application/json"
     )
     assert response.status_code == 200
-    [event] = events(acme, "rbac.tool_policy_changed")
+    [event] = events(acme, "rbac.tool_policy_changed", policy_id)
     assert (event.data["before"]["roles"], event.data["after"]["roles"]) == (["developer"], [])
     assert (event.data["before"]["is_enabled"], event.data["after"]["is_enabled"]) == (True, False)
     assert admin.get("/t/acme/api/tool-policies/?application=demo").json()["count"] == 1

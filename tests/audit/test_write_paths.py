@@ -32,7 +32,12 @@ APPS = sorted(
 KINDS = {kind for kind in EVENT_KINDS if "<" not in kind}
 # Modules that are doors (the dashboard, the management API): they call service functions and never name
 # an event themselves.
-DOOR_MODULES = ("admin", "resource_server_admin")
+DOOR_MODULES = ("admin", "resource_server_admin", "pin_admin")
+# Public functions of services modules that are not one transaction, by design, with the reason.
+MULTI_STEP = {
+    "workloads.services:issue_svid": "writes the SVID files outside the database, and commits a failure on its own "
+    "so that the failure is recorded while the error is raised",
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,10 @@ def test_service_functions_write_the_changes_and_the_doors_write_none() -> None:
         f"{kind} in {w.module}:{w.function}"
         for kind, where in found.items()
         for w in where
-        if w.module.split(".")[-1] == "services" and not w.is_service and not w.function.startswith("_")
+        if w.module.split(".")[-1] == "services"
+        and not w.is_service
+        and not w.function.startswith("_")
+        and f"{w.module}:{w.function}" not in MULTI_STEP
     }
     assert in_services == set()
     in_doors = {
