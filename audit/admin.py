@@ -60,7 +60,11 @@ class ServiceAdminMixin:
         return self.save_service is not None and super().has_add_permission(request, *args)  # type: ignore[misc]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self.save_service is not None and super().has_change_permission(request, obj)  # type: ignore[misc]
+        # Without a save service an object's page is read-only; the model's change permission still allows the
+        # admin's actions that change rows through services of their own (revoke, rotate, retry).
+        if obj is not None and self.save_service is None:
+            return False
+        return super().has_change_permission(request, obj)  # type: ignore[misc]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self.delete_service is not None and super().has_delete_permission(request, obj)  # type: ignore[misc]

@@ -222,7 +222,8 @@ TENANT: dict[str, Pages] = {
         lambda: Consent.objects.create(user=_holder(), client=_client(), scopes=["openid"]),
         BY_HOLDER,
         add=None,
-        actions={**DELETE, "revoke": Action(("change",), "Consents revoked.")},
+        delete=False,  # revoked, not deleted: the row keeps who consented to what and when it ended
+        actions={**NO_DELETE, "revoke": Action(("change",), "consent(s) revoked.")},
     ),
     "oauth.signingkey": Pages(
         lambda: SigningKey.objects.filter(retired_at__isnull=True).get(),
@@ -310,7 +311,8 @@ TENANT: dict[str, Pages] = {
         ),
         BY_NAME,
         add=None,
-        actions={**DELETE, "revoke": Action(("delete",), "Revoked 1 session(s).")},
+        delete=False,  # logged out by the revoke action, never deleted here (the row is the audit trail)
+        actions={**NO_DELETE, "revoke": Action(("delete",), "Revoked 1 session(s).")},
     ),
     "audit.auditsink": Pages(
         lambda: AuditSink.objects.create(name=MARK, kind="syslog", host="127.0.0.1", port=6514),
