@@ -60,6 +60,8 @@ EVENT_KINDS: dict[str, str] = {
     "tokens go with it",
     "oauth.token_issued": "the token endpoint: code or client credentials (client_id, grant, scope, aud, jti)",
     "oauth.token_refreshed": "the token endpoint: refresh token grant (the refresh token rotates)",
+    "oauth.token_revoked_by_admin": "oauth.services.revoke_tokens: the dashboard's revoke action on access or refresh "
+    "tokens (one event per token: kind, token_id, client_id, user)",
     "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
     "oauth.refresh_reuse_detected": "a rotated refresh token used again: its whole family is revoked (outcome deny)",
     "oauth.client_registered": "dynamic client registration (RFC 7591; data: status active or pending)",

@@ -310,6 +310,8 @@ OAUTH2_PROVIDER = {
     # DOT's token pages, whose revoke action needs the change permission (DOT offers it to every viewer).
     "ACCESS_TOKEN_ADMIN_CLASS": "oauth.token_admin.AccessTokenAdmin",
     "REFRESH_TOKEN_ADMIN_CLASS": "oauth.token_admin.RefreshTokenAdmin",
+    "GRANT_ADMIN_CLASS": "oauth.token_admin.GrantAdmin",
+    "ID_TOKEN_ADMIN_CLASS": "oauth.token_admin.IDTokenAdmin",
     "REQUEST_APPROVAL_PROMPT": "auto",
     # http only for loopback, private-use schemes only for native clients: decided per URI in oauth.redirect_uris.
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],

@@ -282,6 +282,29 @@ def _lockout(w: World) -> None:
     assert (event.outcome, event.data["email"], event.data["by"]) == ("deny", "carol@acme.test", "account")
 
 
+@scenario("oauth.token_revoked_by_admin")
+def _tokens_revoked_in_the_dashboard(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    public = w.request.getfixturevalue("clients").public
+    verifier, challenge = pkce()
+    code, _ = get_code(end_user_login("alice@acme.test"), public, challenge, scope="openid read offline_access")
+    assert exchange(public, code, verifier).status_code == 200
+    with schema_context(w.acme.schema_name):
+        token = get_access_token_model().objects.filter(application=public).latest("pk")
+    listing = "/t/acme/admin/oauth2_provider/accesstoken/"
+    assert w.admin.post(listing, {"action": "revoke_tokens", "_selected_action": [token.pk]}).status_code == 302
+    event = latest(w.acme, "oauth.token_revoked_by_admin")
+    assert event.actor_label == "admin@acme.test"
+    assert event.data == {
+        "kind": "access",
+        "token_id": token.pk,
+        "client_id": public.client_id,
+        "user": "alice@acme.test",
+    }
+    with schema_context(w.acme.schema_name):
+        assert not get_access_token_model().objects.filter(pk=token.pk).exists()
+
+
 @scenario(
     "oauth.consent_granted",
     "oauth.token_issued",

@@ -285,14 +285,16 @@ TENANT: dict[str, Pages] = {
         delete=False,
         actions={**NO_DELETE, "revoke_tokens": Action(("change",), "Revoked 1 refresh token.")},
     ),
-    "oauth2_provider.grant": Pages(_grant_row, BY_HOLDER, add=None, actions=DELETE),
+    # Codes and ID tokens expire and the hourly cleanup removes them: never deleted by hand (no event would say so).
+    "oauth2_provider.grant": Pages(_grant_row, BY_HOLDER, add=None, delete=False, actions=NO_DELETE),
     "oauth2_provider.idtoken": Pages(
         lambda: IDToken.objects.create(
             user=_holder(), application=_client(), expires=_in_an_hour(), jti=secrets.token_hex(16), scope="openid"
         ),
         BY_HOLDER,
         add=None,
-        actions=DELETE,
+        delete=False,
+        actions=NO_DELETE,
     ),
     "services.service": Pages(
         lambda: make_service(
