@@ -19,14 +19,11 @@ wall time per request (a smoke test of the harness).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,101 +31,13 @@ BASE = "http://127.0.0.1:8000"
 os.environ["AUTHSEC_PUBLIC_URL"] = BASE
 os.environ.setdefault("DEBUG", "0")
 
+from bench import inprocess  # noqa: E402
+from bench.inprocess import callgrind  # noqa: E402
 from bench.mcp_bench import CALL, PROTOCOL, ensure_data, mint_token  # noqa: E402  (sets Django up)
 from bench.mcp_bench_asgi import application  # noqa: E402
 
 CALLS = int(os.environ.get("CALLGRIND_CALLS", "1000"))
 WARMUP = int(os.environ.get("CALLGRIND_WARMUP", "300"))
-UNDER_VALGRIND = "vgpreload" in Path("/proc/self/maps").read_text()
-
-
-def callgrind(*args: str) -> None:
-    if UNDER_VALGRIND:
-        subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True)
-
-
-async def request(path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    raw = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(key.lower().encode(), value.encode()) for key, value in headers.items()],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    done = asyncio.Event()
-    sent = False
-    status, response_headers, chunks = 0, {}, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            response_headers.update((k.decode().lower(), v.decode()) for k, v in message.get("headers", ()))
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                done.set()
-
-    await application(scope, receive, send)
-    done.set()
-    return status, response_headers, b"".join(chunks)
-
-
-async def open_session(path: str, token: str | None) -> dict[str, str]:
-    headers = {
-        "host": "127.0.0.1:8000",
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-    }
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "cg", "version": "1"}},
-    }
-    status, answer, body = await request(path, init, headers)
-    assert status == 200, (status, body[:500])
-    headers = {**headers, "mcp-session-id": answer["mcp-session-id"], "mcp-protocol-version": PROTOCOL}
-    status, _, _ = await request(path, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
-    assert status in (200, 202), status
-    return headers
-
-
-async def loop(path: str, headers: dict[str, str], count: int) -> None:
-    for i in range(count):
-        message = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": CALL}
-        status, _, body = await request(path, message, headers)
-        if status != 200 or b'"isError":true' in body or b'"error"' in body:
-            raise SystemExit(f"request failed: {status} {body[:300]!r}")
-
-
-async def lifespan() -> tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]]]:
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(application({"type": "lifespan"}, inbox.get, outbox.put))
-    await inbox.put({"type": "lifespan.startup"})
-    message = await outbox.get()
-    assert message["type"] == "lifespan.startup.complete", message
-    return task, inbox
 
 
 def hold_off_timed_work() -> None:
@@ -143,23 +52,24 @@ async def main() -> None:
     hold_off_timed_work()
     user_id = await asyncio.to_thread(ensure_data)
     token = await asyncio.to_thread(mint_token, user_id, BASE, "mcp-bench")
-    task, inbox = await lifespan()
+    stop = await inprocess.start(application)
+    call = {"method": "tools/call", "params": CALL}
     rows = [("ours", "/t/bench/mcp/mcp-bench", token), ("plain", "/plain/mcp", None)]
     for name, path, row_token in rows:
-        headers = await open_session(path, row_token)
-        await loop(path, headers, WARMUP)
+        auth = {"authorization": f"Bearer {row_token}"} if row_token else {}
+        headers = await inprocess.open_session(application, path, auth, PROTOCOL)
+        await inprocess.repeat(application, path, headers, call, WARMUP)
         await asyncio.sleep(0.5)  # let the audit flush of the warm-up go by
         callgrind("--instr=on")
         callgrind("--zero")
         started = time.perf_counter()
-        await loop(path, headers, CALLS)
+        await inprocess.repeat(application, path, headers, call, CALLS)
         elapsed = time.perf_counter() - started
         callgrind(f"--dump={name}")
         callgrind("--instr=off")
         print(f"{name:<14} {CALLS} tools/call, {elapsed / CALLS * 1e6:.0f} µs each (wall)", flush=True)
-    await inbox.put({"type": "lifespan.shutdown"})
-    await task
-    if UNDER_VALGRIND:
+    await stop()
+    if inprocess.UNDER_VALGRIND:
         report()
 
 

@@ -22,13 +22,10 @@ falls on both alike. Compare the sums of the ``on`` and ``off`` dumps' ``totals`
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,58 +47,9 @@ def use_metrics(on: bool) -> None:
 
 use_metrics(METRICS != "0")
 
+from bench import inprocess  # noqa: E402
+from bench.inprocess import callgrind  # noqa: E402
 from bench.mcp_bench_asgi import application  # noqa: E402
-
-UNDER_CALLGRIND = "valgrind" in os.environ.get("LD_PRELOAD", "") or "vgpreload" in os.environ.get("LD_PRELOAD", "")
-
-
-def callgrind(*args: str) -> None:
-    """`callgrind_control` on this process; the process keeps running Python meanwhile (callgrind takes commands
-    only from a running process), and what that costs is a few iterations of this loop."""
-    control = subprocess.Popen(["callgrind_control", *args, str(os.getpid())], stdout=subprocess.DEVNULL)
-    while control.poll() is None:
-        time.sleep(0.001)  # few instructions while waiting; callgrind still takes the command
-
-
-async def request(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    raw = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
-    raw += [(b"accept", b"application/json, text/event-stream"), (b"content-length", b"%d" % len(body))]
-    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": raw,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    sent = False
-    response: dict[str, Any] = {"body": b""}
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the client never disconnects
-        raise AssertionError
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            response["status"] = message["status"]
-            response["headers"] = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
-        elif message["type"] == "http.response.body":
-            response["body"] += message.get("body", b"")
-
-    await application(scope, receive, send)
-    return response["status"], response["headers"], response["body"]
 
 
 async def main(server: str, calls: int, method: str, token: str) -> None:
@@ -109,70 +57,39 @@ async def main(server: str, calls: int, method: str, token: str) -> None:
     path = f"/t/bench/mcp/{app}" if server == "ours" else ("/plain1k/mcp" if method == "list" else "/plain/mcp")
     headers = {"Authorization": f"Bearer {token}"} if server == "ours" else {}
 
-    startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    ready = asyncio.Event()
-    await startup.put({"type": "lifespan.startup"})
-
-    async def lifespan_send(message: dict[str, Any]) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            ready.set()
-        elif message["type"].endswith("failed"):
-            raise SystemExit(message)
-
-    lifespan = asyncio.create_task(application({"type": "lifespan"}, startup.get, lifespan_send))
-    await ready.wait()
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-    }
-    status, response_headers, data = await request(path, json.dumps(init).encode(), headers)
-    assert status == 200, data
-    headers["Mcp-Session-Id"] = response_headers["mcp-session-id"]
-    headers["Mcp-Protocol-Version"] = PROTOCOL
-    await request(path, b'{"jsonrpc": "2.0", "method": "notifications/initialized"}', headers)
-    body = {"method": "tools/list"} if method == "list" else {"method": "tools/call", "params": CALL}
-    tail = json.dumps(body).encode()[1:]
+    stop = await inprocess.start(application)
+    headers = await inprocess.open_session(application, path, headers, PROTOCOL)
+    message = {"method": "tools/list"} if method == "list" else {"method": "tools/call", "params": CALL}
 
     async def run(n: int) -> None:
-        for i in range(n):
-            status, _, data = await request(path, b'{"jsonrpc": "2.0", "id": %d, ' % i + tail, headers)
-            if status != 200 or b'"error"' in data or b'"isError":true' in data:
-                raise SystemExit(f"request failed: {status} {data[:300]!r}")
+        await inprocess.repeat(application, path, headers, message, n)
 
     await run(max(200, calls // 5))  # warm-up: caches, the mirror, the audit process
     await asyncio.sleep(1.0)
     if METRICS == "ab":
         block = int(os.environ.get("BENCH_BLOCK", "250"))
         cpu_by = {"on": 0.0, "off": 0.0}
-        if UNDER_CALLGRIND:
-            callgrind("-i", "on")
-            callgrind("--zero")
+        callgrind("-i", "on")
+        callgrind("--zero")
         for number in range(calls // block):
             label = "on" if number % 4 in (0, 3) else "off"  # ABBA: neighbours alike
             use_metrics(label == "on")
             started = time.process_time()
             await run(block)
             cpu_by[label] += time.process_time() - started
-            if UNDER_CALLGRIND:
-                callgrind(f"--dump={label}-{number}")
-        if UNDER_CALLGRIND:
-            callgrind("-i", "off")
+            callgrind(f"--dump={label}-{number}")
+        callgrind("-i", "off")
         half = calls // block // 2 * block
         for label, cpu in cpu_by.items():
             print(f"{server} {method}, metrics {label}: {half} requests, {cpu / half * 1e6:.1f} µs CPU each")
     else:
         started = time.process_time()
-        if UNDER_CALLGRIND:
-            callgrind("-i", "on")
+        callgrind("-i", "on")
         await run(calls)
-        if UNDER_CALLGRIND:
-            callgrind("-i", "off")
+        callgrind("-i", "off")
         cpu = time.process_time() - started
         print(f"{server} {method}: {calls} requests, {cpu / calls * 1e6:.1f} µs CPU each (the web process)")
-    await startup.put({"type": "lifespan.shutdown"})
-    await lifespan
+    await stop()
 
 
 if __name__ == "__main__":

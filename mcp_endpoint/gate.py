@@ -32,7 +32,7 @@ from audit import context as audit_context
 from authsec_site.lib import metrics
 from authsec_site.lib.background import background
 from authsec_site.lib.client_ip import scope_ip
-from authsec_site.lib.jsonbody import JSONBodyError, check_json
+from authsec_site.lib.jsonbody import JSONBodyError, check_json, read_asgi_body, replay
 from mcp_endpoint import login, notify
 from mcp_endpoint.bearer import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.bearer import mirror as bearer_mirror
@@ -147,22 +147,6 @@ def _bearer(authorization: str | None) -> tuple[str | None, bool]:
     return (token, False) if token and len(token) <= MAX_BEARER_LENGTH else (None, True)
 
 
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
-    """The request body, read until its end or until it passes `JSON_MAX_BYTES` (then refused as too large)."""
-    messages: list[Message] = []
-    body = b""
-    limit = settings.JSON_MAX_BYTES
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        body += message.get("body", b"")
-        if len(body) > limit or not message.get("more_body", False):
-            break
-    return messages, body
-
-
 def _body_problem(body: bytes) -> str | None:
     """Why a POST body is refused before any parser sees it: over the JSON limits, or a top-level value that
     is not a JSON-RPC message or batch (an object or an array). Cheap on normal requests (`check_json`)."""
@@ -255,7 +239,7 @@ class McpEndpoint:
                 await _json_response(send, 415, {"jsonrpc": "2.0", "id": None, "error": error}, [])
                 return
             # Every body is held to the JSON limits before anything parses it (ours below, or the SDK's).
-            messages, body = await _read_body(receive)
+            messages, body = await read_asgi_body(receive)
             problem = _body_problem(body)
             if problem is not None:
                 error = {"code": types.INVALID_REQUEST, "message": f"Invalid request: {problem}"}
@@ -275,7 +259,7 @@ class McpEndpoint:
                         metrics.mcp_refused(tenant, app, metrics.DENIED, "tools/call")
                         await _insufficient_scope(send, tenant, app, needed)
                         return
-            receive = _replay(messages, receive)
+            receive = replay(messages, receive)
         state = {
             **scope.get("state", {}),
             "authsec": auth,
@@ -330,14 +314,3 @@ async def _insufficient_scope(send: Send, tenant: str, app: str, scopes: list[st
     ).encode()
     body = {"error": "insufficient_scope", "error_description": description, "scope": scope_value}
     await _json_response(send, 403, body, [(b"www-authenticate", header)])
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay

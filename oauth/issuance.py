@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django_tenants.utils import schema_context
 
+from authsec_site.lib import coherence
 from authsec_site.lib.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,7 @@ _copies: TTLCache[tuple[str, str], tuple[str, Any]] = TTLCache(4096, TTL)
 
 def _version() -> str | None:
     try:
-        version = cache.get(VERSION_KEY)
-        if version is None:
-            cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-            version = cache.get(VERSION_KEY)
-        return version
+        return coherence.version_token(VERSION_KEY)
     except Exception as exc:  # noqa: BLE001 - Redis down: read the database
         logger.warning("OAuth issuance cache unavailable (%s); reading the database", type(exc).__name__)
         return None

@@ -108,11 +108,7 @@ _local: TTLCache[tuple[str, int, str], Grants] = TTLCache(LOCAL_MAX)  # (schema,
 def current_version() -> str | None:
     """The tenant's grants version token (created on first use); None if Redis is unreachable."""
     try:
-        version = cache.get(VERSION_KEY)
-        if version is None:
-            cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-            version = cache.get(VERSION_KEY)
-        return version
+        return coherence.version_token(VERSION_KEY)
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to the database
         logger.warning("RBAC grants cache unavailable (%s); reading grants from the database", type(exc).__name__)
         return None

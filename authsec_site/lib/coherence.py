@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -42,3 +43,15 @@ def set_and_announce(key: str, value: str | int, timeout: int | None = None) -> 
     pipe.set(raw_key, _serializer.dumps(value), ex=timeout)
     pipe.publish(channel(), message)
     pipe.execute()
+
+
+def version_token(key: str) -> str:
+    """The current schema's version token at cache `key`, made on first use (one process wins a race). Caches
+    that must not outlive a change keep what they read under this token and drop it when the token moves.
+
+    Raises on a Redis error (the caller then reads its source of truth)."""
+    version = cache.get(key)
+    if version is None:
+        cache.add(key, uuid.uuid4().hex, timeout=None)
+        version = cache.get(key)
+    return version

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from itertools import accumulate
 from typing import Any
 
@@ -84,3 +85,35 @@ def parse_json(
         except UnicodeEncodeError:
             raise JSONBodyError("encoding", "The JSON body has an unpaired UTF-16 surrogate escape.") from None
     return value
+
+
+# --- ASGI bodies: read once, handed on unchanged --------------------------------------------------------------------
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def read_asgi_body(receive: Receive) -> tuple[list[dict[str, Any]], bytes]:
+    """An ASGI request's body messages and bytes, read until its end or until it passes ``JSON_MAX_BYTES`` (then
+    the caller refuses it as too large); `replay` hands the messages on to the app that reads the body next."""
+    messages: list[dict[str, Any]] = []
+    body = b""
+    limit = settings.JSON_MAX_BYTES
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        if len(body) > limit or not message.get("more_body", False):
+            break
+    return messages, body
+
+
+def replay(messages: list[dict[str, Any]], receive: Receive) -> Receive:
+    """A `receive` that returns `messages` first, then reads on from `receive`."""
+    pending = list(messages)
+
+    async def replayed() -> dict[str, Any]:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

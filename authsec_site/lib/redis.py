@@ -70,23 +70,12 @@ class SharedPool:
 
 
 class _CacheClient(RedisCacheClient):
-    """Django's Redis cache client, handing out the door's client for the pool instead of building a new
-    redis-py client for every cache operation (Django's way: a construction costs more than a GET)."""
+    """Django's Redis cache client, handing out the door's client for the server (whose pool `SharedPool` gives
+    the cache) instead of building a new redis-py client for every cache operation, as Django does: building
+    one costs more than the GET it sends."""
 
     def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
-        pool = self._get_connection_pool(write)
-        return _pool_clients.get(id(pool)) or _pool_client(pool)
-
-
-_pool_clients: dict[int, redis.Redis] = {}
-
-
-def _pool_client(pool: ConnectionPool) -> redis.Redis:
-    with _lock:
-        client = _pool_clients.get(id(pool))
-        if client is None or client.connection_pool is not pool:
-            client = _pool_clients[id(pool)] = redis.Redis(connection_pool=pool)
-    return client
+        return sync_client(self._servers[self._get_connection_pool_index(write)])
 
 
 class RedisCache(DjangoRedisCache):

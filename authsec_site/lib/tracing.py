@@ -21,6 +21,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from authsec_site.lib import jsonbody
+
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -175,38 +177,12 @@ def mcp_requests(handle: McpHandler) -> McpHandler:
     async def traced_handle(scope: Any, receive: Any, send: Any, tenant: str, app: str) -> None:
         headers = scope.get("headers", [])
         if scope.get("method") == "POST" and not any(key == b"traceparent" for key, _ in headers):
-            messages, body = await _peek_body(receive)
-            receive = _replay(messages, receive)
+            messages, body = await jsonbody.read_asgi_body(receive)
+            receive = jsonbody.replay(messages, receive)
             headers = [*headers, *_meta_trace_headers(body)]
         await instrumented(dict(scope, headers=headers, path_params={"tenant": tenant, "app": app}), receive, send)
 
     return traced_handle
-
-
-async def _peek_body(receive: Any) -> tuple[list[Any], bytes]:
-    """The body's messages, read until its end or past `JSON_MAX_BYTES` (what the endpoint itself reads at most)."""
-    from django.conf import settings
-
-    limit = settings.JSON_MAX_BYTES
-    messages, body = [], b""
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        body += message.get("body", b"")
-        if len(body) > limit or not message.get("more_body", False):
-            break
-    return messages, body
-
-
-def _replay(messages: list[Any], receive: Any) -> Any:
-    pending = list(messages)
-
-    async def replay() -> Any:
-        return pending.pop(0) if pending else await receive()
-
-    return replay
 
 
 def _meta_trace_headers(body: bytes) -> list[tuple[bytes, bytes]]:
