@@ -312,3 +312,27 @@ def test_verify_audit_command_names_the_first_broken_event(in_acme: Tenant) -> N
 def test_verify_audit_command_rejects_an_unknown_tenant(db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CommandError, match="No tenant 'nosuch'"):
         call_command("verify_audit", "nosuch")
+
+
+def test_verify_audit_all_reports_every_schema(in_acme: Tenant, capsys: pytest.CaptureFixture[str]) -> None:
+    last = _three_events()[-1]
+    call_command("verify_audit", "--all")
+    lines = capsys.readouterr().out.splitlines()
+    schemas = [line.split(":")[1].strip() for line in lines]
+    assert all(line.startswith("OK: schema ") for line in lines)
+    assert schemas[0] == "schema public" and {"schema tenant_acme", "schema tenant_globex"} <= set(schemas)
+    assert f"head {last.seq} hash {last.hash}" in lines[schemas.index("schema tenant_acme")]
+
+
+def test_verify_audit_all_fails_when_one_tenant_is_broken(in_acme: Tenant) -> None:
+    _, second, _ = _three_events()
+    _tamper("UPDATE audit_auditevent SET actor_label = 'someone-else' WHERE id = %s", [second.pk])
+    with pytest.raises(CommandError, match=rf"BROKEN: schema tenant_acme: first broken event {second.seq}") as caught:
+        call_command("verify_audit", "--all")
+    assert caught.value.returncode == 1
+
+
+def test_verify_audit_wants_one_tenant_or_all(db) -> None:  # type: ignore[no-untyped-def]
+    for args in ((), ("acme", "--all")):
+        with pytest.raises(CommandError, match="Name one tenant, or give --all"):
+            call_command("verify_audit", *args)

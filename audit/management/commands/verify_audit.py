@@ -1,4 +1,4 @@
-"""manage.py verify_audit <tenant>: verify a tenant's audit hash chain; exit 1 at the first broken event."""
+"""manage.py verify_audit <tenant> | --all: verify audit hash chains; exit 1 when any chain is broken."""
 
 from __future__ import annotations
 
@@ -15,23 +15,39 @@ from audit.verify import verify_chain
 
 
 class Command(BaseCommand):
-    help = "Verify the audit hash chain of a tenant (slug or schema name; 'public' for the platform)."
+    help = (
+        "Verify the audit hash chain of a tenant (slug or schema name; 'public' for the platform), "
+        "or with --all of the platform and every tenant (after a restore: docs/operations.md)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("tenant", help="Tenant slug (e.g. acme), schema name, or 'public'.")
+        parser.add_argument("tenant", nargs="?", help="Tenant slug (e.g. acme), schema name, or 'public'.")
+        parser.add_argument("--all", action="store_true", help="Every schema: the public one and each tenant's.")
         parser.add_argument(
             "--archives", action="store_true", help="Also re-check every archive file the checkpoints name."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        name = options["tenant"]
-        tenant = get_tenant_model().objects.filter(Q(slug=name) | Q(schema_name=name)).first()
-        if tenant is None:
-            raise CommandError(f"No tenant {name!r}.")
-        with schema_context(tenant.schema_name):
+        name, every = options["tenant"], options["all"]
+        if bool(name) == every:
+            raise CommandError("Name one tenant, or give --all.")
+        tenants = get_tenant_model().objects.order_by("schema_name")
+        if not every:
+            tenants = tenants.filter(Q(slug=name) | Q(schema_name=name))
+            if not tenants.exists():
+                raise CommandError(f"No tenant {name!r}.")
+        problems: list[str] = []
+        for tenant in tenants:  # inactive tenants too: their logs are kept and must still verify
+            problems += self._verify(tenant.schema_name, archives=options["archives"])
+        if problems:
+            raise CommandError("\n".join(problems), returncode=1)
+
+    def _verify(self, schema_name: str, *, archives: bool) -> list[str]:
+        """Verify one schema; print its OK lines, return its problems."""
+        with schema_context(schema_name):
             report = verify_chain(progress=lambda n: self.stderr.write(f"… {n:,} events verified"))
             problems = [] if report.ok else [report.summary()]
-            if options["archives"]:
+            if archives:
                 for checkpoint in AuditCheckpoint.objects.order_by("seq"):
                     path = Path(checkpoint.archive_file)
                     if not path.is_file():
@@ -45,6 +61,6 @@ class Command(BaseCommand):
                         self.stdout.write(f"OK: {line} ({archive.first_seq}..{archive.last_seq})")
                     else:
                         problems.append(f"BROKEN: {line}: {archive.error}")
-        if problems:
-            raise CommandError("\n".join(problems), returncode=1)
-        self.stdout.write(self.style.SUCCESS(report.summary()))
+        if report.ok:
+            self.stdout.write(self.style.SUCCESS(report.summary()))
+        return problems
