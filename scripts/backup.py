@@ -157,7 +157,7 @@ def save(directory: Path) -> dict:
     server_version = _psql(database_url, "SHOW server_version")
     pg_dump = _pg_tool("pg_dump")
     client_version = _run([pg_dump, "--version"], "pg_dump --version").strip()
-    if _major(client_version.split(")")[-1]) < _major(server_version):
+    if _major(client_version.split("PostgreSQL)")[-1]) < _major(server_version):
         raise BackupError(
             f"{client_version} is older than the server ({server_version}): use client tools of the same major."
         )
