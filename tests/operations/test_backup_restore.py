@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,12 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"  # the deployment's address: the restored stack takes it over
     directory = tmp_path / "backup"
+    pool = ThreadPoolExecutor(1)
     try:
         # --- the source stack, and its state --------------------------------------------------------------------
         source_bao.start()
-        target_bao.start()  # a new, empty cluster waiting for the restore
+        target_bao.start()  # a new cluster for the restore, initialised (its own keys) while the source is built
+        target_ready = pool.submit(target_bao.initialise)
         source_bao.initialise()
         source_bao.bao("secrets", "enable", "-path=secret", "-version=2", "kv")
         source_db = databases.create("backup_source")
@@ -223,7 +226,7 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
 
         # --- restore into a new database and a new OpenBao -----------------------------------------------------
         target_db = databases.create("backup_target")
-        target_bao.initialise()  # its own keys and root token; the restore replaces them with the source's
+        target_ready.result()  # its own keys and root token; the restore replaces them with the source's
         with redis_server(tmp_path / "redis-target.log") as target_redis:
             operator_env = stack_env(target_db, target_bao, target_bao.root_token, target_redis, public_url)
             backup("restore", directory, operator_env)
@@ -262,6 +265,7 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
                 ).fetchall()
             assert keys == [("oauth.key_created",)]  # the tenant's first key, made on the source: none lost or new
     finally:
+        pool.shutdown()
         source_bao.stop()
         target_bao.stop()
         databases.drop_all()
