@@ -116,6 +116,26 @@ def _vault_health(addr: str) -> dict:
         raise BackupError(f"OpenBao/Vault at {addr} did not answer its health check ({exc}).") from None
 
 
+def _storage_type(addr: str) -> str:
+    """The storage backend the server reports (`sys/seal-status`, unauthenticated): raft, inmem (dev server), …"""
+    try:
+        with urllib.request.urlopen(f"{addr.rstrip('/')}/v1/sys/seal-status", timeout=10) as response:
+            return str(json.loads(response.read()).get("storage_type", ""))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise BackupError(f"OpenBao/Vault at {addr} did not answer sys/seal-status ({exc}).") from None
+
+
+def _require_raft(addr: str) -> None:
+    storage = _storage_type(addr)
+    if storage and storage != "raft":
+        hint = "a dev server keeps its data in memory: nothing can be backed up" if storage == "inmem" else ""
+        raise BackupError(
+            f"OpenBao/Vault at {addr} uses {storage!r} storage, not raft ({hint or 'see docs/operations.md'}). "
+            "Only integrated (raft) storage can be snapshotted; for another backend back up its storage while the "
+            "server is stopped (docs/operations.md)."
+        )
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -154,6 +174,7 @@ def save(directory: Path) -> dict:
     health = _vault_health(addr)
     if health.get("sealed") or not health.get("initialized"):
         raise BackupError(f"OpenBao/Vault at {addr} is sealed or not initialised: unseal it before the backup.")
+    _require_raft(addr)  # before the dump: fail before doing half a backup
     server_version = _psql(database_url, "SHOW server_version")
     pg_dump = _pg_tool("pg_dump")
     client_version = _run([pg_dump, "--version"], "pg_dump --version").strip()
@@ -263,6 +284,7 @@ def restore(directory: Path) -> dict:
     health = _vault_health(addr)
     if health.get("sealed") or not health.get("initialized"):
         raise BackupError(f"OpenBao at {addr} must be initialised and unsealed (with its own keys) before a restore.")
+    _require_raft(addr)
     archives = _archive_dir()
     if ARCHIVES in manifest["files"] and archives.is_dir() and any(archives.rglob("*")):
         raise BackupError(f"{archives} is not empty: restore the audit archives into an empty AUDIT_ARCHIVE_DIR.")

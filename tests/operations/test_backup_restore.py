@@ -28,8 +28,8 @@ from typing import Any
 import httpx2
 import psycopg
 import pytest
-from django.conf import settings
 
+from tests.support.databases import Databases
 from tests.support.live import ROOT, LiveServer, free_port, start_asgi_server, stop_process, wait_for_port
 from tests.support.mcp import Committed, call, get_tokens, mcp_list, text
 from tests.support.openbao import RaftOpenBao
@@ -74,38 +74,6 @@ def github() -> Iterator[FakeGitHub]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-class Databases:
-    """Databases of our own next to the test database (names start with test_: the suite's fast password hasher is
-    accepted there, settings.py refuses it anywhere else). Dropped at the end, whatever happens."""
-
-    def __init__(self) -> None:
-        db = settings.DATABASES["default"]
-        self.params = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"]}
-        self.base = "test_" + str(db["NAME"]).removeprefix("test_")
-        self.made: list[str] = []
-
-    def url(self, name: str) -> str:
-        return f"postgres://{self.params['user']}@{self.params['host']}:{self.params['port']}/{name}"
-
-    def _admin(self, sql: str) -> None:
-        with psycopg.connect(dbname="postgres", autocommit=True, **self.params) as conn:
-            conn.execute(sql)
-
-    def create(self, suffix: str) -> str:
-        name = f"{self.base}_{suffix}"
-        self.drop(name)  # a crashed earlier run's
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.made.append(name)
-        return self.url(name)
-
-    def drop(self, name: str) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def drop_all(self) -> None:
-        for name in self.made:
-            self.drop(name)
 
 
 @contextlib.contextmanager
