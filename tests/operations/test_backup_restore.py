@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import hmac
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -159,6 +161,13 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
     public_url = f"http://127.0.0.1:{port}"  # the deployment's address: the restored stack takes it over
     directory = tmp_path / "backup"
     pool = ThreadPoolExecutor(1)
+    # Audit retention's archive files (AUDIT_ARCHIVE_DIR) travel with the backup. No event here is old enough to be
+    # archived, so one file stands for them: the script copies the directory, whatever it holds.
+    archive = tmp_path / "audit-archive"
+    archived_file, archived_bytes = Path("tenant_acme") / "tenant_acme-1-9.jsonl.gz", gzip.compress(b'{"seq": 1}\n')
+    (archive / archived_file).parent.mkdir(parents=True)
+    (archive / archived_file).write_bytes(archived_bytes)
+    archives = {"AUDIT_ARCHIVE_DIR": str(archive)}
     try:
         # --- the source stack, and its state --------------------------------------------------------------------
         source_bao.start()
@@ -168,7 +177,7 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
         source_bao.bao("secrets", "enable", "-path=secret", "-version=2", "kv")
         source_db = databases.create("backup_source")
         with redis_server(tmp_path / "redis-source.log") as source_redis:
-            source_env = stack_env(source_db, source_bao, source_bao.root_token, source_redis, public_url)
+            source_env = stack_env(source_db, source_bao, source_bao.root_token, source_redis, public_url) | archives
             built = json.loads(
                 run([sys.executable, "-m", "tests.operations.source_state", github.url, github.token], source_env)
             )
@@ -188,7 +197,8 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
             backup("save", directory, source_env)
             manifest = json.loads((directory / "manifest.json").read_text())
             assert {"public", "tenant_acme"} <= set(manifest["postgres"]["schemas"])
-            assert set(manifest["files"]) == {"postgres.dump", "openbao.snap"}
+            assert set(manifest["files"]) == {"postgres.dump", "openbao.snap", "audit-archive.tar.gz"}
+        shutil.rmtree(archive)  # the source host is gone, its disk too
         source_bao.stop()
         databases.drop(databases.made[0])
 
@@ -196,11 +206,12 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
         target_db = databases.create("backup_target")
         target_ready.result()  # its own keys and root token; the restore replaces them with the source's
         with redis_server(tmp_path / "redis-target.log") as target_redis:
-            operator_env = stack_env(target_db, target_bao, target_bao.root_token, target_redis, public_url)
+            operator_env = stack_env(target_db, target_bao, target_bao.root_token, target_redis, public_url) | archives
             backup("restore", directory, operator_env)
+            assert (archive / archived_file).read_bytes() == archived_bytes  # at the same path, as the runbook says
             target_bao.wait_sealed()  # a forced restore seals the node: it opens with the source's unseal key
             target_bao.unseal(source_bao.unseal_key)
-            target_env = stack_env(target_db, target_bao, source_bao.root_token, target_redis, public_url)
+            target_env = stack_env(target_db, target_bao, source_bao.root_token, target_redis, public_url) | archives
             run([sys.executable, "manage.py", "migrate_schemas", "--noinput", "-v", "0"], target_env)
             assert audit_heads(target_db) == source_heads  # every event came back, chain heads unchanged
 
