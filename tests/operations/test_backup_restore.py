@@ -189,7 +189,7 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
                 before = call(endpoint, issued["access_token"], "list_my_repos")
                 assert "acme-corp/restored" in text(before), before
             finally:
-                stop_process(server.proc)  # lifespan shutdown: the audit writer drains first
+                stop_process(server.proc)  # the source app stops first: nothing writes during the backup
             source_heads = audit_heads(source_db)
             assert set(source_heads) == {"public", "tenant_acme"} and all(n for n, _, _ in source_heads.values())
 
