@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.conf import settings
 
 from tests.support.databases import Databases
 from tests.support.live import ROOT
@@ -49,8 +50,9 @@ def fake_backup(directory: Path, database_url: str) -> None:
 
 
 def test_save_refuses_a_dev_server_before_dumping_anything(tmp_path: Path, databases: Databases) -> None:
-    # The suite's OpenBao (VAULT_ADDR) is a dev server: in-memory storage, which no snapshot can hold.
-    result = backup("save", tmp_path / "b", DATABASE_URL=databases.create("backup_dev"))
+    # The suite's OpenBao (settings.VAULT_ADDR) is a dev server: in-memory storage, which no snapshot can hold.
+    dev = {"VAULT_ADDR": settings.VAULT_ADDR, "VAULT_TOKEN": settings.VAULT_TOKEN}
+    result = backup("save", tmp_path / "b", DATABASE_URL=databases.create("backup_dev"), **dev)
     assert result.returncode == 1
     assert "uses 'inmem' storage, not raft" in result.stderr and "nothing can be backed up" in result.stderr
     assert list((tmp_path / "b").iterdir()) == []
