@@ -373,6 +373,26 @@ class Topology:
             time.sleep(0.1)
         raise TopologyError(f"HAProxy still sees {name} as {state!r} after {timeout:.0f}s:\n{self.haproxy.tail()}")
 
+    def set_lb_state(self, name: str, state: str) -> None:
+        """HAProxy's administrative state of node `name`: "ready", "drain" (only requests stuck to it by their
+        Mcp-Session-Id) or "maint" (nothing)."""
+        answer = self.haproxy_command(f"set server authsec_web/{name} state {state}").strip()
+        if answer:
+            raise TopologyError(f"HAProxy refused to set {name} to {state}: {answer}")
+
+    @contextlib.contextmanager
+    def only(self, name: str) -> Iterator[Proc]:
+        """For the block, HAProxy sends every request that is not stuck to another node to node `name` (the
+        others drain: they keep their own MCP sessions' requests). Shows which node served what, by design."""
+        others = [other for other in self.nodes if other != name]
+        for other in others:
+            self.set_lb_state(other, "drain")
+        try:
+            yield self.nodes[name]
+        finally:
+            for other in others:
+                self.set_lb_state(other, "ready")
+
     # --- what runs ----------------------------------------------------------------------------------------
 
     def processes(self) -> dict[str, list[int]]:
