@@ -199,6 +199,29 @@ def test_a_login_tool_session_started_on_one_node_is_completed_and_used_on_the_o
         assert hello.content[0].text == "Hello, alice@acme.test!" and nodes_of(served) == {name}
 
 
+def test_the_nodes_take_the_client_address_haproxy_appends_and_ignore_the_clients_own_hops(
+    topology: Topology, committed: Committed
+) -> None:
+    """deploy/haproxy.cfg appends the client's address to X-Forwarded-For and the nodes trust only HAProxy's
+    (TRUSTED_PROXIES): a client connecting from 127.0.0.5 that writes its own hop is recorded as 127.0.0.5."""
+    served: Served = []
+
+    async def main() -> dict[str, Any]:
+        http = httpx2.AsyncClient(
+            transport=httpx2.AsyncHTTPTransport(local_address="127.0.0.5"),
+            headers={"X-Forwarded-For": "203.0.113.9"},
+            timeout=30,
+            event_hooks={"response": [async_recorder(served)]},
+        )
+        async with http, Client(streamable_http_client(endpoint(topology.url), http_client=http), cache=None) as client:
+            return as_json(await client.call_tool("oauth_start", {}))
+
+    started = anyio.run(main)
+    assert nodes_of(served) <= set(topology.nodes)
+    with schema_context("tenant_acme"):
+        assert AuthSession.objects.get(pk=started["session_id"]).started_ip == "127.0.0.5"
+
+
 # --- Handshake-era MCP sessions (2025-11-25) ---------------------------------------------------------------------
 
 
