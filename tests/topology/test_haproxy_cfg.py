@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.topology import HAPROXY, HAPROXY_CFG, TopologyError, render_haproxy_cfg
+from tests.support.topology import HAPROXY, HAPROXY_CFG, HAPROXY_ERRORS, TopologyError, render_haproxy_cfg
 
 
 def check(cfg: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AUTHSEC_LB_ADMIN_SOCKET": str(tmp_path / "admin.sock"), "AUTHSEC_LB_MAXCONN": "1000"}
+    env = {
+        **os.environ,
+        "AUTHSEC_LB_ADMIN_SOCKET": str(tmp_path / "admin.sock"),
+        "AUTHSEC_LB_MAXCONN": "1000",
+        "AUTHSEC_LB_ERRORS": str(HAPROXY_ERRORS),
+    }
     return subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, env=env, timeout=30)
 
 

@@ -402,6 +402,25 @@ def reinstate_signing_key(kid: str) -> None:
     key.save()
 
 
+def test_with_no_node_up_haproxy_answers_a_json_rpc_503(topology: Topology, committed: Committed) -> None:
+    """What HAProxy answers itself is JSON like the nodes' errors (deploy/haproxy-errors/), never an HTML page."""
+    token = get_tokens(lb(topology), committed, "bob@acme.test")["access_token"]
+    for name in topology.nodes:
+        topology.set_lb_state(name, "maint")
+    try:
+        answer = list_with(endpoint(topology.url), token)
+    finally:
+        for name in topology.nodes:
+            topology.set_lb_state(name, "ready")
+            topology.wait_lb(name, up=True)
+    assert answer.status_code == 503 and answer.headers["content-type"] == "application/json", answer.text
+    assert answer.headers["retry-after"] == "5"
+    error = answer.json()
+    assert error["jsonrpc"] == "2.0" and error["id"] is None and error["error"]["code"] == -32000
+    assert error["error"]["message"].startswith("Service unavailable")
+    assert tool_names(list_with(endpoint(topology.url), token)) == EXPECTED["bob@acme.test"] | LOGIN_TOOLS
+
+
 # --- Nothing bound to one process ----------------------------------------------------------------------------------
 
 
