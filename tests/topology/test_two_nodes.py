@@ -437,19 +437,44 @@ def test_a_token_from_one_node_works_on_the_other_and_a_client_outlives_its_node
     served: Served = []
     bearer = {"Authorization": f"Bearer {token}"}
 
+    legacy_served: Served = []
+    url = endpoint(topology.url)
+
     async def main() -> None:
         http = httpx2.AsyncClient(headers=bearer, timeout=30, event_hooks={"response": [async_recorder(served)]})
-        async with http, Client(streamable_http_client(endpoint(topology.url), http_client=http), cache=None) as client:
+        old_http = httpx2.AsyncClient(
+            headers=bearer, timeout=30, event_hooks={"response": [async_recorder(legacy_served)]}
+        )
+        async with (
+            http,
+            Client(streamable_http_client(url, http_client=http), cache=None) as client,
+            old_http,
+        ):
             with topology.only("web1"):
                 served.clear()
                 assert (await client.call_tool("hello", {})).content[0].text == "Hello, alice@acme.test!"
-            assert nodes_of(served) == {"web1"}
-            served.clear()
-            await anyio.to_thread.run_sync(topology.kill_node, "web1")
-            # The same client carries on at once: HAProxy sends the next request to the node that is left.
-            for _ in range(3):
-                assert (await client.call_tool("hello", {})).content[0].text == "Hello, alice@acme.test!"
-            assert nodes_of(served) == {"web2"}
+                legacy = Client(streamable_http_client(url, http_client=old_http), mode="legacy", cache=None)
+                await legacy.__aenter__()
+                await legacy.list_tools()
+            try:
+                assert nodes_of(served) == {"web1"} and session_node(legacy_served) == "web1"
+                served.clear()
+                await anyio.to_thread.run_sync(topology.kill_node, "web1")
+                # The same client carries on at once: HAProxy sends the next request to the node that is left.
+                for _ in range(3):
+                    assert (await client.call_tool("hello", {})).content[0].text == "Hello, alice@acme.test!"
+                assert nodes_of(served) == {"web2"}
+                # A 2025-11-25 session lived in web1's memory: web2 answers that it does not know it (a JSON-RPC
+                # error, 404), and the client opens a new session, on web2, with the same token.
+                with pytest.raises(MCPError, match="Session not found"):
+                    await legacy.call_tool("hello", {})
+            finally:
+                with contextlib.suppress(Exception):
+                    await legacy.__aexit__(None, None, None)
+            legacy_served.clear()
+            async with Client(streamable_http_client(url, http_client=old_http), mode="legacy", cache=None) as again:
+                assert (await again.call_tool("hello", {})).content[0].text == "Hello, alice@acme.test!"
+            assert session_node(legacy_served) == "web2"
 
     try:
         anyio.run(main)
