@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -106,16 +106,29 @@ def as_json(result: Any) -> dict[str, Any]:
     return json.loads(result.content[0].text)
 
 
-def browser_confirm(topology: Topology, authorization_url: str, email: str, user_code: str) -> tuple[int, Served]:
+def browser_confirm(
+    topology: Topology, authorization_url: str, email: str, user_code: str, hops: Sequence[str] = ()
+) -> tuple[int, Served]:
     """The user's browser through HAProxy: sign in, consent, our callback, the confirmation page where the user
-    types `user_code`. Returns the final page's status and the nodes that answered."""
+    types `user_code`. With `hops` (four node names) each of those steps is sent to that node alone (its Django
+    session and CSRF token must work on every node). Returns the final page's status and the nodes that
+    answered."""
     served: Served = []
     server = lb(topology)
     hooks = {"response": [recorder(served)]}
+
+    def on(step: int) -> contextlib.AbstractContextManager[Any]:
+        return topology.only(hops[step]) if hops else contextlib.nullcontext()
+
     with httpx2.Client(base_url=topology.url, follow_redirects=False, timeout=30, event_hooks=hooks) as http:
-        sign_in(http, server, email)
-        page = confirmation_page(http, server, authorize(http, server, authorization_url))
-        done = submit(http, page, user_code)
+        with on(0):
+            sign_in(http, server, email)
+        with on(1):
+            callback = authorize(http, server, authorization_url)
+        with on(2):
+            page = confirmation_page(http, server, callback)
+        with on(3):
+            done = submit(http, page, user_code)
         assert done.status_code == 200 and "You can return to your assistant" in done.text, done.text[:2000]
     return done.status_code, served
 
@@ -194,10 +207,14 @@ def test_a_login_tool_session_started_on_one_node_is_completed_and_used_on_the_o
     assert nodes_of(served) == {"web1"}
     started = as_json(started)
 
+    # The browser's sign-in, consent, callback and confirmation alternate between the nodes; the confirmation
+    # that completes the login (the last request) is served by web2.
+    hops = ("web2", "web1", "web1", "web2")
+    _, browser = browser_confirm(topology, started["authorization_url"], "alice@acme.test", started["user_code"], hops)
+    assert nodes_of(browser) == {"web1", "web2"} and browser[-1][0] == "web2"
     with topology.only("web2"):
-        _, browser = browser_confirm(topology, started["authorization_url"], "alice@acme.test", started["user_code"])
         status, served = mcp_call(url, "oauth_status", {"session_id": started["session_id"]})
-    assert nodes_of(browser) == {"web2"} and nodes_of(served) == {"web2"}
+    assert nodes_of(served) == {"web2"}
     assert as_json(status) == {"status": "authenticated", "email": "alice@acme.test"}
 
     # The session is alice's on every node, through HAProxy and on each node addressed directly.
