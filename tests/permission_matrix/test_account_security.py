@@ -74,6 +74,7 @@ def test_a_user_cannot_touch_another_users_passkey(in_acme: Tenant) -> None:
 def test_bad_input_is_a_4xx(in_acme: Tenant) -> None:
     client = sign_in("acme", UserFactory(email="fuzz@acme.test").email)
     assert client.post(PAGES[0], {"action": "nonsense"}).status_code == 400
+    assert client.post(PAGES[0], {"action": "passkey_remove", "passkey": "1 OR 1=1"}).status_code == 400
     assert client.post(PAGES[1], {"method": "nonsense"}).status_code == 400
     assert client.post(JSON_ENDPOINTS[1], "not json", content_type="application/json").status_code == 400
     assert (
