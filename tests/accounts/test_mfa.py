@@ -159,6 +159,8 @@ def test_an_admin_resets_a_users_factors_and_it_is_audited(in_acme: Tenant) -> N
     enroll_totp(sign_in("acme", "lost@acme.test"), "acme")
     assert mfa.has_factor(user) and mfa.recovery_codes_left(user) == 10
     admin = log_in("acme", "admin@acme.test", ADMIN_PASSWORD)
+    page = admin.get(f"/t/acme/admin/accounts/user/{user.pk}/change/")
+    assert "authenticator app, 10 unused recovery code(s)" in page.content.decode()
     response = admin.post(
         "/t/acme/admin/accounts/user/",
         {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
