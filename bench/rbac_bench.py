@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""RBAC benchmark (`make bench-rbac`): decision speed, filtering 1,000 tool policies, effective-grants fetch.
+"""RBAC benchmark (`make bench-rbac`): decision speed, filtering 1,000 tool policies, effective-grants fetch, and
+the dashboard's user × tool matrix page for 1,000 users × 100 tools.
 
 Runs against real Postgres and Redis in tenant `bench` (created on first run; data is created idempotently,
 so later runs reuse it). It prints each figure next to its target with PASS/MISS. It is a measurement, not
@@ -28,14 +29,26 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django_tenants.utils import schema_context  # noqa: E402
+from django_tenants.utils import schema_context, tenant_context  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from rbac import application_pages, services  # noqa: E402
 from rbac import grants as grants_module  # noqa: E402
-from rbac import services  # noqa: E402
+from rbac import matrix as matrix_module  # noqa: E402
 from rbac.engine import KINDS, Grants, Requirement, decide, filter_tools  # noqa: E402
-from rbac.models import Application, Group, Permission, Resource, Role, Scope, ToolPolicy  # noqa: E402
+from rbac.models import (  # noqa: E402
+    Application,
+    Group,
+    GroupMembership,
+    Permission,
+    Resource,
+    Role,
+    RoleBinding,
+    Scope,
+    ToolPolicy,
+)
 from tenants.models import Tenant  # noqa: E402
 from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
 
@@ -50,6 +63,9 @@ N_TOOLS = 1_000
 TARGET_DECISION_US = 10.0
 TARGET_FILTER_MS = 5.0
 TARGET_COLD_QUERIES = 3
+TARGET_MATRIX_PAGE_MS = 1_000.0  # issue 25: a page of the 1,000 users × 100 tools matrix in ≤ 1 s server time
+
+N_MATRIX_USERS, N_MATRIX_TOOLS = 1_000, 100
 
 
 # --- Data set-up (idempotent) -----------------------------------------------------------------------------------
@@ -299,6 +315,80 @@ def bench_fetch(user: User) -> Grants:
     return grants
 
 
+@transaction.atomic
+def ensure_matrix_data() -> Application:
+    """1,000 users (3 direct roles and one group each) and an application with 100 of the varied policies.
+
+    Bulk inserts, like the tool policies above: the matrix reads grants in bulk, uncached, so no version bump
+    is needed, and 4,000 audited service calls would only slow set-up."""
+    roles = list(Role.objects.order_by("name"))
+    groups = list(Group.objects.order_by("name"))
+    emails = [f"matrix-{i:04d}@bench.test" for i in range(N_MATRIX_USERS)]
+    existing = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
+    User.objects.bulk_create(
+        [User(email=email, is_active=i % 50 != 49) for i, email in enumerate(emails) if email not in existing]
+    )
+    people = list(User.objects.filter(email__in=emails).order_by("email"))
+    RoleBinding.objects.bulk_create(
+        [
+            RoleBinding(user=person, role=roles[(i * 7 + k * 11) % len(roles)])
+            for i, person in enumerate(people)
+            for k in range(3)
+        ],
+        ignore_conflicts=True,
+    )
+    GroupMembership.objects.bulk_create(
+        [GroupMembership(user=person, group=groups[i % len(groups)]) for i, person in enumerate(people)],
+        ignore_conflicts=True,
+    )
+    application, _ = Application.objects.get_or_create(slug="bench-matrix", defaults={"name": "Matrix benchmark"})
+    if ToolPolicy.objects.filter(application=application).count() < N_MATRIX_TOOLS:
+        ToolPolicy.objects.bulk_create(
+            [ToolPolicy(application=application, **spec) for spec in policy_specs()[:N_MATRIX_TOOLS]],
+            ignore_conflicts=True,
+        )
+    return application
+
+
+def bench_matrix(tenant: Tenant) -> None:
+    """(d) The user × tool matrix page (rbac.application_pages.tool_matrix), rendered by its view for the tenant's
+    admin: server time of one page (50 users × 100 tools), and of the CSV of all 1,000 users."""
+    with tenant_context(tenant):
+        application = ensure_matrix_data()
+        admin_user = User.objects.filter(is_superuser=True).order_by("pk").first()
+        users, tools = User.objects.count(), ToolPolicy.objects.filter(application=application).count()
+        factory = RequestFactory()
+
+        def render(view: Callable[..., Any], query: str = "") -> tuple[float, int, int]:
+            request = factory.get(f"/t/{tenant.slug}/admin/rbac/application/{application.pk}/matrix/{query}")
+            request.user = admin_user
+            request.tenant = tenant  # type: ignore[attr-defined]
+            with CaptureQueriesContext(connection) as ctx:
+                start = time.perf_counter()
+                response = view(request, application.pk)
+                elapsed = (time.perf_counter() - start) * 1e3
+            assert response.status_code == 200, response.status_code
+            return elapsed, len(ctx.captured_queries), len(response.content)
+
+        render(application_pages.tool_matrix)  # warm-up: templates compiled, connection open
+        pages = [render(application_pages.tool_matrix, f"?page={number}") for number in (1, 7, 13, 20, 1, 7, 13, 20)]
+        csv_ms, csv_queries, csv_bytes = render(application_pages.tool_matrix_csv)
+    print(
+        f"(d) matrix of {application.slug}: {users} users × {tools} tools, {matrix_module.PER_PAGE} users a page; "
+        f"{pages[0][1]} SQL queries a page; CSV {csv_bytes / 1024:.0f} KiB in {csv_queries} queries"
+    )
+    times = [elapsed for elapsed, _, _ in pages]
+    report(
+        "(d) matrix page 1,000 users × 100 tools, median (ms)",
+        statistics.median(times),
+        "ms",
+        TARGET_MATRIX_PAGE_MS,
+        ".1f",
+    )
+    report("(d) matrix page 1,000 users × 100 tools, max (ms)", max(times), "ms", TARGET_MATRIX_PAGE_MS, ".1f")
+    report("(d) matrix CSV, all 1,000 users (ms)", csv_ms, "ms", None, ".1f")
+
+
 def main() -> int:
     tenant = ensure_tenant()
     with schema_context(tenant.schema_name):
@@ -313,6 +403,7 @@ def main() -> int:
         grants = bench_fetch(user)
         bench_decide(grants)
         bench_filter(grants, application)
+    bench_matrix(tenant)
     print()
     print_rows()
     return 0

@@ -19,7 +19,7 @@ from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
 from audit.admin import ServiceAdminMixin
 from audit.queries import can_review, filtered_list_url, review_link
-from rbac import services, views
+from rbac import application_pages, services, views
 from rbac.engine import KINDS
 from rbac.grants import known_names
 from rbac.models import (
@@ -357,10 +357,27 @@ class ApplicationAdmin(RbacAdmin):
         messages.success(request, f"{'Activated' if value else 'Deactivated'} {count} applications.")
 
     def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
         custom = [
-            path("simulator/", self.admin_site.admin_view(views.simulator), name="rbac_simulator"),
+            path("simulator/", wrap(views.simulator), name="rbac_simulator"),
+            path("<int:object_id>/connect/", wrap(application_pages.connect_client), name="rbac_application_connect"),
+            path("<int:object_id>/matrix/", wrap(application_pages.tool_matrix), name="rbac_application_matrix"),
+            path(
+                "<int:object_id>/matrix.csv",
+                wrap(application_pages.tool_matrix_csv),
+                name="rbac_application_matrix_csv",
+            ),
         ]
         return custom + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra = dict(extra_context or {})
+        if object_id.isdigit():
+            name = self.admin_site.name
+            extra["connect_url"] = reverse("admin:rbac_application_connect", args=[int(object_id)], current_app=name)
+            if request.user.has_perm("accounts.view_user"):
+                extra["matrix_url"] = reverse("admin:rbac_application_matrix", args=[int(object_id)], current_app=name)
+        return super().change_view(request, object_id, form_url, extra)
 
 
 # --- Users: RBAC inlines and the effective-permissions page ---

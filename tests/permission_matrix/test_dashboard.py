@@ -192,6 +192,21 @@ TENANT: dict[str, Pages] = {
                 lambda app: {"application": app.slug, "user": "admin@acme.test"},
                 not_enough=("rbac.view_toolpolicy",),
             ),
+            # Connect a client: the page, and its Test (a POST; the test client's endpoint is unreachable, so
+            # the steps are red, but the page answers).
+            View("rbac_application_connect", ("rbac.view_application",), not_enough=("rbac.view_toolpolicy",)),
+            View("rbac_application_connect", ("rbac.view_application",), method="post"),
+            # The user × tool matrix shows every user's decisions: it needs the permission to view users too.
+            View(
+                "rbac_application_matrix",
+                ("rbac.view_application", "accounts.view_user"),
+                not_enough=("rbac.view_application",),
+            ),
+            View(
+                "rbac_application_matrix_csv",
+                ("rbac.view_application", "accounts.view_user"),
+                not_enough=("rbac.view_application",),
+            ),
         ),
     ),
     "accounts.user": Pages(
