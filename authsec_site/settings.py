@@ -132,6 +132,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.tenant",
+                "approvals.context.pending_approvals",  # the dashboard home's count of requests to answer
             ],
         },
     },
