@@ -19,6 +19,7 @@ from approvals.models import ApprovalRequest, ApprovalSettings
 from authsec_site.lib import outbound, vault
 
 logger = logging.getLogger(__name__)
+WEBHOOK_TYPE = "approval.requested"  # the webhook's `type` (named like the audit event of the same moment)
 
 
 def approval_url(request: ApprovalRequest) -> str:
@@ -30,7 +31,7 @@ def payload(request: ApprovalRequest) -> dict[str, Any]:
     the tool's policy hides."""
     return {
         "id": uuid.uuid4().hex,  # this delivery (receivers may refuse one they have seen)
-        "type": "approval.requested",
+        "type": WEBHOOK_TYPE,
         "tenant": services.tenant_slug(),
         "approval": {
             "id": str(request.id),

@@ -147,13 +147,14 @@ AUDIT = {
     "audit.auditcheckpoint": Pages(_checkpoint, BY_NAME, add=None, delete=False),
     # Its changelist opens the one row.
     "audit.auditsettings": Pages(AuditSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE),
-    "approvals.approvalsettings": Pages(
-        ApprovalSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE
-    ),
 }  # fmt: skip
 
 TENANT: dict[str, Pages] = {
     **AUDIT,
+    # Its changelist opens the one row.
+    "approvals.approvalsettings": Pages(
+        ApprovalSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE
+    ),
     "rbac.scope": Pages(lambda: ScopeFactory(name=MARK), BY_NAME, actions=DELETE),
     "rbac.resource": Pages(lambda: ResourceFactory(name=MARK), BY_NAME, actions=DELETE),
     "rbac.permission": Pages(lambda: PermissionFactory(resource=ResourceFactory(name=MARK)), BY_NAME, actions=DELETE),
