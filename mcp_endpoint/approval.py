@@ -81,8 +81,9 @@ def _snapshot(request: ApprovalRequest) -> _State:
 def _open(
     auth: RequestAuth, name: str, arguments: dict[str, Any], state_id: str | None, used_by: str
 ) -> tuple[str, _State | None]:
-    """In the tenant's schema: use an approval that covers this call ("run"), or find or make the request it waits
-    for ("wait"). ("none", None): the policy no longer asks for approval; ("refused", None): no user to ask for."""
+    """In the tenant's schema: use an approval that covers this call ("run"), or find the request it waits for
+    ("wait"), or make a new one ("new"). ("none", None): the policy no longer asks for approval; ("refused", None):
+    no user to ask for."""
     close_old_connections()
     connection.set_tenant(auth.tenant.tenant)
     policy = (
@@ -124,7 +125,7 @@ def _open(
     request = approvals.request_for_policy(
         policy=policy, caller=user, arguments=arguments, client_id=principal.client_id if principal else ""
     )
-    return "wait", _snapshot(request)
+    return "new", _snapshot(request)
 
 
 def _consume_by_id(auth: RequestAuth, approval_id: str, used_by: str) -> _State:
@@ -241,16 +242,24 @@ async def check(ctx: Any, auth: RequestAuth, params: types.CallToolRequestParams
         return final
     url_capable = ctx.session.check_client_capability(URL_ELICITATION)
     if modern:
-        return await _modern(ctx, auth, params, state, used_by, url_capable)
+        return await _modern(ctx, auth, params, state, used_by, url_capable, fresh=kind == "new")
     if url_capable:
         return await _handshake_elicitation(ctx, auth, state, used_by)
     return _retry_text(state)
 
 
 async def _modern(
-    ctx: Any, auth: RequestAuth, params: types.CallToolRequestParams, state: _State, used_by: str, url_capable: bool
+    ctx: Any,
+    auth: RequestAuth,
+    params: types.CallToolRequestParams,
+    state: _State,
+    used_by: str,
+    url_capable: bool,
+    *,
+    fresh: bool,
 ) -> Outcome:
-    if params.request_state is None:
+    # A first call, or a retry whose state no longer covers the call (used, single use): ask for the new request.
+    if params.request_state is None or fresh:
         if not url_capable:
             return _retry_text(state)
         elicit = types.ElicitRequest(params=types.ElicitRequestURLParams(message=_message(state), url=state.url))

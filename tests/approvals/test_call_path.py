@@ -26,6 +26,7 @@ from accounts.models import User
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
+from mcp_endpoint.bearer import bump_config_version
 from rbac.models import ToolPolicy
 from tests.support.live import LiveServer
 from tests.support.mcp import JSON_RPC, Committed, commit_in_acme, url
@@ -42,6 +43,7 @@ def gated(committed: Committed, django_db_blocker) -> Iterator[None]:  # type: i
         ToolPolicy.objects.filter(application__slug="demo", tool_name=TOOL).update(
             approval=mode, approval_role="admin" if mode != "none" else "", approval_window=0
         )
+        bump_config_version()  # `update` sends no signal: tell the server's processes
 
     with django_db_blocker.unblock():
         commit_in_acme(lambda: configure("others"))
@@ -172,6 +174,43 @@ def test_modern_state_does_not_cover_changed_arguments(asgi_server: LiveServer, 
     assert same.content[0].text == "Deployment initiated"
 
 
+def test_modern_replayed_state_after_use_asks_again(asgi_server: LiveServer, carol_token: str) -> None:
+    async def main() -> tuple[Any, Any]:
+        async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            return types.ElicitResult(action="accept")
+
+        http, client = _client(url(asgi_server), carol_token, elicitation_callback=accept)
+        async with http, client:
+            first = await client.session.call_tool(TOOL, {"version": "once"}, allow_input_required=True)
+            await anyio.to_thread.run_sync(decide, _approval_of(first.input_requests["authsec_approval"].params.url))
+            ran = await client.session.call_tool(
+                TOOL, {"version": "once"}, request_state=first.request_state, allow_input_required=True
+            )
+            replayed = await client.session.call_tool(
+                TOOL, {"version": "once"}, request_state=first.request_state, allow_input_required=True
+            )
+            return ran, replayed, first
+
+    ran, replayed, first = anyio.run(main)
+    assert ran.content[0].text == "Deployment initiated"
+    assert isinstance(replayed, types.InputRequiredResult)  # the used approval covers nothing: a new request
+    new_url = replayed.input_requests["authsec_approval"].params.url
+    assert _approval_of(new_url) != _approval_of(first.input_requests["authsec_approval"].params.url)
+
+
+def test_modern_client_without_url_elicitation_gets_the_url_as_an_error(
+    asgi_server: LiveServer, carol_token: str
+) -> None:
+    async def main() -> types.CallToolResult:
+        http, client = _client(url(asgi_server), carol_token)
+        async with http, client:
+            assert client.protocol_version == "2026-07-28"
+            return await client.call_tool(TOOL, {"version": "no-elicitation"})
+
+    result = anyio.run(main)
+    assert result.is_error and "/t/acme/approvals/" in result.content[0].text
+
+
 def test_modern_retry_reports_expiry(asgi_server: LiveServer, carol_token: str) -> None:
     async def main() -> Any:
         async def accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -241,10 +280,12 @@ def test_handshake_client_without_elicitation_gets_the_url_and_the_identical_cal
     assert replayed.is_error and _approval_of(replayed.content[0].text) != _approval_of(first.content[0].text)
 
 
+def _set_window(seconds: int) -> None:
+    ToolPolicy.objects.filter(application__slug="demo", tool_name=TOOL).update(approval_window=seconds)
+
+
 def test_approval_window_covers_identical_calls(asgi_server: LiveServer, carol_token: str) -> None:
-    commit_in_acme(
-        lambda: ToolPolicy.objects.filter(application__slug="demo", tool_name=TOOL).update(approval_window=600)
-    )
+    commit_in_acme(lambda: _set_window(600))
     try:
 
         async def main() -> list[Any]:
@@ -256,9 +297,7 @@ def test_approval_window_covers_identical_calls(asgi_server: LiveServer, carol_t
 
         results = anyio.run(main)
     finally:
-        commit_in_acme(
-            lambda: ToolPolicy.objects.filter(application__slug="demo", tool_name=TOOL).update(approval_window=0)
-        )
+        commit_in_acme(lambda: _set_window(0))
     assert [r.content[0].text for r in results] == ["Deployment initiated"] * 3
 
 

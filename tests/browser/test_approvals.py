@@ -24,6 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from accounts.models import User
 from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
+from mcp_endpoint.bearer import bump_config_version
 from rbac.models import ToolPolicy
 from tests.browser.conftest import wait_until_gone
 from tests.support.live import LiveServer
@@ -45,6 +46,7 @@ def gated(committed: Committed, django_db_blocker) -> Iterator[None]:  # type: i
         ToolPolicy.objects.filter(application__slug="demo", tool_name="deploy_production").update(
             approval="others", approval_role="admin", log_arguments=True
         )
+        bump_config_version()  # `update` sends no signal: tell the server's processes
         alice = User.objects.get(email="alice@acme.test")
         TOTPDevice.objects.create(user=alice, name="Authenticator", key=KEY, confirmed=True)
 
@@ -52,6 +54,7 @@ def gated(committed: Committed, django_db_blocker) -> Iterator[None]:  # type: i
         ToolPolicy.objects.filter(application__slug="demo", tool_name="deploy_production").update(
             approval="none", approval_role="", log_arguments=False
         )
+        bump_config_version()
         TOTPDevice.objects.filter(user__email="alice@acme.test").delete()
 
     with django_db_blocker.unblock():
