@@ -41,6 +41,12 @@ def _request(w, arguments=None, **policy):  # type: ignore[no-untyped-def]
     return services.request_for_policy(policy=w["policy"], caller=w["caller"], arguments=arguments or {"env": "prod"})
 
 
+def _events(action: str, *requests: ApprovalRequest) -> int:
+    """Events of these requests only (live-server tests commit approval events to tenant_acme too)."""
+    ids = [str(r.pk) for r in requests]
+    return AuditEvent.objects.filter(action=action, data__approval_id__in=ids).count()
+
+
 def test_args_hash_is_canonical_and_ignores_user_info() -> None:
     assert services.args_hash({"b": 1, "a": [1, 2]}) == services.args_hash({"a": [1, 2], "b": 1, "_user_info": {}})
     assert services.args_hash({"a": 1}) != services.args_hash({"a": 2})
@@ -49,8 +55,9 @@ def test_args_hash_is_canonical_and_ignores_user_info() -> None:
 def test_identical_pending_call_reuses_its_request_and_changed_arguments_make_a_new_one(world) -> None:  # type: ignore[no-untyped-def]
     first = _request(world)
     assert _request(world).pk == first.pk
-    assert _request(world, {"env": "staging"}).pk != first.pk
-    assert AuditEvent.objects.filter(action="approval.requested").count() == 2
+    second = _request(world, {"env": "staging"})
+    assert second.pk != first.pk
+    assert _events("approval.requested", first, second) == 2
 
 
 def test_caller_cannot_approve_their_own_others_request(world) -> None:  # type: ignore[no-untyped-def]
@@ -78,7 +85,7 @@ def test_one_approval_of_others_approves_and_is_used_once(world) -> None:  # typ
     assert used is not None and used.pk == request.pk and used.use_count == 1
     again = services.consume(caller=world["caller"], application=world["app"], tool_name="deploy", args_hash=digest)
     assert again is None  # single use: a replayed approval covers nothing
-    assert AuditEvent.objects.filter(action="approval.used").count() == 1
+    assert _events("approval.used", request) == 1
 
 
 def test_window_covers_identical_calls_only(world) -> None:  # type: ignore[no-untyped-def]
@@ -139,7 +146,7 @@ def test_expired_request_cannot_be_decided_and_is_expired_by_the_task(world) -> 
     assert services.expire_due() == 0
     request.refresh_from_db()
     assert request.status == Status.EXPIRED
-    assert AuditEvent.objects.filter(action="approval.expired").count() == 1
+    assert _events("approval.expired", request) == 1
 
 
 def test_pending_for_lists_what_the_user_may_answer(world) -> None:  # type: ignore[no-untyped-def]
@@ -157,3 +164,21 @@ def test_display_arguments_follow_the_logging_policy(world) -> None:  # type: ig
     assert "s3cret" not in str(request.display_args)
     hidden = _request(world, {"env": "x"}, log_arguments=False)
     assert not hidden.args_shown and hidden.display_args == {}
+
+
+def test_beat_expires_requests_every_minute_and_the_task_is_safe_to_rerun(world) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    from approvals.tasks import expire_due_in_schema
+    from authsec_site.celery import app as celery_app
+
+    celery_app.finalize()
+    entry = celery_app.conf.beat_schedule["approvals-expiry"]
+    assert (
+        entry["task"] == "approvals.tasks.expire_due" and entry["schedule"] == settings.APPROVALS_EXPIRY_INTERVAL == 60
+    )
+    request = _request(world)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert expire_due_in_schema.apply(args=["tenant_acme"]).get() == 1
+    assert expire_due_in_schema.apply(args=["tenant_acme"]).get() == 0
+    assert expire_due_in_schema.apply(args=["public"]).get() == 0
