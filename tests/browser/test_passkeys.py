@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
 USER = "passkey-user@acme.test"
 STAFF = "passkey-staff@acme.test"
+TWIN = "passkey-twin@acme.test"
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,16 @@ def people(django_db_setup, django_db_blocker) -> Iterator[None]:  # type: ignor
     with django_db_blocker.unblock(), schema_context("tenant_acme"):
         UserFactory(email=USER)
         UserFactory(email=STAFF, is_staff=True, is_superuser=True)
+        UserFactory(email=TWIN)
         MfaSettings.objects.all().delete()
         MfaSettings.objects.create(require_for_staff=True)  # acme requires a second factor of its staff
+    with django_db_blocker.unblock(), schema_context("tenant_globex"):
+        UserFactory(email=TWIN)  # globex's own user with the same address as acme's
     yield
+    with django_db_blocker.unblock(), schema_context("tenant_globex"):
+        User.objects.filter(email=TWIN).delete()
     with django_db_blocker.unblock(), schema_context("tenant_acme"):
-        User.objects.filter(email__in=[USER, STAFF]).delete()
+        User.objects.filter(email__in=[USER, STAFF, TWIN]).delete()
         MfaSettings.objects.all().delete()
 
 
@@ -150,3 +156,41 @@ def test_staff_set_up_a_passkey_at_first_login_and_use_it_at_the_next(  # type: 
     assert not browser.find_elements(By.ID, "site-name")
     _click_and_wait_for(browser, "use-passkey", lambda b: b.find_elements(By.ID, "site-name"))
     assert browser.current_url == f"{base}/t/acme/admin/"
+
+
+# Runs the ceremony by hand: ask the tenant for options, let the authenticator answer (a discoverable credential
+# when the tenant names none), post the answer back.
+_CEREMONY = """
+const [optionsUrl, verifyUrl, done] = arguments;
+(async () => {
+  try {
+    const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
+    const post = (url, body) => fetch(url, {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: JSON.stringify(body || {})});
+    const options = await (await post(optionsUrl)).json();
+    const credential = await navigator.credentials.get(
+      {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey)});
+    const answer = await post(verifyUrl, {credential: credential.toJSON()});
+    done({status: answer.status, allowed: options.publicKey.allowCredentials || [], body: await answer.json()});
+  } catch (error) { done({error: String(error)}); }
+})();
+"""
+
+
+def test_an_acme_passkey_is_refused_in_globex(browser, asgi_server: LiveServer, people, authenticator) -> None:  # type: ignore[no-untyped-def]
+    base = _base(asgi_server)
+    _sign_in(browser, f"{base}/t/acme/accounts/login/?next=/t/acme/account/security/", TWIN)
+    _click_and_wait_for(browser, "passkey-add", lambda b: b.find_elements(By.CSS_SELECTOR, "li.passkey"))
+    assert len(browser.get_credentials()) == 1  # a discoverable credential for rp id "localhost"
+
+    # Same host, same email, another tenant: globex offers no passkey, and the acme key it is handed is unknown.
+    _sign_in(browser, f"{base}/t/globex/accounts/login/?next=/t/globex/account/verify/", TWIN)
+    assert not browser.find_elements(By.ID, "use-passkey")
+    result = browser.execute_async_script(
+        _CEREMONY, "/t/globex/account/passkeys/verify/options", "/t/globex/account/passkeys/verify"
+    )
+    assert result.get("status") == 400 and result["allowed"] == [], result
+    with schema_context("tenant_globex"):
+        refused = AuditEvent.objects.filter(action="accounts.mfa_verification_failed", target_label=TWIN).latest("seq")
+        assert refused.data["reason"] == "Unknown credential ID."
+        assert not AuditEvent.objects.filter(action="accounts.mfa_verified", target_label=TWIN).exists()
