@@ -8,6 +8,7 @@ request. Only `approvals.services` writes these rows.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
@@ -95,6 +96,11 @@ class ApprovalRequest(models.Model):
     def effective_status(self) -> str:
         """The status, with a pending request past its expiry read as expired."""
         return self.Status.EXPIRED if self.is_expired else self.status
+
+    @property
+    def display_json(self) -> str:
+        """The shown arguments as indented JSON (the approval page)."""
+        return json.dumps(self.display_args, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
     @property
     def approvals_count(self) -> int:
