@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from rbac.models import Application, Role, ToolPolicy
 from rbac.pin_definitions import canonical_json
 from tenants.models import Tenant
 
+logger = logging.getLogger(__name__)
 Mode = ApprovalRequest.Mode
 Status = ApprovalRequest.Status
 MAX_DISPLAY_BYTES = 4096
@@ -279,8 +281,12 @@ def request_approval(
 
 
 def _queue_notification(schema: str, request_id: str) -> None:
-    # By name: the task module imports this one.
-    current_app.send_task("approvals.tasks.notify_request", args=[schema, request_id])
+    # By name: the task module imports this one. A broker that is down must not fail the call that asked: the
+    # request is made (and audited); the page and the dashboard count still show it.
+    try:
+        current_app.send_task("approvals.tasks.notify_request", args=[schema, request_id])
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("Could not queue the notification of approval %s (%s)", request_id, type(exc).__name__)
 
 
 @service
