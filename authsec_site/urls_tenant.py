@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
     path("audit/", include("audit.urls")),
+    path("approvals/", include("approvals.urls")),
     path("spiffe/", include("workloads.urls")),
     path("oauth/", include("oauth.urls")),
     path("accounts/login/", accounts_views.LoginView.as_view(), name="accounts-login"),
