@@ -82,3 +82,62 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.full_name.split(" ")[0] if self.full_name else self.email
+
+
+class MfaSettings(models.Model):
+    """The tenant's second-factor policy (one row per schema, `MfaSettings.current()`): whether dashboard staff
+    must present a second factor before the dashboard opens (docs/mfa.md)."""
+
+    require_for_staff = models.BooleanField(
+        default=False,
+        help_text="Staff must verify a second factor (TOTP, passkey or recovery code) before the dashboard opens.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "second-factor settings"
+        verbose_name_plural = "second-factor settings"
+
+    def __str__(self) -> str:
+        return "Second factors: " + ("required for staff" if self.require_for_staff else "optional")
+
+    @classmethod
+    def current(cls) -> MfaSettings:
+        """The schema's row, or an unsaved default (nothing required) when none was saved yet."""
+        return cls.objects.order_by("pk").first() or cls()
+
+
+class Passkey(models.Model):
+    """A WebAuthn credential (passkey) of a user: its public key as fido2's attested credential data, bound to
+    the relying-party id (the tenant's host) it was created for; `sign_count` only grows."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="passkeys")
+    name = models.CharField(max_length=100, default="Passkey")
+    credential_id = models.BinaryField(unique=True)
+    credential_data = models.BinaryField(help_text="fido2 AttestedCredentialData: id and COSE public key")
+    rp_id = models.CharField(max_length=255)
+    sign_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+
+class RecoveryCode(models.Model):
+    """A one-time recovery code: only its SHA-256 is stored (codes are 80 random bits); `used_at` is set once."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["user", "code_hash"], name="accounts_recovery_code_unique")]
+
+    def __str__(self) -> str:
+        return f"Recovery code of {self.user}" + (" (used)" if self.used_at else "")

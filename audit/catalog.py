@@ -117,6 +117,21 @@ EVENT_KINDS: dict[str, str] = {
     "accounts.permission_group_created": "accounts.services.save_permission_group (platform admin's Django groups)",
     "accounts.permission_group_changed": "accounts.services.save_permission_group (data: before, after, changes)",
     "accounts.permission_group_deleted": "accounts.services.delete_permission_group",
+    # --- second factors (issue 22 point 4): accounts.services, called by accounts.mfa and its pages (docs/mfa.md)
+    "accounts.mfa_totp_enrolled": "accounts.services.enroll_totp: the security page confirmed an authenticator app",
+    "accounts.mfa_totp_removed": "accounts.services.remove_totp: the user removed their authenticator app",
+    "accounts.mfa_passkey_added": "accounts.services.add_passkey: a WebAuthn credential verified and stored (data: "
+    "name, rp_id)",
+    "accounts.mfa_passkey_removed": "accounts.services.remove_passkey (data: name, rp_id)",
+    "accounts.mfa_recovery_codes_generated": "accounts.services.regenerate_recovery_codes (data: count; never codes)",
+    "accounts.mfa_verified": "a second factor accepted: TOTP, passkey or recovery code (data: method; remaining "
+    "recovery codes)",
+    "accounts.mfa_verification_failed": "a second factor refused (outcome failure; data: method, reason for passkeys)",
+    "accounts.mfa_factors_reset": "accounts.services.reset_factors: an admin removed a user's factors (data: user, "
+    "counts per kind)",
+    "accounts.mfa_settings_created": "accounts.services.save_mfa_settings: the dashboard's add page (data: before "
+    "None, after)",
+    "accounts.mfa_settings_changed": "accounts.services.save_mfa_settings (data: before, after, changes)",
     "oauth.client_created": "oauth.client_services.save_client: a client added in the dashboard (data: client_id, "
     "before None, after; the secret redacted)",
     "oauth.client_changed": "oauth.client_services.save_client: a client page saved (data: before, after, changes)",

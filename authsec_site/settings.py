@@ -62,6 +62,8 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "accounts",
+    "django_otp",  # its tables in the public schema too: accounts' second-factor queries work in any schema
+    "django_otp.plugins.otp_totp",
     "audit",
     "sdkmgr",  # public directory of AuthSec SDK client ids (client id -> tenant)
     "authsec_site",  # the wiring above every app: its management commands (seed_demo)
@@ -76,6 +78,8 @@ TENANT_APPS = [
     "rest_framework",
     "drf_spectacular",
     "accounts",
+    "django_otp",  # second factors: TOTP devices (accounts.mfa, docs/mfa.md)
+    "django_otp.plugins.otp_totp",
     "audit",
     "rbac",
     "oauth",
@@ -111,6 +115,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.StaffSecondFactorMiddleware",  # the tenant may require a second factor of staff
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import mfa_views
 from accounts import views as accounts_views
 from mcp_endpoint import views as mcp_views
 from oauth import upstream_views
@@ -18,6 +19,16 @@ urlpatterns = [
     path("accounts/login/", accounts_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", accounts_views.LogoutView.as_view(), name="accounts-logout"),
     path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
+    path("account/security/", mfa_views.security, name="accounts-security"),
+    path("account/verify/", mfa_views.verify, name="accounts-mfa-verify"),
+    path(
+        "account/passkeys/register/options",
+        mfa_views.passkey_register_options,
+        name="accounts-passkey-register-options",
+    ),
+    path("account/passkeys/register", mfa_views.passkey_register, name="accounts-passkey-register"),
+    path("account/passkeys/verify/options", mfa_views.passkey_auth_options, name="accounts-passkey-auth-options"),
+    path("account/passkeys/verify", mfa_views.passkey_auth, name="accounts-passkey-auth"),
     path("mcp-login/callback", mcp_views.login_callback, name="mcp-login-callback"),
     path("mcp-login/confirm", mcp_views.login_confirm, name="mcp-login-confirm"),
     path("accounts/upstream/<slug:slug>/callback", upstream_views.upstream_callback, name="accounts-upstream-callback"),
