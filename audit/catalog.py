@@ -154,6 +154,18 @@ EVENT_KINDS: dict[str, str] = {
     "mcp.auth_session_revoked": "mcp_endpoint.services.revoke_auth_sessions: the dashboard's revoke action "
     "(data: application, session hash prefix); the MCP client is notified after commit",
     "audit.settings_changed": "audit.services.save_audit_settings: the retention period (data: changes)",
+    # --- approvals: approvals.services (docs/approvals.md); data carries approval_id, kind, application, tool,
+    # caller, mode
+    "approval.requested": "approvals.services.request_approval: a call or CIBA request waits for approval "
+    "(required, approver_role, expires_at)",
+    "approval.notified": "approvals.services.mark_notified: approvers told (channels: dashboard, email, webhook)",
+    "approval.approval_recorded": "approvals.services.decide: one approval of N recorded (approver, approvals)",
+    "approval.approved": "approvals.services.decide: enough approvals (approvers, covers_until)",
+    "approval.denied": "approvals.services.decide: an approver denied (approver)",
+    "approval.expired": "approvals.services.expire_due: nobody decided in time (beat task)",
+    "approval.used": "approvals.services.consume: a call ran on the approval (used_by, use_count, within_window)",
+    "approval.settings_changed": "approvals.services.save_settings: notification settings (data: changes)",
+    "approval.webhook_secret_rotated": "approvals.services.rotate_webhook_secret: a new secret in Vault (version)",
     # --- end of the one-write-path block ----------------------------------------------------------------------
 }
 

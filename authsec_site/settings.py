@@ -87,6 +87,7 @@ TENANT_APPS = [
     "services",
     "mcp_endpoint",
     "workloads",
+    "approvals",  # human approval of sensitive tool calls and CIBA requests
     "api",  # the REST management API (no models)
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -268,6 +269,17 @@ HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 60, minimum=5)
 # per statement (each batch its own transaction; also DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE).
 CLEANUP_INTERVAL = env_int("CLEANUP_INTERVAL", 3600, minimum=60)
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 1000, minimum=1)
+# Approvals (docs/approvals.md): seconds between runs of the expiry of unanswered requests.
+APPROVALS_EXPIRY_INTERVAL = env_int("APPROVALS_EXPIRY_INTERVAL", 60, minimum=5)
+# Email (approval notifications): Django's backend; `make run` writes messages as files under .local/mail.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(LOCAL_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "authsec@localhost")
 
 # --- OAuth 2.1 / OIDC provider (django-oauth-toolkit; one issuer per tenant) ---------------------------------
 # The issuer of tenant <slug> is <AUTHSEC_PUBLIC_URL>/t/<slug>/oauth (oauth.issuer); signing keys live in Vault.
