@@ -76,6 +76,7 @@ def authenticate(request: HttpRequest, body: dict[str, Any]) -> AuthenticatedCli
     unauthorized_client for a client that may not use CIBA). Failures are audited."""
     presented = _presented(request, body)
     if presented is None:
+        _failed(request, str(body.get("client_id") or ""), "no credentials")
         raise BackchannelError(401, "invalid_client", f"Client authentication is required. {HOW_TO_AUTHENTICATE}")
     client_id, secret = presented
     client = Client.objects.filter(client_id=client_id[:100]).first() if client_id else None

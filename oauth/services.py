@@ -84,7 +84,9 @@ def issue_backchannel_token(
     (RFC 6749 §5.1, CIBA §10.1.1); the JWT's audience is the issuer, its grants the user's at issue time, and
     `amr`/`auth_time` say how and when the user proved it was them."""
     now = int(time.time())
-    claims = tokens.access_token_claims(user=user, client_id=client.client_id, scopes=scopes, audience=[issuer.issuer_for()])
+    claims = tokens.access_token_claims(
+        user=user, client_id=client.client_id, scopes=scopes, audience=[issuer.issuer_for()]
+    )
     claims["amr"] = amr
     claims["auth_time"] = now
     raw = tokens.mint(claims)

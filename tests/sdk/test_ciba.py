@@ -74,7 +74,9 @@ def initiate(ciba: CibaClient, email: str = "alice@acme.test", **extra: Any) -> 
 
 def poll(ciba: CibaClient, auth_req_id: str) -> HttpResponse:
     cache.delete(f"ciba:poll:{auth_req_id}")  # each poll in these tests comes after the interval
-    return post(f"{WORKSPACE}/ciba/token", {"client_id": ciba.client.client_id, "auth_req_id": auth_req_id}, auth=ciba.auth)
+    return post(
+        f"{WORKSPACE}/ciba/token", {"client_id": ciba.client.client_id, "auth_req_id": auth_req_id}, auth=ciba.auth
+    )
 
 
 def totp_code(key_hex: str, offset: int = 0) -> str:
@@ -354,7 +356,9 @@ def test_respond_refuses_other_users_and_missing_tokens(ciba: CibaClient, alice:
     approvals.decide(approvals.get_request(initiate(ciba).json()["auth_req_id"]), alice, True)
     token = poll(ciba, str(ApprovalRequest.objects.filter(status="approved").get().pk)).json()["access_token"]
     other = post(
-        f"{WORKSPACE}/ciba/respond", {"auth_req_id": auth_req_id, "approved": False}, HTTP_AUTHORIZATION=f"Bearer {token}"
+        f"{WORKSPACE}/ciba/respond",
+        {"auth_req_id": auth_req_id, "approved": False},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
     )
     _error(other, 403, "access_denied")
     _error(post(f"{WORKSPACE}/ciba/respond", {"auth_req_id": auth_req_id, "approved": False}), 401, "invalid_token")
@@ -366,7 +370,8 @@ def test_respond_refuses_other_users_and_missing_tokens(ciba: CibaClient, alice:
 
 def test_mfa_status_lookups(ciba: CibaClient, alice: User, alice_totp: str) -> None:
     bob = UserFactory(email="bob@acme.test")
-    by_client = post("authsec/webauthn/enduser/mfa/loginStatus", {"email": alice.email, "client_id": ciba.client.client_id}, auth=ciba.auth)  # fmt: skip
+    body = {"email": alice.email, "client_id": ciba.client.client_id}
+    by_client = post("authsec/webauthn/enduser/mfa/loginStatus", body, auth=ciba.auth)
     assert by_client.status_code == 200
     assert by_client.json() | {} == {
         "success": True,
