@@ -32,7 +32,7 @@ from oauth.models import Client
 from scripts.sdk_venv import ensure as sdk_python
 from tests.browser.conftest import _chromium, browser, wait_until_gone  # noqa: F401 - the fixtures
 from tests.support.live import ROOT, LiveServer
-from tests.support.mcp import Committed
+from tests.support.mcp import Committed, commit_in_acme
 from tests.support.oauth import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
@@ -121,22 +121,29 @@ def finished(proc: subprocess.Popen) -> Any:
 
 
 def answer_in_browser(browser, approval_url: str, email: str, code: str, approve: bool) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """Open the approval page, sign in, give the second factor, and approve or deny."""
+    """Open the request's approval page, sign in, answer; the page asks for the second factor first (a real TOTP
+    code), then the user answers again on the page it returns to."""
+    request_id = approval_url.rstrip("/").rsplit("/", 1)[-1]
+    button_id = f"{'approve' if approve else 'deny'}-{request_id}"
     browser.get(approval_url)
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "sign-in")))
     browser.find_element(By.NAME, "username").send_keys(email)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "sign-in").click()
+    WebDriverWait(browser, 15).until(expected_conditions.element_to_be_clickable((By.ID, button_id)))
+    assert browser.find_element(By.CLASS_NAME, "binding-message").text == "Authentication requested via Voice SDK"
+    browser.find_element(By.ID, button_id).click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "totp-form")))
     browser.find_element(By.ID, "code").send_keys(code)
     verify = browser.find_element(By.ID, "verify-totp")
     verify.click()
     wait_until_gone(browser, verify)
-    button_id = "approve" if approve else "deny"
     WebDriverWait(browser, 15).until(expected_conditions.element_to_be_clickable((By.ID, button_id)))
     button = browser.find_element(By.ID, button_id)
     button.click()
     wait_until_gone(browser, button)
+    expected = "approved" if approve else "denied"
+    WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "status").text in (expected, "used"))
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -205,14 +212,14 @@ def test_sdk_poll_returns_access_denied_when_bob_denies_in_chromium(  # type: ig
     assert finished(polling) == {"status": "access_denied"}
 
 
-def test_sdk_poll_returns_expired_token_after_the_request_expires(setup: Setup, django_db_blocker) -> None:  # type: ignore[no-untyped-def]
+def test_sdk_poll_returns_expired_token_after_the_request_expires(setup: Setup) -> None:
     started = sdk(setup.base(), setup.client_id, "initiate_app_approval", "carol@acme.test")
     auth_req_id = started["auth_req_id"]
     assert sdk(
         setup.base(), setup.client_id, "poll_for_approval", "carol@acme.test", auth_req_id, interval=1, timeout=1
     ) == {"status": "timeout"}
-    with django_db_blocker.unblock(), schema_context("tenant_acme"):
-        ApprovalRequest.objects.filter(pk=auth_req_id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    past = timezone.now() - dt.timedelta(seconds=1)
+    commit_in_acme(lambda: ApprovalRequest.objects.filter(pk=auth_req_id).update(expires_at=past))
     result = sdk(
         setup.base(), setup.client_id, "poll_for_approval", "carol@acme.test", auth_req_id, interval=1, timeout=30
     )
