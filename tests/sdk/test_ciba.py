@@ -30,6 +30,7 @@ from audit.models import AuditEvent
 from oauth.introspection import _claims as verified_claims
 from oauth.models import Client
 from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.accounts import ADMIN_PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db
 WORKSPACE = "authsec/uflow/auth/workspace"
@@ -389,3 +390,32 @@ def test_mfa_status_lookups(ciba: CibaClient, alice: User, alice_totp: str) -> N
         assert body["methods"] == [] and body["mfa_enabled"] is False
         _error(post(path, {"email": bob.email, "workspace_id": "globex"}, auth=ciba.auth), 400, "invalid_request")
         _error(post(path, {"email": bob.email, "workspace_id": "acme"}), 401, "invalid_client")
+
+
+def test_an_admin_makes_a_ciba_client_in_the_dashboard(in_acme, alice: User) -> None:  # type: ignore[no-untyped-def]
+    admin = log_in("acme", "admin@acme.test", ADMIN_PASSWORD)
+    assert b"May ask users to approve sign-ins (CIBA)" in admin.get("/t/acme/admin/oauth/client/add/").content
+    secret = secrets.token_urlsafe(32)
+    form = {
+        "client_id": f"voice-{secrets.token_hex(8)}",
+        "name": "Voice agent",
+        "client_type": Client.CLIENT_CONFIDENTIAL,
+        "authorization_grant_type": Client.GRANT_CLIENT_CREDENTIALS,
+        "redirect_uris": "",
+        "post_logout_redirect_uris": "",
+        "allowed_origins": "",
+        "client_secret": secret,
+        "hash_client_secret": "on",
+        "algorithm": Client.RS256_ALGORITHM,
+        "status": Client.Status.ACTIVE,
+        "registration_source": "manual",
+        "description": "",
+        "is_ciba_client": "on",
+    }
+    response = admin.post("/t/acme/admin/oauth/client/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    client = Client.objects.get(client_id=form["client_id"])
+    assert client.is_ciba_client
+    created = AuditEvent.objects.filter(action="oauth.client_created", target_id=str(client.pk)).get()
+    assert created.data["after"]["is_ciba_client"] is True
+    assert initiate(CibaClient(client, secret)).status_code == 200
