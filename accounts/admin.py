@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import services
-from accounts.models import User
+from accounts.models import MfaSettings, User
 from accounts.roles import ROLE_HELP, DashboardRole, roles_of
 from audit.admin import ServiceAdminMixin
 from authsec_site.admin_sites import platform_admin
@@ -148,6 +148,16 @@ class UserAdmin(PlatformUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
 
+    actions = ["reset_second_factors"]
+
+    @admin.action(description="Reset second factors (TOTP, passkeys, recovery codes)", permissions=["change"])
+    def reset_second_factors(self, request: HttpRequest, queryset: Any) -> None:
+        """For a user who lost their phone or key: they sign in with their password and enroll again. Audited
+        (`accounts.mfa_factors_reset`) with the admin as actor."""
+        for user in queryset:
+            services.reset_factors(actor=request.user, user=user)
+        self.message_user(request, f"Reset the second factors of {len(queryset)} user(s).")
+
     @admin.display(description="Dashboard roles")
     def dashboard_role_names(self, obj: User) -> str:
         return ", ".join(DashboardRole(role).label for role in roles_of(obj)) or "—"
@@ -162,6 +172,20 @@ class UserAdmin(PlatformUserAdmin):
         if getattr(form, "may_change_roles", False):
             return {"roles": form.cleaned_data.get("roles") or []}
         return {}
+
+
+@admin.register(MfaSettings)
+class MfaSettingsAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """The tenant's second-factor policy: one row at most, never deleted."""
+
+    save_service = staticmethod(services.save_mfa_settings)
+    list_display = ["__str__", "require_for_staff", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not MfaSettings.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # The tenant dashboard has no Django permission groups: dashboard roles replace them (accounts.roles).

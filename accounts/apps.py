@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib import admin
+        from django_otp.plugins.otp_totp.models import TOTPDevice
 
         from accounts import signals
         from accounts.forms import AdminLoginForm
@@ -16,3 +17,7 @@ class AccountsConfig(AppConfig):
         # Both admin sites sign in through the throttled, audited login form.
         admin.site.login_form = AdminLoginForm
         platform_admin.login_form = AdminLoginForm
+        # django-otp registers its TOTP devices on the dashboard (writes without our audit, and the secret on
+        # show): a user's factors are theirs to manage on the security page; an admin can only reset them.
+        if admin.site.is_registered(TOTPDevice):
+            admin.site.unregister(TOTPDevice)

@@ -254,8 +254,8 @@ def reset_factors(*, actor: Any, user: User) -> dict[str, int]:
 
 
 @service
-def save_mfa_settings(settings_row: MfaSettings, *, actor: Any) -> MfaSettings:
+def save_mfa_settings(settings_row: MfaSettings, *, actor: Any, m2m: M2M = None) -> MfaSettings:
     """The tenant's second-factor policy (whether staff must verify one before the dashboard opens)."""
     return writes.save(
-        actor, settings_row, created="accounts.mfa_settings_created", changed="accounts.mfa_settings_changed"
+        actor, settings_row, m2m=m2m, created="accounts.mfa_settings_created", changed="accounts.mfa_settings_changed"
     )

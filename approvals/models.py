@@ -137,4 +137,11 @@ class ApprovalSettings(models.Model):
 
     @classmethod
     def current(cls) -> ApprovalSettings:
+        """The row of the current schema, or the defaults (unsaved) when none was made."""
         return cls.objects.filter(pk=1).first() or cls(pk=1)
+
+    @classmethod
+    def load(cls) -> ApprovalSettings:
+        """The row of the current schema, created with the defaults on first use (as `AuditSettings.load`)."""
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row

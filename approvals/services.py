@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -436,27 +436,33 @@ def mark_notified(*, request_id: uuid.UUID | str, channels: Mapping[str, Any]) -
 # --- Settings -------------------------------------------------------------------------------------------------------
 
 
+MIN_WEBHOOK_SECRET = 32
+
+
 @service
-def save_settings(settings: ApprovalSettings, *, actor: Any, m2m: Any = None) -> ApprovalSettings:
-    """The tenant's notification settings (email on or off, webhook URL); the secret is `rotate_webhook_secret`."""
+def save_settings(
+    settings: ApprovalSettings, *, actor: Any, m2m: Any = None, webhook_secret: str = ""
+) -> ApprovalSettings:
+    """The tenant's notification settings (email on or off, webhook URL) and, when given, a new webhook secret,
+    written to Vault (never to Postgres, never to the audit log: the event carries only the Vault version)."""
     settings.pk = 1
+    secret_version = None
+    if webhook_secret:
+        if len(webhook_secret) < MIN_WEBHOOK_SECRET:
+            raise ValidationError(f"The webhook secret must be at least {MIN_WEBHOOK_SECRET} characters.")
+        schema = connection.schema_name
+        path = settings.webhook_secret_path or vault.tenant_path(schema, "approvals", "webhook")
+        settings.webhook_secret_version = vault.tenant_kv_write(schema, path, {"secret": webhook_secret})
+        settings.webhook_secret_path = path
+        secret_version = settings.webhook_secret_version
     return writes.save(
-        actor, settings, m2m=m2m, created="approval.settings_changed", changed="approval.settings_changed"
+        actor,
+        settings,
+        m2m=m2m,
+        created="approval.settings_changed",
+        changed="approval.settings_changed",
+        data={"webhook_secret_version": secret_version} if secret_version else None,
     )
-
-
-@service
-def rotate_webhook_secret(*, actor: Any) -> str:
-    """A new HMAC secret for the webhook, kept in Vault; returned once so the admin can give it to the receiver."""
-    settings = ApprovalSettings.objects.select_for_update(of=("self",)).filter(pk=1).first() or ApprovalSettings(pk=1)
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    schema = connection.schema_name
-    path = settings.webhook_secret_path or vault.tenant_path(schema, "approvals", "webhook")
-    version = vault.tenant_kv_write(schema, path, {"secret": secret})
-    settings.webhook_secret_path, settings.webhook_secret_version = path, version
-    settings.save()
-    record(actor, "approval.webhook_secret_rotated", target=settings, data={"vault_version": version})
-    return secret
 
 
 def webhook_secret() -> str:

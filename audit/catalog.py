@@ -164,8 +164,8 @@ EVENT_KINDS: dict[str, str] = {
     "approval.denied": "approvals.services.decide: an approver denied (approver)",
     "approval.expired": "approvals.services.expire_due: nobody decided in time (beat task)",
     "approval.used": "approvals.services.consume: a call ran on the approval (used_by, use_count, within_window)",
-    "approval.settings_changed": "approvals.services.save_settings: notification settings (data: changes)",
-    "approval.webhook_secret_rotated": "approvals.services.rotate_webhook_secret: a new secret in Vault (version)",
+    "approval.settings_changed": "approvals.services.save_settings: notification settings, a new webhook secret "
+    "kept in Vault (data: changes, webhook_secret_version)",
     # --- end of the one-write-path block ----------------------------------------------------------------------
 }
 

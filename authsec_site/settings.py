@@ -132,6 +132,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.tenant",
+                "approvals.context.pending_approvals",  # the dashboard home's count of requests to answer
             ],
         },
     },
@@ -271,6 +272,10 @@ CLEANUP_INTERVAL = env_int("CLEANUP_INTERVAL", 3600, minimum=60)
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 1000, minimum=1)
 # Approvals (docs/approvals.md): seconds between runs of the expiry of unanswered requests.
 APPROVALS_EXPIRY_INTERVAL = env_int("APPROVALS_EXPIRY_INTERVAL", 60, minimum=5)
+# How long a tools/call waits for the decision: after a handshake-era client opened the approval page
+# (elicitation/create in URL mode), and per retry of a 2026-07-28 client (input-required rounds).
+APPROVALS_CALL_WAIT = env_int("APPROVALS_CALL_WAIT", 120, minimum=0)
+APPROVALS_RETRY_WAIT = env_int("APPROVALS_RETRY_WAIT", 10, minimum=0)
 # Email (approval notifications): Django's backend; `make run` writes messages as files under .local/mail.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(LOCAL_DIR / "mail"))

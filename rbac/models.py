@@ -285,6 +285,18 @@ class ToolPolicy(models.Model):
     def needs_approval(self) -> bool:
         return self.approval != self.Approval.NONE
 
+    def approval_text(self) -> str:
+        """The approval policy in words (the dashboard, the policy simulator, the API)."""
+        if self.approval == self.Approval.NONE:
+            return "none"
+        if self.approval == self.Approval.SELF:
+            who = "the caller confirms, with a fresh second factor"
+        else:
+            n = self.required_approvals
+            who = f"{n} approval{'s' if n > 1 else ''} by role {self.approval_role}, never the caller"
+        covers = f"; covers identical calls for {self.approval_window} s" if self.approval_window else "; single use"
+        return f"{who}; expires after {self.approval_expiry} s{covers}"
+
     @property
     def required_approvals(self) -> int:
         """How many distinct approvals a call needs (1 unless N approvers)."""
