@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -120,7 +121,14 @@ def finished(proc: subprocess.Popen) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def answer_in_browser(browser, approval_url: str, email: str, code: str, approve: bool) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def answer_in_browser(  # type: ignore[no-untyped-def]
+    browser,  # noqa: F811 - a driver, not the fixture
+    approval_url: str,
+    email: str,
+    code: str,
+    approve: bool,
+    screenshot: Path | None = None,
+) -> None:
     """Open the request's approval page, sign in, answer; the page asks for the second factor first (a real TOTP
     code), then the user answers again on the page it returns to."""
     request_id = approval_url.rstrip("/").rsplit("/", 1)[-1]
@@ -132,6 +140,7 @@ def answer_in_browser(browser, approval_url: str, email: str, code: str, approve
     browser.find_element(By.ID, "sign-in").click()
     WebDriverWait(browser, 15).until(expected_conditions.element_to_be_clickable((By.ID, button_id)))
     assert browser.find_element(By.CLASS_NAME, "binding-message").text == "Authentication requested via Voice SDK"
+    assert browser.find_element(By.CLASS_NAME, "ciba-client").text.startswith("Voice agent (")
     browser.find_element(By.ID, button_id).click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "totp-form")))
     browser.find_element(By.ID, "code").send_keys(code)
@@ -140,8 +149,13 @@ def answer_in_browser(browser, approval_url: str, email: str, code: str, approve
     wait_until_gone(browser, verify)
     WebDriverWait(browser, 15).until(expected_conditions.element_to_be_clickable((By.ID, button_id)))
     button = browser.find_element(By.ID, button_id)
+    if screenshot is not None:
+        browser.set_window_size(900, 1000)
+        browser.save_screenshot(str(screenshot))
     button.click()
     wait_until_gone(browser, button)
+    if screenshot is not None:
+        browser.save_screenshot(str(screenshot.with_name(screenshot.stem + "-answered.png")))
     expected = "approved" if approve else "denied"
     WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "status").text in (expected, "used"))
 
@@ -165,6 +179,7 @@ def test_sdk_initiates_alice_approves_in_chromium_and_the_poll_returns_approved(
     browser,  # noqa: F811
     setup: Setup,
     django_db_blocker,
+    tmp_path: Path,
 ) -> None:
     started = sdk(setup.base(), setup.client_id, "initiate_app_approval", "alice@acme.test")
     assert started["success"] is True and started["interval"] == 5, started
@@ -174,8 +189,16 @@ def test_sdk_initiates_alice_approves_in_chromium_and_the_poll_returns_approved(
         setup.base(), setup.client_id, "poll_for_approval", "alice@acme.test", auth_req_id, interval=5, timeout=120
     )
 
+    # AUTHSEC_TEST_ARTIFACTS=docs/img keeps the screenshots that docs/ciba.md shows.
+    artifacts = Path(os.environ.get("AUTHSEC_TEST_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
     answer_in_browser(
-        browser, started["approval_url"], "alice@acme.test", _totp_code(setup.keys["alice@acme.test"]), True
+        browser,
+        started["approval_url"],
+        "alice@acme.test",
+        _totp_code(setup.keys["alice@acme.test"]),
+        True,
+        screenshot=artifacts / "ciba-approval.png",
     )
 
     result = finished(polling)
