@@ -105,12 +105,16 @@ def issue_backchannel_token(
         data={"client_id": client.client_id, "grant": grant, "scope": claims["scope"], "jti": claims["jti"],
               "auth_req_id": auth_req_id},
     )  # fmt: skip
-    return {
+    answer = {
         "access_token": raw,
         "token_type": "Bearer",
         "expires_in": settings.OAUTH_ACCESS_TOKEN_SECONDS,
         "scope": claims["scope"],
     }
+    if "openid" in claims["scope"].split():  # CIBA §10.1.1: an ID token with the request's id
+        extra = {"urn:openid:params:jwt:claim:auth_req_id": auth_req_id} if auth_req_id else {}
+        answer["id_token"] = tokens.mint_id_token(user=user, client_id=client.client_id, auth_time=now, extra=extra)
+    return answer
 
 
 def revoke_user_tokens(*, user: Any) -> dict[str, int]:

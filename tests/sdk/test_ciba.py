@@ -259,6 +259,9 @@ def test_an_approved_request_gives_one_token_of_the_issuer(ciba: CibaClient, ali
     assert claims["iss"] == "http://testserver/t/acme/oauth" or claims["iss"].endswith("/t/acme/oauth")
     assert claims["sub"] == str(alice.pk) and claims["client_id"] == ciba.client.client_id
     assert claims["amr"] == ["mfa"]
+    id_token = verified_claims(body["id_token"])
+    assert (id_token["aud"], id_token["sub"]) == (ciba.client.client_id, str(alice.pk))
+    assert id_token["urn:openid:params:jwt:claim:auth_req_id"] == auth_req_id
     assert ApprovalRequest.objects.get(pk=auth_req_id).status == "used"
     issued = AuditEvent.objects.filter(action="oauth.ciba_token_issued").latest("seq")
     assert issued.data["grant"] == "ciba" and issued.data["auth_req_id"] == auth_req_id

@@ -98,11 +98,19 @@ def setup(asgi_server: LiveServer, committed: Committed, django_db_blocker) -> I
             Client.objects.filter(pk=theirs.pk).delete()
 
 
-def sdk(base_url: str, client_id: str | None, op: str, *args: Any, **kwargs: Any) -> Any:
-    """One CIBAClient call in the SDK's virtualenv; its return value."""
+def sdk(
+    base_url: str, client_id: str | None, op: str, *args: Any, env: dict[str, str] | None = None, **kwargs: Any
+) -> Any:
+    """One CIBAClient call in the SDK's virtualenv (with `env` added to its environment); its return value."""
     command = json.dumps({"base_url": base_url, "client_id": client_id, "op": op, "args": args, "kwargs": kwargs})
     done = subprocess.run(
-        [str(sdk_python()), str(SCRIPT), command], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+        [str(sdk_python()), str(SCRIPT), command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -289,6 +297,18 @@ def test_sdk_mfa_status_lookups(setup: Setup) -> None:
     assert by_client["methods"] == ["totp"] and by_client["workspace_id"] == "acme"
     by_workspace = sdk(setup.base(), setup.client_id, "get_end_user_mfa_status", "carol@acme.test", workspace_id="acme")
     assert by_workspace["success"] is True and by_workspace["methods"] == []
+
+
+def test_sdk_sends_the_client_credentials_from_a_netrc_file(setup: Setup, tmp_path: Path) -> None:
+    """The other documented way to authenticate the client: a netrc entry for the host, and a plain base URL."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {setup.client_id} password {setup.secret}\n")
+    netrc.chmod(0o600)
+    plain_base = f"{setup.server}/t/acme/oauth"
+    found = sdk(
+        plain_base, setup.client_id, "get_end_user_mfa_status_by_client", "alice@acme.test", env={"NETRC": str(netrc)}
+    )
+    assert found["success"] is True and found["methods"] == ["totp"]
 
 
 # --- Other tenants and bad input -----------------------------------------------------------------------------------
