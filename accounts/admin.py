@@ -17,7 +17,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts import services
+from accounts import mfa, services
 from accounts.models import MfaSettings, User
 from accounts.roles import ROLE_HELP, DashboardRole, roles_of
 from audit.admin import ServiceAdminMixin
@@ -145,8 +145,10 @@ class UserAdmin(PlatformUserAdmin):
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("full_name",)}),
         ("Access", {"fields": ("is_active", "is_staff", "roles")}),
+        ("Second factors", {"fields": ("second_factors",)}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+    readonly_fields = ("last_login", "date_joined", "second_factors")
 
     actions = ["reset_second_factors"]
 
@@ -157,6 +159,18 @@ class UserAdmin(PlatformUserAdmin):
         for user in queryset:
             services.reset_factors(actor=request.user, user=user)
         self.message_user(request, f"Reset the second factors of {len(queryset)} user(s).")
+
+    @admin.display(description="Second factors")
+    def second_factors(self, obj: User) -> str:
+        """What the user has enrolled (never a secret); the action "Reset second factors" removes them all."""
+        if obj.pk is None:
+            return "—"
+        kinds = [
+            "authenticator app" if mfa.has_totp(obj) else "",
+            f"{len(mfa.passkeys_of(obj))} passkey(s)" if mfa.passkeys_of(obj) else "",
+            f"{mfa.recovery_codes_left(obj)} unused recovery code(s)" if mfa.recovery_codes_left(obj) else "",
+        ]
+        return ", ".join(k for k in kinds if k) or "none"
 
     @admin.display(description="Dashboard roles")
     def dashboard_role_names(self, obj: User) -> str:

@@ -5,7 +5,8 @@ The stable API other apps use:
 - `verified_recently(request, within=300)`: this session verified a factor of its user less than `within`
   seconds ago (in this tenant);
 - `step_up_url(request, next_url)`: the page that asks for a factor, then goes to `next_url` (same origin only);
-- `has_factor(user)`, `verify_totp(user, code)`, `mark_verified(request)`.
+- `has_factor(user)`, `verify_totp(user, code)`, `mark_verified(request)`;
+- `fresh_factor_required(within=300)`: a view decorator built on the two first.
 
 Every check that changes state (a TOTP time step used, a recovery code spent, a passkey's counter) is a service
 function of `accounts.services`, audited there. A factor belongs to a user of one schema: checks match the user's
@@ -14,13 +15,16 @@ id and email in the current schema, and the session mark names the schema and th
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -42,6 +46,7 @@ SESSION_KEY = "accounts.mfa_verified"
 _REGISTER_STATE = "accounts.mfa_passkey_register"
 _AUTH_STATE = "accounts.mfa_passkey_auth"
 DEFAULT_WITHIN = 300
+ViewFunc = Callable[..., HttpResponse]
 
 
 # --- the session's verification mark ----------------------------------------------------------------------------
@@ -101,6 +106,24 @@ def step_up_url(request: HttpRequest, next_url: str) -> str:
     """The page that asks the signed-in user for a factor (TOTP, passkey or recovery code), then redirects to
     `next_url` (kept only when same-origin)."""
     return reverse("accounts-mfa-verify") + "?" + urlencode({"next": safe_next(request, next_url)})
+
+
+def fresh_factor_required(within: int = DEFAULT_WITHIN) -> Callable[[ViewFunc], ViewFunc]:
+    """A view decorator: signed-in users only (else the tenant login), with a factor verified in the last `within`
+    seconds (else the step-up page, which comes back to this URL; a POST's body is not replayed)."""
+
+    def decorate(view: ViewFunc) -> ViewFunc:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path(), reverse("accounts-login"))
+            if not verified_recently(request, within=within):
+                return HttpResponseRedirect(step_up_url(request, request.get_full_path()))
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def security_url() -> str:

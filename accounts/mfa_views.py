@@ -5,7 +5,6 @@ user for a factor and then goes on to `next`. Writes go through `accounts.servic
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 from typing import Any
@@ -23,6 +22,7 @@ from django_otp.oath import TOTP
 
 from accounts import mfa, services
 from accounts.models import Passkey
+from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 
 _TOTP_PENDING = "accounts.mfa_totp_pending"
 _SHOW_CODES = "accounts.mfa_show_codes"
@@ -53,11 +53,10 @@ def _totp_uri(request: HttpRequest, key_hex: str) -> str:
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any] | None:
-    if len(request.body) > _MAX_JSON:
-        return None
+    """The request's JSON object (the project's one parser and its limits), or None when it is not one."""
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
+        body = parse_json(request.body or b"{}", max_bytes=_MAX_JSON)
+    except JSONBodyError:
         return None
     return body if isinstance(body, dict) else None
 
@@ -85,7 +84,10 @@ def security(request: HttpRequest) -> HttpResponse:
             services.remove_totp(actor=user, user=user)
             messages.success(request, "The authenticator app was removed.")
         elif action == "passkey_remove":
-            passkey = Passkey.objects.filter(pk=request.POST.get("passkey") or 0, user=user).first()
+            chosen = request.POST.get("passkey") or ""
+            if not chosen.isdigit():
+                return HttpResponse("Choose a passkey.", status=400)
+            passkey = Passkey.objects.filter(pk=int(chosen), user=user).first()
             if passkey is not None:
                 services.remove_passkey(actor=user, passkey=passkey)
                 messages.success(request, "The passkey was removed.")

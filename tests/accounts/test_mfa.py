@@ -7,7 +7,9 @@ import hashlib
 import time
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
+from django.http import HttpResponse
 from django.test import RequestFactory
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
@@ -159,6 +161,8 @@ def test_an_admin_resets_a_users_factors_and_it_is_audited(in_acme: Tenant) -> N
     enroll_totp(sign_in("acme", "lost@acme.test"), "acme")
     assert mfa.has_factor(user) and mfa.recovery_codes_left(user) == 10
     admin = log_in("acme", "admin@acme.test", ADMIN_PASSWORD)
+    page = admin.get(f"/t/acme/admin/accounts/user/{user.pk}/change/")
+    assert "authenticator app, 10 unused recovery code(s)" in page.content.decode()
     response = admin.post(
         "/t/acme/admin/accounts/user/",
         {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
@@ -195,3 +199,21 @@ def test_a_session_mark_of_acme_does_not_count_in_globex(acme: Tenant, globex: T
         assert not mfa.verified_recently(request, within=-1)
     with schema_context(globex.schema_name):
         assert not mfa.verified_recently(request)
+
+
+def test_fresh_factor_required_sends_to_login_then_step_up_then_lets_through(in_acme: Tenant) -> None:
+    @mfa.fresh_factor_required(within=300)
+    def approve(request):  # type: ignore[no-untyped-def]
+        return HttpResponse("approved")
+
+    user = UserFactory(email="approver@acme.test")
+    request = RequestFactory().get("/t/acme/approvals/1")
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    assert "/accounts/login/" in approve(request)["Location"]
+    request.user = user
+    assert "/account/verify/?next=" in approve(request)["Location"]
+    mfa.mark_verified(request)
+    assert approve(request).content == b"approved"
+    request.session[mfa.SESSION_KEY]["at"] -= 301  # five minutes and a second later
+    assert "/account/verify/?next=" in approve(request)["Location"]

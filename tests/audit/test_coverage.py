@@ -931,6 +931,68 @@ def _ciba(w: World) -> None:
     )
 
 
+@scenario(
+    "accounts.mfa_totp_enrolled",
+    "accounts.mfa_totp_removed",
+    "accounts.mfa_recovery_codes_generated",
+    "accounts.mfa_verified",
+    "accounts.mfa_verification_failed",
+    "accounts.mfa_passkey_added",
+    "accounts.mfa_passkey_removed",
+    "accounts.mfa_factors_reset",
+    "accounts.mfa_settings_created",
+    "accounts.mfa_settings_changed",
+)
+def _second_factors(w: World) -> None:
+    from accounts import services as account_services
+    from accounts.models import MfaSettings, Passkey
+    from tests.support.mfa import code, enroll_totp, sign_in
+
+    with schema_context(w.acme.schema_name):
+        user = UserFactory(email="factors@acme.test")
+        client = sign_in("acme", "factors@acme.test")
+        key, _ = enroll_totp(client, "acme")  # the security page: TOTP, then recovery codes
+        assert latest(w.acme, "accounts.mfa_totp_enrolled").data == {"user": "factors@acme.test"}
+        assert latest(w.acme, "accounts.mfa_recovery_codes_generated").data["count"] == 10
+        verify = "/t/acme/account/verify/"
+        assert client.post(verify, {"method": "totp", "code": code(key, 1)}).status_code == 302
+        assert latest(w.acme, "accounts.mfa_verified").data["method"] == "totp"
+        assert client.post(verify, {"method": "recovery", "code": "AAAA-BBBB-CCCC-DDDD"}).status_code == 400
+        assert latest(w.acme, "accounts.mfa_verification_failed").outcome == "failure"
+        assert client.post("/t/acme/account/security/", {"action": "totp_remove"}).status_code == 302
+        assert latest(w.acme, "accounts.mfa_totp_removed").actor_label == "factors@acme.test"
+        # Passkeys come from a browser ceremony (tests/browser/test_passkeys.py); here the service it ends in.
+        passkey = account_services.add_passkey(
+            actor=user,
+            user=user,
+            name="Key",
+            credential_id=b"id",
+            credential_data=b"d",
+            rp_id="localhost",
+            sign_count=0,
+        )
+        assert latest(w.acme, "accounts.mfa_passkey_added").data["rp_id"] == "localhost"
+        account_services.remove_passkey(actor=user, passkey=Passkey.objects.get(pk=passkey.pk))
+        assert latest(w.acme, "accounts.mfa_passkey_removed").data["name"] == "Key"
+    listing = "/t/acme/admin/accounts/user/"
+    assert w.admin.post(listing, {"action": "reset_second_factors", "_selected_action": [user.pk]}).status_code == 302
+    assert latest(w.acme, "accounts.mfa_factors_reset").data["recovery_codes"] == 10
+    with schema_context(w.acme.schema_name):
+        MfaSettings.objects.all().delete()
+    added = w.admin.post("/t/acme/admin/accounts/mfasettings/add/", {})
+    assert added.status_code == 302
+    assert latest(w.acme, "accounts.mfa_settings_created").actor_label == "admin@acme.test"
+    with schema_context(w.acme.schema_name):
+        row = MfaSettings.objects.get()
+    changed = w.admin.post(f"/t/acme/admin/accounts/mfasettings/{row.pk}/change/", {"require_for_staff": "on"})
+    assert changed.status_code == 302
+    assert latest(w.acme, "accounts.mfa_settings_changed").data["changes"] == {
+        "require_for_staff": {"before": False, "after": True}
+    }
+    # From now on this admin's session (no factor verified) is sent to set one up.
+    assert w.admin.get("/t/acme/admin/").status_code == 302
+
+
 # --- the tests --------------------------------------------------------------------------------------------------------
 
 

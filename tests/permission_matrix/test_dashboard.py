@@ -26,7 +26,7 @@ from django_tenants.utils import schema_context
 from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
 
 import audit
-from accounts.models import User
+from accounts.models import MfaSettings, User
 from audit.models import AuditCheckpoint, AuditSettings, AuditSink
 from authsec_site.admin_sites import platform_admin
 from mcp_endpoint.models import AuthSession
@@ -198,7 +198,7 @@ TENANT: dict[str, Pages] = {
         lambda: UserFactory(email=f"{MARK}@acme.test"),
         BY_NAME,
         add=USER_ADD,
-        actions=DELETE,
+        actions={**DELETE, "reset_second_factors": Action(("change",), "Reset the second factors of 1 user(s).")},
         views=(
             View(
                 "rbac_effective_permissions",
@@ -231,6 +231,13 @@ TENANT: dict[str, Pages] = {
         add=None,
         delete=False,
         actions={**NO_DELETE, "rotate_now": Action(("change",), "is current.")},
+    ),
+    "accounts.mfasettings": Pages(
+        lambda: MfaSettings.objects.create(),
+        # The add page while the tenant has none (it has one row at most).
+        delete=False,
+        prepare=lambda: MfaSettings.objects.all().delete(),  # type: ignore[func-returns-value]
+        actions=NO_DELETE,
     ),
     "oauth.providersettings": Pages(
         ProviderSettings.current,
