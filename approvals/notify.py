@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection
 
 from approvals import services, signing
 from approvals.models import ApprovalRequest, ApprovalSettings
@@ -32,7 +31,7 @@ def payload(request: ApprovalRequest) -> dict[str, Any]:
     return {
         "id": uuid.uuid4().hex,  # this delivery (receivers may refuse one they have seen)
         "type": "approval.requested",
-        "tenant": connection.tenant.slug,
+        "tenant": services.tenant_slug(),
         "approval": {
             "id": str(request.id),
             "kind": request.kind,

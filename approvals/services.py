@@ -43,6 +43,7 @@ from audit.writes import service
 from authsec_site.lib import vault
 from rbac.models import Application, Role, ToolPolicy
 from rbac.pin_definitions import canonical_json
+from tenants.models import Tenant
 
 Mode = ApprovalRequest.Mode
 Status = ApprovalRequest.Status
@@ -183,7 +184,15 @@ def status(request_id: uuid.UUID | str) -> RequestStatus | None:
 def approval_path(request: ApprovalRequest | uuid.UUID | str) -> str:
     """The path of the approval page of `request` in the current tenant."""
     request_id = request.id if isinstance(request, ApprovalRequest) else request
-    return f"/t/{connection.tenant.slug}/approvals/{request_id}/"
+    return f"/t/{tenant_slug()}/approvals/{request_id}/"
+
+
+def tenant_slug() -> str:
+    """The slug of the current schema's tenant (a `schema_context` sets no real tenant object)."""
+    slug = getattr(connection.tenant, "slug", None)
+    if slug:
+        return str(slug)
+    return str(Tenant.objects.values_list("slug", flat=True).get(schema_name=connection.schema_name))
 
 
 # --- Writes ---------------------------------------------------------------------------------------------------------

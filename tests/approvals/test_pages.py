@@ -169,4 +169,3 @@ def test_a_denial_is_final(world) -> None:  # type: ignore[no-untyped-def]
     second, _ = _fresh("second@acme.test")
     again = second.post(f"/t/acme/approvals/{world['request'].pk}/decide", {"decision": "approve"})
     assert again.status_code == 409 and _status(world) == "denied"
-

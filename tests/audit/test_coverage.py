@@ -996,6 +996,68 @@ def _second_factors(w: World) -> None:
 # --- the tests --------------------------------------------------------------------------------------------------------
 
 
+# --- approvals ------------------------------------------------------------------------------------------------------
+
+
+@scenario(
+    "approval.requested",
+    "approval.notified",
+    "approval.approval_recorded",
+    "approval.approved",
+    "approval.denied",
+    "approval.expired",
+    "approval.used",
+)
+def _approvals(w: World) -> None:
+    from approvals import notify
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+    from rbac.models import ToolPolicy
+
+    with schema_context(w.acme.schema_name):
+        role = RoleFactory(name="coverage-approver")
+        caller, ann, ben = (UserFactory(email=f"{n}-cov@acme.test") for n in ("caller", "ann", "ben"))
+        for user in (ann, ben):
+            rbac.grant_role(actor="tests", role=role, user=user)
+        policy = ToolPolicy.objects.create(
+            application=ApplicationFactory(slug="cov-ops"),
+            tool_name="deploy",
+            approval="others_n",
+            approval_count=2,
+            approval_role="coverage-approver",
+        )
+        first = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 1})
+        assert latest(w.acme, "approval.requested").data["approval_id"] == str(first.pk)
+        notify.notify_request(str(first.pk))
+        assert latest(w.acme, "approval.notified").data["channels"]["email"]["sent"] == 1
+        approvals.decide(first, ann, True)
+        assert latest(w.acme, "approval.approval_recorded").data["approvals"] == 1
+        approvals.decide(first, ben, True)
+        assert latest(w.acme, "approval.approved").data["approvers"] == ["ann-cov@acme.test", "ben-cov@acme.test"]
+        used = approvals.consume(
+            caller=caller, application=policy.application, tool_name="deploy", args_hash=first.args_hash, used_by="r1"
+        )
+        assert used is not None and latest(w.acme, "approval.used").data["used_by"] == "r1"
+        second = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 2})
+        approvals.decide(second, ann, False)
+        assert latest(w.acme, "approval.denied").actor_label == "ann-cov@acme.test"
+        third = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 3})
+        ApprovalRequest.objects.filter(pk=third.pk).update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        assert approvals.expire_due() == 1
+        assert latest(w.acme, "approval.expired").data["approval_id"] == str(third.pk)
+
+
+@scenario("approval.settings_changed")
+def _approval_settings(w: World) -> None:
+    page = "/t/acme/admin/approvals/approvalsettings/1/change/"
+    assert w.admin.get("/t/acme/admin/approvals/approvalsettings/").status_code == 302
+    response = w.admin.post(page, {"email_enabled": "on", "webhook_url": "", "webhook_secret": "x" * 40})
+    assert response.status_code == 302, response.content[:2000]
+    event = latest(w.acme, "approval.settings_changed")
+    assert event.actor_label == "admin@acme.test" and event.data["webhook_secret_version"] >= 1
+    assert "x" * 40 not in json.dumps(event.data)
+
+
 def test_every_catalogued_kind_of_event_has_a_scenario() -> None:
     assert set(SCENARIOS) == set(EVENT_KINDS)
 

@@ -27,6 +27,7 @@ from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
 
 import audit
 from accounts.models import MfaSettings, User
+from approvals.models import ApprovalSettings
 from audit.models import AuditCheckpoint, AuditSettings, AuditSink
 from authsec_site.admin_sites import platform_admin
 from mcp_endpoint.models import AuthSession
@@ -146,6 +147,9 @@ AUDIT = {
     "audit.auditcheckpoint": Pages(_checkpoint, BY_NAME, add=None, delete=False),
     # Its changelist opens the one row.
     "audit.auditsettings": Pages(AuditSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE),
+    "approvals.approvalsettings": Pages(
+        ApprovalSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE
+    ),
 }  # fmt: skip
 
 TENANT: dict[str, Pages] = {
