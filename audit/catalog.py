@@ -63,6 +63,10 @@ EVENT_KINDS: dict[str, str] = {
     "oauth.token_revoked_by_admin": "oauth.services.revoke_tokens: the dashboard's revoke action on access or refresh "
     "tokens (one event per token: kind, token_id, client_id, user)",
     "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
+    "oauth.ciba_token_issued": "oauth.services.issue_backchannel_token: a CIBA client's token after the user approved "
+    "(grant ciba) or after a TOTP code (grant totp) (data: client_id, grant, scope, jti, auth_req_id)",
+    "oauth.ciba_client_auth_failed": "oauth.backchannel.authenticate: a CIBA endpoint called without valid client "
+    "credentials, or by a client that may not use CIBA (outcome deny; data: client_id, endpoint, reason)",
     "oauth.refresh_reuse_detected": "a rotated refresh token used again: its whole family is revoked (outcome deny)",
     "oauth.client_registered": "dynamic client registration (RFC 7591; data: status active or pending)",
     "oauth.client_approved": "oauth.client_services.set_client_status: dashboard home button or list action "

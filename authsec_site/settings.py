@@ -480,6 +480,10 @@ SERVICES_HTTP_TIMEOUT = env_int("SERVICES_HTTP_TIMEOUT", 10, minimum=1)
 # Requests per minute per SDK client id (all endpoints), and logins started (oauth_start / start) per minute.
 SDKMGR_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
+# The SDK's CIBA client (CIBAClient, under /t/<tenant>/oauth/; docs/ciba.md): how long a backchannel sign-in request
+# waits for its user (and the most a client may ask for), and the seconds a client waits between two polls.
+CIBA_REQUEST_SECONDS = env_int("CIBA_REQUEST_SECONDS", 300, minimum=30)
+CIBA_POLL_INTERVAL = env_int("CIBA_POLL_INTERVAL", 5, minimum=1)
 # --- end of AuthSec SDK compatibility ---------------------------------------------------------------------------
 
 # --- Prometheus metrics (/metrics; docs/observability.md) --------------------------------------------------------

@@ -7,8 +7,10 @@ fails until both exist. (MCP tool calls, credentials and SVIDs come with their f
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -20,6 +22,7 @@ from oauth2_provider.models import get_access_token_model
 
 import audit
 from accounts.models import User
+from approvals import services as approvals
 from audit.catalog import EVENT_KINDS
 from audit.models import AuditEvent, AuditSettings
 from audit.retention import archive_expired_events
@@ -27,7 +30,14 @@ from audit.tasks import archive_schema_events
 from rbac import services as rbac
 from tenants.models import Tenant
 from tenants.services import set_tenant_active
-from tests.factories import ApplicationFactory, GroupFactory, RoleFactory, ScopeFactory, UserFactory
+from tests.factories import (
+    ApplicationFactory,
+    GroupFactory,
+    OAuthClientFactory,
+    RoleFactory,
+    ScopeFactory,
+    UserFactory,
+)
 from tests.support.accounts import ADMIN_PASSWORD, log_in
 from tests.support.oauth import REDIRECT, authorize_params, exchange, get_code, pkce, token_request
 from tests.support.oauth import login as end_user_login
@@ -892,6 +902,33 @@ def _auth_session_revoked(w: World) -> None:
     event = latest(w.acme, "mcp.auth_session_revoked")
     assert event.actor_label == "admin@acme.test"
     assert event.data == {"application": "demo", "session": session.state[:16]}
+
+
+@scenario("oauth.ciba_token_issued", "oauth.ciba_client_auth_failed")
+def _ciba(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    secret = secrets.token_urlsafe(32)
+    with schema_context(w.acme.schema_name):
+        ciba = OAuthClientFactory(machine=True, name="Voice agent", client_secret=secret, is_ciba_client=True)
+        alice = User.objects.get(email="alice@acme.test")
+    base = "/t/acme/oauth/authsec/uflow/auth/workspace/ciba"
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{ciba.client_id}:{secret}".encode()).decode()}
+    refused = Client().post(f"{base}/initiate", {"email": "alice@acme.test"}, content_type="application/json")
+    assert refused.status_code == 401
+    failed = latest(w.acme, "oauth.ciba_client_auth_failed")
+    assert (failed.outcome, failed.data["reason"]) == ("deny", "no credentials")
+    started = Client().post(f"{base}/initiate", {"email": "alice@acme.test"}, content_type="application/json", **auth)
+    auth_req_id = started.json()["auth_req_id"]
+    with schema_context(w.acme.schema_name):
+        approvals.decide(approvals.get_request(auth_req_id), alice, True)
+    body = {"auth_req_id": auth_req_id}
+    assert Client().post(f"{base}/token", body, content_type="application/json", **auth).status_code == 200
+    issued = latest(w.acme, "oauth.ciba_token_issued")
+    assert (issued.actor_label, issued.data["grant"], issued.data["auth_req_id"]) == (
+        "alice@acme.test",
+        "ciba",
+        auth_req_id,
+    )
 
 
 @scenario(
