@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django_tenants.utils import schema_context
 
 from audit.pipeline.wire import QueuedEvent
@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 RETRY_DELAY = 0.5
 HEALTHY_FOR = 1.0  # seconds after a committed batch during which the audit process trusts its connection
+MAX_OUTAGE_DELAY = 2.0  # seconds between tries while the database is unreachable
 
 
 class _Connection:
@@ -38,6 +39,18 @@ class _Connection:
             connection.set_schema(schema)
 
 
+class DatabaseUnavailable(Exception):
+    """The database could not be reached for the whole of a writer's patience: the events were not written."""
+
+
+class _Unreachable(Exception):
+    """Some tenants' events met an unreachable database (the others were written or failed on their own)."""
+
+    def __init__(self, failed: list[QueuedEvent], unreachable: list[QueuedEvent], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.failed, self.unreachable = failed, unreachable
+
+
 def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[QueuedEvent]:
     """Write `events` (sync); return the ones that could not be written.
 
@@ -48,6 +61,8 @@ def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[
     for event in events:
         by_schema.setdefault(event.schema, []).append(event)
     failed: list[QueuedEvent] = []
+    unreachable: list[QueuedEvent] = []
+    cause: Exception | None = None
     for schema, batch in by_schema.items():
         entries = [
             Entry(
@@ -70,23 +85,57 @@ def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[
                 with schema_context(schema):
                     record_many(entries)
             metrics.audit_batch(len(entries), started)
+        except (OperationalError, InterfaceError) as exc:
+            unreachable.extend(batch)  # the database is unreachable (or restarting): not the events' fault
+            cause = exc
         except Exception:
             logger.exception("Could not write %d queued audit events for %s", len(batch), schema)
             failed.extend(batch)
+    if cause is not None:
+        raise _Unreachable(failed, unreachable, cause)
     return failed
 
 
-def write_with_retries(events: list[QueuedEvent], *, delay: float = RETRY_DELAY, dedicated: bool = False) -> None:
+def _write_through_outages(
+    events: list[QueuedEvent], dedicated: bool, patience: float | None, delay: float
+) -> list[QueuedEvent]:
+    """`write_events`, tried again while the database is unreachable, for up to `patience` seconds (None: until
+    it is back); raises `DatabaseUnavailable` when patience runs out."""
+    started, wait = time.monotonic(), delay
+    failed: list[QueuedEvent] = []
+    while True:
+        try:
+            return failed + write_events(events, dedicated=dedicated)
+        except _Unreachable as exc:
+            failed.extend(exc.failed)
+            events = exc.unreachable
+            if patience is not None and time.monotonic() - started + wait > patience:
+                raise DatabaseUnavailable(str(exc)) from exc
+            logger.warning("Audit writer: database unavailable (%s); trying again in %.1fs", exc, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, MAX_OUTAGE_DELAY)
+            close_old_connections()
+
+
+def write_with_retries(
+    events: list[QueuedEvent],
+    *,
+    delay: float = RETRY_DELAY,
+    dedicated: bool = False,
+    patience: float | None = None,
+) -> None:
     """Write `events`, retrying what fails `MAX_ATTEMPTS` times in all; then log what is given up.
 
     A batch is all or nothing per tenant, so retries write the failed events one by one: one event that cannot
-    be written (a bug elsewhere) does not take the others down with it."""
-    events = write_events(events, dedicated=dedicated)
+    be written (a bug elsewhere) does not take the others down with it. An unreachable database is no fault of
+    the events: it is waited for (`patience` seconds, None: as long as it takes), then `DatabaseUnavailable`
+    is raised with nothing given up, so the caller keeps the events (their spool segment stays)."""
+    events = _write_through_outages(events, dedicated, patience, delay)
     for attempt in range(2, MAX_ATTEMPTS + 1):
         if not events:
             return
         time.sleep(delay * (attempt - 1))
-        events = [event for single in events for event in write_events([single], dedicated=dedicated)]
+        events = [event for single in events for event in _write_through_outages([single], dedicated, patience, delay)]
     metrics.AUDIT_EVENTS_DROPPED.inc(len(events))
     for event in events:
         logger.error("Dropping audit event after %d attempts: %s %s", MAX_ATTEMPTS, event.action, event.data)
