@@ -7,8 +7,8 @@ on a free port.
   started again on the same port (a restart loses its data, as a real one without persistence does).
 - `ThrowawayPostgres`: a cluster of our own (``initdb`` + ``pg_ctl`` as the ``postgres`` user when run as
   root, which initdb refuses), restarted with ``pg_ctl restart -m fast``.
-- `ThrowawayOpenBao`: an OpenBao with file storage in a temp dir, initialised and unsealed here, so a stop
-  and a start keep its data (a dev server forgets everything).
+- `ThrowawayOpenBao`: an OpenBao with single-node raft storage in a temp dir (OpenBao 2 has no "file"
+  storage), initialised and unsealed here, so a stop and a start keep its data (a dev server forgets all).
 - `TcpGate`: a TCP relay in front of a service of the test suite. Closing it resets every open connection and
   refuses new ones, which is what a client sees of a stopped or restarting server; the server behind it never
   stops. The tests use it where the service holds the suite's data (the tenants' keys, AppRoles and rows live
@@ -227,10 +227,10 @@ class ThrowawayPostgres:
 
 
 class ThrowawayOpenBao:
-    """OpenBao with file storage in a temp dir: initialised once, unsealed at every start (data kept)."""
+    """OpenBao with raft storage in a temp dir: initialised once, unsealed at every start (data kept)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port, self.cluster_port = free_port(), free_port()
         self.addr = f"http://127.0.0.1:{self.port}"
         self.home = Path(tempfile.mkdtemp(prefix="authsec-bao-"))
         self.proc: subprocess.Popen | None = None
@@ -250,10 +250,12 @@ class ThrowawayOpenBao:
 
     def start(self) -> ThrowawayOpenBao:
         config = self.home / "config.hcl"
+        (self.home / "data").mkdir(exist_ok=True, mode=0o700)
         config.write_text(
-            f'storage "file" {{ path = "{self.home / "data"}" }}\n'
-            f'listener "tcp" {{ address = "127.0.0.1:{self.port}" tls_disable = true }}\n'
-            "disable_mlock = true\n"
+            f'storage "raft" {{\n  path = "{self.home / "data"}"\n  node_id = "faults"\n}}\n'
+            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
+            f'api_addr = "{self.addr}"\ncluster_addr = "http://127.0.0.1:{self.cluster_port}"\n'
+            "disable_mlock = true\nui = false\n"
         )
         binary = Path(sys.executable).parent / "bao"
         log = (self.home / "log").open("ab")
@@ -272,10 +274,11 @@ class ThrowawayOpenBao:
         return self
 
     def _active(self) -> bool:
+        """Unsealed and the active node (a raft node needs a moment after unsealing)."""
         try:
             with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=2) as response:  # noqa: S310
                 return response.status == 200
-        except urllib.error.HTTPError:
+        except (urllib.error.URLError, OSError):
             return False
 
     def _kv_mounted(self) -> bool:
