@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import os
 import random
 import secrets
@@ -286,6 +287,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one scripted run, read top to bottom
             "VAULT_ADDR": bao.addr,
             "VAULT_TOKEN": bao.token,
             "DEBUG": "0",
+            "AUTHSEC_PUBLIC_URL": "http://127.0.0.1",  # the topology's processes get HAProxy's
             "SECRET_KEY": secrets.token_urlsafe(50),
             "AUTHSEC_DEMO_PASSWORD": PASSWORD,
             "AUDIT_SPOOL_DIR": str(work / "spool"),
@@ -294,12 +296,14 @@ def main() -> int:  # noqa: C901, PLR0915 - one scripted run, read top to bottom
             done = manage(env, *args)
             if done.returncode != 0:
                 raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "VAULT_ADDR", "VAULT_TOKEN", "DEBUG",
-                                                "SECRET_KEY", "AUTHSEC_DEMO_PASSWORD")})  # fmt: skip
+        names = ("DATABASE_URL", "REDIS_URL", "VAULT_ADDR", "VAULT_TOKEN", "DEBUG", "SECRET_KEY",
+                 "AUTHSEC_DEMO_PASSWORD", "AUTHSEC_PUBLIC_URL")  # fmt: skip
+        os.environ.update({name: env[name] for name in names})
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
         import django
 
         django.setup()
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
         backing = Backing(database_url, redis.url, bao.addr, bao.token)
         topology = Topology(backing, workdir=work / "topology", env={"AUDIT_SPOOL_DIR": str(work / "spool")})
         topology.start()
