@@ -73,9 +73,12 @@ class Spool:
         self._fd = -1
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, mode=0o700)
-        self.lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        # Made under a hidden name and renamed once locked: an adopter never sees it unlocked.
+        making = self.parent / f".{self.directory.name}"
+        making.mkdir(parents=True, mode=0o700)
+        self.lock_fd = os.open(making / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        making.rename(self.directory)
         self._next_segment()
 
     def _next_segment(self) -> None:
@@ -123,7 +126,11 @@ class Spool:
         remove those directories; how many events were adopted."""
         adopted = 0
         try:
-            siblings = [path for path in self.parent.iterdir() if path.is_dir() and path != self.directory]
+            siblings = [
+                path
+                for path in self.parent.iterdir()
+                if path.is_dir() and path != self.directory and not path.name.startswith(".")
+            ]
         except FileNotFoundError:
             return adopted
         for directory in siblings:
