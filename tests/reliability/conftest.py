@@ -90,7 +90,13 @@ class Faults:
         return get_tokens(self.node, self.committed, "alice@acme.test", scope=scope)  # type: ignore[arg-type]
 
     def mcp(
-        self, method: str, params: dict[str, Any], token: str | None, tenant: str = "acme", agent: str = ""
+        self,
+        method: str,
+        params: dict[str, Any],
+        token: str | None,
+        tenant: str = "acme",
+        agent: str = "",
+        app: str = "demo",
     ) -> httpx2.Response:
         meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -103,7 +109,7 @@ class Faults:
             headers["Mcp-Name"] = params["name"]
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx2.post(f"{self.node.url}/t/{tenant}/mcp/demo", json=body, headers=headers, timeout=30)
+        return httpx2.post(f"{self.node.url}/t/{tenant}/mcp/{app}", json=body, headers=headers, timeout=30)
 
     def refresh(self, refresh_token: str) -> httpx2.Response:
         return httpx2.post(

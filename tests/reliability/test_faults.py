@@ -88,6 +88,7 @@ def test_while_postgres_restarts_clients_get_503s_and_no_answered_call_loses_its
             rpc_outcome(faults.mcp("tools/call", HELLO, tokens["access_token"], agent=agent)) == "ok" for _ in range(10)
         )
         login_tool = faults.mcp("tools/call", {"name": "oauth_start", "arguments": {}}, None)
+        unknown_endpoint = faults.mcp("tools/list", {}, None, app="never-looked-up")  # needs the database
         refreshed = faults.refresh(tokens["refresh_token"])
         page = httpx2.get(f"{faults.node.url}/t/acme/accounts/login/", headers={"Accept": "text/html"}, timeout=30)
     finally:
@@ -96,6 +97,8 @@ def test_while_postgres_restarts_clients_get_503s_and_no_answered_call_loses_its
     assert calls == 10
     assert rpc_outcome(login_tool) == "tool error"  # a tool result saying so, in the protocol
     assert "unavailable" in login_tool.text or "try again" in login_tool.text, login_tool.text
+    assert unknown_endpoint.status_code == 503 and unknown_endpoint.headers["Retry-After"] == "5"
+    assert rpc_outcome(unknown_endpoint).startswith("HTTP 503 JSON-RPC -32603 Service unavailable: The database")
     assert refreshed.status_code == 503 and refreshed.headers["Retry-After"] == "5"
     assert refreshed.json()["error"] == "temporarily_unavailable"
     assert page.status_code == 503 and "Temporarily unavailable" in page.text and "Traceback" not in page.text
