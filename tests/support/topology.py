@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
+HAPROXY_ERRORS = ROOT / "deploy" / "haproxy-errors"
 HAPROXY = "/usr/sbin/haproxy"
 NODE_HEADER = "X-AuthSec-Node"  # set by HAProxy when AUTHSEC_LB_SHOW_NODE=1: the server name (web1, web2, …)
 _NODES_BLOCK = re.compile(r"^(?P<indent>[ \t]*)# BEGIN web nodes\n.*?^[ \t]*# END web nodes\n", re.M | re.S)
@@ -219,6 +220,7 @@ class Topology:
             "AUTHSEC_LB_ADMIN_SOCKET": str(self.admin_socket),
             "AUTHSEC_LB_SHOW_NODE": "1",
             "AUTHSEC_LB_MAXCONN": "2000",  # within a test machine's open-files limit
+            "AUTHSEC_LB_ERRORS": str(HAPROXY_ERRORS),
         }
         self.haproxy = Proc("haproxy", [HAPROXY, "-db", "-f", str(cfg)], lb_env, self.workdir / "haproxy.log",
                             self.lb_port)  # fmt: skip

@@ -12,7 +12,9 @@ from typing import Any
 
 import anyio
 import httpx2
+import jwt as pyjwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django_tenants.utils import schema_context
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -22,10 +24,11 @@ from accounts.models import User
 from mcp_endpoint.login import LOGIN_CLIENT_ID, LOGIN_TOOLS
 from mcp_endpoint.models import AuthSession
 from oauth.models import Client as OAuthClient
+from oauth.models import SigningKey
 from tests.support.accounts import ADMIN_PASSWORD
 from tests.support.admin_form import AdminForm
 from tests.support.live import LiveServer
-from tests.support.mcp import EXPECTED, JSON_RPC, Committed, get_tokens, hidden_fields, modern_rpc
+from tests.support.mcp import EXPECTED, JSON_RPC, Committed, commit_in_acme, get_tokens, hidden_fields, modern_rpc
 from tests.support.mcp_login import authorize, confirmation_page, sign_in, submit
 from tests.support.topology import NODE_HEADER, Proc, Topology
 
@@ -127,6 +130,15 @@ def tool_names(response: httpx2.Response) -> set[str]:
     return {tool["name"] for tool in response.json()["result"]["tools"]}
 
 
+def kid_of(token: str) -> str:
+    return pyjwt.get_unverified_header(token)["kid"]
+
+
+def signing_key_pk(kid: str) -> int:
+    with schema_context("tenant_acme"):
+        return SigningKey.objects.get(kid=kid).pk
+
+
 def user_id(email: str) -> int:
     with schema_context("tenant_acme"):
         return User.objects.get(email=email).pk
@@ -197,6 +209,29 @@ def test_a_login_tool_session_started_on_one_node_is_completed_and_used_on_the_o
         with topology.only(name):
             hello, served = mcp_call(url, "hello", headers=session)
         assert hello.content[0].text == "Hello, alice@acme.test!" and nodes_of(served) == {name}
+
+
+def test_the_nodes_take_the_client_address_haproxy_appends_and_ignore_the_clients_own_hops(
+    topology: Topology, committed: Committed
+) -> None:
+    """deploy/haproxy.cfg appends the client's address to X-Forwarded-For and the nodes trust only HAProxy's
+    (TRUSTED_PROXIES): a client connecting from 127.0.0.5 that writes its own hop is recorded as 127.0.0.5."""
+    served: Served = []
+
+    async def main() -> dict[str, Any]:
+        http = httpx2.AsyncClient(
+            transport=httpx2.AsyncHTTPTransport(local_address="127.0.0.5"),
+            headers={"X-Forwarded-For": "203.0.113.9"},
+            timeout=30,
+            event_hooks={"response": [async_recorder(served)]},
+        )
+        async with http, Client(streamable_http_client(endpoint(topology.url), http_client=http), cache=None) as client:
+            return as_json(await client.call_tool("oauth_start", {}))
+
+    started = anyio.run(main)
+    assert nodes_of(served) <= set(topology.nodes)
+    with schema_context("tenant_acme"):
+        assert AuthSession.objects.get(pk=started["session_id"]).started_ip == "127.0.0.5"
 
 
 # --- Handshake-era MCP sessions (2025-11-25) ---------------------------------------------------------------------
@@ -323,6 +358,67 @@ def test_a_user_deactivated_on_one_node_is_refused_by_the_others_next_request(
         assert saved.status_code == 302, saved.text[:3000]
     refused = list_with(endpoint(b.url), token)
     assert refused.status_code == 401, refused.text
+
+
+def test_a_key_rotated_on_one_node_signs_tokens_the_other_accepts_at_once(
+    topology: Topology, committed: Committed
+) -> None:
+    """Node B looked up the tenant's keys a moment ago (a token with a kid it does not know makes it look, and
+    it then waits JWKS_REFETCH_INTERVAL before looking again for unknown kids). A key rotated meanwhile on node A
+    moves the tenant's issuance version, so B looks again for the new key's first token instead of refusing it."""
+    a, b = topology.nodes["web1"], topology.nodes["web2"]
+    old_kid = kid_of(get_tokens(lb(topology), committed, "bob@acme.test")["access_token"])
+    try:
+        with dashboard(a) as admin:
+            changelist = admin.get("/t/acme/admin/oauth/signingkey/")
+            assert changelist.status_code == 200, changelist.text[:2000]
+            stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            headers = {"kid": "no-such-key", "typ": "at+jwt"}
+            unknown = pyjwt.encode({"sub": "1"}, stranger, algorithm="RS256", headers=headers)
+            assert list_with(endpoint(b.url), unknown).status_code == 401
+            rotated = admin.post(
+                "/t/acme/admin/oauth/signingkey/",
+                data={
+                    "action": "rotate_now",
+                    "_selected_action": [signing_key_pk(old_kid)],
+                    "csrfmiddlewaretoken": hidden_fields(changelist.text)["csrfmiddlewaretoken"],
+                },
+            )
+            assert rotated.status_code == 302, rotated.text[:2000]
+        token = get_tokens(lb(topology), committed, "bob@acme.test")["access_token"]
+        assert kid_of(token) != old_kid
+        assert tool_names(list_with(endpoint(b.url), token)) == EXPECTED["bob@acme.test"] | LOGIN_TOOLS
+    finally:
+        commit_in_acme(partial(reinstate_signing_key, old_kid))
+
+
+def reinstate_signing_key(kid: str) -> None:
+    """Make `kid` the only current key again, as the session made it (tests elsewhere count the published keys).
+    Saved through the model, so every process's copies of the keys are dropped (`oauth.issuance`)."""
+    for newer in SigningKey.objects.filter(retired_at__isnull=True).exclude(kid=kid):
+        newer.delete()
+    key = SigningKey.objects.get(kid=kid)
+    key.retired_at = key.expires_at = None
+    key.save()
+
+
+def test_with_no_node_up_haproxy_answers_a_json_rpc_503(topology: Topology, committed: Committed) -> None:
+    """What HAProxy answers itself is JSON like the nodes' errors (deploy/haproxy-errors/), never an HTML page."""
+    token = get_tokens(lb(topology), committed, "bob@acme.test")["access_token"]
+    for name in topology.nodes:
+        topology.set_lb_state(name, "maint")
+    try:
+        answer = list_with(endpoint(topology.url), token)
+    finally:
+        for name in topology.nodes:
+            topology.set_lb_state(name, "ready")
+            topology.wait_lb(name, up=True)
+    assert answer.status_code == 503 and answer.headers["content-type"] == "application/json", answer.text
+    assert answer.headers["retry-after"] == "5"
+    error = answer.json()
+    assert error["jsonrpc"] == "2.0" and error["id"] is None and error["error"]["code"] == -32000
+    assert error["error"]["message"].startswith("Service unavailable")
+    assert tool_names(list_with(endpoint(topology.url), token)) == EXPECTED["bob@acme.test"] | LOGIN_TOOLS
 
 
 # --- Nothing bound to one process ----------------------------------------------------------------------------------
