@@ -173,7 +173,7 @@ class ThrowawayPostgres:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.home = Path(tempfile.mkdtemp(prefix="authsec-pg-"))
+        self.home = Path(tempfile.mkdtemp(prefix="authsec-faults-pg-"))
         self.data = self.home / "data"
         self.bin = postgres_bin_dir()
         self.url_base = f"postgres://postgres@127.0.0.1:{self.port}"
@@ -232,7 +232,7 @@ class ThrowawayOpenBao:
     def __init__(self) -> None:
         self.port, self.cluster_port = free_port(), free_port()
         self.addr = f"http://127.0.0.1:{self.port}"
-        self.home = Path(tempfile.mkdtemp(prefix="authsec-bao-"))
+        self.home = Path(tempfile.mkdtemp(prefix="authsec-faults-bao-"))
         self.proc: subprocess.Popen | None = None
         self.token = ""
         self._unseal_key = ""
