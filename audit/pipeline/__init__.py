@@ -14,8 +14,8 @@ What is not lost (docs/audit.md#what-is-promised):
   deleted only after its batch is committed. A SIGKILL of the web process, of its audit process or of both
   leaves the segments; the node's next start, or another node sharing the spool root, adopts and writes them;
 - a clean shutdown: the lifespan flushes, closes the pipe and waits for the last acknowledgement;
-- the audit process dying: batches it has not acknowledged are sent again to its replacement (a batch that
-  was committed just before the crash can then appear twice: duplicated rather than lost);
+- the audit process dying: batches it has not acknowledged are sent again to its replacement, marked as
+  adopted like a dead process's spool, so an event committed just before the crash is not written twice;
 - the database away (a restart, an outage): writers wait for it, as long as it takes, with the events in the
   spool; a write that fails for any other reason is retried `write.MAX_ATTEMPTS` times, then logged with the
   events' content, never silently dropped.

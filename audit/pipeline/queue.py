@@ -16,7 +16,7 @@ from django.db import connections
 
 from audit.pipeline.spool import ADOPT_INTERVAL, Spool
 from audit.pipeline.supervisor import AuditProcess
-from audit.pipeline.wire import decode_event, encode_event
+from audit.pipeline.wire import decode_event, encode_event, mark_adopted
 from audit.pipeline.write import DatabaseUnavailable, write_with_retries
 from authsec_site.lib import metrics, tracing
 from authsec_site.lib.background import background
@@ -54,6 +54,7 @@ class AuditQueue:
             asyncio.get_running_loop().run_in_executor(None, self._write_in_thread, self.take())
 
     def _put_adopted(self, blobs: list[bytes]) -> None:
+        blobs = [mark_adopted(blob) for blob in blobs]
         with self._lock:
             self._pending.extend(blobs)
             if self.spool is not None:

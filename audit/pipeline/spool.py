@@ -6,8 +6,9 @@ answer of its request leaves. A ``write`` is in the kernel's page cache once it 
 process, of its audit process or of both cannot take it back (a power loss can: segments are not fsync'd).
 Each flush closes the current segment and starts the next one; the segment's number is the batch's number on
 the pipe, and whoever writes the batch to the log (the audit process, or the writer thread) deletes the
-segment after the commit. So what is left in a spool directory is exactly what was queued and not yet
-written, and a crash between a commit and the deletion can only write a batch twice, never lose it.
+segment after the commit. So what is left in a spool directory is what was queued and not yet written, or
+(a crash between a commit and the deletion) a batch just written: adopted events are marked
+(`wire.mark_adopted`), and their writer skips those already in the log (`write`).
 
 The directory is held by an exclusive ``flock`` on its ``lock`` file, shared with the audit process (which
 inherits the descriptor): the lock is free only once both are gone. A process that finds a free lock in a

@@ -10,7 +10,7 @@ import sys
 from django.conf import settings
 
 from audit.pipeline.spool import Spool
-from audit.pipeline.wire import decode_batch, pack_batch, unpack_batch
+from audit.pipeline.wire import decode_batch, mark_adopted, pack_batch, unpack_batch
 from authsec_site.lib import metrics
 
 logger = logging.getLogger(__name__)
@@ -117,8 +117,11 @@ class AuditProcess:
             failures = 0
             self._proc, self.pid = proc, proc.pid
             self._ready = True
-            for seq, (_, payload) in list(self._unacked.items()):  # what the previous process did not acknowledge
-                self._write(seq, payload)
+            for seq, (count, payload) in list(self._unacked.items()):  # what the previous process did not acknowledge
+                # Marked adopted: the previous process may have committed it just before it died.
+                resent = pack_batch([mark_adopted(blob) for blob in unpack_batch(payload)])
+                self._unacked[seq] = (count, resent)
+                self._write(seq, resent)
             if self._closing and proc.stdin is not None:
                 proc.stdin.close()  # closed while it was starting: it writes the backlog, then exits
             await self._read_acks(proc)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import Counter
+from typing import Any
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django_tenants.utils import schema_context
 
+from audit.models import AuditEvent
 from audit.pipeline.wire import QueuedEvent
-from audit.recorder import Entry, record_many
+from audit.recorder import Entry, record_many, stored_fields
 from authsec_site.lib import metrics
 
 logger = logging.getLogger(__name__)
@@ -51,6 +55,45 @@ class _Unreachable(Exception):
         self.failed, self.unreachable = failed, unreachable
 
 
+RECENT = 100_000  # events of a schema, newest first, among which an adopted event's earlier copy is looked for
+
+
+def _not_written_yet(events: list[QueuedEvent]) -> list[QueuedEvent]:
+    """`events` less the adopted ones already in the current schema's log.
+
+    A dead process's batch may have been committed in the instant before the kill, its spool segment not yet
+    deleted. An event is the same when its request id, action, outcome and stored data (redacted, with its
+    duration) are; each copy in the log cancels one adopted copy. Looked for among the newest `RECENT` events
+    (the index on ``seq``): the copy, if any, was written moments before the adopting node's start."""
+    adopted = [event for event in events if event.adopted and event.context.request_id]
+    if not adopted:
+        return events
+    recent = AuditEvent.objects.order_by("-seq").values("pk")[:RECENT]
+    rows = AuditEvent.objects.filter(pk__in=recent, request_id__in={e.context.request_id for e in adopted})
+    found = Counter(
+        (rid, action, outcome, _canonical(data))
+        for rid, action, outcome, data in rows.values_list("request_id", "action", "outcome", "data")
+    )
+    if not found:
+        return events
+    kept = []
+    for event in events:
+        if event.adopted and event.context.request_id:
+            stored = stored_fields(event.actor, event.action, event.target, event.data, event.outcome, event.context)
+            key = (event.context.request_id, event.action, event.outcome, _canonical(stored["data"]))
+            if found[key] > 0:
+                found[key] -= 1
+                continue
+        kept.append(event)
+    if len(kept) < len(events):
+        logger.warning("Audit: %d adopted events were already written; not written again", len(events) - len(kept))
+    return kept
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[QueuedEvent]:
     """Write `events` (sync); return the ones that could not be written.
 
@@ -64,6 +107,19 @@ def write_events(events: list[QueuedEvent], *, dedicated: bool = False) -> list[
     unreachable: list[QueuedEvent] = []
     cause: Exception | None = None
     for schema, batch in by_schema.items():
+        try:
+            if dedicated:
+                _Connection.prepare(schema)
+                batch = _not_written_yet(batch)
+            else:
+                with schema_context(schema):
+                    batch = _not_written_yet(batch)
+        except (OperationalError, InterfaceError) as exc:
+            unreachable.extend(batch)
+            cause = exc
+            continue
+        if not batch:
+            continue
         entries = [
             Entry(
                 event.actor,
