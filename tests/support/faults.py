@@ -237,14 +237,14 @@ class ThrowawayOpenBao:
         self.token = ""
         self._unseal_key = ""
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _call(self, method: str, path: str, body: dict | None = None, timeout: float = 10) -> dict:
         request = urllib.request.Request(  # noqa: S310 - loopback
             f"{self.addr}/v1/{path}",
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
             headers={"X-Vault-Token": self.token} if self.token else {},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
             raw = response.read()
         return json.loads(raw) if raw else {}
 
@@ -265,9 +265,10 @@ class ThrowawayOpenBao:
         )  # fmt: skip
         wait_until(lambda: port_answers(self.port), 30, f"OpenBao on {self.port}")
         if not self._unseal_key:
-            init = self._call("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1})
+            # Generating the keys and bootstrapping raft takes seconds on a busy machine.
+            init = self._call("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, timeout=120)
             self._unseal_key, self.token = init["keys"][0], init["root_token"]
-        self._call("PUT", "sys/unseal", {"key": self._unseal_key})
+        self._call("PUT", "sys/unseal", {"key": self._unseal_key}, timeout=60)
         wait_until(self._active, 30, "OpenBao active")
         if not self._kv_mounted():
             self._call("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
