@@ -37,7 +37,7 @@ from authsec_site.lib.jsonbody import JSONBodyError, check_json, read_asgi_body,
 from mcp_endpoint import login, notify
 from mcp_endpoint.bearer import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.bearer import mirror as bearer_mirror
-from mcp_endpoint.handlers import build_server
+from mcp_endpoint.handlers import build_server, forget_broken_connections
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import ensure_loaded, registry
 from rbac.principal import Authorization, authorize
@@ -226,6 +226,7 @@ class McpEndpoint:
                 )
             else:
                 logger.error("MCP endpoint %s/%s: %s unavailable (%s)", tenant, app, service, exc)
+                await forget_broken_connections(exc)
                 error = {"code": types.INTERNAL_ERROR, "message": f"Service unavailable: {outage.message(service)}"}
                 status, headers = 503, [(b"retry-after", str(outage.RETRY_AFTER).encode())]
             metrics.mcp_refused(tenant, app, metrics.ERROR)

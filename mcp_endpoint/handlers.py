@@ -16,6 +16,7 @@ from typing import Any
 
 import mcp_types as types
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.shared.exceptions import MCPError
 
@@ -227,6 +228,14 @@ def _failure_text(name: str, exc: Exception) -> str:
 
 
 _run_login_tool = sync_to_async(login.run_tool)
+_close_old_connections = sync_to_async(close_old_connections)
+
+
+async def forget_broken_connections(exc: BaseException) -> None:
+    """After a database outage, close the sync thread's broken connection now (Django does it only around its
+    own requests), so the next call connects afresh instead of failing on it until then."""
+    if outage.unavailable(exc) == "database":
+        await _close_old_connections()
 
 
 async def _call_login_tool(
@@ -250,6 +259,7 @@ async def _call_login_tool(
     except Exception as exc:
         logger.exception("MCP login tool %s of %s/%s failed", name, auth.tenant.slug, auth.app.slug)
         result, reason = _error_result(_failure_text(name, exc)), "login tool; failed"
+        await forget_broken_connections(exc)
     data = {
         "application": auth.app.slug,
         "tool": name,
