@@ -12,14 +12,14 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers prometheus haproxy lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
+.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
 
 run: install
 	$(BIN)/python scripts/devstack.py run
 
 # Two pytest-xdist workers, a test module each at a time (docs/running.md); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: install-dev browsers prometheus haproxy
+test: install-dev browsers prometheus haproxy fault-servers
 	$(BIN)/python scripts/devstack.py test -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -79,6 +79,22 @@ haproxy:
 	else \
 		echo "the topology tests need Debian's haproxy: sudo apt-get install haproxy" >&2; exit 1; \
 	fi
+
+# The fault tests (tests/reliability/) and `make bench-faults` break servers of their own: Debian's redis-server,
+# and for the bench a Postgres cluster of its own (Debian's postgresql binaries: initdb, pg_ctl).
+fault-servers:
+	@if [ -x /usr/bin/redis-server ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing redis-server and postgresql (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server postgresql >/dev/null; \
+	else \
+		echo "the fault tests need Debian's redis-server and postgresql: sudo apt-get install redis-server postgresql" >&2; exit 1; \
+	fi
+
+# Faults under load through the two-node topology, on throwaway Postgres, Redis and OpenBao it starts itself
+# (never the machine's): Redis and OpenBao stopped, Postgres restarted, a web node SIGKILLed (docs/benchmarks.md).
+bench-faults: install-dev haproxy fault-servers
+	$(BIN)/python bench/faults_bench.py
 
 # Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).
 bench-rbac: install-dev

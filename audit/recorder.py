@@ -158,6 +158,13 @@ def _fields(
     }
 
 
+def stored_fields(
+    actor: Any, action: str, target: Any, data: Mapping[str, Any] | None, outcome: str, ctx: context.RequestContext
+) -> dict[str, Any]:
+    """The fields `record_many` would store for an event (validated, redacted; not linked into the chain)."""
+    return _fields(actor, action, target, data, outcome, None, ctx)
+
+
 def record(
     actor: Any,
     action: str,

@@ -394,6 +394,9 @@ AUTHSEC_TOOL_MODULES = env_list("AUTHSEC_TOOL_MODULES", ["mcp_endpoint.demo_tool
 MCP_AUDIT_WRITER = env_str("MCP_AUDIT_WRITER", "process")
 if MCP_AUDIT_WRITER not in ("process", "thread"):
     raise ImproperlyConfigured(f'MCP_AUDIT_WRITER must be "process" or "thread", not {MCP_AUDIT_WRITER!r}.')
+# Where each web process journals its queued audit events until they are written (docs/audit.md#what-is-promised):
+# on a disk that outlives the process, shared by the nodes of one machine.
+AUDIT_SPOOL_DIR = BASE_DIR / env_str("AUDIT_SPOOL_DIR", str(LOCAL_DIR / "audit-spool"))  # relative: to BASE_DIR
 # ------------------------------------------------------------------------------------------
 # Hosts and origins the MCP endpoint accepts (DNS-rebinding protection); defaults follow AUTHSEC_PUBLIC_URL.
 MCP_ALLOWED_HOSTS = env_list(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -29,17 +30,19 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from audit import context as audit_context
-from authsec_site.lib import metrics
+from authsec_site.lib import metrics, outage
 from authsec_site.lib.background import background
 from authsec_site.lib.client_ip import scope_ip
 from authsec_site.lib.jsonbody import JSONBodyError, check_json, read_asgi_body, replay
 from mcp_endpoint import login, notify
 from mcp_endpoint.bearer import NotFound, RequestAuth, resolve, resolve_cached
 from mcp_endpoint.bearer import mirror as bearer_mirror
-from mcp_endpoint.handlers import build_server
+from mcp_endpoint.handlers import build_server, forget_broken_connections
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS, SESSION_HEADER
 from mcp_endpoint.registry import ensure_loaded, registry
 from rbac.principal import Authorization, authorize
+
+logger = logging.getLogger(__name__)
 
 MCP_PATH = re.compile(r"^/t/(?P<tenant>[a-z][a-z0-9-]{0,38}[a-z0-9])/mcp/(?P<app>[a-z0-9][a-z0-9_-]{0,63})$")
 MCP_SESSION_HEADER = b"mcp-session-id"
@@ -197,7 +200,39 @@ class McpEndpoint:
             yield self
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, tenant: str, app: str) -> None:
-        """One HTTP request for the endpoint of `tenant` and `app` (from the path; the root router matched it)."""
+        """One HTTP request for the endpoint of `tenant` and `app` (from the path; the root router matched it).
+
+        An exception before the answer started is a JSON-RPC error, never uvicorn's plain-text 500: HTTP 503
+        with `Retry-After` when a backing service is down (`authsec_site.lib.outage`), else 500."""
+        started = False
+
+        async def noting_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, noting_send, tenant, app)
+        except Exception as exc:
+            if started:
+                raise
+            service = outage.unavailable(exc)
+            if service is None:
+                logger.exception("MCP endpoint %s/%s failed", tenant, app)
+                error, status, headers = (
+                    {"code": types.INTERNAL_ERROR, "message": "Internal error; it was logged."},
+                    500,
+                    [],
+                )
+            else:
+                logger.error("MCP endpoint %s/%s: %s unavailable (%s)", tenant, app, service, exc)
+                await forget_broken_connections(exc)
+                error = {"code": types.INTERNAL_ERROR, "message": f"Service unavailable: {outage.message(service)}"}
+                status, headers = 503, [(b"retry-after", str(outage.RETRY_AFTER).encode())]
+            metrics.mcp_refused(tenant, app, metrics.ERROR)
+            await _json_response(send, status, {"jsonrpc": "2.0", "id": None, "error": error}, headers)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, tenant: str, app: str) -> None:
         headers = _headers(scope)
         token, malformed = _bearer(headers.get(b"authorization"))
         mcp_session_id = headers.get(MCP_SESSION_HEADER, "")

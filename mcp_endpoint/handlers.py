@@ -16,12 +16,13 @@ from typing import Any
 
 import mcp_types as types
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.shared.exceptions import MCPError
 
 from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
-from authsec_site.lib import metrics, tracing
+from authsec_site.lib import metrics, outage, tracing
 from mcp_endpoint import approval, login, pinning
 from mcp_endpoint.bearer import RequestAuth
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS
@@ -220,15 +221,31 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         reason = decision.reason
     except ToolError as exc:
         result, reason = _error_result(str(exc)), f"{decision.reason}; tool error"
-    except Exception:
+    except Exception as exc:
         logger.exception("MCP tool %s of %s/%s failed", name, auth.tenant.slug, auth.app.slug)
-        result = _error_result(f"The tool {name} failed. The error was logged on the server.")
+        result = _error_result(_failure_text(name, exc))
         reason = f"{decision.reason}; tool failed"
     audit("allow", reason)
     return result
 
 
+def _failure_text(name: str, exc: Exception) -> str:
+    """What the caller is told of a tool that raised: the service that is down, if that was it."""
+    service = outage.unavailable(exc)
+    if service is not None:
+        return f"The tool {name} could not run: {outage.message(service)}"
+    return f"The tool {name} failed. The error was logged on the server."
+
+
 _run_login_tool = sync_to_async(login.run_tool)
+_close_old_connections = sync_to_async(close_old_connections)
+
+
+async def forget_broken_connections(exc: BaseException) -> None:
+    """After a database outage, close the sync thread's broken connection now (Django does it only around its
+    own requests), so the next call connects afresh instead of failing on it until then."""
+    if outage.unavailable(exc) == "database":
+        await _close_old_connections()
 
 
 async def _call_login_tool(
@@ -249,12 +266,10 @@ async def _call_login_tool(
         result = types.CallToolResult.model_validate({"content": content, "isError": False})
     except login.LoginToolError as exc:
         result, reason = _error_result(str(exc)), "login tool; error"
-    except Exception:
+    except Exception as exc:
         logger.exception("MCP login tool %s of %s/%s failed", name, auth.tenant.slug, auth.app.slug)
-        result, reason = (
-            _error_result(f"The tool {name} failed. The error was logged on the server."),
-            "login tool; failed",
-        )
+        result, reason = _error_result(_failure_text(name, exc)), "login tool; failed"
+        await forget_broken_connections(exc)
     data = {
         "application": auth.app.slug,
         "tool": name,

@@ -25,6 +25,8 @@ from django.core.exceptions import (
 )
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
+from authsec_site.lib import outage
+
 logger = logging.getLogger(__name__)
 
 # The JSON endpoints of a tenant's authorization server: everything under oauth/ except the browser-facing
@@ -69,6 +71,12 @@ def error_for_exception(exc: Exception) -> JsonResponse:
         return oauth_error(404, *_BY_STATUS[404])
     if isinstance(exc, PermissionDenied):
         return oauth_error(403, "access_denied", "The request was refused.")
+    service = outage.unavailable(exc)
+    if service is not None:
+        logger.error("OAuth endpoint: %s unavailable (%s)", service, exc)
+        answer = oauth_error(503, "temporarily_unavailable", outage.message(service))
+        answer["Retry-After"] = str(outage.RETRY_AFTER)
+        return answer
     logger.error("OAuth endpoint failed", exc_info=exc)
     return oauth_error(500, "server_error", "The server could not answer; the error was logged.")
 

@@ -8,14 +8,17 @@ to this web process's own audit process (`child`, started and supervised by `sup
 the format of `wire`). It writes each batch with `audit.record_many` (`write`: redaction and the hash chain
 apply) and acknowledges it. The root ASGI lifespan runs the pipeline (`audit.run_pipeline()`).
 
-What is not lost:
+What is not lost (docs/audit.md#what-is-promised):
+- every event whose `enqueue` returned: it is journalled at once in this process's spool (`spool`: one
+  ``write(2)`` to a segment file, in the page cache before the request's answer leaves), and its segment is
+  deleted only after its batch is committed. A SIGKILL of the web process, of its audit process or of both
+  leaves the segments; the node's next start, or another node sharing the spool root, adopts and writes them;
 - a clean shutdown: the lifespan flushes, closes the pipe and waits for the last acknowledgement;
-- the audit process dying: batches it has not acknowledged are sent again to its replacement (a batch that
-  was committed just before the crash can then appear twice: duplicated rather than lost);
-- the web process dying: the audit process still writes every batch it has received, then exits at the end
-  of the pipe. What was enqueued but not yet handed over (at most one interval) is lost.
-- a failed write is retried `write.MAX_ATTEMPTS` times, then logged with the events' content, never silently
-  dropped.
+- the audit process dying: batches it has not acknowledged are sent again to its replacement, marked as
+  adopted like a dead process's spool, so an event committed just before the crash is not written twice;
+- the database away (a restart, an outage): writers wait for it, as long as it takes, with the events in the
+  spool; a write that fails for any other reason is retried `write.MAX_ATTEMPTS` times, then logged with the
+  events' content, never silently dropped.
 If the audit process cannot be started, or with ``MCP_AUDIT_WRITER=thread``, a writer thread in this process
 does the same work (as it does without a running pipeline, in a bare test harness).
 

@@ -2,9 +2,12 @@
 
 Reads batches of queued audit events from stdin (a header line ``<seq> <length>``, then that many bytes of a
 batch in `audit.pipeline.wire`'s format), writes each with `audit.record_many` (retrying, then logging what it
-gives up), and acknowledges it on stdout with ``<seq>``. It ends when stdin ends, after the last batch, so it
-outlives neither its web process nor the batches that process handed over. Interrupts are ignored: Ctrl-C and
-a group-wide SIGTERM reach the web process, which closes the pipe when it has flushed.
+gives up), deletes the batch's spool segment ``<seq>`` (`audit.pipeline.spool`, with ``--spool``) and
+acknowledges it on stdout with ``<seq>``. An unreachable database is waited for, as long as it takes: the
+batch's segment stays until it is written (and so does the spool's lock, which this process inherited).
+It ends when stdin ends, after the last batch, so it outlives neither its web process nor the batches that
+process handed over. Interrupts are ignored: Ctrl-C and a group-wide SIGTERM reach the web process, which
+closes the pipe when it has flushed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def main() -> int:
     os.dup2(2, 1)
     parser = argparse.ArgumentParser()
     parser.add_argument("--database", required=True)
+    parser.add_argument("--spool", default="")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authsec_site.settings")
 
@@ -40,6 +44,7 @@ def main() -> int:
     settings.DATABASES["default"]["NAME"] = args.database  # before the first connection is made
 
     import audit.recorder  # noqa: F401 - imported before the freeze below, like everything a write uses
+    from audit.pipeline.spool import remove_segment
     from audit.pipeline.wire import decode_batch
     from audit.pipeline.write import write_with_retries
 
@@ -58,6 +63,8 @@ def main() -> int:
         if len(payload) < int(length):
             return 0  # the web process ended mid-batch: that batch was never complete
         write_with_retries(decode_batch(payload), dedicated=True)
+        if args.spool:
+            remove_segment(args.spool, int(seq))
         if acked:
             # The web process gone (nobody reads the acknowledgements): still write what it sent, up to EOF.
             acked = _ack(acks, seq)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from audit.pipeline.spool import ADOPT_INTERVAL, Spool
 from audit.pipeline.supervisor import AuditProcess
-from audit.pipeline.wire import decode_event, encode_event
-from audit.pipeline.write import write_with_retries
+from audit.pipeline.wire import decode_event, encode_event, mark_adopted
+from audit.pipeline.write import DatabaseUnavailable, write_with_retries
 from authsec_site.lib import metrics, tracing
 from authsec_site.lib.background import background
 
@@ -27,7 +29,10 @@ CLOSE_TIMEOUT = 30.0  # seconds the audit process gets, at shutdown, to write an
 class AuditQueue:
     """Events waiting for the next flush, and the writer they go to: the audit process, or a thread of this
     process (``MCP_AUDIT_WRITER=thread``, or the audit process could not be started). Outside `run` (a bare
-    test harness) each event is written at once in a thread, still off the caller's path."""
+    test harness) each event is written at once in a thread, still off the caller's path.
+
+    While it runs, every event is journalled in this process's spool (`spool`) as it is queued, and its segment
+    is deleted once the batch is in the log: a SIGKILL loses nothing whose `enqueue` returned."""
 
     def __init__(self, mode: str | None = None) -> None:
         self._pending: list[bytes] = []  # encoded events (`wire.encode_event`)
@@ -36,37 +41,91 @@ class AuditQueue:
         self._running = False
         self._mode = mode
         self.process: AuditProcess | None = None
+        self.spool: Spool | None = None
 
     def put(self, wire: list[Any]) -> None:
-        """Queue an event built with `wire.wire_event`: encoded now, written off the caller's path."""
+        """Queue an event built with `wire.wire_event`: encoded and journalled now, written off the caller's path."""
         blob = encode_event(wire)
         with self._lock:
             self._pending.append(blob)
+            if self.spool is not None and self._running:
+                self.spool.append(blob)
         if not self._running:
             asyncio.get_running_loop().run_in_executor(None, self._write_in_thread, self.take())
 
+    def _put_adopted(self, blobs: list[bytes]) -> None:
+        blobs = [mark_adopted(blob) for blob in blobs]
+        with self._lock:
+            self._pending.extend(blobs)
+            if self.spool is not None:
+                for blob in blobs:
+                    self.spool.append(blob)
+
     def take(self) -> list[bytes]:
         """The encoded events waiting for the next flush (they are the caller's now)."""
+        return self._take()[0]
+
+    def _take(self) -> tuple[list[bytes], int]:
+        """`take`, and the number of the spool segment that holds those events (0: no spool)."""
         with self._lock:
             blobs, self._pending = self._pending, []
-        return blobs
+            seq = self.spool.rotate() if self.spool is not None and blobs else 0
+        return blobs, seq
 
-    @staticmethod
-    def _write_in_thread(blobs: list[bytes]) -> None:
-        if blobs:
-            write_with_retries([decode_event(blob) for blob in blobs])
+    def _write_in_thread(self, blobs: list[bytes]) -> bool:
+        """Write `blobs` here; False when the database stayed unreachable (at shutdown, after `CLOSE_TIMEOUT`:
+        while running it is waited for), and the events are left to the spool."""
+        if not blobs:
+            return True
+        try:
+            write_with_retries(
+                [decode_event(blob) for blob in blobs], patience=None if self._running else CLOSE_TIMEOUT
+            )
+        except DatabaseUnavailable:
+            logger.error("Audit: the database stayed unreachable; %d events wait in the spool", len(blobs))
+            return False
+        return True
+
+    def _write_backlog_in_thread(self, blobs: list[bytes]) -> None:
+        """The audit process's unacknowledged batches (it gave up, or shutdown): every closed segment's events."""
+        if self._write_in_thread(blobs) and self.spool is not None:
+            self.spool.done_before_current()
+
+    def _write_segment_in_thread(self, blobs: list[bytes], seq: int) -> None:
+        if self._write_in_thread(blobs) and self.spool is not None and seq:
+            self.spool.done(seq)
 
     async def flush(self) -> None:
         """Hand what is pending to the audit process (or write it in this process's writer thread)."""
-        blobs = self.take()
+        blobs, seq = self._take()
         if not blobs:
             return
         if self.process is not None and not self.process.gave_up:
-            self.process.send(blobs)
+            self.process.send(blobs, seq or None)
             return
-        if self.process is not None:
-            blobs = self.process.take_unacked() + blobs  # it gave up: its backlog is written here
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, blobs)
+        loop = asyncio.get_running_loop()
+        if self.process is not None and self.process.backlog:
+            # It gave up: its backlog is written here, and with it every segment before this one.
+            await loop.run_in_executor(self._executor, self._write_backlog_in_thread, self.process.take_unacked())
+        await loop.run_in_executor(self._executor, self._write_segment_in_thread, blobs, seq)
+
+    def _adopt(self) -> None:
+        """Queue (and journal) what dead processes left in their spools."""
+        if self.spool is not None:
+            try:
+                self.spool.adopt(self._put_adopted)
+            except OSError:
+                logger.exception("Could not adopt audit spools in %s", self.spool.parent)
+
+    def _open_spool(self) -> None:
+        spool = Spool(settings.AUDIT_SPOOL_DIR, str(settings.DATABASES["default"]["NAME"]))
+        try:
+            spool.open()
+        except OSError:
+            # The log still works, with the promise of a queue in memory (docs/audit.md).
+            logger.exception("Audit spool %s cannot be used: events wait in memory only", spool.directory)
+            return
+        self.spool = spool
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[AuditQueue]:
@@ -74,8 +133,11 @@ class AuditQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         supervisor: asyncio.Task[None] | None = None
         self.process = None
+        self.spool = None
+        self._open_spool()
+        self._adopt()
         if (self._mode or settings.MCP_AUDIT_WRITER) == "process":
-            self.process = AuditProcess()
+            self.process = AuditProcess(self.spool)
             supervisor = asyncio.create_task(self.process.supervise())
         self._running = True
         try:
@@ -89,14 +151,23 @@ class AuditQueue:
                 await self.process.close(supervisor, timeout=CLOSE_TIMEOUT)
                 leftover = self.process.take_unacked()
                 if leftover:
-                    await asyncio.get_running_loop().run_in_executor(self._executor, self._write_in_thread, leftover)
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._write_backlog_in_thread, leftover
+                    )
+            if self.spool is not None:
+                self.spool.close()
+                self.spool = None
             await asyncio.get_running_loop().run_in_executor(self._executor, connections.close_all)
             self._executor.shutdown(wait=True)
             self._executor = None
 
     async def _loop(self) -> None:
+        adopted_at = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            if time.monotonic() - adopted_at >= ADOPT_INTERVAL:
+                adopted_at = time.monotonic()
+                self._adopt()
             metrics.AUDIT_QUEUE_DEPTH.set(len(self._pending) + (self.process.backlog if self.process else 0))
             if self._pending:
                 try:

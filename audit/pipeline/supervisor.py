@@ -9,7 +9,8 @@ import sys
 
 from django.conf import settings
 
-from audit.pipeline.wire import decode_batch, pack_batch, unpack_batch
+from audit.pipeline.spool import Spool
+from audit.pipeline.wire import decode_batch, mark_adopted, pack_batch, unpack_batch
 from authsec_site.lib import metrics
 
 logger = logging.getLogger(__name__)
@@ -20,9 +21,12 @@ MAX_UNACKED_EVENTS = 200_000  # beyond this (the audit process stuck) the oldest
 
 class AuditProcess:
     """The web process's audit process (`audit.pipeline.child`): started, fed batches through its stdin,
-    acknowledged on its stdout, restarted when it dies (with its unacknowledged batches sent again)."""
+    acknowledged on its stdout, restarted when it dies (with its unacknowledged batches sent again). With a
+    `spool`, a batch's number is its segment's, which the audit process deletes once the batch is written, and
+    the audit process holds the spool's lock too (it inherits the descriptor) for as long as it lives."""
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool | None = None) -> None:
+        self._spool = spool
         # Batches sent and not yet acknowledged, as sent: (event count, encoded batch). Bytes rather than the
         # events themselves: a batch waits up to an interval and more, and thousands of live event objects
         # kept the web process's garbage collector busy (bytes are not tracked by it).
@@ -35,9 +39,9 @@ class AuditProcess:
         self.gave_up = False
         self.pid: int | None = None
 
-    def send(self, blobs: list[bytes]) -> None:
-        """Send a batch of encoded events (`wire.encode_event`)."""
-        self._seq += 1
+    def send(self, blobs: list[bytes], seq: int | None = None) -> None:
+        """Send a batch of encoded events (`wire.encode_event`), numbered `seq` (its spool segment) or next."""
+        self._seq = self._seq + 1 if seq is None else seq
         payload = pack_batch(blobs)
         self._unacked[self._seq] = (len(blobs), payload)
         self._unacked_events += len(blobs)
@@ -69,15 +73,18 @@ class AuditProcess:
 
     async def _start(self) -> asyncio.subprocess.Process:
         database = settings.DATABASES["default"]["NAME"]
+        spool = ["--spool", str(self._spool.directory)] if self._spool is not None else []
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "audit.pipeline.child",
             "--database",
             str(database),  # the parent's database (under pytest: the test database, whatever DATABASE_URL says)
+            *spool,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=str(settings.BASE_DIR),
+            pass_fds=(self._spool.lock_fd,) if self._spool is not None else (),
         )
         assert proc.stdout is not None
         try:
@@ -110,8 +117,11 @@ class AuditProcess:
             failures = 0
             self._proc, self.pid = proc, proc.pid
             self._ready = True
-            for seq, (_, payload) in list(self._unacked.items()):  # what the previous process did not acknowledge
-                self._write(seq, payload)
+            for seq, (count, payload) in list(self._unacked.items()):  # what the previous process did not acknowledge
+                # Marked adopted: the previous process may have committed it just before it died.
+                resent = pack_batch([mark_adopted(blob) for blob in unpack_batch(payload)])
+                self._unacked[seq] = (count, resent)
+                self._write(seq, resent)
             if self._closing and proc.stdin is not None:
                 proc.stdin.close()  # closed while it was starting: it writes the backlog, then exits
             await self._read_acks(proc)

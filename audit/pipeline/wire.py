@@ -53,6 +53,7 @@ class QueuedEvent:
     data: dict[str, Any]
     target: Any = None
     context: audit_context.RequestContext = audit_context.RequestContext()  # noqa: RUF009 - a named tuple
+    adopted: bool = False  # from a dead process's spool: it may have been written already (`write`)
 
     def to_wire(self) -> list[Any]:
         actor = self.actor if isinstance(self.actor, Actor) else Actor("system", "", str(self.actor))
@@ -92,7 +93,7 @@ def wire_event(
     return [schema, actor, action, outcome, data, target, list(context)]
 
 
-_MARSHAL, _JSON, _BATCH = b"M", b"J", b"B"
+_MARSHAL, _JSON, _BATCH, _ADOPTED = b"M", b"J", b"B", b"A"
 _MARSHAL_VERSION = 4
 
 
@@ -103,8 +104,17 @@ def encode_event(wire: list[Any]) -> bytes:
         return _JSON + _ENCODER.encode(wire).encode()
 
 
+def mark_adopted(blob: bytes) -> bytes:
+    """An encoded event taken from a dead process's spool: its writer checks it was not written already."""
+    return blob if blob[:1] == _ADOPTED else _ADOPTED + blob
+
+
 def decode_event(blob: bytes) -> QueuedEvent:
     tag = blob[:1]
+    if tag == _ADOPTED:
+        event = decode_event(blob[1:])
+        event.adopted = True
+        return event
     if tag == _MARSHAL:
         item = marshal.loads(blob[1:])  # noqa: S302 - written by our own parent process, on a pipe only it holds
     elif tag == _JSON:

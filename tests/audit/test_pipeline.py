@@ -8,10 +8,12 @@ import datetime
 import marshal
 import os
 import signal
+import threading
 import time
 import uuid
 
 import pytest
+from django.db import connections
 from django_tenants.utils import schema_context
 
 import audit
@@ -19,7 +21,8 @@ from audit.context import RequestContext
 from audit.models import AuditEvent
 from audit.pipeline import queue, supervisor
 from audit.pipeline.queue import AuditQueue
-from audit.pipeline.wire import QueuedEvent, decode_batch, decode_event, encode_event, pack_batch
+from audit.pipeline.wire import QueuedEvent, decode_batch, decode_event, encode_event, mark_adopted, pack_batch
+from audit.pipeline.write import write_with_retries
 from audit.recorder import Actor
 from audit.verify import verify_chain
 
@@ -208,3 +211,36 @@ def test_the_audit_process_survives_losing_its_database_connection_between_batch
 def _written_in(schema: str, prefix: str) -> list[AuditEvent]:
     with schema_context(schema):
         return list(AuditEvent.objects.filter(request_id__startswith=prefix).order_by("seq"))
+
+
+def _write_in_a_thread(events: list[QueuedEvent]) -> None:
+    """As the writer thread does: its own connection, committed."""
+
+    def target() -> None:
+        try:
+            write_with_retries(events)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+
+
+def test_an_adopted_event_already_in_the_log_is_not_written_twice_and_one_not_yet_there_is() -> None:
+    """A dead process's batch may have been committed just before the kill: adopting its spool must not write
+    it again, but must write what was not (same request id and action, other data: another event)."""
+    prefix = uuid.uuid4().hex[:12]
+    first = [_event(f"{prefix}-1", duration_ms=1.25), _event(f"{prefix}-2", duration_ms=2.5)]
+    _write_in_a_thread(first)
+    adopted = [*first, _event(f"{prefix}-2", duration_ms=7.0), _event(f"{prefix}-3", duration_ms=3.0)]
+    _write_in_a_thread([decode_event(mark_adopted(encode_event(event.to_wire()))) for event in adopted])
+    rows = _written(prefix)
+    assert [(row.request_id, row.data["duration_ms"]) for row in rows] == [
+        (f"{prefix}-1", 1.25),
+        (f"{prefix}-2", 2.5),
+        (f"{prefix}-2", 7.0),
+        (f"{prefix}-3", 3.0),
+    ]
+    with schema_context("tenant_acme"):
+        assert verify_chain().broken is None
