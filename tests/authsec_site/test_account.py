@@ -123,8 +123,10 @@ def test_revoking_a_consent_refuses_its_tokens_and_asks_again(demo_users, client
     assert again.status_code == 200
     event = AuditEvent.objects.filter(action="oauth.consent_revoked").latest("seq")
     assert event.actor_label == "alice@acme.test"
-    # …and it is in alice's own activity.
-    assert 'data-action="oauth.consent_revoked"' in browser.get(PAGE).content.decode()
+    # …and it is in alice's own activity; the client's refresh token is gone from her list (revoked with it).
+    html = browser.get(PAGE).content.decode()
+    assert 'data-action="oauth.consent_revoked"' in html
+    assert 'class="consent"' not in html and 'class="refresh-token"' not in html
 
 
 def test_revoking_a_refresh_token_ends_the_clients_access(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
