@@ -18,18 +18,22 @@ from rbac.views import tool_decisions as dashboard_tool_decisions  # the dashboa
 # --- results -------------------------------------------------------------------------------------------------
 
 
-def _decision(tool: str, decision: Decision) -> dict[str, Any]:
+def _decision(tool: str, decision: Decision, approval: str = "none") -> dict[str, Any]:
     return {
         "tool": tool,
         "allowed": decision.allowed,
         "reason": decision.reason,
         "missing": {kind: list(names) for kind, names in decision.missing.items()},
+        "approval": approval,
     }
 
 
 def tool_decisions(grants: Grants | None, application: Application) -> list[dict[str, Any]]:
     """`decide` for every tool policy of `application` (disabled ones included: they say so)."""
-    return [_decision(policy.tool_name, decision) for policy, decision in dashboard_tool_decisions(grants, application)]
+    return [
+        _decision(policy.tool_name, decision, policy.approval_text())
+        for policy, decision in dashboard_tool_decisions(grants, application)
+    ]
 
 
 def grants_with_sources(grants: Grants | None) -> dict[str, list[dict[str, Any]]]:
@@ -108,6 +112,7 @@ class ToolDecisionSerializer(serializers.Serializer):
     allowed = serializers.BooleanField()
     reason = serializers.CharField()
     missing = serializers.DictField(child=_names(), help_text="For denials: what would have been enough, per kind.")
+    approval = serializers.CharField(help_text='The tool\'s approval policy in words ("none" when calls run at once).')
 
 
 class GrantItemSerializer(serializers.Serializer):

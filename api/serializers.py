@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import User
@@ -161,6 +162,11 @@ class ToolPolicySerializer(serializers.ModelSerializer):
             "require_all",
             "is_enabled",
             "log_arguments",
+            "approval",
+            "approval_role",
+            "approval_count",
+            "approval_expiry",
+            "approval_window",
             "created_at",
             "updated_at",
         ]
@@ -186,9 +192,29 @@ class ToolPolicySerializer(serializers.ModelSerializer):
             duplicates = duplicates.exclude(pk=instance.pk)
         if duplicates.exists():
             errors["tool_name"] = [f"Application '{application}' already has a policy for tool '{tool_name}'."]
+        errors.update(self._approval_errors(attrs, instance))
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    @staticmethod
+    def _approval_errors(attrs: dict[str, Any], instance: ToolPolicy | None) -> dict[str, list[str]]:
+        """The model's approval rules (`ToolPolicy.clean`) and, for a newly named approver role, that it exists."""
+        probe = ToolPolicy()
+        for field in ("approval", "approval_role", "approval_count"):
+            if field in attrs:
+                setattr(probe, field, attrs[field])
+            elif instance is not None:
+                setattr(probe, field, getattr(instance, field))
+        errors: dict[str, list[str]] = {}
+        try:
+            ToolPolicy.clean(probe)
+        except DjangoValidationError as exc:
+            errors.update({field: list(messages) for field, messages in exc.message_dict.items()})
+        role = attrs.get("approval_role")
+        if role and (instance is None or role != instance.approval_role) and role not in known_names()["roles"]:
+            errors["approval_role"] = [f"Unknown role '{role}'."]
+        return errors
 
 
 class RoleBindingSerializer(serializers.ModelSerializer):

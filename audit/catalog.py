@@ -63,6 +63,10 @@ EVENT_KINDS: dict[str, str] = {
     "oauth.token_revoked_by_admin": "oauth.services.revoke_tokens: the dashboard's revoke action on access or refresh "
     "tokens (one event per token: kind, token_id, client_id, user)",
     "oauth.token_revoked": "the revocation endpoint (RFC 7009)",
+    "oauth.ciba_token_issued": "oauth.services.issue_backchannel_token: a CIBA client's token after the user approved "
+    "(grant ciba) or after a TOTP code (grant totp) (data: client_id, grant, scope, jti, auth_req_id)",
+    "oauth.ciba_client_auth_failed": "oauth.backchannel.authenticate: a CIBA endpoint called without valid client "
+    "credentials, or by a client that may not use CIBA (outcome deny; data: client_id, endpoint, reason)",
     "oauth.refresh_reuse_detected": "a rotated refresh token used again: its whole family is revoked (outcome deny)",
     "oauth.client_registered": "dynamic client registration (RFC 7591; data: status active or pending)",
     "oauth.client_approved": "oauth.client_services.set_client_status: dashboard home button or list action "
@@ -150,6 +154,18 @@ EVENT_KINDS: dict[str, str] = {
     "mcp.auth_session_revoked": "mcp_endpoint.services.revoke_auth_sessions: the dashboard's revoke action "
     "(data: application, session hash prefix); the MCP client is notified after commit",
     "audit.settings_changed": "audit.services.save_audit_settings: the retention period (data: changes)",
+    # --- approvals: approvals.services (docs/approvals.md); data carries approval_id, kind, application, tool,
+    # caller, mode
+    "approval.requested": "approvals.services.request_approval: a call or CIBA request waits for approval "
+    "(required, approver_role, expires_at)",
+    "approval.notified": "approvals.services.mark_notified: approvers told (channels: dashboard, email, webhook)",
+    "approval.approval_recorded": "approvals.services.decide: one approval of N recorded (approver, approvals)",
+    "approval.approved": "approvals.services.decide: enough approvals (approvers, covers_until)",
+    "approval.denied": "approvals.services.decide: an approver denied (approver)",
+    "approval.expired": "approvals.services.expire_due: nobody decided in time (beat task)",
+    "approval.used": "approvals.services.consume: a call ran on the approval (used_by, use_count, within_window)",
+    "approval.settings_changed": "approvals.services.save_settings: notification settings, a new webhook secret "
+    "kept in Vault (data: changes, webhook_secret_version)",
     # --- end of the one-write-path block ----------------------------------------------------------------------
 }
 

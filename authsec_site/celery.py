@@ -31,3 +31,5 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(float(settings.CLEANUP_INTERVAL), cleanup, name="expired-rows-cleanup")
     svids = sender.signature("workloads.tasks.renew_due_svids")
     sender.add_periodic_task(float(settings.SVID_RENEWAL_INTERVAL), svids, name="svid-renewal")
+    expiry = sender.signature("approvals.tasks.expire_due")
+    sender.add_periodic_task(float(settings.APPROVALS_EXPIRY_INTERVAL), expiry, name="approvals-expiry")

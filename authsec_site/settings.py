@@ -87,6 +87,7 @@ TENANT_APPS = [
     "services",
     "mcp_endpoint",
     "workloads",
+    "approvals",  # human approval of sensitive tool calls and CIBA requests
     "api",  # the REST management API (no models)
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -131,6 +132,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.tenant",
+                "approvals.context.pending_approvals",  # the dashboard home's count of requests to answer
             ],
         },
     },
@@ -268,6 +270,21 @@ HEALTH_CHECK_INTERVAL = env_int("HEALTH_CHECK_INTERVAL", 60, minimum=5)
 # per statement (each batch its own transaction; also DOT's CLEAR_EXPIRED_TOKENS_BATCH_SIZE).
 CLEANUP_INTERVAL = env_int("CLEANUP_INTERVAL", 3600, minimum=60)
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 1000, minimum=1)
+# Approvals (docs/approvals.md): seconds between runs of the expiry of unanswered requests.
+APPROVALS_EXPIRY_INTERVAL = env_int("APPROVALS_EXPIRY_INTERVAL", 60, minimum=5)
+# How long a tools/call waits for the decision: after a handshake-era client opened the approval page
+# (elicitation/create in URL mode), and per retry of a 2026-07-28 client (input-required rounds).
+APPROVALS_CALL_WAIT = env_int("APPROVALS_CALL_WAIT", 120, minimum=0)
+APPROVALS_RETRY_WAIT = env_int("APPROVALS_RETRY_WAIT", 10, minimum=0)
+# Email (approval notifications): Django's backend; `make run` writes messages as files under .local/mail.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(LOCAL_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "authsec@localhost")
 
 # --- OAuth 2.1 / OIDC provider (django-oauth-toolkit; one issuer per tenant) ---------------------------------
 # The issuer of tenant <slug> is <AUTHSEC_PUBLIC_URL>/t/<slug>/oauth (oauth.issuer); signing keys live in Vault.
@@ -463,6 +480,10 @@ SERVICES_HTTP_TIMEOUT = env_int("SERVICES_HTTP_TIMEOUT", 10, minimum=1)
 # Requests per minute per SDK client id (all endpoints), and logins started (oauth_start / start) per minute.
 SDKMGR_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE = env_int("SDKMGR_LOGIN_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
+# The SDK's CIBA client (CIBAClient, under /t/<tenant>/oauth/; docs/ciba.md): how long a backchannel sign-in request
+# waits for its user (and the most a client may ask for), and the seconds a client waits between two polls.
+CIBA_REQUEST_SECONDS = env_int("CIBA_REQUEST_SECONDS", 300, minimum=30)
+CIBA_POLL_INTERVAL = env_int("CIBA_POLL_INTERVAL", 5, minimum=1)
 # --- end of AuthSec SDK compatibility ---------------------------------------------------------------------------
 
 # --- Prometheus metrics (/metrics; docs/observability.md) --------------------------------------------------------

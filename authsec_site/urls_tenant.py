@@ -14,7 +14,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
     path("audit/", include("audit.urls")),
+    path("approvals/", include("approvals.urls")),
     path("spiffe/", include("workloads.urls")),
+    path("oauth/", include("sdkmgr.ciba_urls")),  # the published SDK's CIBAClient under the issuer (docs/ciba.md)
     path("oauth/", include("oauth.urls")),
     path("accounts/login/", accounts_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", accounts_views.LogoutView.as_view(), name="accounts-logout"),

@@ -85,6 +85,7 @@ class AppConfig:
     policies: dict[str, Requirement]
     resource: str  # canonical URL = the `aud` its tokens must carry
     log_arguments: frozenset[str] = frozenset()  # tools whose call arguments go into the audit log
+    approvals: frozenset[str] = frozenset()  # tools whose calls wait for a person's approval (`approvals`)
     # Tool pinning (`mcp_endpoint.pinning`): held tools are neither listed nor called; computed at load.
     pins: pinning.PinState = field(default_factory=pinning.PinState, compare=False, repr=False)
     # What tools/list answers, per grant set (`mcp_endpoint.handlers`): derived from this object and the grants,
@@ -179,8 +180,9 @@ def load_config(tenant: TenantRef, app_slug: str) -> AppConfig | None:
     rows = list(ToolPolicy.objects.filter(application=app).select_related("pin"))
     policies = {policy.tool_name: policy.requirement() for policy in rows}
     logged = frozenset(policy.tool_name for policy in rows if policy.log_arguments)
+    gated = frozenset(policy.tool_name for policy in rows if policy.needs_approval)
     resource = issuers.mcp_resource(app.slug, tenant.tenant)
-    return AppConfig(app.slug, app.name, app.auth_mode, policies, resource, logged, pins=pinning.load(rows))
+    return AppConfig(app.slug, app.name, app.auth_mode, policies, resource, logged, gated, pins=pinning.load(rows))
 
 
 def bump_config_version() -> None:

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from audit import enqueue, queued_actor, queued_event
 from audit.recorder import Actor
 from authsec_site.lib import metrics, tracing
-from mcp_endpoint import login, pinning
+from mcp_endpoint import approval, login, pinning
 from mcp_endpoint.bearer import RequestAuth
 from mcp_endpoint.login import LOGIN_MODES, LOGIN_TOOLS
 from mcp_endpoint.registry import InvalidArguments, ToolError, registry
@@ -161,7 +161,7 @@ def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
-async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult | types.InputRequiredResult:
     started = time.perf_counter()
     auth = _auth(ctx)
     _attach(ctx)
@@ -170,6 +170,7 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
         return await _call_login_tool(ctx, auth, name, dict(params.arguments or {}), started)
     tool = registry.get(name) if name not in LOGIN_TOOLS else None
     decision = UNKNOWN if tool is None else _authorization(ctx, auth, name)
+    approval_id = ""
 
     def audit(outcome: str, reason: str) -> None:
         data: dict[str, Any] = {
@@ -178,6 +179,8 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
             "reason": reason,
             "duration_ms": _elapsed_ms(started),
         }
+        if approval_id:
+            data["approval_id"] = approval_id
         if name in auth.app.log_arguments:
             data["arguments"] = _logged_arguments(params.arguments)
         _audit(ctx, auth, "mcp.tool_call", outcome, data)
@@ -198,6 +201,13 @@ async def _call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Cal
     except InvalidArguments as exc:
         audit("allow", f"{decision.reason}; invalid arguments")
         raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+    if name in auth.app.approvals:  # a person approves these calls first (mcp_endpoint.approval)
+        gate = await approval.check(ctx, auth, params, arguments)
+        approval_id = gate.approval_id
+        if gate.result is not None:
+            audit("deny", f"{decision.reason}; {gate.reason}")
+            return gate.result
+        decision = Authorization(Decision(True, f"{decision.reason}; {gate.reason}"))
     try:
         # Built only for a handler that takes them (a fresh `_user_info` copy per call is not free).
         user_info = auth.principal.user_info() if tool.takes_user_info else None
@@ -280,4 +290,6 @@ def build_server() -> Server[Any]:
         # The SDK wraps every message in its OpenTelemetry span (`mcp.server._otel`), a no-op tracer's span when
         # nothing is set up, which still costs ≈ N instructions per call (docs/benchmarks.md): tracing off is off.
         server.middleware = [m for m in server.middleware if type(m).__module__ != "mcp.server._otel"]
+    # requestState of input-required results (approvals, 2026-07-28) is sealed and checked at the wire.
+    server.middleware.append(approval.request_state_boundary())
     return server

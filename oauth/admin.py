@@ -26,7 +26,14 @@ class ClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     save_service = staticmethod(client_services.save_client)
     delete_service = staticmethod(client_services.delete_client)
     list_display = ["name", "client_id", "client_type", "authorization_grant_type", "status", "registration_source"]
-    list_filter = ["status", "client_type", "authorization_grant_type", "registration_source", "is_resource_server"]
+    list_filter = [
+        "status",
+        "client_type",
+        "authorization_grant_type",
+        "registration_source",
+        "is_resource_server",
+        "is_ciba_client",
+    ]
     search_fields = ["name", "client_id", "redirect_uris"]
     actions = ["approve", "reject"]
     raw_id_fields = ["user"]

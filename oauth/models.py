@@ -39,6 +39,13 @@ class Client(AbstractApplication):
     is_resource_server = models.BooleanField(
         default=False, help_text="May call the introspection endpoint with its client credentials (RFC 7662)."
     )
+    is_ciba_client = models.BooleanField(
+        default=False,
+        verbose_name="may ask users to approve sign-ins (CIBA)",
+        help_text="Backchannel sign-in (the AuthSec SDK's CIBAClient): the client names a user, the user approves on "
+        "the approval page, the client polls for the token. Needs a confidential client (it authenticates with its "
+        "secret); see docs/ciba.md.",
+    )
     description = models.TextField(blank=True)
     # DOT's default is "no OIDC support", which its token endpoint turns into a 500 on the default `openid` scope.
     algorithm = models.CharField(

@@ -109,6 +109,9 @@ class ToolPolicyInline(admin.TabularInline):
         "require_all",
         "is_enabled",
         "log_arguments",
+        "approval",
+        "approval_role",
+        "approval_count",
     ]
     extra = 0
     show_change_link = True
@@ -237,7 +240,16 @@ class ToolPolicyForm(forms.ModelForm):
 
     class Meta:
         model = ToolPolicy
-        fields = ["application", "tool_name", "description", *KINDS, "require_all", "is_enabled", "log_arguments"]
+        fields = [
+            "application",
+            "tool_name",
+            "description",
+            *KINDS,
+            "require_all",
+            "is_enabled",
+            "log_arguments",
+            *services.APPROVAL_FIELDS,
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -260,6 +272,9 @@ class ToolPolicyForm(forms.ModelForm):
                 self.add_error(kind, f"Unknown {singular}{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")
             elif data.get(kind):
                 data[kind] = sorted(set(data[kind]))
+        role = data.get("approval_role")
+        if role and role != self.instance.approval_role and role not in existing["roles"]:
+            self.add_error("approval_role", f"Unknown role: {role}.")
         return data
 
 
@@ -268,8 +283,8 @@ class ToolPolicyAdmin(RbacAdmin):
     save_service = staticmethod(services.save_tool_policy)
     delete_service = staticmethod(services.delete_tool_policy)
     form = ToolPolicyForm
-    list_display = ["tool_name", "application", "requirement_text", "require_all", "is_enabled"]
-    list_filter = ["application", "is_enabled", "require_all"]
+    list_display = ["tool_name", "application", "requirement_text", "require_all", "is_enabled", "approval"]
+    list_filter = ["application", "is_enabled", "require_all", "approval"]
     search_fields = ["tool_name", "description", "application__slug"]
     autocomplete_fields = ["application"]
     list_select_related = ["application"]

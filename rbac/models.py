@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
@@ -27,6 +27,8 @@ TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 validate_tool_name = RegexValidator(
     TOOL_NAME_RE.pattern, "Tool names use letters, digits, '_', '.' or '-' (1-128 characters).", code="invalid_tool"
 )
+DEFAULT_APPROVAL_EXPIRY = 600  # seconds a pending approval request waits (issue 22: ten minutes)
+MAX_APPROVERS = 20
 APP_SLUG_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 validate_app_slug = RegexValidator(
     APP_SLUG_RE, "Use 1-64 lowercase letters, digits, '_' or '-', starting with a letter or digit.", code="invalid_slug"
@@ -204,6 +206,12 @@ class ToolPolicy(models.Model):
     (one item each, except resources: every listed resource is required).
     """
 
+    class Approval(models.TextChoices):
+        NONE = "none", "None: calls run at once"
+        SELF = "self", "Self: the caller confirms in the browser, after a fresh second factor"
+        OTHERS = "others", "Others: one holder of the approver role, never the caller, approves"
+        OTHERS_N = "others_n", "N others: N distinct holders of the approver role approve"
+
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="tool_policies")
     tool_name = models.CharField(max_length=128, validators=[validate_tool_name])
     description = models.TextField(blank=True)
@@ -218,6 +226,37 @@ class ToolPolicy(models.Model):
         default=False,
         help_text="Record each call's arguments in the audit log (values under secret-looking keys are redacted).",
     )
+    # Human approval before a call runs (`approvals`, docs/approvals.md).
+    approval = models.CharField(
+        max_length=16,
+        choices=Approval.choices,
+        default=Approval.NONE,
+        help_text="Whether a person must approve each call of this tool before it runs.",
+    )
+    approval_role = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_name],
+        help_text="The RBAC role an approver must hold (approval by others).",
+    )
+    approval_count = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_APPROVERS)],
+        help_text="How many distinct approvers must approve (N approvers; 2 or more).",
+    )
+    approval_expiry = models.PositiveIntegerField(
+        "approval expiry (seconds)",
+        default=DEFAULT_APPROVAL_EXPIRY,
+        validators=[MinValueValidator(30), MaxValueValidator(7 * 24 * 3600)],
+        help_text="A pending request expires after this many seconds (default 600: ten minutes).",
+    )
+    approval_window = models.PositiveIntegerField(
+        "approval covers identical calls for (seconds)",
+        default=0,
+        validators=[MaxValueValidator(24 * 3600)],
+        help_text="0: an approval is used once. Otherwise identical calls (same caller, tool and arguments) "
+        "within this many seconds of the approval run without asking again.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -231,6 +270,37 @@ class ToolPolicy(models.Model):
 
     def requirement(self):  # type: ignore[no-untyped-def]
         return requirement_of(self)
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.approval in (self.Approval.OTHERS, self.Approval.OTHERS_N) and not self.approval_role:
+            errors["approval_role"] = "Name the RBAC role whose holders approve."
+        if self.approval == self.Approval.OTHERS_N and (self.approval_count or 0) < 2:
+            errors["approval_count"] = "N approvers means 2 or more."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.approval != self.Approval.NONE
+
+    def approval_text(self) -> str:
+        """The approval policy in words (the dashboard, the policy simulator, the API)."""
+        if self.approval == self.Approval.NONE:
+            return "none"
+        if self.approval == self.Approval.SELF:
+            who = "the caller confirms, with a fresh second factor"
+        else:
+            n = self.required_approvals
+            who = f"{n} approval{'s' if n > 1 else ''} by role {self.approval_role}, never the caller"
+        covers = f"; covers identical calls for {self.approval_window} s" if self.approval_window else "; single use"
+        return f"{who}; expires after {self.approval_expiry} s{covers}"
+
+    @property
+    def required_approvals(self) -> int:
+        """How many distinct approvals a call needs (1 unless N approvers)."""
+        return self.approval_count if self.approval == self.Approval.OTHERS_N else 1
 
 
 # --- Tool pinning (rbac.pins) ----------------------------------------------------------------------------------------

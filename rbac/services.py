@@ -30,6 +30,7 @@ from rbac.models import (
 )
 
 M2M = Mapping[str, Iterable[Any]] | None
+APPROVAL_FIELDS = ("approval", "approval_role", "approval_count", "approval_expiry", "approval_window")
 
 # --- Role bindings and group memberships ---------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ def save_tool_policy(policy: ToolPolicy, *, actor: Any, m2m: M2M = None) -> Tool
 @service
 def upsert_tool_policy(*, actor: Any, application: Application, tool_name: str, **fields: Any) -> ToolPolicy:
     """Create or update the policy of `tool_name` from field values (validated here)."""
-    allowed = set(KINDS) | {"require_all", "is_enabled", "description", "log_arguments"}
+    allowed = set(KINDS) | {"require_all", "is_enabled", "description", "log_arguments"} | set(APPROVAL_FIELDS)
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationError(f"Unknown tool policy fields: {', '.join(sorted(unknown))}")

@@ -476,6 +476,9 @@ def cmd_run(stack: Stack) -> int:
     port = os.environ.setdefault("PORT", "8000")
     os.environ.setdefault("AUTHSEC_PUBLIC_URL", f"http://127.0.0.1:{port}")
     os.environ.setdefault("TRUSTED_PROXIES", "")  # browsers reach uvicorn directly: no forwarding header counts
+    # Approval emails (docs/approvals.md) go to files under .local/mail, not to an SMTP server.
+    os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+    os.environ.setdefault("EMAIL_FILE_PATH", str(LOCAL / "mail"))
     if not os.environ.get("METRICS_TOKEN") and not os.environ.get("METRICS_ALLOWED_IPS"):
         # /metrics is never open without one of them: a random bearer token, kept like the secret key.
         token_file = LOCAL / "metrics-token"
@@ -545,6 +548,7 @@ def cmd_run(stack: Stack) -> int:
   Metrics          {base}/metrics         (bearer token: METRICS_TOKEN, else .local/metrics-token)
   End users        alice@ bob@ carol@ dave@acme.test, erin@globex.test
   Demo password    {password}   (AUTHSEC_DEMO_PASSWORD)
+  Approvals        {base}/t/acme/approvals/   (emails to approvers: .local/mail/)
 """,
         flush=True,
     )

@@ -73,6 +73,8 @@ BOB_TOOLS = [
     {"tool": "view_analytics", "allowed": True, "reason": "allowed: meets every requirement", "missing": {}},
     {"tool": "view_reports", "allowed": True, "reason": "allowed: has role analyst", "missing": {}},
 ]
+# Each decision also names the tool's approval policy (docs/approvals.md): none of the seed's asks for one.
+BOB_TOOLS = [{**tool, "approval": "none"} for tool in BOB_TOOLS]
 
 
 @pytest.fixture
@@ -145,7 +147,13 @@ def test_only_active_applications_are_decided(admin: Client, demo: dict[str, Any
     body = _effective(admin, demo["users"]["bob@acme.test"]).json()
     assert [app["slug"] for app in body["applications"]] == ["demo", "ops"]
     assert body["applications"][1]["tools"] == [
-        {"tool": "restart", "allowed": False, "reason": "the tool's policy is disabled", "missing": {}}
+        {
+            "tool": "restart",
+            "allowed": False,
+            "reason": "the tool's policy is disabled",
+            "missing": {},
+            "approval": "none",
+        }
     ]
 
 
@@ -237,6 +245,7 @@ def test_simulated_claims_count_only_if_they_exist_here(admin: Client, demo: dic
         "allowed": True,
         "reason": "allowed: has role admin",
         "missing": {},
+        "approval": "none",
     }
     assert tools["view_analytics"]["reason"] == "denied: missing all of resources [analytics]"
 
@@ -335,3 +344,18 @@ def test_docs_page_sends_anonymous_visitors_to_the_login(acme: Tenant) -> None:
     response = Client().get("/t/acme/api/docs/")
     assert response.status_code == 302
     assert response["Location"] == "/t/acme/admin/login/?next=/t/acme/api/docs/"
+
+
+def test_the_simulator_shows_each_tools_approval_policy(admin: Client, demo: dict[str, Any], acme: Tenant) -> None:
+    with schema_context(acme.schema_name):
+        Application.objects.get(pk=demo["app"]).tool_policies.filter(tool_name="deploy_production").update(
+            approval="others_n", approval_role="admin", approval_count=2, approval_window=300
+        )
+    body = _simulate(admin, demo["app"], {"user": demo["users"]["carol@acme.test"]}).json()
+    deploy = next(tool for tool in body["tools"] if tool["tool"] == "deploy_production")
+    assert deploy["allowed"] is True
+    assert deploy["approval"] == (
+        "2 approvals by role admin, never the caller; expires after 600 s; covers identical calls for 300 s"
+    )
+    page = admin.get("/t/acme/admin/rbac/application/simulator/", {"application": "demo", "user": "carol@acme.test"})
+    assert page.status_code == 200 and "2 approvals by role admin, never the caller" in page.content.decode()

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from audit.models import AuditEvent
 from rbac.models import GroupMembership, Role, RoleBinding, ToolPolicy
 from tenants.models import Tenant
 from tests.factories import RoleFactory, UserFactory
@@ -389,3 +390,26 @@ def test_invalid_tool_name_is_400(admin: Client, rbac_data: dict[str, Any]) -> N
     )
     assert response.status_code == 400
     assert response.json() == {"tool_name": ["Tool names use letters, digits, '_', '.' or '-' (1-128 characters)."]}
+
+
+def test_tool_policy_approval_is_set_through_the_api_and_validated(
+    admin: Client, rbac_data: dict[str, Any], acme: Tenant
+) -> None:
+    url = f"/t/acme/api/tool-policies/{rbac_data['ids']['tool-policies']}/"
+
+    def patch(body: dict[str, Any]) -> Any:
+        return admin.patch(url, body, content_type="application/json")
+
+    assert patch({"approval": "others"}).json()["approval_role"] == ["Name the RBAC role whose holders approve."]
+    assert patch({"approval": "others", "approval_role": "nobody"}).json()["approval_role"] == [
+        "Unknown role 'nobody'."
+    ]
+    assert "approval_count" in patch({"approval": "others_n", "approval_role": "developer"}).json()
+    assert patch({"approval": "maybe"}).status_code == 400
+    ok = patch({"approval": "others_n", "approval_role": "developer", "approval_count": 2, "approval_window": 120})
+    assert ok.status_code == 200, ok.content
+    assert ok.json()["approval"] == "others_n" and ok.json()["approval_expiry"] == 600
+    with schema_context(acme.schema_name):
+        event = AuditEvent.objects.filter(action="rbac.tool_policy_changed").latest("seq")
+    assert event.data["changes"]["approval"] == {"before": "none", "after": "others_n"}
+    assert patch({"approval": "self", "approval_role": ""}).status_code == 200

@@ -7,8 +7,10 @@ fails until both exist. (MCP tool calls, credentials and SVIDs come with their f
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -20,6 +22,7 @@ from oauth2_provider.models import get_access_token_model
 
 import audit
 from accounts.models import User
+from approvals import services as approvals
 from audit.catalog import EVENT_KINDS
 from audit.models import AuditEvent, AuditSettings
 from audit.retention import archive_expired_events
@@ -27,7 +30,14 @@ from audit.tasks import archive_schema_events
 from rbac import services as rbac
 from tenants.models import Tenant
 from tenants.services import set_tenant_active
-from tests.factories import ApplicationFactory, GroupFactory, RoleFactory, ScopeFactory, UserFactory
+from tests.factories import (
+    ApplicationFactory,
+    GroupFactory,
+    OAuthClientFactory,
+    RoleFactory,
+    ScopeFactory,
+    UserFactory,
+)
 from tests.support.accounts import ADMIN_PASSWORD, log_in
 from tests.support.oauth import REDIRECT, authorize_params, exchange, get_code, pkce, token_request
 from tests.support.oauth import login as end_user_login
@@ -894,6 +904,33 @@ def _auth_session_revoked(w: World) -> None:
     assert event.data == {"application": "demo", "session": session.state[:16]}
 
 
+@scenario("oauth.ciba_token_issued", "oauth.ciba_client_auth_failed")
+def _ciba(w: World) -> None:
+    w.request.getfixturevalue("demo_users")
+    secret = secrets.token_urlsafe(32)
+    with schema_context(w.acme.schema_name):
+        ciba = OAuthClientFactory(machine=True, name="Voice agent", client_secret=secret, is_ciba_client=True)
+        alice = User.objects.get(email="alice@acme.test")
+    base = "/t/acme/oauth/authsec/uflow/auth/workspace/ciba"
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{ciba.client_id}:{secret}".encode()).decode()}
+    refused = Client().post(f"{base}/initiate", {"email": "alice@acme.test"}, content_type="application/json")
+    assert refused.status_code == 401
+    failed = latest(w.acme, "oauth.ciba_client_auth_failed")
+    assert (failed.outcome, failed.data["reason"]) == ("deny", "no credentials")
+    started = Client().post(f"{base}/initiate", {"email": "alice@acme.test"}, content_type="application/json", **auth)
+    auth_req_id = started.json()["auth_req_id"]
+    with schema_context(w.acme.schema_name):
+        approvals.decide(approvals.get_request(auth_req_id), alice, True)
+    body = {"auth_req_id": auth_req_id}
+    assert Client().post(f"{base}/token", body, content_type="application/json", **auth).status_code == 200
+    issued = latest(w.acme, "oauth.ciba_token_issued")
+    assert (issued.actor_label, issued.data["grant"], issued.data["auth_req_id"]) == (
+        "alice@acme.test",
+        "ciba",
+        auth_req_id,
+    )
+
+
 @scenario(
     "accounts.mfa_totp_enrolled",
     "accounts.mfa_totp_removed",
@@ -957,6 +994,68 @@ def _second_factors(w: World) -> None:
 
 
 # --- the tests --------------------------------------------------------------------------------------------------------
+
+
+# --- approvals ------------------------------------------------------------------------------------------------------
+
+
+@scenario(
+    "approval.requested",
+    "approval.notified",
+    "approval.approval_recorded",
+    "approval.approved",
+    "approval.denied",
+    "approval.expired",
+    "approval.used",
+)
+def _approvals(w: World) -> None:
+    from approvals import notify
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+    from rbac.models import ToolPolicy
+
+    with schema_context(w.acme.schema_name):
+        role = RoleFactory(name="coverage-approver")
+        caller, ann, ben = (UserFactory(email=f"{n}-cov@acme.test") for n in ("caller", "ann", "ben"))
+        for user in (ann, ben):
+            rbac.grant_role(actor="tests", role=role, user=user)
+        policy = ToolPolicy.objects.create(
+            application=ApplicationFactory(slug="cov-ops"),
+            tool_name="deploy",
+            approval="others_n",
+            approval_count=2,
+            approval_role="coverage-approver",
+        )
+        first = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 1})
+        assert latest(w.acme, "approval.requested").data["approval_id"] == str(first.pk)
+        notify.notify_request(str(first.pk))
+        assert latest(w.acme, "approval.notified").data["channels"]["email"]["sent"] == 1
+        approvals.decide(first, ann, True)
+        assert latest(w.acme, "approval.approval_recorded").data["approvals"] == 1
+        approvals.decide(first, ben, True)
+        assert latest(w.acme, "approval.approved").data["approvers"] == ["ann-cov@acme.test", "ben-cov@acme.test"]
+        used = approvals.consume(
+            caller=caller, application=policy.application, tool_name="deploy", args_hash=first.args_hash, used_by="r1"
+        )
+        assert used is not None and latest(w.acme, "approval.used").data["used_by"] == "r1"
+        second = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 2})
+        approvals.decide(second, ann, False)
+        assert latest(w.acme, "approval.denied").actor_label == "ann-cov@acme.test"
+        third = approvals.request_for_policy(policy=policy, caller=caller, arguments={"v": 3})
+        ApprovalRequest.objects.filter(pk=third.pk).update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        assert approvals.expire_due() == 1
+        assert latest(w.acme, "approval.expired").data["approval_id"] == str(third.pk)
+
+
+@scenario("approval.settings_changed")
+def _approval_settings(w: World) -> None:
+    page = "/t/acme/admin/approvals/approvalsettings/1/change/"
+    assert w.admin.get("/t/acme/admin/approvals/approvalsettings/").status_code == 302
+    response = w.admin.post(page, {"email_enabled": "on", "webhook_url": "", "webhook_secret": "x" * 40})
+    assert response.status_code == 302, response.content[:2000]
+    event = latest(w.acme, "approval.settings_changed")
+    assert event.actor_label == "admin@acme.test" and event.data["webhook_secret_version"] >= 1
+    assert "x" * 40 not in json.dumps(event.data)
 
 
 def test_every_catalogued_kind_of_event_has_a_scenario() -> None:

@@ -13,7 +13,7 @@ from audit.models import AuditEvent
 from oauth.client_services import set_dynamic_registration
 from oauth.models import ProviderSettings
 from rbac.demo import DEMO_POLICIES
-from rbac.models import Application
+from rbac.models import Application, ToolPolicy
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +28,12 @@ def test_seed_demo_is_idempotent_and_creates_the_demo_users() -> None:
         assert {"admin@acme.test", "alice@acme.test", "bob@acme.test", "carol@acme.test", "dave@acme.test"} <= emails
         assert User.objects.get(email="alice@acme.test").check_password("authsec-demo")
         assert not User.objects.get(email="alice@acme.test").is_staff
+        for app in ("demo", "demo-oauth"):
+            deploy = ToolPolicy.objects.get(application__slug=app, tool_name="deploy_production")
+            assert (deploy.approval, deploy.approval_role, deploy.required_approvals) == ("others", "admin", 1)
+            sensitive = ToolPolicy.objects.get(application__slug=app, tool_name="sensitive_operations")
+            assert sensitive.approval == "self"
+            assert ToolPolicy.objects.get(application__slug=app, tool_name="hello").approval == "none"
     with schema_context(Tenant.objects.get(slug="globex").schema_name):
         assert set(User.objects.values_list("email", flat=True)) == {"admin@globex.test", "erin@globex.test"}
     assert User.objects.filter(email="platform@authsec.test", is_superuser=True).count() == 1

@@ -27,6 +27,7 @@ from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
 
 import audit
 from accounts.models import MfaSettings, User
+from approvals.models import ApprovalSettings
 from audit.models import AuditCheckpoint, AuditSettings, AuditSink
 from authsec_site.admin_sites import platform_admin
 from mcp_endpoint.models import AuthSession
@@ -150,6 +151,10 @@ AUDIT = {
 
 TENANT: dict[str, Pages] = {
     **AUDIT,
+    # Its changelist opens the one row.
+    "approvals.approvalsettings": Pages(
+        ApprovalSettings.load, add=None, delete=False, changelist_status=302, actions=NO_DELETE
+    ),
     "rbac.scope": Pages(lambda: ScopeFactory(name=MARK), BY_NAME, actions=DELETE),
     "rbac.resource": Pages(lambda: ResourceFactory(name=MARK), BY_NAME, actions=DELETE),
     "rbac.permission": Pages(lambda: PermissionFactory(resource=ResourceFactory(name=MARK)), BY_NAME, actions=DELETE),

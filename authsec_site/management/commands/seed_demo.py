@@ -13,6 +13,7 @@ from django_tenants.utils import schema_context
 
 from accounts.models import User
 from accounts.roles import DashboardRole
+from approvals.demo import seed_approvals
 from authsec_site.lib.vault import VaultError
 from oauth.client_services import set_dynamic_registration
 from oauth.demo import seed_oauth
@@ -83,6 +84,8 @@ class Command(BaseCommand):
                         auditor.save(update_fields=["dashboard_roles"])
                 seed_oauth()
                 seed_standard_oauth_application(slug)
+                if slug == "acme":  # human approval of the demo's deploys and sensitive operations
+                    seed_approvals(slug)
                 mode = spec["dynamic_registration"]
                 if set_dynamic_registration.nested(actor="cli:seed_demo", mode=mode):
                     self.stdout.write(f"{slug}: dynamic client registration {mode}")
