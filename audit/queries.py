@@ -190,3 +190,14 @@ def export_jsonl(filters: dict[str, Any]) -> Iterator[bytes]:
             lines.clear()
     if lines:
         yield ("\n".join(lines) + "\n").encode()
+
+
+# --- A user's own activity (the self-service account page) -------------------------------------------------------
+
+OWN_ACTIVITY = 50
+
+
+def user_activity(user_id: int, limit: int = OWN_ACTIVITY) -> list[AuditEvent]:
+    """The newest `limit` events a signed-in user did themselves (actor = that user), newest first."""
+    own = AuditEvent.objects.for_actor(str(user_id)).filter(actor_type=AuditEvent.ActorType.USER)
+    return list(own.newest_first()[:limit])

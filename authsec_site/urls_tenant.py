@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from accounts import mfa_views
 from accounts import views as accounts_views
+from authsec_site import account
 from mcp_endpoint import views as mcp_views
 from oauth import upstream_views
 
@@ -20,6 +21,8 @@ urlpatterns = [
     path("accounts/login/", accounts_views.LoginView.as_view(), name="accounts-login"),
     path("accounts/logout/", accounts_views.LogoutView.as_view(), name="accounts-logout"),
     path("accounts/upstream/<slug:slug>/start", upstream_views.upstream_start, name="accounts-upstream-start"),
+    path("account/", account.account, name="accounts-account"),
+    path("account/revoke/<slug:kind>/<str:pk>", account.revoke, name="accounts-account-revoke"),
     path("account/security/", mfa_views.security, name="accounts-security"),
     path("account/verify/", mfa_views.verify, name="accounts-mfa-verify"),
     path(

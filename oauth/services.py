@@ -31,6 +31,11 @@ def revoke_consent(*, actor: Any, consent: Consent) -> None:
     consent.revoked_at = timezone.now()
     consent.save(update_fields=["revoked_at"])
     get_access_token_model().objects.filter(user=consent.user, application=consent.client).delete()
+    # The refresh tokens too: otherwise the client would mint a new access token from one.
+    for refresh in get_refresh_token_model().objects.filter(
+        user=consent.user, application=consent.client, revoked__isnull=True
+    ):
+        refresh.revoke()
     record(
         actor,
         "oauth.consent_revoked",
