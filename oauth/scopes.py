@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from oauth2_provider.scopes import BaseScopes
 
+from oauth import issuance
 from oauth.authentication import API_SCOPE, is_api_staff
 from rbac.engine import Grants
 from rbac.grants import effective_grants
@@ -25,6 +26,16 @@ OIDC_SCOPES = {
 }
 
 
+def tenant_scopes() -> tuple[tuple[str, str], ...]:
+    """(name, description) of the tenant's RBAC scopes, by name; kept per process until a scope changes
+    (`oauth.issuance`): every token request asks for them."""
+    return issuance.cached("scopes", _load_tenant_scopes)
+
+
+def _load_tenant_scopes() -> tuple[tuple[str, str], ...]:
+    return tuple(Scope.objects.order_by("name").values_list("name", "description"))
+
+
 def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") -> Principal:
     """Who a token carrying `scopes` stands for, and what it holds now. For a user: their RBAC grants, plus the
     OIDC scopes and `admin` (the management API's scope) while they are active staff or superusers of the
@@ -34,7 +45,7 @@ def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") ->
     tenant_slug = str(getattr(connection.tenant, "slug", "") or "")
     token_scopes = frozenset(scopes)
     if user is None:
-        names = set(Scope.objects.values_list("name", flat=True))
+        names = {name for name, _description in tenant_scopes()}
         return Principal(
             user_id=None,
             email="",
@@ -66,7 +77,7 @@ def granted_scopes(requested: Iterable[str], user: Any) -> list[str]:
 class TenantScopes(BaseScopes):
     def get_all_scopes(self) -> dict[str, str]:
         scopes = dict(OIDC_SCOPES)
-        for name, description in Scope.objects.values_list("name", "description"):
+        for name, description in tenant_scopes():
             scopes[name] = description or f"Use the '{name}' scope"
         return scopes
 
