@@ -221,7 +221,25 @@ class TenantOAuth2Validator(OAuth2Validator):
         request.authsec_id_token = (signed, request.id_token)  # the row just stored for this JWT
         return signed
 
+    def _save_id_token(self, jti: Any, request: Any, expires: Any, *args: Any, **kwargs: Any) -> Any:
+        """At the token endpoint the ID token's row is stored with the tokens, in their transaction
+        (`_save_bearer_token`), rather than in one of its own just before."""
+        if request.grant_type not in ("authorization_code", "refresh_token"):
+            return super()._save_id_token(jti, request, expires, *args, **kwargs)
+        pending = IDToken(
+            user=request.user,
+            scope=request.scope or " ".join(request.scopes),
+            expires=expires,
+            jti=jti,
+            application=request.client,
+        )
+        request.authsec_pending_id_token = pending
+        return pending
+
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        pending = getattr(request, "authsec_pending_id_token", None)
+        if pending is not None and pending.pk is None:
+            pending.save()
         # The JWT replaces the opaque token before DOT stores (a hash of) it.
         user = request.user if request.grant_type != "client_credentials" else None
         claims = self._mint_access_token(token, request)
