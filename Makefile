@@ -12,7 +12,7 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit
+.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-oauth-instructions bench-mcp bench-audit
 
 run: install
 	$(BIN)/python scripts/devstack.py run
@@ -109,6 +109,15 @@ bench-mcp: install-dev
 bench-oauth: install-dev
 	DEBUG=0 AUTHSEC_PUBLIC_URL=http://127.0.0.1:8000 ALLOWED_HOSTS=127.0.0.1 \
 		$(BIN)/python scripts/devstack.py exec --database authsec_bench_oauth -- $(BIN)/python bench/oauth_bench.py
+
+# The same token requests counted rather than timed: queries and callgrind instructions per request, one row per
+# grant type (valgrind from Debian's package; docs/benchmarks.md). Steady on a busy machine, unlike requests/s.
+bench-oauth-instructions: install-dev
+	mkdir -p .local/callgrind
+	DEBUG=0 AUTHSEC_PUBLIC_URL=http://127.0.0.1:8000 ALLOWED_HOSTS=127.0.0.1 \
+		$(BIN)/python scripts/devstack.py exec --database authsec_bench_oauth -- env CALLGRIND_DIR=.local/callgrind \
+		valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=.local/callgrind/oauth.%p \
+		$(BIN)/python bench/oauth_callgrind.py
 
 # Loads 1,000,000 chained audit events into tenant auditbench (once) and times the review pages, exports and
 # record(), in its own database (docs/benchmarks.md).

@@ -1,8 +1,9 @@
-"""What the token endpoint reads of a tenant on every request, kept in each process: the current signing key
-and the MCP endpoints of its active applications (the resources tokens are mostly issued for).
+"""What the token endpoint reads of a tenant on every request, kept in each process: the current signing key,
+the MCP endpoints of its active applications (the resources tokens are mostly issued for) and its RBAC scope
+names (the scopes clients may ask for).
 
 A copy is used only while the tenant's version token in Redis is the one it was read under. Any change to
-signing keys or applications drops this process's copy at once and, after commit, moves
+signing keys, applications or scopes drops this process's copy at once and, after commit, moves
 the version token, so every other process reads again on its next request. Without Redis, every request
 reads the database, as it would without this cache.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.core.cache import cache
@@ -28,14 +31,33 @@ T = TypeVar("T")
 VERSION_KEY = "oauth:issuance-version"
 TTL = 300.0  # seconds: an upper bound on a copy's life should a version announcement be lost
 _copies: TTLCache[tuple[str, str], tuple[str, Any]] = TTLCache(4096, TTL)
+# Inside `one_read()`: the version token of each schema, read once (a token request asks up to seven times).
+_request_versions: ContextVar[dict[str, str | None] | None] = ContextVar("oauth_issuance_versions", default=None)
+
+
+@contextmanager
+def one_read() -> Iterator[None]:
+    """Within: the version token is read from Redis once per schema, as one request needs it. A change made
+    meanwhile by this request drops the copies here at once (`changed`), so it is still seen."""
+    reset = _request_versions.set({})
+    try:
+        yield
+    finally:
+        _request_versions.reset(reset)
 
 
 def _version() -> str | None:
+    versions = _request_versions.get()
+    if versions is not None and connection.schema_name in versions:
+        return versions[connection.schema_name]
     try:
-        return coherence.version_token(VERSION_KEY)
+        version = coherence.version_token(VERSION_KEY)
     except Exception as exc:  # noqa: BLE001 - Redis down: read the database
         logger.warning("OAuth issuance cache unavailable (%s); reading the database", type(exc).__name__)
-        return None
+        version = None
+    if versions is not None:
+        versions[connection.schema_name] = version
+    return version
 
 
 def cached(name: str, load: Callable[[], T]) -> T:
@@ -73,6 +95,6 @@ def clear() -> None:
 
 
 def connect() -> None:
-    for model in ("oauth.SigningKey", "rbac.Application"):
+    for model in ("oauth.SigningKey", "rbac.Application", "rbac.Scope"):
         post_save.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-save-{model}")
         post_delete.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-delete-{model}")

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 from oauth2_provider.scopes import BaseScopes
 
+from oauth import issuance
 from oauth.authentication import API_SCOPE, is_api_staff
 from rbac.engine import Grants
 from rbac.grants import effective_grants
@@ -25,7 +26,19 @@ OIDC_SCOPES = {
 }
 
 
-def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") -> Principal:
+def tenant_scopes() -> tuple[tuple[str, str], ...]:
+    """(name, description) of the tenant's RBAC scopes, by name; kept per process until a scope changes
+    (`oauth.issuance`): every token request asks for them."""
+    return issuance.cached("scopes", _load_tenant_scopes)
+
+
+def _load_tenant_scopes() -> tuple[tuple[str, str], ...]:
+    return tuple(Scope.objects.order_by("name").values_list("name", "description"))
+
+
+def token_principal(
+    user: Any, scopes: Iterable[str], *, client_id: str = "", grants: Grants | None = None
+) -> Principal:
     """Who a token carrying `scopes` stands for, and what it holds now. For a user: their RBAC grants, plus the
     OIDC scopes and `admin` (the management API's scope) while they are active staff or superusers of the
     tenant (`is_api_staff`, the users the management API admits). For a client acting for itself (`user` None): no RBAC
@@ -34,7 +47,7 @@ def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") ->
     tenant_slug = str(getattr(connection.tenant, "slug", "") or "")
     token_scopes = frozenset(scopes)
     if user is None:
-        names = set(Scope.objects.values_list("name", flat=True))
+        names = {name for name, _description in tenant_scopes()}
         return Principal(
             user_id=None,
             email="",
@@ -49,24 +62,24 @@ def token_principal(user: Any, scopes: Iterable[str], *, client_id: str = "") ->
         user_id=user.pk,
         email=getattr(user, "email", ""),
         tenant_slug=tenant_slug,
-        grants=effective_grants(user) or Grants(),
+        grants=(grants if grants is not None else effective_grants(user)) or Grants(),
         client_id=client_id,
         token_scopes=token_scopes,
         extra_scopes=frozenset(extra),
     )
 
 
-def granted_scopes(requested: Iterable[str], user: Any) -> list[str]:
+def granted_scopes(requested: Iterable[str], user: Any, *, grants: Grants | None = None) -> list[str]:
     """The requested scopes this token gets, in request order: a scope the holder may not have is dropped
     (RFC 6749 §3.3), never refused, so a client asking for everything in `scopes_supported` still signs in."""
     requested = list(requested)
-    return token_principal(user, requested).in_force(requested)
+    return token_principal(user, requested, grants=grants).in_force(requested)
 
 
 class TenantScopes(BaseScopes):
     def get_all_scopes(self) -> dict[str, str]:
         scopes = dict(OIDC_SCOPES)
-        for name, description in Scope.objects.values_list("name", "description"):
+        for name, description in tenant_scopes():
             scopes[name] = description or f"Use the '{name}' scope"
         return scopes
 

@@ -36,7 +36,7 @@ def access_token_claims(*, user: Any, client_id: str, scopes: list[str], audienc
     else:
         claims["sub"] = client_id  # client credentials: the client acts for itself
     # The one granted scope (oauth.scopes.granted_scopes): the validator stores and answers exactly this.
-    claims["scope"] = " ".join(granted_scopes(scopes, user))
+    claims["scope"] = " ".join(granted_scopes(scopes, user, grants=grants))  # the grants just read, not again
     claims_lists = grants.as_claims() if grants is not None else {}
     for kind in ("roles", "groups", "scopes", "resources", "permissions"):
         claims[kind] = claims_lists.get(kind, [])

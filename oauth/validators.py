@@ -16,6 +16,7 @@ from django.db import connection
 from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
+    get_id_token_model,
     get_refresh_token_model,
     revoke_access_token,
 )
@@ -32,6 +33,8 @@ from rbac.models import Application
 
 logger = logging.getLogger(__name__)
 Grant = get_grant_model()
+AccessToken = get_access_token_model()
+IDToken = get_id_token_model()
 
 
 def hosted_resources() -> frozenset[str]:
@@ -214,9 +217,29 @@ class TenantOAuth2Validator(OAuth2Validator):
             self._mint_access_token(token, request)
             if "at_hash" in id_token:
                 id_token["at_hash"] = _at_hash(token["access_token"])
-        return super().finalize_id_token(id_token, token, token_handler, request)
+        signed = super().finalize_id_token(id_token, token, token_handler, request)
+        request.authsec_id_token = (signed, request.id_token)  # the row just stored for this JWT
+        return signed
+
+    def _save_id_token(self, jti: Any, request: Any, expires: Any, *args: Any, **kwargs: Any) -> Any:
+        """At the token endpoint the ID token's row is stored with the tokens, in their transaction
+        (`_save_bearer_token`), rather than in one of its own just before."""
+        if request.grant_type not in ("authorization_code", "refresh_token"):
+            return super()._save_id_token(jti, request, expires, *args, **kwargs)
+        pending = IDToken(
+            user=request.user,
+            scope=request.scope or " ".join(request.scopes),
+            expires=expires,
+            jti=jti,
+            application=request.client,
+        )
+        request.authsec_pending_id_token = pending
+        return pending
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        pending = getattr(request, "authsec_pending_id_token", None)
+        if pending is not None and pending.pk is None:
+            pending.save()
         # The JWT replaces the opaque token before DOT stores (a hash of) it.
         user = request.user if request.grant_type != "client_credentials" else None
         claims = self._mint_access_token(token, request)
@@ -306,9 +329,55 @@ class TenantOAuth2Validator(OAuth2Validator):
     # live) and revoke it when the code comes back.
 
     def _create_access_token(self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None) -> Any:
-        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        signed, id_token = getattr(request, "authsec_id_token", (None, None))
+        if signed is None or signed != token.get("id_token"):
+            access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        else:
+            # DOT's own would verify the ID token it has just signed, look its client up by `aud` and read the row
+            # back (`_load_id_token`): the row finalize_id_token stored for exactly this JWT is linked instead.
+            access_token = AccessToken(
+                user=request.user,
+                scope=token["scope"],
+                expires=expires,
+                id_token=id_token,
+                application=request.client,
+                source_refresh_token=source_refresh_token,
+                resource=getattr(request, "resource", []),  # RFC 8707
+            )
+            self._set_token_value(access_token, token["access_token"])
+            access_token.save()
         request.authsec_created = {"access": access_token}
         return access_token
+
+    def _check_and_set_request_resource(self, request: Any) -> None:
+        """DOT's RFC 8707 audience (the request's `resource`, narrowed to what the code or refresh token was granted
+        for), set once a request: it is asked before the token is minted and again when it is stored. For a code,
+        the grant comes from the exchange's one read (`_code_grant`) instead of DOT's own query."""
+        if getattr(request, "authsec_resource", None) is getattr(request, "resource", None) is not None:
+            return
+        if request.grant_type != "authorization_code":
+            super()._check_and_set_request_resource(request)
+        else:
+            request.grant_type = "authsec:code-resource"  # DOT: normalise and check the URIs, nothing grant-wise
+            try:
+                super()._check_and_set_request_resource(request)
+            finally:
+                request.grant_type = "authorization_code"
+            grant = self._client_grant(request.code, request.client, request)
+            granted = (grant.resource or []) if grant is not None else []
+            if request.resource and granted:
+                for uri in request.resource:
+                    if uri not in granted:
+                        raise errors.CustomOAuth2Error(
+                            error="invalid_target",
+                            description=f"The requested resource '{uri}' is not allowed. Token request cannot "
+                            "escalate resource permissions beyond the original authorization grant",
+                            request=request,
+                        )
+            elif granted:
+                self._validate_resource_uris(request, granted)  # rows older than the authorize endpoint's check
+                request.resource = granted
+        request.authsec_resource = request.resource
 
     def _create_refresh_token(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         refresh_token = super()._create_refresh_token(request, *args, **kwargs)
@@ -346,12 +415,14 @@ class TenantOAuth2Validator(OAuth2Validator):
 
     def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any) -> None:
         request.authsec_grant = None
-        try:
-            super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
-        except errors.InvalidGrantError:
+        # DOT's delete() reads the row first and wraps it in a transaction, for deletion signals nobody sends for
+        # a grant (django-tenants listens to every model's deletions, which rules out Django's fast path): one
+        # DELETE does it. Its row count is the single use: a concurrent exchange of the same code deletes nothing.
+        deleted = Grant.objects.filter(code=code, application=request.client)._raw_delete(Grant.objects.db)
+        if not deleted:
             # Two exchanges of one code raced and the other one consumed it first: this one is the reuse.
             self._revoke_reused_code_tokens(code, request)
-            raise
+            raise errors.InvalidGrantError(request=request)
 
     def _revoke_reused_code_tokens(self, code: str, request: Any) -> None:
         try:

@@ -13,12 +13,14 @@ from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET
 from oauth2_provider import cimd
 from oauth2_provider import views as dot
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # the helper DOT uses on success redirects
 from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.signals import app_authorized
 from oauthlib.common import Request as OauthlibRequest
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
@@ -26,7 +28,7 @@ import audit
 from audit.recorder import Actor
 from authsec_site.lib import metrics
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
-from oauth import client_services, introspection, issuer
+from oauth import client_services, introspection, issuance, issuer
 from oauth.errors import oauth_error
 from oauth.keys import published_keys
 from oauth.models import Client, Consent, ProviderSettings
@@ -234,12 +236,25 @@ class TokenView(dot.TokenView):
     (RFC 6749 §5.1, §5.2)."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().post(request, *args, **kwargs)
+        with issuance.one_read():  # the per-process copies' version token: one Redis read per request
+            response = super().post(request, *args, **kwargs)
         metrics.token_request(request.POST.get("grant_type"), response.status_code, response.content)
         if response["Content-Type"].startswith("text/html"):
             response["Content-Type"] = "application/json"
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
+        return response
+
+    @method_decorator(sensitive_post_parameters("password", "client_secret"))
+    def authorization_flow_token_response(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """DOT's, without reading the new access token back from the database when nobody listens to
+        `app_authorized` (nothing here does): the query it costs served only that signal."""
+        if app_authorized.has_listeners(type(self)):
+            return super().authorization_flow_token_response(request, *args, **kwargs)
+        _url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
         return response
 
 

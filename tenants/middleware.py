@@ -1,9 +1,67 @@
-"""Tenant resolution for ``/t/<slug>/…`` requests."""
+"""Tenant resolution for ``/t/<slug>/…`` requests.
+
+The tenant of a path is kept per process (every request asks for it) while the routing version token in Redis is
+the one it was read under. Any change to a tenant or a domain drops this process's copies at once and moves the
+token after commit, so every other process reads again on its next request: a deactivation takes effect
+everywhere as it commits. Without Redis, every request reads the database.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
+import uuid
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.http import Http404
 from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
+from django_tenants.utils import get_public_schema_name, schema_context
+
+from authsec_site.lib import coherence
+from authsec_site.lib.ttlcache import TTLCache
+
+logger = logging.getLogger(__name__)
+
+ROUTING_VERSION_KEY = "tenants:routing-version"  # kept in the public schema's cache keys
+ROUTING_TTL = 300.0  # seconds: an upper bound on a copy's life should a version announcement be lost
+_routes: TTLCache[str, tuple[str, Any]] = TTLCache(4096, ROUTING_TTL)  # path segment → (version, active tenant)
+
+
+def _routing_version() -> str | None:
+    try:
+        with schema_context(get_public_schema_name()):
+            return coherence.version_token(ROUTING_VERSION_KEY)
+    except Exception as exc:  # noqa: BLE001 - Redis down: read the database
+        logger.warning("Tenant routing cache unavailable (%s); reading the database", type(exc).__name__)
+        return None
+
+
+def routing_changed(**kwargs: Any) -> None:
+    """A tenant or domain changed: drop this process's copies now, and every process's after commit."""
+    _routes.clear()
+
+    def bump() -> None:
+        try:
+            with schema_context(get_public_schema_name()):
+                cache.set(ROUTING_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        except Exception as exc:  # noqa: BLE001 - the TTL bounds how long others keep their copy
+            logger.error("Could not invalidate the tenant routing cache (%s)", type(exc).__name__)
+
+    transaction.on_commit(bump)
+
+
+def clear_routes() -> None:
+    """Forget every copy of this process (tests roll back the rows a copy was read from)."""
+    _routes.clear()
+
+
+def connect() -> None:
+    for model in ("tenants.Tenant", "tenants.Domain"):
+        post_save.connect(routing_changed, sender=model, dispatch_uid=f"tenants-routing-save-{model}")
+        post_delete.connect(routing_changed, sender=model, dispatch_uid=f"tenants-routing-delete-{model}")
 
 
 class ActiveTenantSubfolderMiddleware(TenantSubfolderMiddleware):
@@ -13,9 +71,15 @@ class ActiveTenantSubfolderMiddleware(TenantSubfolderMiddleware):
     """
 
     def get_tenant(self, domain_model, hostname):  # type: ignore[no-untyped-def]
+        version = _routing_version()
+        hit = _routes.get(hostname) if version is not None else None
+        if hit is not None and hit[0] == version:
+            return copy.copy(hit[1])  # each request its own instance: nothing a request sets on it is shared
         domain = domain_model.objects.select_related("tenant").get(domain=hostname)
         if not domain.tenant.is_active:
             raise domain_model.DoesNotExist
+        if version is not None:
+            _routes.set(hostname, (version, copy.copy(domain.tenant)))
         return domain.tenant
 
     def no_tenant_found(self, request, hostname):  # type: ignore[no-untyped-def]

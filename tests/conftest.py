@@ -28,6 +28,7 @@ from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
 from rbac.grants import bump_version, clear_local_cache
 from rbac.models import Application, Group, Resource, Role, Scope
+from tenants.middleware import clear_routes
 from tenants.models import Tenant
 from tests.factories import OAuthClientFactory, UserFactory
 from tests.support.accounts import ADMIN_PASSWORD, log_in
@@ -95,6 +96,7 @@ def _public_schema_after_test() -> Iterator[None]:
     connection.set_schema_to_public()
     # The test's rows are rolled back, without the commit that would tell this process's copies of them.
     issuance.clear()
+    clear_routes()
 
 
 @pytest.fixture

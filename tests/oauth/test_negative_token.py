@@ -9,10 +9,11 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.db.models.signals import post_save
 from django.http import HttpResponse
 from django.test import Client as HttpClient
 from django.utils import timezone
-from oauth2_provider.models import Grant
+from oauth2_provider.models import Grant, get_access_token_model
 
 from audit.models import AuditEvent
 from oauth.models import Client, ProviderSettings
@@ -122,6 +123,33 @@ def test_reused_code_is_invalid_grant_and_revokes_what_the_first_use_issued(  # 
     # A third attempt is refused the same way (and audited again).
     assert_error(exchange(clients.public, code, verifier), 400, "invalid_grant")
     assert AuditEvent.objects.filter(action="oauth.code_reuse_detected").count() == 2
+
+
+def test_code_consumed_by_a_racing_exchange_is_invalid_grant_and_revokes_its_tokens(  # type: ignore[no-untyped-def]
+    demo_users, clients
+) -> None:
+    # Two exchanges of one code both pass validation; the grant's one DELETE decides which one used it. Here the
+    # racing exchange's DELETE comes first: it runs while this exchange stores its tokens (the real statement,
+    # from a receiver of the AccessToken insert), so this one deletes nothing.
+    verifier, challenge = pkce()
+    code = _code(clients, challenge, scope="openid email read offline_access")
+    access_token_model = get_access_token_model()
+
+    def racing_exchange_used_it(**kwargs: object) -> None:
+        Grant.objects.filter(code=code).delete()
+
+    post_save.connect(racing_exchange_used_it, sender=access_token_model, dispatch_uid="test-racing-exchange")
+    try:
+        raced = exchange(clients.public, code, verifier)
+    finally:
+        post_save.disconnect(sender=access_token_model, dispatch_uid="test-racing-exchange")
+    assert_error(raced, 400, "invalid_grant")
+    event = AuditEvent.objects.get(action="oauth.code_reuse_detected")
+    assert event.data["client_id"] == clients.public.client_id
+    assert len(event.data["families"]) == 1  # this exchange's own refresh token family, revoked
+    own = access_token_model.objects.filter(application=clients.public, user=demo_users["alice@acme.test"])
+    assert not own.exists()  # and its access token
+    assert exchange(clients.public, code, verifier).status_code == 400
 
 
 def test_reused_code_also_revokes_tokens_rotated_since(demo_users, clients) -> None:  # type: ignore[no-untyped-def]

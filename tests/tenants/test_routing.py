@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+import uuid
 
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from tenants.middleware import ROUTING_VERSION_KEY
 from tenants.models import Tenant
 from tenants.services import set_tenant_active
 
@@ -24,10 +29,22 @@ def test_unknown_tenant_is_a_404_page() -> None:
 
 
 def test_inactive_tenant_is_a_404_like_an_unknown_one(acme: Tenant) -> None:
+    assert Client().get("/t/acme/admin/login/").status_code == 200  # this process now keeps acme's routing
     set_tenant_active(actor="tests", tenant=acme, is_active=False)
     response = Client().get("/t/acme/admin/login/")
     assert response.status_code == 404
     assert "Page not found" in response.content.decode()
+
+
+def test_a_change_made_by_another_process_is_seen_once_the_routing_version_moves(acme: Tenant) -> None:
+    assert Client().get("/t/acme/admin/login/").status_code == 200
+    # Another process deactivates acme: this one is not told, its copy still routes...
+    Tenant.objects.filter(pk=acme.pk).update(is_active=False)
+    assert Client().get("/t/acme/admin/login/").status_code == 200
+    # ...until that process's commit moves the routing version token, as `routing_changed` does after commit.
+    with schema_context("public"):
+        cache.set(ROUTING_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    assert Client().get("/t/acme/admin/login/").status_code == 404
 
 
 def test_public_tenant_is_not_reachable_as_a_subfolder() -> None:
