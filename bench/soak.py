@@ -7,7 +7,8 @@ The mix, over HTTP only, as real clients do it:
   the token refreshed every few minutes (each refresh is a new token, so a new entry in every per-token cache);
 - newcomers: a new user (the tenant's user service, as the dashboard creates one), a role bound to them through
   the management API, a new DCR client, their code flow with offline access, a session with a list and calls,
-  a refresh and more calls; then the client goes away without closing its MCP session, as clients do;
+  a refresh and more calls; sessions are closed (DELETE) as SDK clients do, except every SOAK_ABANDON_EVERY-th
+  (default 10th), whose client goes away without a word (the session manager ends it after its idle timeout);
 - login tools: `oauth_start` on a fresh MCP session, the browser's sign-in and confirmation, then tools/list and a
   call with the login session;
 - an admin: roles created, bound, unbound and deleted through the management API (each one an RBAC version).
@@ -82,6 +83,7 @@ RATE = float(os.environ.get("SOAK_RATE", "60"))  # steady MCP requests/s in all 
 NEWCOMER_EVERY = float(os.environ.get("SOAK_NEWCOMER_SECONDS", "4"))
 LOGIN_TOOLS_EVERY = float(os.environ.get("SOAK_LOGIN_SECONDS", "10"))
 ADMIN_EVERY = float(os.environ.get("SOAK_ADMIN_SECONDS", "5"))
+ABANDON_EVERY = int(os.environ.get("SOAK_ABANDON_EVERY", "10"))  # every n-th newcomer session is never closed
 REFRESH_EVERY = float(os.environ.get("SOAK_REFRESH_SECONDS", "120"))
 TARGET_MB = 10.0
 PROTOCOL = "2025-06-18"
@@ -112,12 +114,16 @@ def ensure_data(password: str) -> Tenant:
         for name, scopes in ROLES.items():
             role = Role.objects.filter(name=name).first() or rbac_services.save_role(Role(name=name), actor=ACTOR)
             for scope in scopes:
-                role.scopes.add(Scope.objects.filter(name=scope).first() or rbac_services.save_scope(Scope(name=scope), actor=ACTOR))
+                role.scopes.add(
+                    Scope.objects.filter(name=scope).first() or rbac_services.save_scope(Scope(name=scope), actor=ACTOR)
+                )
         if not Scope.objects.filter(name="admin").exists():  # the management API's scope, asked for by the admin
             rbac_services.save_scope(Scope(name="admin"), actor=ACTOR)
         app = Application.objects.filter(slug=APP).first()
         if app is None:
-            app = rbac_services.save_application(Application(slug=APP, name="Soak tools", auth_mode="both"), actor=ACTOR)
+            app = rbac_services.save_application(
+                Application(slug=APP, name="Soak tools", auth_mode="both"), actor=ACTOR
+            )
         seed_tool_policies(actor=ACTOR, application=app, tools=registry.names())
         try:
             keys.private_jwk(keys.current_key())
@@ -159,7 +165,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -183,7 +189,9 @@ def single_node(env: dict[str, str]) -> Topology:
         OUT / "web.log",
     )
     celery = [sys.executable, "-m", "celery", "-A", "authsec_site"]
-    worker = _spawn([*celery, "worker", "-l", "warning", "--concurrency", "1", "-n", f"soak-{port}@%h"], env, OUT / "worker.log")
+    worker = _spawn(
+        [*celery, "worker", "-l", "warning", "--concurrency", "1", "-n", f"soak-{port}@%h"], env, OUT / "worker.log"
+    )
     beat = _spawn([*celery, "beat", "-l", "warning", "-s", str(OUT / f"beat-{port}")], env, OUT / "beat.log")
     procs = [web, worker, beat]
 
@@ -285,9 +293,12 @@ class Soak:
         self.counter = 0
         self.users: list[str] = []
         self.admin_token = ""
+        self.newcomer_sessions = 0
 
     def http(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(base_url=self.base, follow_redirects=False, timeout=30)
+        return httpx2.AsyncClient(
+            base_url=self.base, follow_redirects=False, timeout=float(os.environ.get("SOAK_HTTP_TIMEOUT", "60"))
+        )
 
     async def call(self, kind: str, coro: Any) -> Any:
         """Await one request, counting it; raises `Failed` (counted) on a transport error."""
@@ -369,7 +380,11 @@ class Soak:
             return tokens
 
     async def refresh(self, tokens: dict[str, Any]) -> dict[str, Any]:
-        data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": tokens["client_id"]}
+        data = {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": tokens["client_id"],
+        }
         async with self.http() as http:
             response = await self.call("refresh", http.post(f"/t/{SLUG}/oauth/token", data=data))
         fresh = self.expect("refresh", response, 200).json()
@@ -392,10 +407,14 @@ class Soak:
         if session:
             headers = {**headers, "Mcp-Session-Id": session}
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        self.expect("initialize", await self.call("initialize", http.post(self.endpoint, json=note, headers=headers)), 202)
+        self.expect(
+            "initialize", await self.call("initialize", http.post(self.endpoint, json=note, headers=headers)), 202
+        )
         return headers
 
-    async def rpc(self, http: httpx2.AsyncClient, headers: dict[str, str], method: str, params: dict | None = None) -> Any:
+    async def rpc(
+        self, http: httpx2.AsyncClient, headers: dict[str, str], method: str, params: dict | None = None
+    ) -> Any:
         kind = method if method != "tools/call" else f"tools/call {params['name'] if params else ''}"
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": random.randint(1, 1 << 30), "method": method}
         if params is not None:
@@ -410,6 +429,11 @@ class Soak:
             raise Failed(kind)
         self.stats.ok(kind)
         return message["result"]
+
+    async def close_session(self, http: httpx2.AsyncClient, headers: dict[str, str]) -> None:
+        """DELETE the session, as SDK clients do when they close."""
+        response = await self.call("close session", http.delete(self.endpoint, headers=headers))
+        self.expect("close session", response, 200)
 
     async def use(self, http: httpx2.AsyncClient, headers: dict[str, str], calls: int) -> None:
         tools = {tool["name"] for tool in (await self.rpc(http, headers, "tools/list"))["tools"]}
@@ -429,7 +453,9 @@ class Soak:
         async with self.http() as http:
             headers = {"Authorization": f"Bearer {self.admin_token}"}
             body = {"role": role, "user": user_id}
-            response = await self.call("api role-binding", http.post(f"/t/{SLUG}/api/role-bindings/", json=body, headers=headers))
+            response = await self.call(
+                "api role-binding", http.post(f"/t/{SLUG}/api/role-bindings/", json=body, headers=headers)
+            )
             self.expect("api role-binding", response, 201)
         self.users.append(email)
         return email
@@ -451,8 +477,7 @@ class Soak:
                         else:
                             await self.rpc(http, headers, "tools/call", random.choice(CALLS))
                         await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
-                    with contextlib.suppress(httpx2.HTTPError):
-                        await http.delete(self.endpoint, headers=headers)
+                    await self.close_session(http, headers)
                 except Failed:
                     await asyncio.sleep(1)
             with contextlib.suppress(Failed):
@@ -465,10 +490,16 @@ class Soak:
                 email = await self.make_user(random.choice(list(ROLES)))
                 tokens = await self.code_flow(email, self.password, "openid email read offline_access", self.endpoint)
                 async with self.http() as http:
-                    await self.use(http, await self.open_session(http, {"Authorization": f"Bearer {tokens['access_token']}"}), 3)
+                    headers = await self.open_session(http, {"Authorization": f"Bearer {tokens['access_token']}"})
+                    await self.use(http, headers, 3)
+                    await self.close_session(http, headers)
                 tokens = await self.refresh(tokens)
-                async with self.http() as http:  # the client goes away without closing its session
-                    await self.use(http, await self.open_session(http, {"Authorization": f"Bearer {tokens['access_token']}"}), 2)
+                async with self.http() as http:
+                    headers = await self.open_session(http, {"Authorization": f"Bearer {tokens['access_token']}"})
+                    await self.use(http, headers, 2)
+                    self.newcomer_sessions += 1
+                    if self.newcomer_sessions % ABANDON_EVERY:  # else the client goes away without closing it
+                        await self.close_session(http, headers)
             await asyncio.sleep(max(0.0, NEWCOMER_EVERY - (time.monotonic() - started)))
 
     async def login_tools(self) -> None:
@@ -480,11 +511,10 @@ class Soak:
             await asyncio.sleep(max(0.0, LOGIN_TOOLS_EVERY - (time.monotonic() - started)))
 
     async def one_login(self, email: str) -> None:
-        async with self.http() as http:
-            headers = await self.open_session(http, {"User-Agent": "soak-agent/1"})
-            result = await self.rpc(http, headers, "tools/call", {"name": "oauth_start", "arguments": {}})
+        async with self.http() as agent, self.http() as browser:
+            agent_headers = await self.open_session(agent, {"User-Agent": "soak-agent/1"})
+            result = await self.rpc(agent, agent_headers, "tools/call", {"name": "oauth_start", "arguments": {}})
             started = json.loads(result["content"][0]["text"])
-        async with self.http() as browser:
             await self.sign_in(browser, email, self.password)
             callback = await self.authorize(browser, started["authorization_url"].removeprefix(self.base))
             response = await self.call("login callback", browser.get(callback.removeprefix(self.base)))
@@ -496,11 +526,11 @@ class Soak:
                 browser.post(f"/t/{SLUG}/mcp-login/confirm", data=form, headers={"Referer": self.base + confirm}),
             )
             self.expect("login confirm", response, 200)
+            await self.close_session(agent, agent_headers)
         async with self.http() as http:
             headers = await self.open_session(http, {"X-AuthSec-Session": started["session_id"]})
             await self.use(http, headers, 2)
-            with contextlib.suppress(httpx2.HTTPError):
-                await http.delete(self.endpoint, headers=headers)
+            await self.close_session(http, headers)
 
     async def admin(self) -> None:
         """RBAC edits through the management API: a role created, bound to a user, unbound, deleted."""
@@ -514,25 +544,43 @@ class Soak:
                     name = f"soak-{self.run}-{n}"
                     api = f"/t/{SLUG}/api"
                     role = self.expect(
-                        "api role", await self.call("api role", http.post(f"{api}/roles/", json={"name": name}, headers=headers)), 201
+                        "api role",
+                        await self.call("api role", http.post(f"{api}/roles/", json={"name": name}, headers=headers)),
+                        201,
                     ).json()
                     if self.users:
                         user = random.choice(self.users)
                         found = self.expect(
-                            "api users", await self.call("api users", http.get(f"{api}/users/", params={"search": user}, headers=headers)), 200
+                            "api users",
+                            await self.call(
+                                "api users", http.get(f"{api}/users/", params={"search": user}, headers=headers)
+                            ),
+                            200,
                         ).json()
                         user_id = found["results"][0]["id"] if "results" in found else found[0]["id"]
                         binding = self.expect(
                             "api role-binding",
-                            await self.call("api role-binding", http.post(f"{api}/role-bindings/", json={"role": name, "user": user_id}, headers=headers)),
+                            await self.call(
+                                "api role-binding",
+                                http.post(
+                                    f"{api}/role-bindings/", json={"role": name, "user": user_id}, headers=headers
+                                ),
+                            ),
                             201,
                         ).json()
                         self.expect(
                             "api role-binding",
-                            await self.call("api role-binding", http.delete(f"{api}/role-bindings/{binding['id']}/", headers=headers)),
+                            await self.call(
+                                "api role-binding",
+                                http.delete(f"{api}/role-bindings/{binding['id']}/", headers=headers),
+                            ),
                             204,
                         )
-                    self.expect("api role", await self.call("api role", http.delete(f"{api}/roles/{role['id']}/", headers=headers)), 204)
+                    self.expect(
+                        "api role",
+                        await self.call("api role", http.delete(f"{api}/roles/{role['id']}/", headers=headers)),
+                        204,
+                    )
             await asyncio.sleep(max(0.0, ADMIN_EVERY - (time.monotonic() - started)))
 
     async def main(self, sampler: Any) -> None:
@@ -583,7 +631,10 @@ def main() -> int:
             total = sum(stats.requests.values())
             errors = sum(stats.errors.values())
             shown = "  ".join(f"{n}={v:.0f}" for n, v in sample.items() if v is not None)
-            print(f"  {(time.monotonic() - started) / 60:5.1f} min  {total:7d} req  {errors:3d} err  RSS MB: {shown}", flush=True)
+            print(
+                f"  {(time.monotonic() - started) / 60:5.1f} min  {total:7d} req  {errors:3d} err  RSS MB: {shown}",
+                flush=True,
+            )
             if not signalled and time.monotonic() >= warm:
                 signal_web()  # the baseline of the allocation diff
                 signalled = True
@@ -607,7 +658,10 @@ def report(stats: Stats, warm_offset: float, dead: list[str]) -> None:
     after = [sample for sample in stats.samples if sample[0] >= warm_offset - 1]
     first, last = (after[0], after[-1]) if len(after) >= 2 else (stats.samples[0], stats.samples[-1])
     print()
-    print(f"RSS growth after warm-up ({first[0] / 60:.1f} → {last[0] / 60:.1f} min), target ≤ {TARGET_MB:g} MB per process:")
+    print(
+        f"RSS growth after warm-up ({first[0] / 60:.1f} → {last[0] / 60:.1f} min), "
+        f"target ≤ {TARGET_MB:g} MB per process:"
+    )
     print(f"  {'process':<16} {'start MB':>9} {'after warm-up':>14} {'end MB':>8} {'growth':>8}")
     start = stats.samples[0][1]
     for name in last[1]:

@@ -13,6 +13,12 @@ the one holding the session sends the notification. A change that concerns every
 tool held or released by tool pinning) is published as ``endpoint:<tenant>/<app>`` (`endpoint_changed`).
 Delivery is best effort: what a client sees is decided on each request from the database, so a lost
 notification only delays the client's refresh.
+
+Memory: an entry holds its session only weakly (the session manager owns it and drops it when the session ends:
+a DELETE, its idle timeout), is forgotten on a DELETE, and is swept once idle past the session manager's timeout
+(at most every `SWEEP_EVERY` seconds, on the next session opened), so a process keeps no ended session. Before,
+entries were swept only at `MAX_SESSIONS`, each holding its ended `ServerSession` with its streams: the web
+process grew with every session ever opened (docs/benchmarks.md, "Memory").
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +41,7 @@ CHANNEL = "authsec:mcp:tools_changed"
 ENDPOINT_PREFIX = "endpoint:"
 ALL_APPS = "*"
 MAX_SESSIONS = 50_000
+SWEEP_EVERY = 60.0  # seconds between sweeps of the sessions idle past the session manager's timeout
 
 
 def digest(mcp_session_id: str) -> str:
@@ -45,9 +53,12 @@ class _Entry:
     tenant: str
     app: str
     seen: float
-    # A ServerSession of this MCP session (its first tools request's): notifications not tied to a request go
-    # out on the session's standalone stream, which every request's ServerSession shares.
-    session: Any = None
+    # A ServerSession of this MCP session (its first tools request's), weakly: notifications not tied to a request
+    # go out on the session's standalone stream, which every request's ServerSession shares.
+    session: weakref.ref[Any] | None = None
+
+    def live_session(self) -> Any:
+        return self.session() if self.session is not None else None
 
 
 class LiveSessions:
@@ -60,11 +71,14 @@ class LiveSessions:
         self._entries: dict[str, _Entry] = {}
         self._by_digest: dict[str, str] = {}
         self._idle = idle_seconds
+        self._swept = time.monotonic()
 
     def opened(self, mcp_session_id: str, tenant: str, app: str) -> None:
         now = time.monotonic()
-        if len(self._entries) >= MAX_SESSIONS:
+        if len(self._entries) >= MAX_SESSIONS or now - self._swept >= SWEEP_EVERY:
             self._prune(now)
+        while len(self._entries) >= MAX_SESSIONS:  # all in use: the longest idle goes (its requests still work)
+            self._forget(min(self._entries, key=lambda key: self._entries[key].seen))
         self._entries[mcp_session_id] = _Entry(tenant, app, now)
         self._by_digest[digest(mcp_session_id)] = mcp_session_id
 
@@ -78,17 +92,22 @@ class LiveSessions:
 
     def attach(self, mcp_session_id: str, session: Any) -> None:
         entry = self._entries.get(mcp_session_id)
-        if entry is not None and entry.session is None:
-            entry.session = session
+        if entry is not None and entry.live_session() is None:
+            entry.session = weakref.ref(session)
+
+    def closed(self, mcp_session_id: str) -> None:
+        """The client ended the session (a DELETE the session manager accepted)."""
+        self._forget(mcp_session_id)
 
     async def notify(self, key: str) -> bool:
         """Send ``notifications/tools/list_changed`` on the session with id digest `key`, if it lives here."""
         mcp_session_id = self._by_digest.get(key)
         entry = self._entries.get(mcp_session_id) if mcp_session_id is not None else None
-        if entry is None or entry.session is None:
+        session = entry.live_session() if entry is not None else None
+        if session is None:
             return False
         try:
-            await entry.session.send_tool_list_changed()
+            await session.send_tool_list_changed()
         except Exception as exc:  # noqa: BLE001 - the session ended: forget it
             logger.debug("tools/list_changed not delivered (%s)", type(exc).__name__)
             self._forget(mcp_session_id)  # type: ignore[arg-type]
@@ -99,12 +118,14 @@ class LiveSessions:
         """Send ``notifications/tools/list_changed`` on every session of this process at the endpoint of `tenant`
         and `app` (`ALL_APPS`: every application of the tenant); returns how many were notified."""
         sessions = [
-            (key, entry.session)
+            (key, entry.live_session())
             for key, entry in list(self._entries.items())
-            if entry.tenant == tenant and app in (ALL_APPS, entry.app) and entry.session is not None
+            if entry.tenant == tenant and app in (ALL_APPS, entry.app)
         ]
         sent = 0
         for key, session in sessions:
+            if session is None:
+                continue
             try:
                 await session.send_tool_list_changed()
                 sent += 1
@@ -118,6 +139,8 @@ class LiveSessions:
         self._by_digest.pop(digest(mcp_session_id), None)
 
     def _prune(self, now: float) -> None:
+        """Forget the sessions idle past the session manager's timeout (it has ended them)."""
+        self._swept = now
         cutoff = now - self._idle
         for key in [key for key, entry in self._entries.items() if entry.seen < cutoff]:
             self._forget(key)

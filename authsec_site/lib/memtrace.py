@@ -14,7 +14,7 @@ import tracemalloc
 from pathlib import Path
 from types import FrameType
 
-FRAMES = 8  # traceback depth kept per allocation: enough to see which cache of ours an allocation lands in
+FRAMES = int(os.environ.get("AUTHSEC_TRACEMALLOC_FRAMES", "4"))  # traceback depth kept per allocation
 TOP = 40
 
 _baseline: tracemalloc.Snapshot | None = None
