@@ -72,9 +72,9 @@ from tenants.models import Tenant  # noqa: E402
 from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
 
 ACTOR = "soak"
-SLUG = "soak"
+SLUG = os.environ.get("SOAK_TENANT", "soak")  # a tenant of its own per concurrent run
 APP = "soak"
-ADMIN_EMAIL = "admin@soak.test"
+ADMIN_EMAIL = f"admin@{SLUG}.test"
 MINUTES = float(os.environ.get("SOAK_MINUTES", "20"))
 WARMUP_MINUTES = float(os.environ.get("SOAK_WARMUP_MINUTES", "3"))
 SAMPLE_SECONDS = float(os.environ.get("SOAK_SAMPLE_SECONDS", "60"))
