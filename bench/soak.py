@@ -645,6 +645,10 @@ def main() -> int:
     try:
         asyncio.run(Soak(top.url, tenant, password, stats, until).main(sampler))
         signal_web()
+        if os.environ.get("SOAK_TRACEMALLOC"):  # the diff takes a while in a traced process: wait for its file
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and len(list(OUT.glob("tracemalloc-*.txt"))) < len(top.web):
+                time.sleep(1)
         time.sleep(2)
         dead = [name for name, pid in top.processes.items() if rss_mb(pid) is None]
     finally:
