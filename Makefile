@@ -12,14 +12,14 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers prometheus lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit soak
+.PHONY: run test install install-dev lock browsers prometheus haproxy lint format migrate shell clean bench-rbac bench-oauth bench-mcp bench-audit soak
 
 run: install
 	$(BIN)/python scripts/devstack.py run
 
 # Two pytest-xdist workers, a test module each at a time (docs/running.md); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: install-dev browsers prometheus
+test: install-dev browsers prometheus haproxy
 	$(BIN)/python scripts/devstack.py test -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -67,6 +67,17 @@ prometheus:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else \
 		echo "the metrics tests need Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; \
+	fi
+
+# The two-node topology tests (tests/topology/) put Debian's HAProxy in front of two web nodes, with the config
+# shipped in deploy/haproxy.cfg (docs/running.md).
+haproxy:
+	@if [ -x /usr/sbin/haproxy ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing haproxy (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; \
+	else \
+		echo "the topology tests need Debian's haproxy: sudo apt-get install haproxy" >&2; exit 1; \
 	fi
 
 # Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).

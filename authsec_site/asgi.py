@@ -1,7 +1,7 @@
-"""Root ASGI app: routes ``/t/<tenant>/mcp/<app>`` to the MCP endpoint, ``/static/`` to static files and
-everything else to Django. It owns the lifespan, in which it runs the audit pipeline (`audit.run_pipeline`)
-and, inside it, the MCP session managers (Django's ASGI handler does not accept lifespan events). Run with
-``uvicorn --lifespan on``.
+"""Root ASGI app: routes ``/t/<tenant>/mcp/<app>`` to the MCP endpoint, ``/static/`` to static files, answers
+``/livez`` itself and sends everything else to Django. It owns the lifespan, in which it runs the audit pipeline
+(`audit.run_pipeline`) and, inside it, the MCP session managers (Django's ASGI handler does not accept lifespan
+events). Run with ``uvicorn --lifespan on``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,28 @@ logger = logging.getLogger(__name__)
 
 
 _frozen = False
+LIVEZ_PATH = "/livez"
+_LIVEZ_BODY = b'{"status":"ok"}'
+
+
+async def _livez(send: Send) -> None:
+    """The load balancer's health check (deploy/haproxy.cfg): this node's process and event loop answer.
+
+    It reads no backing service on purpose: Postgres, Redis and Vault are shared by every node, so a check that
+    failed with them would take every node out at once and turn a partial outage (tools that need no Vault, JWT
+    checks) into a full one. `/healthz` reports the backing services for monitoring."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_LIVEZ_BODY)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _LIVEZ_BODY})
 
 
 def _freeze_startup_objects() -> None:
@@ -67,6 +89,8 @@ class RootRouter:
         match = MCP_PATH.match(path)
         if match:
             await self.mcp_handle(scope, receive, send, match["tenant"], match["app"])
+        elif path == LIVEZ_PATH:
+            await _livez(send)
         elif path.startswith(self.static_prefix):
             if settings.STATIC_ROOT.is_dir():
                 await self.collected_static(dict(scope, path=path[len(self.static_prefix) - 1 :]), receive, send)

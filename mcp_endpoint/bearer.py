@@ -8,7 +8,8 @@ JWKS fetch in the steady state:
 - an application's settings and `ToolPolicy` rows are cached in process, keyed by a per-tenant version
   token in Redis (`mcp:config_version`) that `mcp_endpoint.signals` replaces after every committed change;
 - the user's effective grants come through `rbac.grants` (version token ``rbac:version``);
-- JWKS are cached per tenant and refetched (rate-limited) only when a token names an unknown ``kid``;
+- JWKS are cached per tenant and refetched only when a token names an unknown ``kid``: at most once per
+  `JWKS_REFETCH_INTERVAL`, unless a signing key changed since (the `oauth.issuance` version token moved);
 - revocation: DOT stores tokens hashed, so the token endpoint's revocation hook writes
   ``mcp:revoked:<sha256(token)>`` to Redis until the token's expiry (`note_revoked`).
 Both version tokens and the revocation marker are read from this process's `mcp_endpoint.mirror` (kept
@@ -41,6 +42,7 @@ from authsec_site.lib.ttlcache import TTLCache
 from mcp_endpoint import pinning
 from mcp_endpoint.mirror import MISSING, Mirror
 from mcp_endpoint.registry import registry
+from oauth import issuance
 from oauth import issuer as issuers
 from rbac import principal as rbac_principal
 from rbac.engine import Grants, Requirement
@@ -211,8 +213,17 @@ def _app(tenant: TenantRef, app_slug: str, version: str) -> AppConfig:
 
 # --- Signing keys -----------------------------------------------------------------------------------------------
 
-# schema → (monotonic time of the fetch, kid → public key).
-_jwks: TTLCache[str, tuple[float, dict[str, Any]]] = TTLCache(TENANTS_MAX)
+# schema → (monotonic time of the fetch, kid → public key, the tenant's issuance version token read before it).
+_jwks: TTLCache[str, tuple[float, dict[str, Any], str | None]] = TTLCache(TENANTS_MAX)
+
+
+def _keys_version() -> str | None:
+    """The current tenant's `oauth.issuance` version token: it moves after every signing-key change, in whichever
+    process made it (a rotation on another node, the worker's scheduled one). None when Redis is unreachable."""
+    try:
+        return coherence.version_token(issuance.VERSION_KEY)
+    except Exception:  # noqa: BLE001 - Redis away: the refetch interval alone decides
+        return None
 
 
 def _public_key(schema: str, kid: str) -> Any:
@@ -220,13 +231,16 @@ def _public_key(schema: str, kid: str) -> Any:
     if hit is not None and kid in hit[1]:
         return hit[1][kid]
     now = time.monotonic()
-    if hit is not None and now - hit[0] < JWKS_REFETCH_INTERVAL:
-        raise InvalidToken("unknown signing key")  # refetched moments ago: do not let kid spraying hit the DB
+    version = _keys_version()
+    if hit is not None and now - hit[0] < JWKS_REFETCH_INTERVAL and (version is None or version == hit[2]):
+        # Fetched moments ago and no key has changed since: do not let kid spraying hit the DB. A key made since
+        # (its first tokens arrive within the interval) moved the version: fetch again.
+        raise InvalidToken("unknown signing key")
     from oauth.keys import published_keys
 
     close_old_connections()
     keys = {jwk["kid"]: jwt.PyJWK(jwk).key for jwk in published_keys()}
-    _jwks.set(schema, (now, keys))
+    _jwks.set(schema, (now, keys, version))
     if kid not in keys:
         raise InvalidToken("unknown signing key")
     return keys[kid]
@@ -359,7 +373,7 @@ def _finish(
         if not sync and key not in _verified:
             # Verifying needs the signing key; without it cached here, the sync path fetches the JWKS.
             kid = _unverified_kid(token)
-            if kid is not None and kid not in _jwks.get(tenant.schema_name, (0.0, {}))[1]:
+            if kid is not None and kid not in _jwks.get(tenant.schema_name, (0.0, {}, None))[1]:
                 return None
         claims = _verify_cached(token, digest, tenant, app)
         if revoked:

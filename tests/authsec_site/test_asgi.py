@@ -42,6 +42,15 @@ def test_modern_mcp_client_connects_and_anonymous_sees_only_the_login_tools(asgi
     assert tools == ["oauth_authenticate", "oauth_logout", "oauth_start", "oauth_status", "oauth_user_info"]
 
 
+def test_livez_answers_from_the_router_whatever_the_host(asgi_server: LiveServer) -> None:
+    """The load balancer's check (deploy/haproxy.cfg): answered before Django, so no Host check and no backing
+    service read; /healthz, a Django view, refuses a Host it does not serve."""
+    live = httpx2.get(f"{asgi_server.url}/livez", headers={"Host": "node-7.internal:8000"})
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    assert live.headers["cache-control"] == "no-store"
+    assert httpx2.get(f"{asgi_server.url}/healthz", headers={"Host": "node-7.internal:8000"}).status_code == 400
+
+
 def test_handshake_era_mcp_client_pings(asgi_server: LiveServer) -> None:
     async def main() -> str:
         async with Client(f"{asgi_server.url}/t/acme/mcp/demo", mode="legacy") as client:
