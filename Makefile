@@ -87,7 +87,7 @@ bench-rbac: install-dev
 # A bounded mixed load for SOAK_MINUTES (default 20) with every process's RSS sampled once a minute: growth after
 # warm-up per process (target ≤ 10 MB) and errors (target 0), in its own database (docs/benchmarks.md, "Memory").
 SOAK_DATABASE ?= authsec_soak
-soak: install-dev
+soak: install-dev haproxy
 	$(BIN)/python scripts/devstack.py exec --database $(SOAK_DATABASE) -- $(BIN)/python bench/soak.py
 
 # Our MCP endpoint (bearer JWT + RBAC + audit) vs a plain mcp server under the same uvicorn (docs/benchmarks.md).

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,13 @@ from rbac import services as rbac_services  # noqa: E402
 from rbac.models import Application, Role, Scope  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 from tenants.services import create_tenant, ensure_public_tenant  # noqa: E402
+from tests.support.topology import Backing, Topology  # noqa: E402
 
 ACTOR = "soak"
 SLUG = os.environ.get("SOAK_TENANT", "soak")  # a tenant of its own per concurrent run
 APP = "soak"
 ADMIN_EMAIL = f"admin@{SLUG}.test"
+NODES = int(os.environ.get("SOAK_NODES", "2"))  # 1: one web node without HAProxy (a diagnostic)
 MINUTES = float(os.environ.get("SOAK_MINUTES", "20"))
 WARMUP_MINUTES = float(os.environ.get("SOAK_WARMUP_MINUTES", "3"))
 SAMPLE_SECONDS = float(os.environ.get("SOAK_SAMPLE_SECONDS", "60"))
@@ -150,14 +153,15 @@ def free_port() -> int:
 
 
 @dataclass
-class Topology:
-    """What serves the load: the URL clients use and the processes to sample (name → pid)."""
+class Served:
+    """What serves the load: the URL clients use, and its processes by name (leader first: a web node, then its
+    audit process; the worker, then its pool)."""
 
     url: str
     kind: str
-    processes: dict[str, int]
-    web: list[int]  # the web nodes' pids (their audit processes are their children)
-    stop: Any = None
+    groups: Callable[[], dict[str, list[int]]]
+    web: list[str]  # names of the web nodes
+    stop: Callable[[], None]
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -177,8 +181,8 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit(f"soak: {url} did not answer within {timeout:.0f} s")
 
 
-def single_node(env: dict[str, str]) -> Topology:
-    """One uvicorn node (with its audit process), a Celery worker and beat, started here."""
+def single_node(env: dict[str, str]) -> Served:
+    """One uvicorn node (with its audit process), a Celery worker and beat, started here (SOAK_NODES=1)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**env, "AUTHSEC_PUBLIC_URL": url}
@@ -193,33 +197,39 @@ def single_node(env: dict[str, str]) -> Topology:
         [*celery, "worker", "-l", "warning", "--concurrency", "1", "-n", f"soak-{port}@%h"], env, OUT / "worker.log"
     )
     beat = _spawn([*celery, "beat", "-l", "warning", "-s", str(OUT / f"beat-{port}")], env, OUT / "beat.log")
-    procs = [web, worker, beat]
+    procs = {"web": web, "worker": worker, "beat": beat}
 
     def stop() -> None:
-        for proc in reversed(procs):
+        for proc in reversed(procs.values()):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
+        for proc in procs.values():
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    def groups() -> dict[str, list[int]]:
+        return {name: [proc.pid, *child_pids(proc.pid)] for name, proc in procs.items() if proc.poll() is None}
 
     try:
         _wait_http(f"{url}/healthz", web)
     except BaseException:
         stop()
         raise
-    return Topology(url, "one node (no two-node topology in this tree)", {"web": web.pid, "worker": worker.pid,
-                    "beat": beat.pid}, [web.pid], stop)  # fmt: skip
+    return Served(url, "one web node, a worker and beat", groups, ["web"], stop)
 
 
-def start_topology(env: dict[str, str]) -> Topology:
-    try:
-        from tests.support import topology  # the two-node topology (issue 21 point 1), when present
-    except ImportError:
-        return single_node(env)
-    return topology.soak_topology(env, OUT)  # type: ignore[attr-defined,no-any-return]
+def two_nodes(env: dict[str, str]) -> Served:
+    """`tests.support.topology`: HAProxy in front of two uvicorn nodes, a Celery worker and beat."""
+    extra = {key: env[key] for key in ("AUTHSEC_TRACEMALLOC_DIR", "AUTHSEC_TRACEMALLOC_FRAMES") if key in env}
+    top = Topology(Backing.from_env(), workdir=OUT / "topology", nodes=2, env=extra, start_timeout=300.0)
+    top.__enter__()
+    return Served(top.url, "two web nodes behind HAProxy, a worker and beat", top.processes, list(top.nodes), top.stop)
+
+
+def start(env: dict[str, str]) -> Served:
+    return single_node(env) if NODES == 1 else two_nodes(env)
 
 
 # --- Memory ---------------------------------------------------------------------------------------------------
@@ -245,13 +255,17 @@ def child_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
-def processes(top: Topology) -> dict[str, int]:
-    """Every process to sample: the topology's, each web node's audit process, the worker's pool processes."""
-    named = dict(top.processes)
-    for name, pid in top.processes.items():
-        for index, child in enumerate(child_pids(pid)):
-            suffix = "audit" if pid in top.web else f"child{index}"
-            named[f"{name}.{suffix}" if index == 0 or suffix != "audit" else f"{name}.{suffix}{index}"] = child
+def processes(served: Served) -> dict[str, int]:
+    """Every process to sample by name: each group's leader, a web node's audit process, the worker's pool."""
+    named = {}
+    for name, pids in served.groups().items():
+        for index, pid in enumerate(pids):
+            if index == 0:
+                named[name] = pid
+            elif name in served.web:
+                named[f"{name}.audit" if index == 1 else f"{name}.{index}"] = pid
+            else:
+                named[f"{name}.{index}"] = pid
     return named
 
 
@@ -605,7 +619,7 @@ def main() -> int:
     env = {**os.environ, "DEBUG": "0", "PYTHONPATH": str(ROOT)}
     if os.environ.get("SOAK_TRACEMALLOC"):
         env["AUTHSEC_TRACEMALLOC_DIR"] = str(OUT)
-    top = start_topology(env)
+    top = start(env)
     stats = Stats()
     started = time.monotonic()
     until = started + MINUTES * 60
@@ -618,9 +632,10 @@ def main() -> int:
 
     def signal_web() -> None:
         if os.environ.get("SOAK_TRACEMALLOC"):
-            for pid in top.web:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGUSR2)
+            for name, pids in top.groups().items():
+                if name in top.web:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pids[0], signal.SIGUSR2)
 
     async def sampler() -> None:
         signalled = False
@@ -650,10 +665,9 @@ def main() -> int:
             while time.monotonic() < deadline and len(list(OUT.glob("tracemalloc-*.txt"))) < len(top.web):
                 time.sleep(1)
         time.sleep(2)
-        dead = [name for name, pid in top.processes.items() if rss_mb(pid) is None]
+        dead = [name for name in top.web + ["worker", "beat"] if name not in top.groups()]
     finally:
-        if top.stop:
-            top.stop()
+        top.stop()
     report(stats, warm - started, dead)
     return 1 if dead else 0
 
