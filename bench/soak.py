@@ -13,10 +13,12 @@ The mix, over HTTP only, as real clients do it:
   call with the login session;
 - an admin: roles created, bound, unbound and deleted through the management API (each one an RBAC version).
 
-The processes: the two-node topology of `tests.support.topology` when it is there (HAProxy in front of two
-uvicorn nodes, a Celery worker and beat); otherwise one uvicorn node, a worker and beat started here (the
-report says which). Each web node's audit process is sampled on its own. It measures and exits 0 unless a
-process died; the figures are compared with the targets (≤ 10 MB growth per process, 0 errors) in the output.
+The processes: the two-node topology of `tests.support.topology` (HAProxy from deploy/haproxy.cfg in front of two
+uvicorn nodes, each with its audit process, a Celery worker and beat), on the configured Postgres, Redis and
+OpenBao, in tenant `soak` (SOAK_TENANT) of the database `make soak` names (SOAK_DATABASE, default authsec_soak).
+SOAK_NODES=1 runs one uvicorn node without HAProxy instead. Every process of each group is sampled (a web node's
+audit process on its own). It measures and exits 0 unless a process died; the figures are compared with the
+targets (≤ 10 MB growth per process after the warm-up, 0 errors) in the output.
 
 Diagnostics: SOAK_TRACEMALLOC=1 starts the web nodes with `authsec_site.lib.memtrace` on and asks them for an
 allocation diff at the end of the warm-up and at the end (files under .local/soak/).
