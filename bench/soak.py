@@ -309,6 +309,7 @@ class Soak:
         self.counter = 0
         self.users: list[str] = []
         self.admin_token = ""
+        self.admin_tokens: dict[str, Any] = {}
         self.newcomer_sessions = 0
 
     def http(self) -> httpx2.AsyncClient:
@@ -551,9 +552,14 @@ class Soak:
     async def admin(self) -> None:
         """RBAC edits through the management API: a role created, bound to a user, unbound, deleted."""
         n = 0
+        refreshed = time.monotonic()
         while time.monotonic() < self.until:
             started = time.monotonic()
             n += 1
+            if started - refreshed > REFRESH_EVERY:  # well before the admin's access token expires
+                with contextlib.suppress(Failed):
+                    self.admin_tokens = await self.refresh(self.admin_tokens)
+                    self.admin_token, refreshed = self.admin_tokens["access_token"], started
             with contextlib.suppress(Failed):
                 async with self.http() as http:
                     headers = {"Authorization": f"Bearer {self.admin_token}"}
@@ -601,10 +607,10 @@ class Soak:
 
     async def main(self, sampler: Any) -> None:
         try:
-            tokens = await self.code_flow(ADMIN_EMAIL, self.password, "openid admin", None)
+            tokens = await self.code_flow(ADMIN_EMAIL, self.password, "openid admin offline_access", None)
         except Failed:
             raise SystemExit(f"soak: no admin token: {dict(self.stats.errors)}") from None
-        self.admin_token = tokens["access_token"]
+        self.admin_token, self.admin_tokens = tokens["access_token"], tokens
         tasks = [asyncio.create_task(self.steady(i)) for i in range(STEADY_CLIENTS)]
         tasks += [asyncio.create_task(a()) for a in (self.newcomers, self.login_tools, self.admin)]
         tasks.append(asyncio.create_task(sampler()))
