@@ -14,9 +14,9 @@ tool held or released by tool pinning) is published as ``endpoint:<tenant>/<app>
 Delivery is best effort: what a client sees is decided on each request from the database, so a lost
 notification only delays the client's refresh.
 
-Memory: an entry holds its session only weakly (the session manager owns it and drops it when the session ends:
-a DELETE, its idle timeout), is forgotten on a DELETE, and is swept once idle past the session manager's timeout
-(at most every `SWEEP_EVERY` seconds, on the next session opened), so a process keeps no ended session. Before,
+Memory: an entry holds a request's `ServerSession` (with that request's context: `mcp` builds one per request), so
+it is forgotten when its client ends the session (a DELETE), and swept once idle past the session manager's
+timeout (at most every `SWEEP_EVERY` seconds, on the next session opened): a process keeps no ended session. Before,
 entries were swept only at `MAX_SESSIONS`, each holding its ended `ServerSession` with its streams: the web
 process grew with every session ever opened (docs/benchmarks.md, "Memory").
 """
@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import logging
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +52,13 @@ class _Entry:
     tenant: str
     app: str
     seen: float
-    # A ServerSession of this MCP session (its first tools request's), weakly: notifications not tied to a request
-    # go out on the session's standalone stream, which every request's ServerSession shares.
-    session: weakref.ref[Any] | None = None
+    # A ServerSession of this MCP session (its first tools request's): notifications not tied to a request go
+    # out on the session's standalone stream, which every request's ServerSession shares. (Held strongly: a
+    # request's ServerSession is gone with its request.)
+    session: Any = None
 
     def live_session(self) -> Any:
-        return self.session() if self.session is not None else None
+        return self.session
 
 
 class LiveSessions:
@@ -93,7 +93,7 @@ class LiveSessions:
     def attach(self, mcp_session_id: str, session: Any) -> None:
         entry = self._entries.get(mcp_session_id)
         if entry is not None and entry.live_session() is None:
-            entry.session = weakref.ref(session)
+            entry.session = session
 
     def closed(self, mcp_session_id: str) -> None:
         """The client ended the session (a DELETE the session manager accepted)."""
