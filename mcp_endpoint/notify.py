@@ -17,7 +17,7 @@ notification only delays the client's refresh.
 Memory: an entry holds a request's `ServerSession` (with that request's context: `mcp` builds one per request), so
 it is forgotten when its client ends the session (a DELETE), and swept once idle past the session manager's
 timeout (at most every `SWEEP_EVERY` seconds, on the next session opened): a process keeps no ended session. Before,
-entries were swept only at `MAX_SESSIONS`, each holding its ended `ServerSession` with its streams: the web
+entries were swept only at `MAX_SESSIONS`, each holding its ended session's `ServerSession` and request: the web
 process grew with every session ever opened (docs/benchmarks.md, "Memory").
 """
 
@@ -53,12 +53,8 @@ class _Entry:
     app: str
     seen: float
     # A ServerSession of this MCP session (its first tools request's): notifications not tied to a request go
-    # out on the session's standalone stream, which every request's ServerSession shares. (Held strongly: a
-    # request's ServerSession is gone with its request.)
+    # out on the session's standalone stream, which every request's ServerSession shares.
     session: Any = None
-
-    def live_session(self) -> Any:
-        return self.session
 
 
 class LiveSessions:
@@ -92,7 +88,7 @@ class LiveSessions:
 
     def attach(self, mcp_session_id: str, session: Any) -> None:
         entry = self._entries.get(mcp_session_id)
-        if entry is not None and entry.live_session() is None:
+        if entry is not None and entry.session is None:
             entry.session = session
 
     def closed(self, mcp_session_id: str) -> None:
@@ -103,11 +99,10 @@ class LiveSessions:
         """Send ``notifications/tools/list_changed`` on the session with id digest `key`, if it lives here."""
         mcp_session_id = self._by_digest.get(key)
         entry = self._entries.get(mcp_session_id) if mcp_session_id is not None else None
-        session = entry.live_session() if entry is not None else None
-        if session is None:
+        if entry is None or entry.session is None:
             return False
         try:
-            await session.send_tool_list_changed()
+            await entry.session.send_tool_list_changed()
         except Exception as exc:  # noqa: BLE001 - the session ended: forget it
             logger.debug("tools/list_changed not delivered (%s)", type(exc).__name__)
             self._forget(mcp_session_id)  # type: ignore[arg-type]
@@ -118,14 +113,12 @@ class LiveSessions:
         """Send ``notifications/tools/list_changed`` on every session of this process at the endpoint of `tenant`
         and `app` (`ALL_APPS`: every application of the tenant); returns how many were notified."""
         sessions = [
-            (key, entry.live_session())
+            (key, entry.session)
             for key, entry in list(self._entries.items())
-            if entry.tenant == tenant and app in (ALL_APPS, entry.app)
+            if entry.tenant == tenant and app in (ALL_APPS, entry.app) and entry.session is not None
         ]
         sent = 0
         for key, session in sessions:
-            if session is None:
-                continue
             try:
                 await session.send_tool_list_changed()
                 sent += 1
