@@ -12,7 +12,7 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-oauth-instructions bench-mcp bench-audit
+.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-oauth-instructions bench-mcp bench-audit soak
 
 run: install
 	$(BIN)/python scripts/devstack.py run
@@ -99,6 +99,12 @@ bench-faults: install-dev haproxy fault-servers
 # Measures the RBAC engine and grants fetch against real Postgres/Redis in its own database (docs/benchmarks.md).
 bench-rbac: install-dev
 	$(BIN)/python scripts/devstack.py exec --database authsec_bench -- $(BIN)/python bench/rbac_bench.py
+
+# A bounded mixed load for SOAK_MINUTES (default 20) with every process's RSS sampled once a minute: growth after
+# warm-up per process (target ≤ 10 MB) and errors (target 0), in its own database (docs/benchmarks.md, "Memory").
+SOAK_DATABASE ?= authsec_soak
+soak: install-dev haproxy
+	$(BIN)/python scripts/devstack.py exec --database $(SOAK_DATABASE) -- $(BIN)/python bench/soak.py
 
 # Our MCP endpoint (bearer JWT + RBAC + audit) vs a plain mcp server under the same uvicorn (docs/benchmarks.md).
 bench-mcp: install-dev

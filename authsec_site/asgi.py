@@ -17,8 +17,9 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-from authsec_site.lib import tracing  # noqa: E402
+from authsec_site.lib import memtrace, tracing  # noqa: E402
 
+memtrace.install()  # an allocation trace, only with AUTHSEC_TRACEMALLOC_DIR set (a diagnostic)
 tracing.setup()  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set: before Django loads its middleware
 django_app = get_asgi_application()
 

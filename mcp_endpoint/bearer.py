@@ -254,7 +254,7 @@ def token_digest(token: str) -> str:
 
 # Digests of the tokens seen lately: a client sends the same token on every request, and hashing it (≈ 1 KB
 # with its grant claims) was a visible part of each request's cost. Process memory only, bounded.
-_digests: TTLCache[str, str] = TTLCache(20_000)  # as many as `_verified` holds (VERIFIED_MAX)
+_digests: TTLCache[str, str] = TTLCache(20_000, 300.0)  # as many as `_verified` holds, as long (VERIFIED_TTL)
 
 
 def _cached_digest(token: str) -> str:
@@ -323,9 +323,10 @@ def _verify(token: str, tenant: TenantRef, app: AppConfig) -> dict[str, Any]:
 # --- Principals -------------------------------------------------------------------------------------------------
 
 USERS_MAX = 10_000
-# (schema, user id, RBAC version token) → (email, is_active, grants), or None: no such user.
-_users: TTLCache[tuple[str, int, str], tuple[str, bool, Grants] | None] = TTLCache(USERS_MAX)
-_MISSING = object()
+# (schema, user id) → (the RBAC version token it was read under, (email, is_active, grants) or None: no such user).
+# One entry per user, replaced when the version changes: keyed by version too, every RBAC edit left an entry per
+# active user that no request would read again, up to USERS_MAX (docs/benchmarks.md, "Memory").
+_users: TTLCache[tuple[str, int], tuple[str, tuple[str, bool, Grants] | None]] = TTLCache(USERS_MAX)
 
 
 def _user(schema: str, user_id: int, rbac_version: str) -> tuple[str, bool, Grants] | None:
@@ -333,15 +334,16 @@ def _user(schema: str, user_id: int, rbac_version: str) -> tuple[str, bool, Gran
 
     Every RBAC change and every user save or delete replaces the token (`rbac.signals`), so the next request
     misses; this saves the second Redis read `grants_for_user_id` would make for the token we already hold."""
-    key = (schema, user_id, rbac_version)
-    cached = _users.get(key, _MISSING)
-    if cached is not _MISSING:
-        return cached  # type: ignore[no-any-return]
+    hit = _users.get((schema, user_id))
+    if hit is not None and hit[0] == rbac_version:
+        return hit[1]
     from accounts.models import User
 
     close_old_connections()
     row = User.objects.filter(pk=user_id).values_list("email", "is_active").first()
-    return _users.set(key, None if row is None else (row[0], row[1], grants_for_user_id(user_id)))
+    user = None if row is None else (row[0], row[1], grants_for_user_id(user_id))
+    _users.set((schema, user_id), (rbac_version, user))
+    return user
 
 
 def _user_uncached(user_id: int) -> tuple[str, bool, Grants] | None:
@@ -386,10 +388,10 @@ def _finish(
             raise InvalidToken("token is not for a user") from None
         if not sync:
             # One lookup (another thread may clear the dict between two); a cached None means "no such user".
-            cached = _users.get((tenant.schema_name, user_id, rbac_version or ""), _MISSING)
-            if cached is _MISSING:
+            hit = _users.get((tenant.schema_name, user_id))
+            if hit is None or hit[0] != rbac_version:
                 return None
-            user = cached  # type: ignore[assignment]
+            user = hit[1]
         else:
             rbac_version = rbac_version or current_version()
             # Redis unreachable (no version token): read the database and cache nothing.
@@ -497,7 +499,7 @@ def _raw_key(schema: str, key: str) -> str:
     return prefix + key
 
 
-_token_keys: TTLCache[tuple[str, str], tuple[str, ...]] = TTLCache(VERIFIED_MAX)
+_token_keys: TTLCache[tuple[str, str], tuple[str, ...]] = TTLCache(VERIFIED_MAX, VERIFIED_TTL)
 
 
 def _hot_keys(schema: str, digest: str) -> tuple[str, ...]:

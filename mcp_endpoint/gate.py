@@ -307,6 +307,8 @@ class McpEndpoint:
         }
         if not mcp_session_id and scope.get("method") == "POST":
             send = self._note_new_session(send, tenant, app)
+        elif mcp_session_id and scope.get("method") == "DELETE":
+            send = self._note_closed_session(send, mcp_session_id)
         await self.session_manager.handle_request(dict(scope, state=state), receive, send)
 
     def _note_new_session(self, send: Send, tenant: str, app: str) -> Send:
@@ -317,6 +319,16 @@ class McpEndpoint:
                 for key, value in message.get("headers", ()):
                     if key.lower() == MCP_SESSION_HEADER:
                         self.live.opened(value.decode("latin-1"), tenant, app)
+            await send(message)
+
+        return noting_send
+
+    def _note_closed_session(self, send: Send, mcp_session_id: str) -> Send:
+        """Wrap `send` to forget a session its client ended (a DELETE the session manager accepted)."""
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message.get("status", 500) < 400:
+                self.live.closed(mcp_session_id)
             await send(message)
 
         return noting_send

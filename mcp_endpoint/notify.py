@@ -13,6 +13,12 @@ the one holding the session sends the notification. A change that concerns every
 tool held or released by tool pinning) is published as ``endpoint:<tenant>/<app>`` (`endpoint_changed`).
 Delivery is best effort: what a client sees is decided on each request from the database, so a lost
 notification only delays the client's refresh.
+
+Memory: an entry holds a request's `ServerSession` (with that request's context: `mcp` builds one per request), so
+it is forgotten when its client ends the session (a DELETE), and swept once idle past the session manager's
+timeout (at most every `SWEEP_EVERY` seconds, on the next session opened): a process keeps no ended session. Before,
+entries were swept only at `MAX_SESSIONS`, each holding its ended session's `ServerSession` and request: the web
+process grew with every session ever opened (docs/benchmarks.md, "Memory").
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ CHANNEL = "authsec:mcp:tools_changed"
 ENDPOINT_PREFIX = "endpoint:"
 ALL_APPS = "*"
 MAX_SESSIONS = 50_000
+SWEEP_EVERY = 60.0  # seconds between sweeps of the sessions idle past the session manager's timeout
 
 
 def digest(mcp_session_id: str) -> str:
@@ -60,11 +67,14 @@ class LiveSessions:
         self._entries: dict[str, _Entry] = {}
         self._by_digest: dict[str, str] = {}
         self._idle = idle_seconds
+        self._swept = time.monotonic()
 
     def opened(self, mcp_session_id: str, tenant: str, app: str) -> None:
         now = time.monotonic()
-        if len(self._entries) >= MAX_SESSIONS:
+        if len(self._entries) >= MAX_SESSIONS or now - self._swept >= SWEEP_EVERY:
             self._prune(now)
+        while len(self._entries) >= MAX_SESSIONS:  # all in use: the longest idle goes (its requests still work)
+            self._forget(min(self._entries, key=lambda key: self._entries[key].seen))
         self._entries[mcp_session_id] = _Entry(tenant, app, now)
         self._by_digest[digest(mcp_session_id)] = mcp_session_id
 
@@ -80,6 +90,10 @@ class LiveSessions:
         entry = self._entries.get(mcp_session_id)
         if entry is not None and entry.session is None:
             entry.session = session
+
+    def closed(self, mcp_session_id: str) -> None:
+        """The client ended the session (a DELETE the session manager accepted)."""
+        self._forget(mcp_session_id)
 
     async def notify(self, key: str) -> bool:
         """Send ``notifications/tools/list_changed`` on the session with id digest `key`, if it lives here."""
@@ -118,6 +132,8 @@ class LiveSessions:
         self._by_digest.pop(digest(mcp_session_id), None)
 
     def _prune(self, now: float) -> None:
+        """Forget the sessions idle past the session manager's timeout (it has ended them)."""
+        self._swept = now
         cutoff = now - self._idle
         for key in [key for key, entry in self._entries.items() if entry.seen < cutoff]:
             self._forget(key)

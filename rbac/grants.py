@@ -157,7 +157,9 @@ def load_grants_many(user_ids: list[int]) -> dict[int, Grants]:
 
 # --- Version token and caches ---------------------------------------------------------------------------------
 
-_local: TTLCache[tuple[str, int, str], Grants] = TTLCache(LOCAL_MAX)  # (schema, user id, version token)
+# (schema, user id) → (the version token it was read under, grants): one entry per user, replaced when the version
+# changes, so RBAC edits do not pile up entries of versions no request reads again (docs/benchmarks.md, "Memory").
+_local: TTLCache[tuple[str, int], tuple[str, Grants]] = TTLCache(LOCAL_MAX)
 
 
 def current_version() -> str | None:
@@ -192,11 +194,11 @@ def grants_for_user_id(user_id: int) -> Grants:
     if version is None:
         metrics.GRANTS_CACHE_MISS.inc()
         return load_grants(user_id)
-    key = (connection.schema_name, user_id, version)
+    key = (connection.schema_name, user_id)
     hit = _local.get(key)
-    if hit is not None:
+    if hit is not None and hit[0] == version:
         metrics.GRANTS_CACHE_LOCAL.inc()
-        return hit
+        return hit[1]
     redis_key = f"rbac:grants:{user_id}:{version}"
     grants = None
     try:
@@ -210,7 +212,8 @@ def grants_for_user_id(user_id: int) -> Grants:
             cache.set(redis_key, grants, timeout=GRANTS_TTL)
         except Exception as exc:  # noqa: BLE001 - caching is an optimisation; the answer is already right
             logger.warning("Could not cache RBAC grants (%s)", type(exc).__name__)
-    return _local.set(key, grants, LOCAL_TTL)
+    _local.set(key, (version, grants), LOCAL_TTL)
+    return grants
 
 
 def clear_local_cache() -> None:

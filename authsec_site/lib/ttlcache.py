@@ -2,8 +2,10 @@
 
 Invariants: it never holds more than `maxsize` entries (a write into a full cache drops the oldest
 written entry); `get` never returns an entry past its expiry; `clear` and `invalidate` take effect for
-every thread at once. Reads take no lock (one dict read is atomic under the GIL), so a hot path pays one
-dict lookup and one comparison; writes take the lock.
+every thread at once. Each write also drops up to `SWEEP_PER_WRITE` entries at the old end that expired more
+than `SWEEP_GRACE` ago, so a cache whose entries expire holds about what is live, not `maxsize` entries of
+which most expired long ago (docs/benchmarks.md, "Memory"). Reads take no lock (one dict read is atomic
+under the GIL), so a hot path pays one dict lookup and one comparison; writes take the lock.
 
 Hand-written rather than `cachetools.TTLCache`: that one needs a lock around every read (reads reorder
 it), has no per-entry expiry and no stale read, which the MCP endpoint's tenant cache needs (an expired
@@ -22,6 +24,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 _ABSENT: Any = object()
 _FOREVER = float("inf")
+SWEEP_PER_WRITE = 2  # > 1: the sweep outpaces the writes, so expired entries never accumulate
+SWEEP_GRACE = 60.0  # seconds past its expiry an entry is still kept for a stale read (`get_entry`)
 
 
 class TTLCache(Generic[K, V]):
@@ -95,8 +99,15 @@ class TTLCache(Generic[K, V]):
     def _store(self, key: K, value: V, ttl: float | None) -> None:
         """Write one entry (lock held); a full cache first drops its oldest written entry."""
         ttl = self.ttl if ttl is _ABSENT else ttl
-        expires = _FOREVER if ttl is None else self.clock() + ttl
-        self._entries.pop(key, None)  # a rewritten entry counts as the newest
-        while len(self._entries) >= self.maxsize:
-            self._entries.popitem(last=False)
-        self._entries[key] = (expires, value)
+        now = self.clock()
+        expires = _FOREVER if ttl is None else now + ttl
+        entries = self._entries
+        entries.pop(key, None)  # a rewritten entry counts as the newest
+        while len(entries) >= self.maxsize:
+            entries.popitem(last=False)
+        for _ in range(SWEEP_PER_WRITE):  # the oldest written entries expire first (one TTL per cache, mostly)
+            oldest = next(iter(entries), _ABSENT)
+            if oldest is _ABSENT or entries[oldest][0] + SWEEP_GRACE >= now:
+                break
+            del entries[oldest]
+        entries[key] = (expires, value)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from authsec_site.lib.ttlcache import TTLCache
+from authsec_site.lib.ttlcache import SWEEP_GRACE, TTLCache
 
 
 class Clock:
@@ -102,3 +102,25 @@ def test_concurrent_writers_never_exceed_the_bound() -> None:
 def test_a_cache_needs_room_for_one_entry() -> None:
     with pytest.raises(ValueError):
         TTLCache(0)
+
+
+def test_writes_sweep_out_entries_long_expired_so_the_cache_holds_about_what_is_live() -> None:
+    """Before, expired entries stayed until `maxsize` pushed them out: a busy cache sat at its cap for good."""
+    clock = Clock()
+    cache: TTLCache[int, str] = TTLCache(10_000, 5.0, clock=clock)
+    for key in range(1_000):
+        cache.set(key, "old")
+    clock.now += 5.0 + SWEEP_GRACE + 1
+    for key in range(1_000, 1_500):
+        cache.set(key, "new")
+    assert len(cache) == 500  # the 1,000 old ones went, two per write
+    assert cache.get_entry(1_499) is not None
+
+
+def test_an_entry_is_kept_for_stale_reads_for_the_grace_after_its_expiry() -> None:
+    clock = Clock()
+    cache: TTLCache[str, str] = TTLCache(10, 5.0, clock=clock)
+    cache.set("tenant", "ref")
+    clock.now += 5.0 + SWEEP_GRACE - 1
+    cache.set("other", "x")
+    assert cache.get_entry("tenant") == (1005.0, "ref")
