@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,18 @@ def callgrind(*args: str) -> None:
     control = subprocess.Popen(["callgrind_control", *args, str(os.getpid())], stdout=subprocess.DEVNULL)
     while control.poll() is None:
         time.sleep(0.001)
+
+
+def dumped_totals() -> list[tuple[str, int]]:
+    """(trigger, instructions) of each callgrind dump this process wrote in `CALLGRIND_DIR` (its `totals:` line)."""
+    found = []
+    for path in sorted(Path(os.environ.get("CALLGRIND_DIR", ".")).glob(f"*.{os.getpid()}.*")):
+        text = path.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: (.*)$", text, re.M)
+        totals = re.search(r"^totals: (\d+)", text, re.M)
+        if trigger and totals:
+            found.append((trigger.group(1), int(totals.group(1))))
+    return found
 
 
 async def request(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -74,13 +73,9 @@ async def main() -> None:
 
 
 def report() -> None:
-    """Instructions per call from this process's dumps in `CALLGRIND_DIR` (each dump's `totals:` line)."""
-    for path in sorted(Path(os.environ.get("CALLGRIND_DIR", ".")).glob(f"*.{os.getpid()}.*")):
-        text = path.read_text(errors="replace")
-        trigger = re.search(r"^desc: Trigger: (.*)$", text, re.M)
-        totals = re.search(r"^totals: (\d+)", text, re.M)
-        if trigger and totals:
-            print(f"{path}: {trigger.group(1)}: {int(totals.group(1)) / CALLS:,.0f} instructions per call", flush=True)
+    """Instructions per call from this process's dumps."""
+    for trigger, total in inprocess.dumped_totals():
+        print(f"{trigger}: {total / CALLS:,.0f} instructions per call", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import cProfile
 import os
-import re
 import secrets
 import sys
 import time
@@ -43,7 +42,7 @@ from django_tenants.utils import schema_context  # noqa: E402
 from oauth2_provider.settings import oauth2_settings  # noqa: E402
 
 from bench import oauth_bench as bench  # noqa: E402
-from bench.inprocess import UNDER_VALGRIND, callgrind  # noqa: E402
+from bench.inprocess import UNDER_VALGRIND, callgrind, dumped_totals  # noqa: E402
 from oauth import issuer  # noqa: E402
 
 CALLS = int(os.environ.get("CALLGRIND_CALLS", "100"))
@@ -140,14 +139,9 @@ def main() -> int:
 
 
 def report() -> None:
-    """Instructions per request from this process's dumps in `CALLGRIND_DIR` (each dump's `totals:` line)."""
-    for path in sorted(Path(os.environ.get("CALLGRIND_DIR", ".")).glob(f"*.{os.getpid()}.*")):
-        text = path.read_text(errors="replace")
-        trigger = re.search(r"^desc: Trigger: (.*)$", text, re.M)
-        totals = re.search(r"^totals: (\d+)", text, re.M)
-        if trigger and totals:
-            name = trigger.group(1).removeprefix("dump ")
-            print(f"{name:<20} {int(totals.group(1)) / CALLS:>12,.0f} instructions per request", flush=True)
+    """Instructions per request from this process's dumps."""
+    for trigger, total in dumped_totals():
+        print(f"{trigger.removeprefix('dump '):<20} {total / CALLS:>12,.0f} instructions per request", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,22 +10,17 @@ reads the database, as it would without this cache.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models.signals import post_delete, post_save
-from django_tenants.utils import schema_context
 
 from authsec_site.lib import coherence
 from authsec_site.lib.ttlcache import TTLCache
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 VERSION_KEY = "oauth:issuance-version"
@@ -50,11 +45,7 @@ def _version() -> str | None:
     versions = _request_versions.get()
     if versions is not None and connection.schema_name in versions:
         return versions[connection.schema_name]
-    try:
-        version = coherence.version_token(VERSION_KEY)
-    except Exception as exc:  # noqa: BLE001 - Redis down: read the database
-        logger.warning("OAuth issuance cache unavailable (%s); reading the database", type(exc).__name__)
-        version = None
+    version = coherence.version_or_none(VERSION_KEY, what="OAuth issuance")
     if versions is not None:
         versions[connection.schema_name] = version
     return version
@@ -79,14 +70,7 @@ def changed(**kwargs: Any) -> None:
     schema = connection.schema_name
     _copies.invalidate_where(lambda key: key[0] == schema)
 
-    def bump() -> None:
-        with schema_context(schema):
-            try:
-                cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-            except Exception as exc:  # noqa: BLE001 - the TTL bounds how long others keep their copy
-                logger.error("Could not invalidate the OAuth issuance cache (%s)", type(exc).__name__)
-
-    transaction.on_commit(bump)
+    coherence.move_after_commit(VERSION_KEY, schema=schema, what="OAuth issuance")
 
 
 def clear() -> None:

@@ -9,21 +9,15 @@ everywhere as it commits. Without Redis, every request reads the database.
 from __future__ import annotations
 
 import copy
-import logging
-import uuid
 from typing import Any
 
-from django.core.cache import cache
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import Http404
 from django_tenants.middleware.subfolder import TenantSubfolderMiddleware
-from django_tenants.utils import get_public_schema_name, schema_context
+from django_tenants.utils import get_public_schema_name
 
 from authsec_site.lib import coherence
 from authsec_site.lib.ttlcache import TTLCache
-
-logger = logging.getLogger(__name__)
 
 ROUTING_VERSION_KEY = "tenants:routing-version"  # kept in the public schema's cache keys
 ROUTING_TTL = 300.0  # seconds: an upper bound on a copy's life should a version announcement be lost
@@ -31,26 +25,14 @@ _routes: TTLCache[str, tuple[str, Any]] = TTLCache(4096, ROUTING_TTL)  # path se
 
 
 def _routing_version() -> str | None:
-    try:
-        with schema_context(get_public_schema_name()):
-            return coherence.version_token(ROUTING_VERSION_KEY)
-    except Exception as exc:  # noqa: BLE001 - Redis down: read the database
-        logger.warning("Tenant routing cache unavailable (%s); reading the database", type(exc).__name__)
-        return None
+    return coherence.version_or_none(ROUTING_VERSION_KEY, schema=get_public_schema_name(), what="Tenant routing")
 
 
 def routing_changed(**kwargs: Any) -> None:
     """A tenant or domain changed: drop this process's copies now, and every process's after commit."""
     _routes.clear()
 
-    def bump() -> None:
-        try:
-            with schema_context(get_public_schema_name()):
-                cache.set(ROUTING_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        except Exception as exc:  # noqa: BLE001 - the TTL bounds how long others keep their copy
-            logger.error("Could not invalidate the tenant routing cache (%s)", type(exc).__name__)
-
-    transaction.on_commit(bump)
+    coherence.move_after_commit(ROUTING_VERSION_KEY, schema=get_public_schema_name(), what="tenant routing")
 
 
 def clear_routes() -> None:

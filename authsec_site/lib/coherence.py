@@ -14,6 +14,7 @@ the database number and the cache key prefix (two deployments on one Redis do no
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -21,9 +22,12 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisSerializer
+from django.db import transaction
+from django_tenants.utils import schema_context
 
 from authsec_site.lib import redis
 
+logger = logging.getLogger(__name__)
 _serializer = RedisSerializer()
 
 
@@ -55,3 +59,31 @@ def version_token(key: str) -> str:
         cache.add(key, uuid.uuid4().hex, timeout=None)
         version = cache.get(key)
     return version
+
+
+def version_or_none(key: str, *, what: str, schema: str | None = None) -> str | None:
+    """The version token at `key` (of `schema`, else of the current schema: no schema switch on the hot path) for a
+    per-process cache of `what`; None when Redis fails (logged), and the caller then reads its source of truth."""
+    try:
+        if schema is None:
+            return version_token(key)
+        with schema_context(schema):
+            return version_token(key)
+    except Exception as exc:  # noqa: BLE001 - Redis down: read the database
+        logger.warning("%s cache unavailable (%s); reading the database", what, type(exc).__name__)
+        return None
+
+
+def move_after_commit(key: str, *, schema: str, what: str) -> None:
+    """Once the current transaction commits, give `schema`'s version token at `key` a new value, so every process
+    drops the copies of `what` it kept under the old one. A Redis error is logged: the copies' TTL then bounds how
+    long they outlive the change."""
+
+    def move() -> None:
+        try:
+            with schema_context(schema):
+                cache.set(key, uuid.uuid4().hex, timeout=None)
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.error("Could not invalidate the %s cache (%s)", what, type(exc).__name__)
+
+    transaction.on_commit(move)
