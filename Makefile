@@ -12,14 +12,14 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := pip compile --quiet --no-config --universal --python-version 3.11 \
 	--index-url https://pypi.org/simple --generate-hashes --custom-compile-command "make lock"
 
-.PHONY: run test install install-dev lock browsers prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-oauth-instructions bench-mcp bench-audit soak
+.PHONY: run test install install-dev lock browsers axe prometheus haproxy fault-servers bench-faults lint format migrate shell clean bench-rbac bench-oauth bench-oauth-instructions bench-mcp bench-audit soak
 
 run: install
 	$(BIN)/python scripts/devstack.py run
 
 # Two pytest-xdist workers, a test module each at a time (docs/running.md); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: install-dev browsers prometheus haproxy fault-servers
+test: install-dev browsers axe prometheus haproxy fault-servers
 	$(BIN)/python scripts/devstack.py test -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -57,6 +57,26 @@ browsers:
 	else \
 		echo "browser tests need chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; \
 	fi
+
+# The browser tests' accessibility checks inject axe-core (tests/support/axe.py): the version and sha512 pinned in
+# tests/support/axe-core/package-lock.json, installed by `npm ci` (which checks that hash) into .local/axe-core from
+# the npm registry only. npm comes from Debian's nodejs + npm packages when missing (docs/running.md).
+AXE_DIR := .local/axe-core
+axe: $(AXE_DIR)/node_modules/axe-core/axe.min.js
+
+$(AXE_DIR)/node_modules/axe-core/axe.min.js: tests/support/axe-core/package.json tests/support/axe-core/package-lock.json
+	@if command -v npm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing nodejs + npm (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	else \
+		echo "the accessibility checks need npm to install axe-core: sudo apt-get install nodejs npm" >&2; exit 1; \
+	fi
+	mkdir -p $(AXE_DIR)
+	cp tests/support/axe-core/package.json tests/support/axe-core/package-lock.json $(AXE_DIR)/
+	cd $(AXE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --update-notifier=false \
+		--registry https://registry.npmjs.org/ --loglevel error
+	touch $@
 
 # The metrics tests scrape a live server with Debian's Prometheus and check the alert rules with its promtool
 # (docs/observability.md).
