@@ -20,7 +20,9 @@ from rbac.grants import effective_grants
 from rbac.models import Application
 from tests.browser.conftest import wait_until_gone
 from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.axe import assert_accessible, tab_through, tab_to
 from tests.support.live import LiveServer
+from tests.support.screenshots import save_docs_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
@@ -50,17 +52,20 @@ def _log_in(browser, url: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def _press(browser, element) -> None:  # type: ignore[no-untyped-def]
-    """Focus `element` as Tab would and press Enter (keyboard use, no mouse)."""
-    browser.execute_script("arguments[0].focus()", element)
-    assert browser.switch_to.active_element == element
-    element.send_keys(Keys.ENTER)
+    """Tab to `element` and press Enter (keyboard use, no mouse)."""
+    tab_to(browser, element).send_keys(Keys.ENTER)
 
 
-def _run_check(browser, url: str, app_id: int) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def _run_check(browser, url: str, app_id: int, check_page: bool = False) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """Open the application's connect page from its change page and press Test, by keyboard; with `check_page` the
+    connect page is first checked for accessibility and walked with Tab."""
     browser.get(f"{url}/t/acme/admin/rbac/application/{app_id}/change/")
     link = browser.find_element(By.ID, "connect-link")
     _press(browser, link)
     wait_until_gone(browser, link)
+    if check_page:
+        assert_accessible(browser, "connect page")
+        tab_through(browser)
     button = browser.find_element(By.ID, "run-check")
     _press(browser, button)
     WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "check-steps")))
@@ -77,7 +82,10 @@ def _run_check(browser, url: str, app_id: int) -> list[tuple[str, str, str]]:  #
 def test_test_button_is_green_against_the_live_endpoint(browser, asgi_server: LiveServer, applications) -> None:  # type: ignore[no-untyped-def]
     _log_in(browser, asgi_server.url)
     for slug in ("demo", "demo-oauth"):
-        steps = _run_check(browser, asgi_server.url, applications[slug])
+        steps = _run_check(browser, asgi_server.url, applications[slug], check_page=slug == "demo")
+        if slug == "demo":
+            assert_accessible(browser, "connect page with a green check")
+            save_docs_screenshot(browser, "application-connect")
         endpoint = f"{asgi_server.url}/t/acme/mcp/{slug}"
         assert browser.find_element(By.ID, "endpoint-url").text == endpoint
         assert (
@@ -106,6 +114,7 @@ def test_test_button_is_red_with_the_reason_for_a_disabled_application(  # type:
     assert all(ok == "false" for ok, _, _ in steps)
     red = browser.find_element(By.CSS_SELECTOR, "#check-steps li.fail")
     assert red.value_of_css_property("color") == "rgba(180, 35, 24, 1)"
+    assert_accessible(browser, "connect page with a red check")
 
 
 def test_matrix_matches_the_engine_cell_by_cell(browser, asgi_server: LiveServer, applications) -> None:  # type: ignore[no-untyped-def]
@@ -132,9 +141,12 @@ def test_matrix_matches_the_engine_cell_by_cell(browser, asgi_server: LiveServer
                 assert (allowed, reason) == (str(decision.allowed).lower(), decision.reason), (email, tool)
                 checked += 1
     assert checked == len(rows) * len(tools)
+    assert_accessible(browser, "matrix page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "application-matrix")
 
     # Filter by keyboard: bob only, one tool; the CSV link carries the filter.
-    search = browser.find_element(By.ID, "matrix-q")
+    search = tab_to(browser, browser.find_element(By.ID, "matrix-q"))
     search.send_keys("bob", Keys.ENTER)
     wait_until_gone(browser, search)
     assert [
