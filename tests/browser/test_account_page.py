@@ -12,9 +12,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from mcp_endpoint.login import LOGIN_TOOLS
 from tests.browser.conftest import wait_until_gone
+from tests.support.axe import assert_accessible, tab_through, tab_to
 from tests.support.live import LiveServer
 from tests.support.mcp import EXPECTED, JSON_RPC, Committed, get_tokens, mcp_list, url
 from tests.support.oauth import PASSWORD
+from tests.support.screenshots import save_docs_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
@@ -29,7 +31,10 @@ def test_revoke_on_the_account_page_refuses_the_clients_next_mcp_request(  # typ
 
     browser.get(f"{asgi_server.url}/t/acme/accounts/login/?next=/t/acme/account/")
     WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "sign-in")))
-    browser.find_element(By.NAME, "username").send_keys("dave@acme.test")
+    assert_accessible(browser, "login page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "login")
+    tab_to(browser, browser.find_element(By.NAME, "username")).send_keys("dave@acme.test")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD + Keys.ENTER)
     WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "account-email")))
     assert browser.find_element(By.ID, "account-email").text == "dave@acme.test"
@@ -38,12 +43,16 @@ def test_revoke_on_the_account_page_refuses_the_clients_next_mcp_request(  # typ
         for row in browser.find_elements(By.CSS_SELECTOR, '[data-application="demo"] tr.allowed')
     }
     assert allowed == EXPECTED["dave@acme.test"]
+    assert_accessible(browser, "account page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "account")
 
-    revoke = browser.find_element(By.CSS_SELECTOR, "li.consent button")
+    revoke = tab_to(browser, browser.find_element(By.CSS_SELECTOR, "li.consent button"))
     revoke.send_keys(Keys.ENTER)  # by keyboard
     wait_until_gone(browser, revoke)
     WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "account-message")))
     assert not browser.find_elements(By.CSS_SELECTOR, "li.consent")
+    assert_accessible(browser, "account page after a revoke")
 
     response = httpx2.post(
         url(asgi_server),

@@ -142,7 +142,6 @@ window.__axeTabDescribe = el => {
   const text = (el.getAttribute('aria-label') || el.innerText || el.value || el.name || el.id || '').trim();
   return '<' + el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '> ' + text.slice(0, 60);
 };
-if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
 window.__axeTabRest = new WeakMap();
 const found = [];
 for (const el of scope.querySelectorAll(selector)) {
@@ -174,6 +173,23 @@ class Stop:
     focus_visible: bool
 
 
+# Focus a throwaway element at the top of the body (not itself a Tab stop), so that the next Tab goes to the page's
+# first Tab stop whatever had the focus (an autofocus field, the last click). Blurring is not enough: Chromium
+# goes on from the blurred element.
+_TO_TOP = """
+if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+let start = document.getElementById('axe-tab-start');
+if (!start) {
+  start = document.createElement('span');
+  start.id = 'axe-tab-start';
+  start.tabIndex = -1;
+  document.body.prepend(start);
+}
+start.focus();
+"""
+_DROP_TOP = "const start = document.getElementById('axe-tab-start'); if (start) start.remove();"
+
+
 def _press_tab(driver: WebDriver) -> dict[str, Any] | None:
     ActionChains(driver).send_keys(Keys.TAB).perform()
     return driver.execute_script(_ACTIVE)
@@ -184,6 +200,7 @@ def tab_through(driver: WebDriver, scope: WebElement | None = None) -> list[Stop
     interactive element (in `scope`, default the whole page) was a Tab stop and that each stop showed a visible
     focus indicator (an outline, or a change of border, background, shadow, colour or underline against the
     element's unfocused style). Returns the stops in order, for the test to check its main action's place."""
+    driver.execute_script(_TO_TOP)
     candidates = driver.execute_script(_CANDIDATES, scope)
     expected = {c["key"]: c["description"] for c in candidates}
     stops: list[Stop] = []
@@ -194,6 +211,7 @@ def tab_through(driver: WebDriver, scope: WebElement | None = None) -> list[Stop
             break
         seen.add(active["key"])
         stops.append(Stop(active["element"], active["description"], active["visible"]))
+    driver.execute_script(_DROP_TOP)
     unreached = [description for key, description in expected.items() if key not in seen]
     unmarked = [stop.description for stop in stops if not stop.focus_visible]
     problems = [f"not reachable by Tab: {d}" for d in unreached] + [f"no visible focus: {d}" for d in unmarked]
@@ -204,12 +222,11 @@ def tab_through(driver: WebDriver, scope: WebElement | None = None) -> list[Stop
 def tab_to(driver: WebDriver, target: WebElement, max_stops: int = 200) -> WebElement:
     """Press Tab from the top of the page until `target` has the focus (asserting it gets there), and return it,
     for the test to press Enter or Space on it: the page's main action done by keyboard alone."""
-    driver.execute_script(
-        "if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();"
-    )
+    driver.execute_script(_TO_TOP)
     for _ in range(max_stops):
         ActionChains(driver).send_keys(Keys.TAB).perform()
         active = driver.switch_to.active_element
         if active == target:
+            driver.execute_script(_DROP_TOP)
             return target
     raise AssertionError(f"{driver.current_url}: {target.tag_name}#{target.get_attribute('id')} not reached by Tab")
