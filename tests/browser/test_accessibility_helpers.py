@@ -18,7 +18,9 @@ GOOD = """<!doctype html><html lang="en"><head><title>Good</title></head><body><
 <form><label for="q">Query</label><input id="q" name="q"><button type="submit" id="go">Search</button></form>
 <a href="#top" id="top">Back to top</a>
 <fieldset><legend>Size</legend><label><input type="radio" name="s" value="1" checked> 1</label>
-<label><input type="radio" name="s" value="2"> 2</label></fieldset></main></body></html>"""
+<label><input type="radio" name="s" value="2"> 2</label></fieldset>
+<details><summary id="more">More</summary><a href="#m" id="inside">Inside a closed details</a></details>
+</main></body></html>"""
 
 BAD = """<!doctype html><html lang="en"><head><title>Bad</title>
 <style>#hidden-focus:focus { outline: none; }</style></head><body><main><h1>Bad</h1>
@@ -44,6 +46,7 @@ def test_a_good_page_passes_and_tab_reaches_everything(browser) -> None:  # type
         "go",
         "top",
         "1",  # one Tab stop for the radio group
+        "more",  # and not the link inside the closed <details>
     ]
     assert tab_to(browser, browser.find_element(By.ID, "go")) == browser.switch_to.active_element
 

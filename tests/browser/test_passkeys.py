@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from django_tenants.utils import schema_context
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.virtual_authenticator import Protocol, Transport, VirtualAuthenticatorOptions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -22,7 +23,9 @@ from audit.models import AuditEvent
 from tests.browser.conftest import wait_until_gone
 from tests.factories import UserFactory
 from tests.support.accounts import FACTORY_PASSWORD
+from tests.support.axe import assert_accessible, tab_through, tab_to
 from tests.support.live import LiveServer
+from tests.support.screenshots import save_docs_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
@@ -79,8 +82,13 @@ def _sign_in(browser, url: str, email: str) -> None:  # type: ignore[no-untyped-
     wait_until_gone(browser, submit)
 
 
-def _click_and_wait_for(browser, element_id: str, until) -> None:  # type: ignore[no-untyped-def]
-    browser.find_element(By.ID, element_id).click()
+def _click_and_wait_for(browser, element_id: str, until, keyboard: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Press the button (with `keyboard`: Tab to it and press Enter) and wait for `until`."""
+    button = browser.find_element(By.ID, element_id)
+    if keyboard:
+        tab_to(browser, button).send_keys(Keys.ENTER)
+    else:
+        button.click()
     try:
         WebDriverWait(browser, 20).until(until)
     except Exception:
@@ -104,10 +112,15 @@ def test_a_user_adds_a_passkey_and_steps_up_with_it(browser, asgi_server: LiveSe
     base = _base(asgi_server)
     _sign_in(browser, f"{base}/t/acme/accounts/login/?next=/t/acme/account/security/", USER)
     assert browser.current_url == f"{base}/t/acme/account/security/"
+    assert_accessible(browser, "security page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "account-security")
 
-    _click_and_wait_for(browser, "passkey-add", lambda b: b.find_elements(By.CSS_SELECTOR, "li.passkey"))
+    _click_and_wait_for(browser, "passkey-add", lambda b: b.find_elements(By.CSS_SELECTOR, "li.passkey"), keyboard=True)
     # The first factor brings recovery codes, shown once.
     assert len(browser.find_elements(By.CSS_SELECTOR, ".recovery-code")) == 10
+    assert_accessible(browser, "security page with a passkey and recovery codes")
+    save_docs_screenshot(browser, "account-security-passkey")
     (stored,) = _passkeys(USER)
     assert stored.rp_id == "localhost"
     (credential,) = browser.get_credentials()
@@ -119,7 +132,10 @@ def test_a_user_adds_a_passkey_and_steps_up_with_it(browser, asgi_server: LiveSe
     _sign_in(browser, f"{base}/t/acme/accounts/login/", USER)
     before = _verified_by_passkey(USER)
     browser.get(f"{base}/t/acme/account/verify/?next=/t/acme/account/security/%3Fdone%3D1")
-    _click_and_wait_for(browser, "use-passkey", lambda b: "done=1" in b.current_url)
+    assert_accessible(browser, "second-factor verify page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "mfa-verify")
+    _click_and_wait_for(browser, "use-passkey", lambda b: "done=1" in b.current_url, keyboard=True)
     assert browser.find_elements(By.ID, "passkey-add")  # verified: the page lets the user change factors
     assert not browser.find_elements(By.ID, "step-up-needed")
     assert _verified_by_passkey(USER) == before + 1
@@ -133,6 +149,7 @@ def test_a_user_adds_a_passkey_and_steps_up_with_it(browser, asgi_server: LiveSe
     WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "passkey-status").text)
     assert "not accepted" in browser.find_element(By.ID, "passkey-status").text
     assert "/account/verify/" in browser.current_url
+    assert_accessible(browser, "second-factor verify page with a refused passkey")
 
 
 def test_staff_set_up_a_passkey_at_first_login_and_use_it_at_the_next(  # type: ignore[no-untyped-def]
@@ -144,6 +161,7 @@ def test_staff_set_up_a_passkey_at_first_login_and_use_it_at_the_next(  # type: 
     # The dashboard login ends on the security page: a second factor is required and there is none yet.
     assert browser.current_url.startswith(f"{base}/t/acme/account/security/?next=")
     assert browser.find_element(By.ID, "mfa-required")
+    assert_accessible(browser, "security page requiring a second factor")
     _click_and_wait_for(browser, "passkey-add", lambda b: b.find_elements(By.CSS_SELECTOR, "li.passkey"))
     browser.find_element(By.ID, "continue").click()
     WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.ID, "site-name"))

@@ -146,7 +146,9 @@ window.__axeTabRest = new WeakMap();
 const found = [];
 for (const el of scope.querySelectorAll(selector)) {
   if (el.disabled || el.tabIndex < 0 || el.closest('[inert]')) continue;
-  if (!el.getClientRects().length || getComputedStyle(el).visibility !== 'visible') continue;
+  // Not rendered, hidden, or inside a closed <details> (content-visibility: hidden): not a Tab stop now.
+  if (!el.checkVisibility({visibilityProperty: true, contentVisibilityAuto: true})) continue;
+  if (!el.getClientRects().length) continue;
   window.__axeTabRest.set(el, window.__axeTabStyle(el));
   found.push({key: window.__axeTabKey(el), description: window.__axeTabDescribe(el)});
 }
