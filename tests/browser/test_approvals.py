@@ -5,10 +5,7 @@ tool's result. The screenshots are those of docs/approvals.md (written there wit
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +16,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from accounts.models import User
@@ -27,15 +25,16 @@ from audit.models import AuditEvent
 from mcp_endpoint.bearer import bump_config_version
 from rbac.models import ToolPolicy
 from tests.browser.conftest import wait_until_gone
+from tests.support.axe import assert_accessible, tab_through, tab_to
 from tests.support.live import LiveServer
 from tests.support.mcp import Committed, commit_in_acme, url
 from tests.support.mfa import code
 from tests.support.oauth import PASSWORD
+from tests.support.screenshots import save_docs_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
 KEY = "3132333435363738393031323334353637383930"  # RFC 6238's test key, as alice's authenticator app
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "img" / "approvals"
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +62,6 @@ def gated(committed: Committed, django_db_blocker) -> Iterator[None]:  # type: i
         commit_in_acme(teardown)
 
 
-def _shot(browser: Any, tmp_path: Path, name: str) -> None:
-    directory = Path(os.environ.get("AUTHSEC_TEST_ARTIFACTS") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.png"
-    browser.save_screenshot(str(path))
-    if os.environ.get("AUTHSEC_DOCS_SCREENSHOTS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS / path.name)
-
-
 def _click(browser: Any, by: str, value: str) -> None:
     element = browser.find_element(by, value)
     element.click()
@@ -80,7 +69,7 @@ def _click(browser: Any, by: str, value: str) -> None:
 
 
 def test_an_approver_approves_in_the_browser_and_the_call_runs(  # type: ignore[no-untyped-def]
-    browser, asgi_server: LiveServer, tokens, gated, tmp_path: Path
+    browser, asgi_server: LiveServer, tokens, gated
 ) -> None:
     token = tokens("carol@acme.test")
     opened: list[str] = []
@@ -96,17 +85,24 @@ def test_an_approver_approves_in_the_browser_and_the_call_runs(  # type: ignore[
         page = browser.find_element(By.TAG_NAME, "body").text
         for shown in ("deploy_production", "demo", "carol@acme.test", "1.2.3", "pending"):
             assert shown in page, shown
-        _shot(browser, tmp_path, "approval-request")
+        assert_accessible(browser, "approval page")
+        tab_through(browser)
+        save_docs_screenshot(browser, "approval-request", "approvals")
         _click(browser, By.CSS_SELECTOR, "button.approve")  # no fresh factor yet: asks for one
         assert "/account/verify/" in browser.current_url
-        browser.find_element(By.ID, "code").send_keys(code(KEY))
-        _shot(browser, tmp_path, "approval-step-up")
+        assert_accessible(browser, "second-factor verify page (authenticator app)")
+        tab_through(browser)
+        tab_to(browser, browser.find_element(By.ID, "code")).send_keys(code(KEY))
+        save_docs_screenshot(browser, "approval-step-up", "approvals")
         _click(browser, By.ID, "verify-totp")
         assert browser.current_url == approval_url
-        _click(browser, By.CSS_SELECTOR, "button.approve")
+        approve = tab_to(browser, browser.find_element(By.CSS_SELECTOR, "button.approve"))
+        approve.send_keys(Keys.ENTER)  # the page's main action, by keyboard
+        wait_until_gone(browser, approve)
         WebDriverWait(browser, 20).until(lambda b: b.find_element(By.ID, "status").text == "approved")
         assert "alice@acme.test approved" in browser.find_element(By.ID, "decisions").text
-        _shot(browser, tmp_path, "approval-approved")
+        assert_accessible(browser, "approval page, approved")
+        save_docs_screenshot(browser, "approval-approved", "approvals")
 
     async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         assert isinstance(params, types.ElicitRequestURLParams)
@@ -144,7 +140,7 @@ def test_an_approver_approves_in_the_browser_and_the_call_runs(  # type: ignore[
 
 
 def test_the_queue_lists_what_waits_for_the_approver(  # type: ignore[no-untyped-def]
-    browser, asgi_server: LiveServer, tokens, gated, tmp_path: Path
+    browser, asgi_server: LiveServer, tokens, gated
 ) -> None:
     token = tokens("carol@acme.test")
 
@@ -169,4 +165,6 @@ def test_the_queue_lists_what_waits_for_the_approver(  # type: ignore[no-untyped
     queue = browser.find_element(By.ID, "pending").text
     assert "deploy_production" in queue and "carol@acme.test" in queue and "2.0.0" in queue
     assert "s3cr3t" not in browser.page_source  # redacted as the audit log redacts it
-    _shot(browser, tmp_path, "approval-queue")
+    assert_accessible(browser, "approval queue")
+    tab_through(browser)
+    save_docs_screenshot(browser, "approval-queue", "approvals")

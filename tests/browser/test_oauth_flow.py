@@ -10,6 +10,7 @@ import jwt
 import pytest
 from django_tenants.utils import schema_context
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -18,8 +19,10 @@ from oauth.models import Client, Consent
 from rbac.demo import DEMO, seed_rbac
 from rbac.models import Application, Group, Resource, Role, Scope
 from tests.factories import OAuthClientFactory, UserFactory
+from tests.support.axe import assert_accessible, tab_through, tab_to
 from tests.support.live import LiveServer
 from tests.support.oauth import PASSWORD, pkce
+from tests.support.screenshots import save_docs_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 REDIRECT = "http://127.0.0.1:9/callback"  # nothing listens: the browser's address bar still shows the code
@@ -77,7 +80,10 @@ def test_authorization_code_flow_with_pkce_in_a_browser(browser, asgi_server: Li
     assert "127.0.0.1:9" in page
     listed = browser.find_element(By.ID, "requested-scopes").text
     assert "See your email address" in listed and "Use the 'read' scope" not in listed
-    allow.click()
+    assert_accessible(browser, "consent page")
+    tab_through(browser)
+    save_docs_screenshot(browser, "oauth-consent")
+    tab_to(browser, allow).send_keys(Keys.ENTER)  # by keyboard
 
     WebDriverWait(browser, 10).until(lambda b: b.current_url.startswith(REDIRECT))
     query = parse_qs(urlparse(browser.current_url).query)
