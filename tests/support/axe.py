@@ -16,7 +16,6 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -118,67 +117,45 @@ def assert_accessible(driver: WebDriver, page_name: str, tags: tuple[str, ...] =
     return [v for v in found if v.impact not in BLOCKING]
 
 
-# What Tab must reach: visible, enabled, not taken out of the tab order. Of a group of radio buttons only one is a
-# Tab stop (the arrows move within the group), so a group counts as reached when one of its buttons is.
-_CANDIDATES = """
-const scope = arguments[0] || document;
-const selector = 'a[href], area[href], button, input:not([type=hidden]), select, textarea, summary, iframe, '
-  + '[tabindex], [contenteditable=""], [contenteditable=true]';
-window.__axeTabIds = window.__axeTabIds || new WeakMap();
-window.__axeTabNext = window.__axeTabNext || 1;
-window.__axeTabKey = el => {
-  if (!window.__axeTabIds.has(el)) window.__axeTabIds.set(el, window.__axeTabNext++);
-  const group = el.type === 'radio' && el.name ? 'radio:' + (el.form ? 'f' : '') + el.name : null;
-  return group || String(window.__axeTabIds.get(el));
-};
-window.__axeTabStyle = el => {
-  const s = getComputedStyle(el);
-  return {outline: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0 ? s.outlineStyle + ' '
-            + s.outlineWidth + ' ' + s.outlineColor : 'none',
-          other: [s.boxShadow, s.backgroundColor, s.borderTopColor, s.borderBottomColor, s.borderBottomWidth,
-                  s.color, s.textDecorationLine].join('|')};
-};
-window.__axeTabDescribe = el => {
-  const text = (el.getAttribute('aria-label') || el.innerText || el.value || el.name || el.id || '').trim();
-  return '<' + el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '> ' + text.slice(0, 60);
-};
-window.__axeTabRest = new WeakMap();
-const found = [];
-for (const el of scope.querySelectorAll(selector)) {
-  if (el.disabled || el.tabIndex < 0 || el.closest('[inert]')) continue;
-  // Not rendered, hidden, or inside a closed <details> (content-visibility: hidden): not a Tab stop now.
-  if (!el.checkVisibility({visibilityProperty: true, contentVisibilityAuto: true})) continue;
-  if (!el.getClientRects().length) continue;
-  window.__axeTabRest.set(el, window.__axeTabStyle(el));
-  found.push({key: window.__axeTabKey(el), description: window.__axeTabDescribe(el)});
+# The keyboard walk. One script defines the page-side helpers (idempotent), then Tab is pressed many times in ONE
+# WebDriver action (a round trip per key would cost seconds on a long page) while a `focusin` listener logs every
+# element that gets the focus, with its style at that moment; the log is read afterwards.
+_PRELUDE = """
+if (!window.__axeTab) {
+  const ids = new WeakMap();
+  let next = 1;
+  const tab = window.__axeTab = {log: null, rest: new WeakMap()};
+  // Of a group of radio buttons only one is a Tab stop (the arrows move within it): the group is one key.
+  tab.key = el => {
+    if (!ids.has(el)) ids.set(el, next++);
+    return el.type === 'radio' && el.name ? 'radio:' + el.name : String(ids.get(el));
+  };
+  tab.style = el => {
+    const s = getComputedStyle(el);
+    return {outline: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0,
+            other: [s.boxShadow, s.backgroundColor, s.borderTopColor, s.borderBottomColor, s.borderBottomWidth,
+                    s.color, s.textDecorationLine].join('|')};
+  };
+  tab.describe = el => {
+    const text = (el.getAttribute('aria-label') || el.innerText || el.value || el.name || el.id || '').trim();
+    return '<' + el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '> ' + text.slice(0, 60);
+  };
+  document.addEventListener('focusin', event => {
+    // The start element's own focus event may come late (when the window gets the focus with the first key).
+    if (!tab.log || event.target.id === 'axe-tab-start') return;
+    const el = event.target, rest = tab.rest.get(el), now = tab.style(el);
+    tab.log.push({element: el, key: tab.key(el), description: tab.describe(el),
+                  visible: now.outline || (rest !== undefined && rest.other !== now.other)});
+  }, true);
 }
-return found;
 """
-
-_ACTIVE = """
-const el = document.activeElement;
-if (!el || el === document.body || el === document.documentElement) return null;
-const rest = window.__axeTabRest.get(el);
-const now = window.__axeTabStyle(el);
-const visible = now.outline !== 'none' || (rest !== undefined && rest.other !== now.other);
-return {element: el, key: window.__axeTabKey(el), description: window.__axeTabDescribe(el), visible: visible,
-        style: now.outline};
-"""
-
-
-@dataclass(frozen=True)
-class Stop:
-    """One Tab stop: the focused element and whether its focus is visible."""
-
-    element: WebElement
-    description: str
-    focus_visible: bool
-
 
 # Focus a throwaway element at the top of the body (not itself a Tab stop), so that the next Tab goes to the page's
-# first Tab stop whatever had the focus (an autofocus field, the last click). Blurring is not enough: Chromium
-# goes on from the blurred element.
-_TO_TOP = """
+# first Tab stop whatever had the focus (an autofocus field, the last click): blurring is not enough, Chromium
+# goes on from the blurred element. Then start logging.
+_TO_TOP = (
+    _PRELUDE
+    + """
 if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
 let start = document.getElementById('axe-tab-start');
 if (!start) {
@@ -188,47 +165,86 @@ if (!start) {
   document.body.prepend(start);
 }
 start.focus();
+window.__axeTab.log = [];
 """
-_DROP_TOP = "const start = document.getElementById('axe-tab-start'); if (start) start.remove();"
+)
+
+_READ_LOG = """
+const log = window.__axeTab.log;
+window.__axeTab.log = null;
+const start = document.getElementById('axe-tab-start');
+if (start) start.remove();
+return log;
+"""
+
+# What Tab must reach: visible, enabled, not taken out of the tab order; noted with its unfocused style.
+_CANDIDATES = """
+const tab = window.__axeTab, scope = arguments[0] || document;
+const selector = 'a[href], area[href], button, input:not([type=hidden]), select, textarea, summary, iframe, '
+  + '[tabindex], [contenteditable=""], [contenteditable=true]';
+const found = [];
+for (const el of scope.querySelectorAll(selector)) {
+  if (el.disabled || el.tabIndex < 0 || el.closest('[inert]') || el.id === 'axe-tab-start') continue;
+  // Not rendered, hidden, or inside a closed <details> (content-visibility: hidden): not a Tab stop now.
+  if (!el.checkVisibility({visibilityProperty: true, contentVisibilityAuto: true})) continue;
+  if (!el.getClientRects().length) continue;
+  tab.rest.set(el, tab.style(el));
+  found.push({key: tab.key(el), description: tab.describe(el)});
+}
+return found;
+"""
 
 
-def _press_tab(driver: WebDriver) -> dict[str, Any] | None:
-    ActionChains(driver).send_keys(Keys.TAB).perform()
-    return driver.execute_script(_ACTIVE)
+@dataclass(frozen=True)
+class Stop:
+    """One Tab stop: the focused element and whether its focus is visible."""
+
+    element: WebElement
+    key: str
+    description: str
+    focus_visible: bool
+
+
+def _walk(driver: WebDriver, presses: int) -> list[Stop]:
+    """From the top of the page, press Tab `presses` times; the distinct stops in order, up to the first repeat
+    (focus came round again) or the end of the presses."""
+    ActionChains(driver).send_keys(*([Keys.TAB] * presses)).perform()
+    stops: list[Stop] = []
+    seen: set[str] = set()
+    for entry in driver.execute_script(_READ_LOG) or []:
+        if entry["key"] in seen:
+            break
+        seen.add(entry["key"])
+        stops.append(Stop(entry["element"], entry["key"], entry["description"], entry["visible"]))
+    return stops
 
 
 def tab_through(driver: WebDriver, scope: WebElement | None = None) -> list[Stop]:
-    """Press Tab from the top of the page until focus leaves it or comes round again, and assert that every
-    interactive element (in `scope`, default the whole page) was a Tab stop and that each stop showed a visible
-    focus indicator (an outline, or a change of border, background, shadow, colour or underline against the
-    element's unfocused style). Returns the stops in order, for the test to check its main action's place."""
+    """Press Tab from the top of the page until focus has come round, and assert that every interactive element
+    (in `scope`, default the whole page) was a Tab stop and that each stop showed a visible focus indicator (an
+    outline, or a change of border, background, shadow, colour or underline against the element's unfocused
+    style). Returns the stops in order."""
     driver.execute_script(_TO_TOP)
     candidates = driver.execute_script(_CANDIDATES, scope)
-    expected = {c["key"]: c["description"] for c in candidates}
-    stops: list[Stop] = []
-    seen: set[str] = set()
-    for _ in range(len(candidates) + 10):
-        active = _press_tab(driver)
-        if active is None or active["key"] in seen:
-            break
-        seen.add(active["key"])
-        stops.append(Stop(active["element"], active["description"], active["visible"]))
-    driver.execute_script(_DROP_TOP)
-    unreached = [description for key, description in expected.items() if key not in seen]
+    stops = _walk(driver, len(candidates) + 10)
+    reached = {stop.key for stop in stops}
+    unreached = [c["description"] for c in candidates if c["key"] not in reached]
     unmarked = [stop.description for stop in stops if not stop.focus_visible]
     problems = [f"not reachable by Tab: {d}" for d in unreached] + [f"no visible focus: {d}" for d in unmarked]
     assert not problems, f"{driver.current_url}: keyboard problems\n" + "\n".join(problems)
     return stops
 
 
-def tab_to(driver: WebDriver, target: WebElement, max_stops: int = 200) -> WebElement:
+def tab_to(driver: WebDriver, target: WebElement) -> WebElement:
     """Press Tab from the top of the page until `target` has the focus (asserting it gets there), and return it,
     for the test to press Enter or Space on it: the page's main action done by keyboard alone."""
     driver.execute_script(_TO_TOP)
-    for _ in range(max_stops):
-        ActionChains(driver).send_keys(Keys.TAB).perform()
-        active = driver.switch_to.active_element
-        if active == target:
-            driver.execute_script(_DROP_TOP)
-            return target
-    raise AssertionError(f"{driver.current_url}: {target.tag_name}#{target.get_attribute('id')} not reached by Tab")
+    candidates = driver.execute_script(_CANDIDATES, None)
+    stops = _walk(driver, len(candidates) + 10)
+    where = [i for i, stop in enumerate(stops) if stop.element == target]
+    assert where, f"{driver.current_url}: {target.tag_name}#{target.get_attribute('id')} not reached by Tab"
+    driver.execute_script(_TO_TOP)
+    ActionChains(driver).send_keys(*([Keys.TAB] * (where[0] + 1))).perform()
+    driver.execute_script(_READ_LOG)
+    assert driver.switch_to.active_element == target, f"{driver.current_url}: Tab order changed under the test"
+    return target
