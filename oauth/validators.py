@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import (
@@ -242,8 +242,25 @@ class TenantOAuth2Validator(OAuth2Validator):
             self._mint_access_token(token, request)
             if "at_hash" in id_token:
                 id_token["at_hash"] = _at_hash(token["access_token"])
-        signed = super().finalize_id_token(id_token, token, token_handler, request)
+        if request.client.algorithm == Client.RS256_ALGORITHM:  # every client (a database constraint)
+            signed = self._sign_id_token(id_token, token, token_handler, request)
+        else:
+            signed = super().finalize_id_token(id_token, token, token_handler, request)
         request.authsec_id_token = (signed, request.id_token)  # the row just stored for this JWT
+        return signed
+
+    def _sign_id_token(self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Any) -> str:
+        """django-oauth-toolkit's `finalize_id_token` (the same claims, header and row), signed with PyJWT and the
+        private key object kept per process (`oauth.tokens.sign_id_token`, as the access token is) instead of
+        jwcrypto, which rebuilt its header registry and the key's thumbprint for every token."""
+        claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(**claims)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce  # oauthlib #746, as DOT does
+        signed = tokens.sign_id_token(id_token)
+        row = self._save_id_token(id_token["jti"], request, expires)  # at the token endpoint: stored with the tokens
+        request.access_token = row
+        request.id_token = row
         return signed
 
     def _save_id_token(self, jti: Any, request: Any, expires: Any, *args: Any, **kwargs: Any) -> Any:
@@ -364,10 +381,14 @@ class TenantOAuth2Validator(OAuth2Validator):
 
     def _refresh_token_reused(self, request: Any, rt: Any, client: Any) -> None:
         """A used or revoked refresh token presented again: its family is revoked (the rotated tokens issued from
-        it too), and the reuse audited."""
+        it too), and the reuse audited, in one transaction."""
         if not rt.token_family:
             return
-        RefreshToken.revoke_family(rt.token_family)
+        with transaction.atomic():
+            RefreshToken.revoke_family(rt.token_family)
+            self._audit_refresh_reuse(request, rt, client)
+
+    def _audit_refresh_reuse(self, request: Any, rt: Any, client: Any) -> None:
         audit.record(
             _client_actor(request),
             "oauth.refresh_reuse_detected",
@@ -391,12 +412,7 @@ class TenantOAuth2Validator(OAuth2Validator):
             rt = RefreshToken.objects.filter(token_checksum=checksum).first()
             if rt is not None and rt.revoked is not None and rt.token_family:
                 # DOT has just revoked the whole family (REFRESH_TOKEN_REUSE_PROTECTION).
-                audit.record(
-                    _client_actor(request),
-                    "oauth.refresh_reuse_detected",
-                    outcome="deny",
-                    data={"client_id": client.client_id, "family": str(rt.token_family), "user_id": rt.user_id},
-                )
+                self._audit_refresh_reuse(request, rt, client)
         return valid
 
     # --- The exchanged code's grant, read once per token request ------------------------------------------------
