@@ -48,6 +48,7 @@ from oauth import issuer  # noqa: E402
 CALLS = int(os.environ.get("CALLGRIND_CALLS", "100"))
 WARMUP = int(os.environ.get("CALLGRIND_WARMUP", "20"))
 PROFILE_DIR = os.environ.get("OAUTH_PROFILE", "")
+SHOW_SQL = os.environ.get("OAUTH_SQL", "") == "1"  # print the statements of the request whose queries are counted
 
 
 def statements_sent(logged: list[str]) -> int:
@@ -70,6 +71,9 @@ def measure(name: str, requests: list[Callable[[], object]]) -> None:
     with CaptureQueriesContext(connection) as queries:
         warm[-1]()
     query_count = statements_sent([query["sql"] for query in queries])  # now: the next request clears the log
+    if SHOW_SQL:
+        for query in queries:
+            print(f"  {name}: {query['sql'][:300]}", flush=True)
     profile = cProfile.Profile() if PROFILE_DIR else None
     callgrind("--instr=on")
     callgrind("--zero")

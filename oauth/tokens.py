@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -62,5 +63,20 @@ def mint_id_token(*, user: Any, client_id: str, auth_time: int, extra: dict[str,
         "email": user.email,
         **(extra or {}),
     }
+    return sign_id_token(claims)
+
+
+class _TextEncoder(json.JSONEncoder):
+    """Claims as django-oauth-toolkit serialises an ID token's (``json.dumps(..., default=str)``)."""
+
+    def default(self, o: Any) -> Any:
+        return str(o)
+
+
+def sign_id_token(claims: dict[str, Any]) -> str:
+    """An ID token with `claims`: RS256, the tenant's current key (its `kid`, the key's JWK thumbprint), signed with
+    the private key object kept per process (`oauth.keys.private_jwk`)."""
     key, private, _ = signing_key()
-    return jwt.encode(claims, private, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
+    return jwt.encode(
+        claims, private, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"}, json_encoder=_TextEncoder
+    )

@@ -7,25 +7,30 @@ import hashlib
 import json
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
     get_id_token_model,
     get_refresh_token_model,
+    refresh_token_expire_timedelta,
     revoke_access_token,
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
 from audit.recorder import Actor
-from oauth import issuance, issuer, tokens
+from oauth import issuance, issuer, refresh, tokens
 from oauth.models import Client, ResourceServer
 from oauth.scopes import granted_scopes
 from oauth.signals import access_token_digests, token_revoked
@@ -35,6 +40,26 @@ logger = logging.getLogger(__name__)
 Grant = get_grant_model()
 AccessToken = get_access_token_model()
 IDToken = get_id_token_model()
+RefreshToken = get_refresh_token_model()
+
+
+class _RefreshTokenUsed(Exception):  # noqa: N818 - not an error of the caller's: a race lost, reported as reuse
+    """Raised inside the token transaction when the refresh token being rotated was used meanwhile."""
+
+    def __init__(self, token: Any) -> None:
+        super().__init__()
+        self.token = token
+
+
+def _lean_refresh() -> bool:
+    """Whether this server's own refresh path applies (`validate_refresh_token`, `_rotate_refresh_token`): the
+    configuration it is written for, rotation with reuse protection and no grace period (settings.py). Any other
+    configuration takes django-oauth-toolkit's path."""
+    return (
+        bool(oauth2_settings.ROTATE_REFRESH_TOKEN)
+        and bool(oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION)
+        and not oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS
+    )
 
 
 def hosted_resources() -> frozenset[str]:
@@ -217,8 +242,25 @@ class TenantOAuth2Validator(OAuth2Validator):
             self._mint_access_token(token, request)
             if "at_hash" in id_token:
                 id_token["at_hash"] = _at_hash(token["access_token"])
-        signed = super().finalize_id_token(id_token, token, token_handler, request)
+        if request.client.algorithm == Client.RS256_ALGORITHM:  # every client (a database constraint)
+            signed = self._sign_id_token(id_token, token, token_handler, request)
+        else:
+            signed = super().finalize_id_token(id_token, token, token_handler, request)
         request.authsec_id_token = (signed, request.id_token)  # the row just stored for this JWT
+        return signed
+
+    def _sign_id_token(self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: Any) -> str:
+        """django-oauth-toolkit's `finalize_id_token` (the same claims, header and row), signed with PyJWT and the
+        private key object kept per process (`oauth.tokens.sign_id_token`, as the access token is) instead of
+        jwcrypto, which rebuilt its header registry and the key's thumbprint for every token."""
+        claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(**claims)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce  # oauthlib #746, as DOT does
+        signed = tokens.sign_id_token(id_token)
+        row = self._save_id_token(id_token["jti"], request, expires)  # at the token endpoint: stored with the tokens
+        request.access_token = row
+        request.id_token = row
         return signed
 
     def _save_id_token(self, jti: Any, request: Any, expires: Any, *args: Any, **kwargs: Any) -> Any:
@@ -236,6 +278,15 @@ class TenantOAuth2Validator(OAuth2Validator):
         request.authsec_pending_id_token = pending
         return pending
 
+    def save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().save_bearer_token(token, request, *args, **kwargs)  # DOT's transaction around _save_bearer_token
+        except _RefreshTokenUsed as used:
+            # The transaction has rolled back (nothing of this request is stored): the refresh token was used by a
+            # racing request between its validation and its rotation. That is a reuse, answered as one.
+            self._refresh_token_reused(request, used.token, request.client)
+            raise errors.InvalidGrantError(request=request) from None
+
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         pending = getattr(request, "authsec_pending_id_token", None)
         if pending is not None and pending.pk is None:
@@ -243,7 +294,16 @@ class TenantOAuth2Validator(OAuth2Validator):
         # The JWT replaces the opaque token before DOT stores (a hash of) it.
         user = request.user if request.grant_type != "client_credentials" else None
         claims = self._mint_access_token(token, request)
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        if (
+            request.grant_type == "refresh_token"
+            and token.get("refresh_token")
+            and isinstance(getattr(request, "refresh_token_instance", None), RefreshToken)
+            and _lean_refresh()
+            and self.rotate_refresh_token(request)
+        ):
+            self._rotate_refresh_token(token, request)
+        else:
+            super()._save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "authorization_code":
             self._remember_code_tokens(token, request)
         audit.record(
@@ -266,23 +326,93 @@ class TenantOAuth2Validator(OAuth2Validator):
         token_revoked.send(sender=type(self), digests=digests)
         audit.record(_client_actor(request), "oauth.token_revoked", data={"token_type_hint": token_type_hint or ""})
 
+    # --- Refresh tokens: validation and rotation ---------------------------------------------------------------------
+    # With rotation, reuse protection and no grace period (settings.py), a refresh token is good for exactly one use.
+    # django-oauth-toolkit's path cost 21 statements a refresh (re-reads and locks, the user and the client read
+    # lazily, rotation through `RefreshToken.revoke()` and Django's collector); this one makes the same checks with
+    # one read (the token with its access token and user) and one statement for the single use (`oauth.refresh`).
+    # docs/benchmarks.md "Token endpoint" lists what each check is and where it is tested.
+
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if not _lean_refresh():
+            return self._dot_validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
+        # Several rows may share a checksum (DOT's uniqueness is (token_checksum, revoked)): the unused one first.
+        rt = (
+            RefreshToken.objects.select_related("access_token", "user")
+            .filter(token_checksum=checksum)
+            .order_by(F("revoked").desc(nulls_first=True))
+            .first()
+        )
+        if rt is None:
+            return False
+        if rt.revoked is not None:
+            # Used (rotated) or revoked before: with no grace period, presenting it again is a reuse (RFC 9700
+            # §4.14.2), whichever client presents it. The whole family is revoked.
+            self._refresh_token_reused(request, rt, client)
+            return False
+        if rt.access_token is None:
+            return False  # its access token was deleted (revoked): nothing is left to refresh
+        lifetime = refresh_token_expire_timedelta()
+        if lifetime and rt.access_token.expires + lifetime <= timezone.now():
+            return False  # expired: REFRESH_TOKEN_EXPIRE_SECONDS after its access token
+        if client is None or rt.application_id != client.pk:
+            return False  # another client's token
+        if rt.user is not None and not rt.user.is_active:
+            return False  # an inactive user gets no new tokens
+        request.user = rt.user
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt  # get_original_scopes and the rotation read it, without a query
+        return True
+
+    def _rotate_refresh_token(self, token: dict[str, Any], request: Any) -> None:
+        """Store the new access and refresh token in place of the presented one, whose single use
+        `oauth.refresh.consume` decides; raises `_RefreshTokenUsed` when a racing request used it first."""
+        if "scope" not in token:
+            raise errors.FatalClientError("Failed to renew access token: missing scope")
+        self._check_and_set_request_resource(request)  # RFC 8707: narrowed to the refresh token's resources
+        now = timezone.now()
+        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+        previous = request.refresh_token_instance
+        if not refresh.consume(previous, now=now):
+            raise _RefreshTokenUsed(previous)
+        access_token = self._create_access_token(expires, request, token, source_refresh_token=previous)
+        self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+
+    def _refresh_token_reused(self, request: Any, rt: Any, client: Any) -> None:
+        """A used or revoked refresh token presented again: its family is revoked (the rotated tokens issued from
+        it too), and the reuse audited, in one transaction."""
+        if not rt.token_family:
+            return
+        with transaction.atomic():
+            RefreshToken.revoke_family(rt.token_family)
+            self._audit_refresh_reuse(request, rt, client)
+
+    def _audit_refresh_reuse(self, request: Any, rt: Any, client: Any) -> None:
+        audit.record(
+            _client_actor(request),
+            "oauth.refresh_reuse_detected",
+            outcome="deny",
+            data={
+                "client_id": getattr(client, "client_id", "") or "",
+                "family": str(rt.token_family),
+                "user_id": rt.user_id,
+            },
+        )
+
+    def _dot_validate_refresh_token(
+        self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """django-oauth-toolkit's validation (any other refresh configuration), with the same two additions."""
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
         if valid and request.user is not None and not request.user.is_active:
             return False  # invalid_grant: an inactive user gets no new tokens
         if not valid:
-            from oauth2_provider.models import get_refresh_token_model
-
             checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
-            rt = get_refresh_token_model().objects.filter(token_checksum=checksum).first()
+            rt = RefreshToken.objects.filter(token_checksum=checksum).first()
             if rt is not None and rt.revoked is not None and rt.token_family:
                 # DOT has just revoked the whole family (REFRESH_TOKEN_REUSE_PROTECTION).
-                audit.record(
-                    _client_actor(request),
-                    "oauth.refresh_reuse_detected",
-                    outcome="deny",
-                    data={"client_id": client.client_id, "family": str(rt.token_family), "user_id": rt.user_id},
-                )
+                self._audit_refresh_reuse(request, rt, client)
         return valid
 
     # --- The exchanged code's grant, read once per token request ------------------------------------------------
