@@ -115,12 +115,12 @@ def _rows(browser: Any) -> int:
     return len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr"))
 
 
-def _shot(browser: Any, tmp_path: Path) -> None:
+def _shot(browser: Any, tmp_path: Path, name: str = "home", docs: bool = True) -> None:
     directory = Path(os.environ.get("AUTHSEC_TEST_ARTIFACTS") or tmp_path)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "home.png"
+    path = directory / f"{name}.png"
     browser.save_screenshot(str(path))
-    if os.environ.get("AUTHSEC_DOCS_SCREENSHOTS") == "1":
+    if docs and os.environ.get("AUTHSEC_DOCS_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS / path.name)
 
@@ -150,6 +150,13 @@ def test_every_number_lands_on_exactly_its_rows(browser, asgi_server: LiveServer
     assert browser.find_element(By.ID, "verification-state").text.startswith("✓ Held at the last verification")
     browser.set_window_size(1280, 1400)
     _shot(browser, tmp_path)
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
+    try:
+        _shot(browser, tmp_path, "home-dark", docs=False)  # the dark theme, as an artifact only
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
     for key, value in found.items():
         browser.get(home)
