@@ -37,6 +37,10 @@ SHOWN = 5  # rows listed in a card; the rest are one click away in the list behi
 APPLICATIONS_SHOWN = 10
 TOP_DENIED = 5
 VAULT_TIMEOUT = 1.0  # seconds; Redis is bounded by its door's own short timeouts (`lib.redis.TIMEOUT`)
+DRIFT_LABEL = {  # what a changed tool's pin means in each pinning mode (docs/pinning.md)
+    ToolPinSettings.Mode.HOLD: " held until reviewed",
+    ToolPinSettings.Mode.WARN: " served, flagged until reviewed",
+}
 AUTH_MODES = {
     Application.AuthMode.OAUTH_TOOLS: "login tools",
     Application.AuthMode.BEARER: "bearer token",
@@ -164,9 +168,8 @@ def _waiting(home: Home, user: Any, can: Any) -> None:
     home.waiting.append(Number("pending_approvals", approvals, label, reverse("approvals:list")))
     if can("rbac.view_toolpin"):
         home.pin_mode = ToolPinSettings.current_mode()
-        held = home.pin_mode == ToolPinSettings.Mode.HOLD
         drifted = ToolPin.objects.in_state(ToolPin.State.DRIFTED).count()
-        label = _plural(drifted, "changed tool", "changed tools") + (" held" if held else "") + " until reviewed"
+        label = _plural(drifted, "changed tool", "changed tools") + DRIFT_LABEL.get(home.pin_mode, " wait for review")
         home.waiting.append(Number("drifted_tools", drifted, label, _admin_list("rbac_toolpin", state="drifted")))
         rejected = ToolPin.objects.in_state(ToolPin.State.REJECTED).count()
         label = _plural(rejected, "tool", "tools") + " held on a rejected change"
