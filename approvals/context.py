@@ -15,4 +15,4 @@ def pending_approvals(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or connection.schema_name == "public":
         return {}
-    return {"pending_approvals_count": lambda: len(services.pending_for(user))}
+    return {"pending_approvals_count": lambda: services.pending_count_for(user)}

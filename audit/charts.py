@@ -77,14 +77,20 @@ def _tick_step(peak: int) -> int:
         magnitude *= 10
 
 
-def build_chart(window: ChartWindow, counts: dict[dt.datetime, dict[str, int]]) -> Chart:
-    """Lay out one bar per hour/day/week of `window` (empty ones too), stacked by outcome."""
+def _buckets(window: ChartWindow) -> list[dt.datetime]:
+    """The start of every hour/day/week bar of `window`, empty ones too (at most 400)."""
     step = _STEP[window.kind]
     buckets: list[dt.datetime] = []
     current = _floor(window.start, window.kind)
     while current < window.end and len(buckets) < 400:
         buckets.append(current)
         current += step
+    return buckets
+
+
+def build_chart(window: ChartWindow, counts: dict[dt.datetime, dict[str, int]]) -> Chart:
+    """Lay out one bar per hour/day/week of `window` (empty ones too), stacked by outcome."""
+    buckets = _buckets(window)
     chart = Chart(bar_kind=window.kind)
     totals = {key: 0 for key, _, _ in OUTCOMES}
     peak = 0
@@ -126,3 +132,55 @@ def build_chart(window: ChartWindow, counts: dict[dt.datetime, dict[str, int]]) 
         f"one bar per {window.kind}: " + ", ".join(f"{totals[key]:,} {label.lower()}" for key, label, _ in OUTCOMES)
     )
     return chart
+
+
+# --- The sparkline: one outcome over a short window, small, no axes (the dashboard home) --------------------------
+
+SPARK_WIDTH, SPARK_HEIGHT = 240, 40
+
+
+@dataclass
+class Sparkline:
+    """Bars of one outcome's count per bar of a window, in SVG coordinates; `description` reads it aloud."""
+
+    width: int = SPARK_WIDTH
+    height: int = SPARK_HEIGHT
+    rects: list[Rect] = field(default_factory=list)
+    total: int = 0
+    peak: int = 0
+    description: str = ""
+
+
+def build_sparkline(window: ChartWindow, counts: dict[dt.datetime, dict[str, int]], outcome: str = "deny") -> Sparkline:
+    """One bar per hour/day of `window` for `outcome` (counts as `queries.outcome_counts` returns them), scaled to
+    the busiest bar; an empty bar is a 1-pixel baseline so the time axis stays visible."""
+    label, color = next((lbl, col) for key, lbl, col in OUTCOMES if key == outcome)
+    buckets = _buckets(window)
+    values = [counts.get(bucket, {}).get(outcome, 0) for bucket in buckets]
+    spark = Sparkline(total=sum(values), peak=max(values, default=0))
+    slot = spark.width / max(len(buckets), 1)
+    bar = max(slot - 1, 1.0)
+    for index, (bucket, count) in enumerate(zip(buckets, values, strict=True)):
+        height = max(count / spark.peak * (spark.height - 2), 1.0) if count else 1.0
+        title = f"{bucket.strftime(_LABEL[window.kind])}: {count} {label.lower()}"
+        spark.rects.append(
+            Rect(
+                round(index * slot, 2),
+                round(spark.height - height, 2),
+                round(bar, 2),
+                round(height, 2),
+                color if count else "currentColor",
+                outcome,
+                count,
+                title,
+            )
+        )
+    busiest = ""
+    if spark.peak:
+        at = buckets[values.index(spark.peak)]
+        busiest = f"; the most, {spark.peak:,}, in the {window.kind} from {at.strftime(_LABEL[window.kind])} UTC"
+    spark.description = (
+        f"{spark.total:,} {label.lower()} events in {len(buckets)} {window.kind}s "
+        f"from {window.start:%Y-%m-%d %H:%M} UTC{busiest}"
+    )
+    return spark

@@ -136,6 +136,18 @@ def top_denied_tools(filters: dict[str, Any], window: ChartWindow, limit: int = 
     )
 
 
+# --- The chain's last verification (the dashboard home) ---------------------------------------------------------
+
+VERIFIED = "audit.chain_verified"
+
+
+def last_verification() -> AuditEvent | None:
+    """The newest recorded verification of this schema's chain (`manage.py verify_audit`), or None: never.
+
+    Read through the category index: few events are in the `audit` category."""
+    return AuditEvent.objects.filter(category="audit", action=VERIFIED).newest_first().first()
+
+
 # --- Exports ------------------------------------------------------------------------------------------------------
 
 

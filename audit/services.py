@@ -1,4 +1,5 @@
-"""Writes of the audit app outside the log itself: an export's audit event, the schema's audit settings.
+"""Writes of the audit app outside the log itself: an export's audit event, a chain verification's result, the
+schema's audit settings.
 Reads of the log are in `audit.queries`; events are written with `audit.record` and `audit.enqueue`;
 who may review is the Auditor dashboard role (`accounts.roles`)."""
 
@@ -9,13 +10,36 @@ from typing import Any
 import audit
 from audit.diff import changes, snapshot
 from audit.models import AuditEvent, AuditSettings
+from audit.verify import ChainReport
 from audit.writes import service
+
+VERIFIER = "audit-verify"  # the system actor of recorded verifications
 
 
 @service
 def record_export(*, actor: Any, fmt: str, filters: dict[str, str]) -> AuditEvent:
     """Exports are audited: who exported which filtered set, in which format."""
     return audit.record(actor, "audit.exported", data={"format": fmt, "filters": filters})
+
+
+@service
+def record_verification(*, report: ChainReport, problems: list[str], archives: bool) -> AuditEvent:
+    """Record that this schema's chain was verified (`manage.py verify_audit`) and what was found, so the dashboard
+    home can say when it last held. Written after the scan, so it is the first event the next run checks."""
+    ok = report.ok and not problems
+    return audit.record(
+        VERIFIER,
+        "audit.chain_verified",
+        outcome=AuditEvent.Outcome.SUCCESS if ok else AuditEvent.Outcome.FAILURE,
+        data={
+            "checked": report.checked,
+            "first_seq": report.first_seq,
+            "last_seq": report.last_seq,
+            "head_hash": report.head_hash,
+            "archives": archives,
+            "problems": [problem[:300] for problem in problems[:10]],
+        },
+    )
 
 
 @service

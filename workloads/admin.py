@@ -3,6 +3,8 @@ Registrations are written by `workloads.services.save_workload` / `delete_worklo
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -23,12 +25,29 @@ _STATUS_COLOURS = {
 }
 
 
+class SvidExpiryFilter(admin.SimpleListFilter):
+    """The dashboard home's "SVIDs expiring within a day" and "expired" land here (`?svid_expiry=day|expired`)."""
+
+    title = "SVID expiry"
+    parameter_name = "svid_expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("day", "expires within a day"), ("expired", "expired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Workload]) -> QuerySet[Workload]:
+        if self.value() == "day":
+            return queryset.svid_expiring()  # type: ignore[attr-defined, no-any-return]
+        if self.value() == "expired":
+            return queryset.svid_expired()  # type: ignore[attr-defined, no-any-return]
+        return queryset
+
+
 @admin.register(Workload)
 class WorkloadAdmin(ServiceAdminMixin, admin.ModelAdmin):
     save_service = staticmethod(save_workload)
     delete_service = staticmethod(delete_workload)
     list_display = ["name", "spiffe_id", "is_enabled", "svid_status", "svid_serial", "svid_not_after"]
-    list_filter = ["is_enabled"]
+    list_filter = ["is_enabled", SvidExpiryFilter]
     search_fields = ["name", "spiffe_path", "description", "svid_serial"]
     readonly_fields = [
         "spiffe_id",

@@ -53,6 +53,27 @@ def default_ttl() -> int:
     return settings.SVID_DEFAULT_TTL
 
 
+EXPIRY_SOON = dt.timedelta(days=1)  # "expiring soon" on the dashboard home and the workload list's filter
+
+
+def expiring_q(now: dt.datetime, within: dt.timedelta = EXPIRY_SOON) -> models.Q:
+    """Enabled workloads whose SVID is still valid at `now` but expires within `within`."""
+    return models.Q(is_enabled=True, svid_not_after__gt=now, svid_not_after__lte=now + within)
+
+
+def expired_q(now: dt.datetime) -> models.Q:
+    """Enabled workloads whose SVID had expired by `now` (the renewal did not happen in time)."""
+    return models.Q(is_enabled=True, svid_not_after__lte=now)
+
+
+class WorkloadQuerySet(models.QuerySet["Workload"]):
+    def svid_expiring(self, now: dt.datetime | None = None) -> WorkloadQuerySet:
+        return self.filter(expiring_q(now or timezone.now()))
+
+    def svid_expired(self, now: dt.datetime | None = None) -> WorkloadQuerySet:
+        return self.filter(expired_q(now or timezone.now()))
+
+
 class Workload(models.Model):
     """One SPIFFE workload identity of the tenant, ``spiffe://<trust domain><spiffe_path>``.
 
@@ -96,6 +117,8 @@ class Workload(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WorkloadQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

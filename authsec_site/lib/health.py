@@ -9,32 +9,51 @@ from django.core.cache import cache
 from django.db import connection
 from django_tenants.utils import get_public_schema_name, schema_context
 
-from authsec_site.lib import vault
+from authsec_site.lib import redis, vault
 
 # The worker's last periodic health check (public schema's cache namespace, no expiry): read by /healthz.
 WORKER_CHECK_KEY = "health:worker_last_check"
 
 
-def check_all() -> dict[str, str]:
-    """Return {"database": "ok"|error, "redis": …, "vault": …}; never raises, never includes secrets."""
-    results: dict[str, str] = {}
+def check_database() -> str:
+    """ "ok", or "error: <exception class>" when Postgres does not answer ``SELECT 1``."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        results["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report, don't crash the check
-        results["database"] = f"error: {type(exc).__name__}"
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def check_redis() -> str:
+    """ "ok", or "error: …" when Redis does not store and return a value (bounded by the door's short timeouts)."""
     try:
         cache.set("health:ping", "1", timeout=10)
-        results["redis"] = "ok" if cache.get("health:ping") == "1" else "error: value not read back"
+        return "ok" if cache.get("health:ping") == "1" else "error: value not read back"
     except Exception as exc:  # noqa: BLE001
-        results["redis"] = f"error: {type(exc).__name__}"
+        return f"error: {type(exc).__name__}"
+
+
+def ping_redis() -> str:
+    """ "ok", or "error: …" when Redis at `REDIS_URL` does not answer PING (within `lib.redis.TIMEOUT`)."""
     try:
-        vault.health()
-        results["vault"] = "ok"
+        return "ok" if redis.sync_client().ping() else "error: no PONG"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {type(exc).__name__}"
+
+
+def check_vault(timeout: float | None = None) -> str:
+    """ "ok", or "error: <reason>" when Vault is unreachable or sealed; `timeout` bounds the request."""
+    try:
+        vault.health(timeout=timeout)
     except vault.VaultError as exc:
-        results["vault"] = f"error: {exc}"
-    return results
+        return f"error: {exc}"
+    return "ok"
+
+
+def check_all() -> dict[str, str]:
+    """Return {"database": "ok"|error, "redis": …, "vault": …}; never raises, never includes secrets."""
+    return {"database": check_database(), "redis": check_redis(), "vault": check_vault()}
 
 
 def record_worker_check(results: dict[str, str]) -> None:

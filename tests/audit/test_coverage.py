@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 import secrets
 from collections.abc import Callable
@@ -471,6 +472,15 @@ def _archive_refused(w: World) -> None:
     as_of = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     archive_schema_events.apply(args=[w.acme.schema_name, as_of]).get()
     assert latest(w.acme, "audit.archive_refused").outcome == "failure"
+
+
+@scenario("audit.chain_verified")
+def _chain_verified(w: World) -> None:
+    from django.core.management import call_command
+
+    call_command("verify_audit", "acme", stdout=io.StringIO(), stderr=io.StringIO())
+    event = latest(w.acme, "audit.chain_verified")
+    assert event.actor_label == "audit-verify" and event.outcome == "success" and event.data["checked"] >= 1
 
 
 @scenario("audit.sink_created", "audit.sink_changed", "audit.sink_deleted")

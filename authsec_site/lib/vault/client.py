@@ -73,9 +73,10 @@ def forget_platform_client() -> None:
         _client = None
 
 
-@tracing.traced(lambda what, call: f"vault {what}", attributes=lambda what, call: {"vault.operation": what})
-def _guard(what: str, call: Callable[[], T]) -> T:
-    """Run one Vault call, translating every failure into a `VaultError` with a clear message."""
+@tracing.traced(lambda what, *_, **__: f"vault {what}", attributes=lambda what, *_, **__: {"vault.operation": what})
+def _guard(what: str, call: Callable[[], T], timeout: float | None = None) -> T:
+    """Run one Vault call, translating every failure into a `VaultError` with a clear message (`timeout`: the
+    call's own timeout, when it is not `VAULT_TIMEOUT`)."""
     addr = settings.VAULT_ADDR
     try:
         return call()
@@ -83,7 +84,8 @@ def _guard(what: str, call: Callable[[], T]) -> T:
         raise VaultError(f"Vault at {addr} is unreachable (could not {what}).", reason="unreachable") from None
     except requests.exceptions.Timeout:
         raise VaultError(
-            f"Vault at {addr} did not answer within {settings.VAULT_TIMEOUT}s (could not {what}).", reason="unreachable"
+            f"Vault at {addr} did not answer within {timeout or settings.VAULT_TIMEOUT}s (could not {what}).",
+            reason="unreachable",
         ) from None
     except hvac_exc.VaultDown:
         raise VaultError(f"Vault at {addr} is sealed or in maintenance (could not {what}).", reason="sealed") from None
@@ -108,9 +110,17 @@ def _errors(exc: Exception) -> str:
     return "; ".join(str(e) for e in errors) if errors else type(exc).__name__
 
 
-def health() -> dict[str, Any]:
-    """Vault's health (initialized, sealed, version); raises `VaultError` when it cannot be reached."""
-    status = _guard("read its health", lambda: client().sys.read_health_status(method="GET"))
+def health(timeout: float | None = None) -> dict[str, Any]:
+    """Vault's health (initialized, sealed, version); raises `VaultError` when it cannot be reached.
+
+    `timeout` (seconds) bounds this one request instead of `VAULT_TIMEOUT` (the dashboard home's check)."""
+
+    def read() -> Any:
+        if timeout is None:
+            return client().sys.read_health_status(method="GET")
+        return client().adapter.get("/v1/sys/health", raise_exception=False, timeout=timeout)
+
+    status = _guard("read its health", read, timeout)
     body = status.json() if hasattr(status, "json") else status
     if body.get("sealed"):
         raise VaultError(f"Vault at {settings.VAULT_ADDR} is sealed.", reason="sealed")
