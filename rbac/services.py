@@ -2,7 +2,9 @@
 
 Each is an `audit.writes.service`: its own durable transaction with its one audit event (a service function
 that is a step of another is called as ``.nested``). Cached grants are invalidated by `rbac.signals` after
-commit, whatever path the change took.
+commit, whatever path the change took. Inside `rbac.access_diff.recording()` (the dashboard's and the API's
+writes), the events of writes that can change decisions also carry ``access_changes``: who gains and who loses
+which tools, computed in the write's own transaction.
 """
 
 from __future__ import annotations

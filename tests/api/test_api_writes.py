@@ -113,7 +113,7 @@ def test_deleting_a_role_goes_through_the_service_and_audits_removed_bindings(
     with schema_context(acme.schema_name):
         assert not Role.objects.filter(pk=role_id).exists()
         assert not RoleBinding.objects.filter(role_id=role_id).exists()
-    [event] = events(acme, "rbac.role_deleted")  # one event per change, whichever door it came through
+    [event] = events(acme, "rbac.role_deleted", role_id)  # one event per change, whichever door it came through
     assert event.target_id == str(role_id)
     assert event.data["before"]["name"] == "developer"
     assert event.data["after"] is None
