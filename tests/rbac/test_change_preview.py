@@ -214,3 +214,20 @@ def test_pages_without_a_preview_show_none(demo: dict[str, User]) -> None:
         assert "access-diff" not in text and 'name="_preview"' not in text, url
     role = Role.objects.get(name="developer")
     assert 'name="_preview"' in admin.get(f"/t/acme/admin/rbac/role/{role.pk}/change/").content.decode()
+
+
+def test_a_snapshot_costs_the_same_queries_for_few_and_many_users(demo: dict[str, User]) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    analyst = Role.objects.get(name="analyst")
+    extra = [UserFactory(email=f"many-{i}@acme.test") for i in range(30)]
+    for user in extra:
+        services.grant_role(actor="tests", role=analyst, user=user)
+    with CaptureQueriesContext(connection) as few:
+        small = access_diff.snapshot({demo["bob@acme.test"].pk})
+    holders = access_diff.holders_of_roles([analyst.pk])
+    with CaptureQueriesContext(connection) as many:
+        large = access_diff.snapshot(holders)
+    assert len(small.allowed) == 1 and len(large.allowed) == 31
+    assert len(many.captured_queries) == len(few.captured_queries) <= 5
