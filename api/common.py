@@ -9,13 +9,16 @@ from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
+from rbac import access_diff
+
 
 class ServiceModelViewSet(viewsets.ModelViewSet):
     """A model viewset whose every create, update and delete goes through the model's service functions, the
     same ones the dashboard calls, so a change has one event whichever door it came through.
 
     `save_service(obj, *, actor, m2m)` and `delete_service(obj, *, actor)` are `audit.writes.service`
-    functions, declared with `staticmethod`. The serializer validates; the service writes and audits.
+    functions, declared with `staticmethod`. The serializer validates; the service writes and audits. As on the
+    dashboard, RBAC writes record whose access they changed (`rbac.access_diff.recording`, ``access_changes``).
     """
 
     save_service: Any = None
@@ -28,7 +31,8 @@ class ServiceModelViewSet(viewsets.ModelViewSet):
         serializer.instance = self._save(serializer, serializer.instance)
 
     def perform_destroy(self, instance: models.Model) -> None:
-        self.delete_service(instance, actor=self.request.user)
+        with access_diff.recording():
+            self.delete_service(instance, actor=self.request.user)
 
     def _save(self, serializer: BaseSerializer, obj: models.Model) -> models.Model:
         data: dict[str, Any] = dict(serializer.validated_data)
@@ -36,7 +40,8 @@ class ServiceModelViewSet(viewsets.ModelViewSet):
         m2m = {name: data.pop(name) for name in list(data) if name in many}
         for name, value in data.items():
             setattr(obj, name, value)
-        return self.save_service(obj, actor=self.request.user, m2m=m2m)
+        with access_diff.recording():
+            return self.save_service(obj, actor=self.request.user, m2m=m2m)
 
 
 # --- query-string filters --------------------------------------------------------------------------------------

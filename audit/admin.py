@@ -73,16 +73,21 @@ class ServiceAdminMixin:
         """Nothing yet: the object is saved with its many-to-many values and inlines in `save_related`."""
 
     def save_related(self, request: HttpRequest, form: Any, formsets: list[Any], change: bool) -> None:
+        with transaction.atomic(durable=True):
+            self.write_form(request, form, formsets)
+
+    def write_form(self, request: HttpRequest, form: Any, formsets: list[Any]) -> None:
+        """The writes of a submitted form and its inlines, in the caller's transaction (`save_related`'s, or one a
+        preview rolls back: `rbac.admin`)."""
         obj = form.instance
         m2m = _m2m_values(form)
         inlines = self.get_inline_instances(request, obj)  # type: ignore[attr-defined]
-        with transaction.atomic(durable=True):
-            self.save_service.nested(obj, actor=request.user, m2m=m2m, **self.service_arguments(request, form))
-            for formset in formsets:
-                formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
-                if formset.new_objects or formset.changed_objects or formset.deleted_objects:
-                    self._save_inline(request, _inline_of(formset, inlines), formset)
-            self.save_extra(request, form)
+        self.save_service.nested(obj, actor=request.user, m2m=m2m, **self.service_arguments(request, form))
+        for formset in formsets:
+            formset.save(commit=False)  # fills new_objects, changed_objects and deleted_objects; writes nothing
+            if formset.new_objects or formset.changed_objects or formset.deleted_objects:
+                self._save_inline(request, _inline_of(formset, inlines), formset)
+        self.save_extra(request, form)
 
     def service_arguments(self, request: HttpRequest, form: Any) -> dict[str, Any]:
         """Keyword arguments of `save_service` beyond the object, actor and many-to-many values, taken from

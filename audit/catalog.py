@@ -18,11 +18,13 @@ EVENT_KINDS: dict[str, str] = {
         "a user deactivated or deleted (accounts.services save_user / deactivate_user / delete_user, any save): "
         "tokens, codes and MCP login sessions revoked (data: reason, counts per kind)"
     ),
-    # --- rbac: rbac.services, for the dashboard (pages, inlines, bulk actions), the management API and the code
-    "rbac.role_granted": "rbac.services.grant_role (data: role, user or group)",
-    "rbac.role_revoked": "rbac.services.revoke_role (data: role, user or group)",
-    "rbac.member_added": "rbac.services.add_member (data: group, user)",
-    "rbac.member_removed": "rbac.services.remove_member (data: group, user)",
+    # --- rbac: rbac.services, for the dashboard (pages, inlines, bulk actions), the management API and the code.
+    # access_changes: who gains and who loses which tools, written by the dashboard's and the API's writes
+    # (rbac.access_diff; docs/rbac.md)
+    "rbac.role_granted": "rbac.services.grant_role (data: role, user or group; access_changes)",
+    "rbac.role_revoked": "rbac.services.revoke_role (data: role, user or group; access_changes)",
+    "rbac.member_added": "rbac.services.add_member (data: group, user; access_changes)",
+    "rbac.member_removed": "rbac.services.remove_member (data: group, user; access_changes)",
     "rbac.scope_created": "rbac.services.save_scope (data: before None, after)",
     "rbac.scope_changed": "rbac.services.save_scope (data: before, after, changes)",
     "rbac.scope_deleted": "rbac.services.delete_scope (data: before, after None)",
@@ -32,18 +34,24 @@ EVENT_KINDS: dict[str, str] = {
     "rbac.permission_created": "rbac.services.save_permission (data: before None, after)",
     "rbac.permission_changed": "rbac.services.save_permission (data: before, after, changes)",
     "rbac.permission_deleted": "rbac.services.delete_permission (data: before, after None)",
-    "rbac.role_created": "rbac.services.save_role (data: before None, after, with scopes, resources, permissions)",
-    "rbac.role_changed": "rbac.services.save_role (data: before, after, changes)",
-    "rbac.role_deleted": "rbac.services.delete_role (data: before, after None, bindings_removed)",
-    "rbac.group_created": "rbac.services.save_group (data: before None, after)",
-    "rbac.group_changed": "rbac.services.save_group (data: before, after, changes)",
-    "rbac.group_deleted": "rbac.services.delete_group (data: before, after None, members_removed, roles_removed)",
+    "rbac.role_created": (
+        "rbac.services.save_role (data: before None, after, with scopes, resources, permissions; access_changes)"
+    ),
+    "rbac.role_changed": "rbac.services.save_role (data: before, after, changes; access_changes)",
+    "rbac.role_deleted": "rbac.services.delete_role (data: before, after None, bindings_removed; access_changes)",
+    "rbac.group_created": "rbac.services.save_group (data: before None, after; access_changes)",
+    "rbac.group_changed": "rbac.services.save_group (data: before, after, changes; access_changes)",
+    "rbac.group_deleted": (
+        "rbac.services.delete_group (data: before, after None, members_removed, roles_removed; access_changes)"
+    ),
     "rbac.application_created": "rbac.services.save_application (data: before None, after)",
     "rbac.application_changed": "rbac.services.save_application, also (de)activation (data: before, after, changes)",
     "rbac.application_deleted": "rbac.services.delete_application (data: before, after None, tool_policies_removed)",
-    "rbac.tool_policy_created": "rbac.services.save_tool_policy (data: before None, after)",
-    "rbac.tool_policy_changed": "rbac.services.save_tool_policy, also enable/disable (data: before, after, changes)",
-    "rbac.tool_policy_deleted": "rbac.services.delete_tool_policy (data: before, after None)",
+    "rbac.tool_policy_created": "rbac.services.save_tool_policy (data: before None, after; access_changes)",
+    "rbac.tool_policy_changed": (
+        "rbac.services.save_tool_policy, also enable/disable (data: before, after, changes; access_changes)"
+    ),
+    "rbac.tool_policy_deleted": "rbac.services.delete_tool_policy (data: before, after None; access_changes)",
     # --- tool pinning: rbac.pins (docs/pinning.md); data carries application or resource_server, tool, source
     "rbac.tool_pinned": "rbac.pins: a definition pinned at first sight or when a manifest tool is mapped (hash, via)",
     "rbac.tool_drift_detected": "rbac.pins.observe_tool: a definition differs from the pin (pinned_hash, new_hash, "

@@ -72,10 +72,12 @@ def save(
     created: str,
     changed: str,
     m2m: Mapping[str, Iterable[Any]] | None = None,
-    data: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
 ) -> models.Model:
     """Create or update `obj` and set its many-to-many fields to `m2m`, with one event: `created` (data:
     before None, after) or `changed` (data: before, after, changes), or none when nothing changed.
+    `data` adds to the event's data; a callable is called after the write (for details that depend on it, such
+    as whose access the write changed: `rbac.access_diff`).
 
     Validation is the caller's (a form, a serializer or the service function): this only writes."""
     old = _stored(obj)
@@ -84,13 +86,14 @@ def save(
     for name, values in (m2m or {}).items():
         getattr(obj, name).set(values)
     after = snapshot(obj)
-    extra = dict(data or {})
+    diff = changes(before, after) if before is not None else None
+    if diff == {}:
+        return obj  # nothing changed: no event
+    extra = dict((data() if callable(data) else data) or {})
     if before is None:
         record(actor, created, target=obj, data={"before": None, "after": after, **extra})
     else:
-        diff = changes(before, after)
-        if diff:
-            record(actor, changed, target=obj, data={"before": before, "after": after, "changes": diff, **extra})
+        record(actor, changed, target=obj, data={"before": before, "after": after, "changes": diff, **extra})
     return obj
 
 

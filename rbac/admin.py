@@ -1,5 +1,6 @@
 """The tenant dashboard for RBAC: every model with search, filters, autocomplete, inlines and bulk actions,
-plus two pages beyond CRUD — a user's effective permissions and the policy simulator (`rbac.views`)."""
+plus two pages beyond CRUD — a user's effective permissions and the policy simulator (`rbac.views`) — and the
+change preview: who gains and who loses which tools, shown before a change is saved (`ChangePreviewMixin`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.postgres.forms import SimpleArrayField
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -19,7 +22,8 @@ from accounts.admin import UserAdmin as BaseUserAdmin
 from accounts.models import User
 from audit.admin import ServiceAdminMixin
 from audit.queries import can_review, filtered_list_url, review_link
-from rbac import application_pages, services, views
+from rbac import access_diff, application_pages, services, views
+from rbac.access_diff import AccessDiff, Users
 from rbac.engine import KINDS
 from rbac.grants import known_names
 from rbac.models import (
@@ -34,9 +38,121 @@ from rbac.models import (
     ToolPolicy,
 )
 
+PREVIEW = "_preview"  # the name of the change form's "Preview changes" button
+
+
+class _Previewed(Exception):  # noqa: N818 - not an error: carries the preview out of Django's change view
+    def __init__(self, diff: AccessDiff) -> None:
+        self.diff = diff
+
+
+class ChangePreviewMixin:
+    """Shows, before a change is saved, who gains and who loses which tools, and records it when it is saved.
+
+    - The change form gets a "Preview changes" button (templates/admin/rbac/submit_line.html). Its POST runs the
+      admin's usual validation; a valid form is then written (`write_form`) in a transaction that is rolled
+      back, and the affected users (`affected_users`, before and after the change) are decided by the one engine
+      before and after it (`rbac.access_diff`). The page shows the diff and re-posts the same data, with a fresh
+      CSRF token, through "Confirm and save".
+    - The delete confirmation page shows the diff of the deletion, computed the same way.
+    - Every write of these pages runs inside `access_diff.recording()`: each RBAC service function puts the diff
+      its write caused, computed in the write's own transaction, in its audit event (``access_changes``).
+    """
+
+    preview_on_add = True  # False where the add form holds a secret that the preview page would re-post
+    preview_on_delete = True
+
+    def affected_users(self, obj: Any) -> Users:
+        """Users whose access `obj`'s change can alter (None: everyone); asked before and after the change."""
+        return None
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        previewable = object_id is not None or self.preview_on_add
+        extra = {**(extra_context or {}), "change_preview": previewable}
+        if previewable and request.method == "POST" and PREVIEW in request.POST:
+            request._rbac_preview = True  # type: ignore[attr-defined]  # read by save_related
+            try:
+                return super().changeform_view(request, object_id, form_url, extra)  # type: ignore[misc]
+            except _Previewed as previewed:
+                return self._preview_page(request, object_id, previewed.diff)
+        with access_diff.recording():
+            return super().changeform_view(request, object_id, form_url, extra)  # type: ignore[misc]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: list[Any], change: bool) -> None:
+        if not getattr(request, "_rbac_preview", False):
+            super().save_related(request, form, formsets, change)  # type: ignore[misc]
+            return
+        obj = form.instance
+        write = lambda: self.write_form(request, form, formsets)  # type: ignore[attr-defined]  # noqa: E731
+        raise _Previewed(self.preview(lambda: self.affected_users(obj), write))
+
+    @staticmethod
+    def preview(affected: Any, write: Any) -> AccessDiff:
+        """The diff `write` would make, for the users `affected()` names before or after it; nothing is kept.
+
+        The change is written twice in one transaction that is rolled back: first in a savepoint to learn who it
+        affects (a new holder of a role is found only after the write), then again between the two snapshots."""
+        with transaction.atomic():
+            users_before = affected()
+            with transaction.atomic():
+                write()
+                users = access_diff.union(users_before, affected())
+                transaction.set_rollback(True)
+            before = access_diff.snapshot(users)
+            write()
+            after = access_diff.snapshot(users)
+            transaction.set_rollback(True)
+        return access_diff.compare(before, after)
+
+    def _preview_page(self, request: HttpRequest, object_id: str | None, diff: AccessDiff) -> HttpResponse:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        obj = self.get_object(request, unquote(object_id)) if object_id else None  # type: ignore[attr-defined]
+        fields = [
+            (name, value)
+            for name, values in request.POST.lists()
+            if name not in ("csrfmiddlewaretoken", PREVIEW)
+            for value in values
+        ]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": "Preview changes",
+            "subtitle": str(obj) if obj is not None else f"New {opts.verbose_name}",
+            "opts": opts,
+            "original": obj,
+            "diff": diff,
+            "fields": fields,
+            "form_url": request.get_full_path(),
+        }
+        return TemplateResponse(request, "admin/rbac/change_preview.html", context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        extra = dict(extra_context or {})
+        obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        may_delete = obj is not None and self.has_delete_permission(request, obj)  # type: ignore[attr-defined]
+        if self.preview_on_delete and request.method == "GET" and may_delete:
+
+            def delete() -> None:  # a fresh row each time: deleting clears the instance's primary key
+                row = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+                self.delete_service.nested(row, actor=request.user)  # type: ignore[attr-defined]
+
+            extra["access_diff"] = self.preview(lambda: self.affected_users(obj), delete)
+            extra["access_preview"] = True
+        with access_diff.recording():
+            return super().delete_view(request, object_id, extra)  # type: ignore[misc]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        with access_diff.recording():  # bulk actions: delete selected, enable / disable tool policies
+            return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
 
 class RbacAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_per_page = 50
+
+
+class PreviewedAdmin(ChangePreviewMixin, RbacAdmin):
+    """An RBAC page whose changes alter someone's access: previewed before saving, recorded when saved."""
 
 
 # --- Inlines ----------------------------------------------------------------------------------------------------
@@ -153,7 +269,7 @@ class PermissionAdmin(RbacAdmin):
 
 
 @admin.register(Role)
-class RoleAdmin(RbacAdmin):
+class RoleAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_role)
     delete_service = staticmethod(services.delete_role)
     list_display = ["name", "description", "holder_count", "grants"]
@@ -161,6 +277,9 @@ class RoleAdmin(RbacAdmin):
     list_filter = ["scopes", "resources"]
     autocomplete_fields = ["scopes", "resources", "permissions"]
     inlines = [RoleBindingInline]
+
+    def affected_users(self, obj: Role) -> Users:
+        return access_diff.holders_of_roles([obj.pk]) if obj.pk else set()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
         return (
@@ -185,13 +304,16 @@ class RoleAdmin(RbacAdmin):
 
 
 @admin.register(Group)
-class GroupAdmin(RbacAdmin):
+class GroupAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_group)
     delete_service = staticmethod(services.delete_group)
     list_display = ["name", "description", "member_count", "role_names"]
     search_fields = ["name", "description"]
     inlines = [MembershipInline, GroupRoleBindingInline]
     exclude = ["members"]
+
+    def affected_users(self, obj: Group) -> Users:
+        return access_diff.members_of_groups([obj.pk]) if obj.pk else set()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
         return (
@@ -211,7 +333,7 @@ class GroupAdmin(RbacAdmin):
 
 
 @admin.register(RoleBinding)
-class RoleBindingAdmin(RbacAdmin):
+class RoleBindingAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_role_binding)
     delete_service = staticmethod(services.delete_role_binding)
     list_display = ["role", "user", "group", "created_at"]
@@ -220,9 +342,15 @@ class RoleBindingAdmin(RbacAdmin):
     autocomplete_fields = ["role", "user", "group"]
     list_select_related = ["role", "user", "group"]
 
+    def affected_users(self, obj: RoleBinding) -> Users:
+        # The holder the form names and the one stored (a changed row is the old grant revoked, the new one granted).
+        stored = RoleBinding.objects.filter(pk=obj.pk).first() if obj.pk else None
+        rows = [obj] if stored is None else [obj, stored]
+        return access_diff.union(*(access_diff.holders_of_binding(row) for row in rows))
+
 
 @admin.register(GroupMembership)
-class GroupMembershipAdmin(RbacAdmin):
+class GroupMembershipAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_group_membership)
     delete_service = staticmethod(services.delete_group_membership)
     list_display = ["group", "user", "created_at"]
@@ -230,6 +358,10 @@ class GroupMembershipAdmin(RbacAdmin):
     search_fields = ["group__name", "user__email"]
     autocomplete_fields = ["group", "user"]
     list_select_related = ["group", "user"]
+
+    def affected_users(self, obj: GroupMembership) -> Users:
+        stored = GroupMembership.objects.filter(pk=obj.pk).first() if obj.pk else None
+        return {row.user_id for row in (obj, stored) if row is not None and row.user_id is not None}
 
 
 # --- Applications and tool policies ---------------------------------------------------------------------------------
@@ -279,7 +411,7 @@ class ToolPolicyForm(forms.ModelForm):
 
 
 @admin.register(ToolPolicy)
-class ToolPolicyAdmin(RbacAdmin):
+class ToolPolicyAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_tool_policy)
     delete_service = staticmethod(services.delete_tool_policy)
     form = ToolPolicyForm
@@ -331,7 +463,7 @@ class ToolPolicyAdmin(RbacAdmin):
 
 
 @admin.register(Application)
-class ApplicationAdmin(RbacAdmin):
+class ApplicationAdmin(PreviewedAdmin):
     save_service = staticmethod(services.save_application)
     delete_service = staticmethod(services.delete_application)
     list_display = ["slug", "name", "is_active", "tool_count", "mcp_url", "sdk_client_id"]
@@ -402,11 +534,16 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(ChangePreviewMixin, BaseUserAdmin):
     save_service = staticmethod(accounts_services.save_user)
     delete_service = staticmethod(accounts_services.delete_user)
     inlines = [UserRoleBindingInline, UserMembershipInline]
     list_display = [*BaseUserAdmin.list_display, "effective_link"]
+    preview_on_add = False  # the add form holds the new password: never re-posted through a page
+    preview_on_delete = False  # a deleted user loses everything; deleting one ends their access (accounts.signals)
+
+    def affected_users(self, obj: User) -> Users:
+        return {obj.pk} if obj.pk else set()
 
     @admin.display(description="permissions")
     def effective_link(self, obj: User) -> str:

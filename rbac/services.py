@@ -2,7 +2,9 @@
 
 Each is an `audit.writes.service`: its own durable transaction with its one audit event (a service function
 that is a step of another is called as ``.nested``). Cached grants are invalidated by `rbac.signals` after
-commit, whatever path the change took.
+commit, whatever path the change took. Inside `rbac.access_diff.recording()` (the dashboard's and the API's
+writes), the events of writes that can change decisions also carry ``access_changes``: who gains and who loses
+which tools, computed in the write's own transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from accounts.models import User
 from audit import writes
 from audit.recorder import record
 from audit.writes import service
+from rbac import access_diff
+from rbac.access_diff import Tracker
 from rbac.engine import KINDS
 from rbac.models import (
     Application,
@@ -45,13 +49,19 @@ def _holder_data(role: Role, user: User | None, group: Group | None) -> dict[str
     return {"role": role.name, "user": str(user) if user else None, "group": str(group) if group else None}
 
 
+def _holder_users(user: User | None, group: Group | None) -> set[int]:
+    return {user.pk} if user is not None else access_diff.members_of_groups([group.pk] if group else [])
+
+
 @service
 def grant_role(*, actor: Any, role: Role, user: User | None = None, group: Group | None = None) -> RoleBinding:
     """Bind `role` to a user or a group; a second call changes nothing."""
     holder = _holder(user, group)
+    tracker = Tracker(lambda: _holder_users(user, group))
     binding, created = RoleBinding.objects.get_or_create(role=role, **holder)
     if created:
-        record(actor, "rbac.role_granted", target=binding, data=_holder_data(role, user, group))
+        data = {**_holder_data(role, user, group), **tracker.data()}
+        record(actor, "rbac.role_granted", target=binding, data=data)
     return binding
 
 
@@ -61,7 +71,9 @@ def revoke_role(*, actor: Any, role: Role, user: User | None = None, group: Grou
     binding = RoleBinding.objects.filter(role=role, **holder).first()
     if binding is None:
         return False
-    record(actor, "rbac.role_revoked", target=binding, data=_holder_data(role, user, group))
+    tracker = Tracker(lambda: _holder_users(user, group))
+    access = tracker.data_if(RoleBinding.objects.filter(pk=binding.pk).delete)
+    record(actor, "rbac.role_revoked", target=binding, data={**_holder_data(role, user, group), **access})
     binding.delete()
     return True
 
@@ -85,9 +97,11 @@ def delete_role_binding(binding: RoleBinding, *, actor: Any) -> None:
 
 @service
 def add_member(*, actor: Any, group: Group, user: User) -> GroupMembership:
+    tracker = Tracker(lambda: {user.pk})
     membership, created = GroupMembership.objects.get_or_create(group=group, user=user)
     if created:
-        record(actor, "rbac.member_added", target=membership, data={"group": group.name, "user": user.email})
+        data = {"group": group.name, "user": user.email, **tracker.data()}
+        record(actor, "rbac.member_added", target=membership, data=data)
     return membership
 
 
@@ -96,7 +110,9 @@ def remove_member(*, actor: Any, group: Group, user: User) -> bool:
     membership = GroupMembership.objects.filter(group=group, user=user).first()
     if membership is None:
         return False
-    record(actor, "rbac.member_removed", target=membership, data={"group": group.name, "user": user.email})
+    access = Tracker(lambda: {user.pk}).data_if(GroupMembership.objects.filter(pk=membership.pk).delete)
+    data = {"group": group.name, "user": user.email, **access}
+    record(actor, "rbac.member_removed", target=membership, data=data)
     membership.delete()
     return True
 
@@ -153,20 +169,28 @@ def delete_permission(permission: Permission, *, actor: Any) -> None:
 @service
 def save_role(role: Role, *, actor: Any, m2m: M2M = None) -> Role:
     """A role and what it grants (`m2m`: scopes, resources, permissions)."""
-    return writes.save(actor, role, m2m=m2m, created="rbac.role_created", changed="rbac.role_changed")
+    tracker = Tracker(lambda: access_diff.holders_of_roles([role.pk]) if role.pk else set())
+    return writes.save(
+        actor, role, m2m=m2m, created="rbac.role_created", changed="rbac.role_changed", data=tracker.data
+    )
 
 
 @service
 def delete_role(role: Role, *, actor: Any) -> None:
     """Delete a role and, with it, every binding of it; the audit event lists what was removed."""
     bindings = [str(b.user or f"group {b.group}") for b in role.bindings.select_related("user", "group")]
-    writes.delete(actor, role, event="rbac.role_deleted", data={"bindings_removed": bindings})
+    access = Tracker(lambda: access_diff.holders_of_roles([role.pk])).data_if(Role.objects.filter(pk=role.pk).delete)
+    writes.delete(actor, role, event="rbac.role_deleted", data={"bindings_removed": bindings, **access})
 
 
 @service
 def save_group(group: Group, *, actor: Any, m2m: M2M = None) -> Group:
-    """A group's own fields; members and roles are `add_member` and `grant_role`."""
-    return writes.save(actor, group, m2m=m2m, created="rbac.group_created", changed="rbac.group_changed")
+    """A group's own fields; members and roles are `add_member` and `grant_role` (a rename can change decisions:
+    policies name groups)."""
+    tracker = Tracker(lambda: access_diff.members_of_groups([group.pk]) if group.pk else set())
+    return writes.save(
+        actor, group, m2m=m2m, created="rbac.group_created", changed="rbac.group_changed", data=tracker.data
+    )
 
 
 @service
@@ -174,7 +198,10 @@ def delete_group(group: Group, *, actor: Any) -> None:
     """Delete a group with its memberships and role bindings; the audit event lists what was removed."""
     members = sorted(group.memberships.values_list("user__email", flat=True))
     roles = sorted(group.role_bindings.values_list("role__name", flat=True))
-    writes.delete(actor, group, event="rbac.group_deleted", data={"members_removed": members, "roles_removed": roles})
+    tracker = Tracker(lambda: access_diff.members_of_groups([group.pk]))
+    access = tracker.data_if(Group.objects.filter(pk=group.pk).delete)
+    data = {"members_removed": members, "roles_removed": roles, **access}
+    writes.delete(actor, group, event="rbac.group_deleted", data=data)
 
 
 # --- Applications and tool policies --------------------------------------------------------------------------------
@@ -212,7 +239,17 @@ def save_tool_policy(policy: ToolPolicy, *, actor: Any, m2m: M2M = None) -> Tool
     """Create or change the policy of one tool; requirement lists are stored sorted and without repeats."""
     for kind in KINDS:
         setattr(policy, kind, sorted(set(getattr(policy, kind) or [])))
-    return writes.save(actor, policy, m2m=m2m, created="rbac.tool_policy_created", changed="rbac.tool_policy_changed")
+    old = None
+    if access_diff.is_recording() and policy.pk is not None:
+        old = ToolPolicy.objects.select_related("application").filter(pk=policy.pk).first()
+    return writes.save(
+        actor,
+        policy,
+        m2m=m2m,
+        created="rbac.tool_policy_created",
+        changed="rbac.tool_policy_changed",
+        data=lambda: access_diff.policy_data(old, policy),
+    )
 
 
 @service
@@ -246,4 +283,4 @@ def set_tool_policies_enabled(policies: Iterable[ToolPolicy], *, actor: Any, ena
 @service
 def delete_tool_policy(policy: ToolPolicy, *, actor: Any) -> None:
     """Delete a tool's policy: the tool is then denied to everyone."""
-    writes.delete(actor, policy, event="rbac.tool_policy_deleted")
+    writes.delete(actor, policy, event="rbac.tool_policy_deleted", data=access_diff.policy_data(policy, None))

@@ -113,7 +113,7 @@ def test_deleting_a_role_goes_through_the_service_and_audits_removed_bindings(
     with schema_context(acme.schema_name):
         assert not Role.objects.filter(pk=role_id).exists()
         assert not RoleBinding.objects.filter(role_id=role_id).exists()
-    [event] = events(acme, "rbac.role_deleted")  # one event per change, whichever door it came through
+    [event] = events(acme, "rbac.role_deleted", role_id)  # one event per change, whichever door it came through
     assert event.target_id == str(role_id)
     assert event.data["before"]["name"] == "developer"
     assert event.data["after"] is None
@@ -199,6 +199,10 @@ def test_group_lists_member_emails_read_only(admin: Client, rbac_data: dict[str,
     assert response.json()["members"] == ["alice@acme.test"]  # members are managed at group-memberships/
 
 
+def _without_access(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key != "access_changes"}
+
+
 def test_membership_goes_through_add_and_remove_member(admin: Client, rbac_data: dict[str, Any], acme: Tenant) -> None:
     with schema_context(acme.schema_name):
         bob = UserFactory(email="bob@acme.test")
@@ -209,7 +213,8 @@ def test_membership_goes_through_add_and_remove_member(admin: Client, rbac_data:
     assert response.json()["user_email"] == "bob@acme.test"
     membership_id = response.json()["id"]
     [added] = events(acme, "rbac.member_added")[-1:]
-    assert added.data == {"group": "engineering", "user": "bob@acme.test"}
+    assert _without_access(added.data) == {"group": "engineering", "user": "bob@acme.test"}
+    assert added.data["access_changes"]["users_checked"] == 1  # whose access it changed (rbac.access_diff)
     assert added.target_id == str(membership_id)
 
     duplicate = admin.post(
@@ -223,7 +228,8 @@ def test_membership_goes_through_add_and_remove_member(admin: Client, rbac_data:
     assert admin.patch(f"/t/acme/api/group-memberships/{membership_id}/", {}).status_code == 405
     assert admin.delete(f"/t/acme/api/group-memberships/{membership_id}/").status_code == 204
     [removed] = events(acme, "rbac.member_removed")
-    assert removed.data == {"group": "engineering", "user": "bob@acme.test"}
+    assert _without_access(removed.data) == {"group": "engineering", "user": "bob@acme.test"}
+    assert removed.data["access_changes"]["users_checked"] == 1  # whose access it changed (rbac.access_diff)
     assert events(acme, "api.groupmembership.deleted") == []  # one event per change: no second vocabulary
     with schema_context(acme.schema_name):
         assert not GroupMembership.objects.filter(pk=membership_id).exists()
@@ -250,12 +256,14 @@ def test_binding_goes_through_grant_and_revoke(admin: Client, rbac_data: dict[st
     body = response.json()
     assert (body["role"], body["group"], body["user"], body["user_email"]) == ("developer", "engineering", None, None)
     granted = events(acme, "rbac.role_granted")[-1]
-    assert granted.data == {"role": "developer", "user": None, "group": "engineering"}
+    assert _without_access(granted.data) == {"role": "developer", "user": None, "group": "engineering"}
+    assert granted.data["access_changes"]["users_checked"] == 1  # whose access it changed (rbac.access_diff)
     assert granted.target_id == str(body["id"])
 
     assert admin.delete(f"/t/acme/api/role-bindings/{body['id']}/").status_code == 204
     [revoked] = events(acme, "rbac.role_revoked", body["id"])
-    assert revoked.data == {"role": "developer", "user": None, "group": "engineering"}
+    assert _without_access(revoked.data) == {"role": "developer", "user": None, "group": "engineering"}
+    assert revoked.data["access_changes"]["users_checked"] == 1  # whose access it changed (rbac.access_diff)
     assert events(acme, "api.rolebinding.deleted", body["id"]) == []
 
 

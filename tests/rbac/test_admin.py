@@ -127,7 +127,13 @@ def test_inline_binding_added_in_the_admin_is_audited(in_acme: Tenant) -> None:
     assert response.status_code == 302, response.content.decode()[:3000]
     assert RoleBinding.objects.filter(role=role, user=user).exists()
     event = AuditEvent.objects.get(action="rbac.role_granted", target_id=str(RoleBinding.objects.get(role=role).pk))
-    assert event.data == {"role": "ops", "user": "ops.person@acme.test", "group": None}
+    assert {key: event.data[key] for key in ("role", "user", "group")} == {
+        "role": "ops",
+        "user": "ops.person@acme.test",
+        "group": None,
+    }
+    # A dashboard write records whose access it changed (the role grants nothing: no one's).
+    assert event.data["access_changes"] == {"users": [], "users_checked": 1, "users_affected": 1, "complete": True}
 
 
 def test_deleting_a_role_removes_its_bindings_and_audits_them(demo) -> None:  # type: ignore[no-untyped-def]
