@@ -58,7 +58,7 @@ SHARED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.admin",
+    "authsec_site.admin_config.TenantAdminConfig",  # django.contrib.admin; admin.site groups by task
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "accounts",
@@ -73,7 +73,7 @@ TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.admin",
+    "authsec_site.admin_config.TenantAdminConfig",  # django.contrib.admin; admin.site groups by task
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
@@ -329,11 +329,6 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "oauth.validators.TenantOAuth2Validator",
     "SCOPES_BACKEND_CLASS": "oauth.scopes.TenantScopes",
     "APPLICATION_ADMIN_CLASS": "oauth.admin.ClientAdmin",
-    # DOT's token pages, whose revoke action needs the change permission (DOT offers it to every viewer).
-    "ACCESS_TOKEN_ADMIN_CLASS": "oauth.token_admin.AccessTokenAdmin",
-    "REFRESH_TOKEN_ADMIN_CLASS": "oauth.token_admin.RefreshTokenAdmin",
-    "GRANT_ADMIN_CLASS": "oauth.token_admin.GrantAdmin",
-    "ID_TOKEN_ADMIN_CLASS": "oauth.token_admin.IDTokenAdmin",
     "REQUEST_APPROVAL_PROMPT": "auto",
     # http only for loopback, private-use schemes only for native clients: decided per URI in oauth.redirect_uris.
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],

@@ -5,12 +5,19 @@ from django.urls import include, path
 
 from accounts import mfa_views
 from accounts import views as accounts_views
-from authsec_site import account
+from authsec_site import account, dashboard_tokens
 from mcp_endpoint import views as mcp_views
 from oauth import upstream_views
 
 urlpatterns = [
     path("", accounts_views.tenant_home, name="tenant-home"),
+    # The dashboard's Tokens & sessions page spans oauth and mcp_endpoint: wired here, inside the dashboard's login.
+    path("admin/tokens/", admin.site.admin_view(dashboard_tokens.tokens), name="dashboard-tokens"),
+    path(
+        "admin/tokens/<slug:kind>/<str:pk>/revoke/",
+        admin.site.admin_view(dashboard_tokens.revoke),
+        name="dashboard-tokens-revoke",
+    ),
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
     path("audit/", include("audit.urls")),

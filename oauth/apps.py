@@ -36,3 +36,16 @@ class OAuthConfig(AppConfig):
         login_page_context.connect(_login_page_context, dispatch_uid="oauth-login-page-upstream")
         post_save.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-saved")
         post_delete.connect(_scope_changed, sender="rbac.Scope", dispatch_uid="oauth-rs-scope-deleted")
+        _unregister_token_tables()
+
+
+def _unregister_token_tables() -> None:
+    """DOT registers its raw token, code and ID-token tables on the dashboard (writes without our audit); the
+    dashboard's "Tokens & sessions" page (authsec_site/dashboard_tokens.py) lists live tokens and revokes them
+    through `oauth.services.revoke_tokens`. Codes and ID tokens expire and the hourly cleanup removes them."""
+    from django.contrib import admin
+    from oauth2_provider.models import AccessToken, Grant, IDToken, RefreshToken
+
+    for model in (AccessToken, RefreshToken, Grant, IDToken):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)

@@ -7,7 +7,6 @@ ModelAdmin, an action or a view is added without its row below."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,6 +46,7 @@ from tests.factories import (
     ToolPolicyFactory,
     UserFactory,
 )
+from tests.support.accounts import ADMIN_PASSWORD, log_in
 from tests.support.matrix import PermissionMatrix, grant, revoke_all
 from tests.support.services import make_service, unique_secret
 from workloads.models import Workload
@@ -106,18 +106,6 @@ def _checkpoint() -> AuditCheckpoint:
         seq=9_000_000_000, hash="0" * 64, last_created_at=timezone.now(), first_seq=8_999_999_999,
         first_prev_hash="0" * 64, event_count=2, archive_file=f"/archive/{MARK}.jsonl.gz", archive_sha256="0" * 64,
     )  # fmt: skip
-
-
-def _grant_row() -> Grant:
-    return Grant.objects.create(
-        application=_client(), user=_holder(), code=secrets.token_urlsafe(24), expires=_in_an_hour(),
-        redirect_uri="http://127.0.0.1:8765/callback", scope="openid", code_challenge="x" * 43,
-        code_challenge_method="S256", claims="{}",
-    )  # fmt: skip
-
-
-def _token(model: type, **fields: Any) -> Any:
-    return model.objects.create(user=_holder(), application=_client(), token=secrets.token_urlsafe(24), **fields)
 
 
 def _drifted_pin() -> ToolPin:
@@ -298,31 +286,6 @@ TENANT: dict[str, Pages] = {
             ),
         ),  # fmt: skip
     ),
-    "oauth2_provider.accesstoken": Pages(
-        lambda: _token(AccessToken, expires=_in_an_hour(), scope="openid"),
-        BY_HOLDER,
-        add=None,
-        delete=False,
-        actions={**NO_DELETE, "revoke_tokens": Action(("change",), "Revoked 1 access token.")},
-    ),
-    "oauth2_provider.refreshtoken": Pages(
-        lambda: _token(RefreshToken),
-        BY_HOLDER,
-        add=None,
-        delete=False,
-        actions={**NO_DELETE, "revoke_tokens": Action(("change",), "Revoked 1 refresh token.")},
-    ),
-    # Codes and ID tokens expire and the hourly cleanup removes them: never deleted by hand (no event would say so).
-    "oauth2_provider.grant": Pages(_grant_row, BY_HOLDER, add=None, delete=False, actions=NO_DELETE),
-    "oauth2_provider.idtoken": Pages(
-        lambda: IDToken.objects.create(
-            user=_holder(), application=_client(), expires=_in_an_hour(), jti=secrets.token_hex(16), scope="openid"
-        ),
-        BY_HOLDER,
-        add=None,
-        delete=False,
-        actions=NO_DELETE,
-    ),
     "services.service": Pages(
         lambda: make_service(
             {"api_key": unique_secret()},
@@ -501,6 +464,14 @@ def test_every_admin_page_has_a_matrix_row(site_name: str) -> None:
     site, rows = SITES[site_name]
     covered = {label: (set(pages.actions), {view.name for view in pages.views}) for label, pages in rows.items()}
     assert _registered(site) == covered
+
+
+@pytest.mark.parametrize("model", [AccessToken, RefreshToken, Grant, IDToken])
+def test_dots_raw_token_tables_are_not_on_the_dashboard(model: type, acme: Tenant) -> None:
+    """Issue 25 point 6: the "Tokens & sessions" page (tests/permission_matrix/test_tokens_page.py) replaces them."""
+    assert not admin.site.is_registered(model)
+    url = f"/t/acme/admin/oauth2_provider/{model._meta.model_name}/"
+    assert log_in(acme, "admin@acme.test", ADMIN_PASSWORD).get(url).status_code == 404
 
 
 def test_the_outsider_session_is_anonymous_here(acme: Tenant, globex: Tenant) -> None:
