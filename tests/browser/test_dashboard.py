@@ -23,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from mcp_endpoint.login import LOGIN_TOOLS
 from tests.browser.conftest import wait_until_gone
 from tests.support.accounts import ADMIN_PASSWORD
+from tests.support.axe import assert_accessible
 from tests.support.live import LiveServer
 from tests.support.mcp import EXPECTED, JSON_RPC, Committed, commit_in_acme, get_tokens, mcp_list, url
 
@@ -156,3 +157,30 @@ def test_revoke_on_the_tokens_page_refuses_the_clients_next_mcp_request(  # type
     )
     assert response.status_code == 401
     assert response.json()["error_description"] == "token revoked"
+
+
+def test_the_dashboard_pages_pass_axe_in_light_and_dark(  # type: ignore[no-untyped-def]
+    browser, asgi_server: LiveServer, committed: Committed
+) -> None:
+    """No serious or critical WCAG 2.0/2.1 A/AA violation (axe-core) on the index, Tokens & sessions with rows, its
+    confirmation page, a changelist and a change form, in both themes."""
+    get_tokens(asgi_server, committed, "dave@acme.test")  # rows on Tokens & sessions
+    _sign_in(browser, asgi_server)
+    for theme in ("light", "dark"):
+        browser.execute_script(f"localStorage.setItem('theme', '{theme}')")
+        for path, name in (
+            ("", "index"),
+            ("tokens/?q=dave", "Tokens & sessions"),
+            ("rbac/role/", "roles changelist"),
+            ("rbac/role/add/", "role form"),
+        ):
+            browser.get(f"{asgi_server.url}/t/acme/admin/{path}")
+            assert browser.execute_script("return document.documentElement.dataset.theme") == theme
+            assert_accessible(browser, f"{name} ({theme})")
+        browser.get(f"{asgi_server.url}/t/acme/admin/tokens/?q=dave&kind=access")
+        revoke = browser.find_element(By.CSS_SELECTOR, "a.revoke-link")
+        revoke.click()
+        wait_until_gone(browser, revoke)
+        assert browser.find_elements(By.ID, "revoke-form")
+        assert_accessible(browser, f"revoke confirmation ({theme})")
+    browser.execute_script("localStorage.removeItem('theme')")
