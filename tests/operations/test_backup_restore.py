@@ -233,9 +233,10 @@ def test_a_backup_restored_onto_a_fresh_stack_serves_the_same_users_tokens_secre
             finally:
                 stop_process(server.proc)
             # The restored chains verify, with the events the restored stack added (logins, tokens, tool calls).
+            # verify_audit records its own `audit.chain_verified` event after the scan: read the heads it checks first.
+            heads = audit_heads(target_db)
             verified = verify_audit_all(target_env)
             assert [line.split(":")[1].strip() for line in verified] == ["schema public", "schema tenant_acme"]
-            heads = audit_heads(target_db)
             assert heads["tenant_acme"][1] > source_heads["tenant_acme"][1]
             assert f"head {heads['tenant_acme'][1]} hash {heads['tenant_acme'][2]}" in verified[1]
             with psycopg.connect(target_db.replace("postgres://", "postgresql://")) as conn:
