@@ -81,12 +81,24 @@ def secret_path(service: Service) -> str:
     return vault.tenant_path(connection.schema_name, "services", f"{service.pk}-{uuid.uuid4().hex[:16]}")
 
 
-def _write_version(service: Service, data: Mapping[str, Any], base: int) -> int:
+def _write_version(service: Service, data: Mapping[str, Any], base: int) -> tuple[int, list[int]]:
     """Write `data` as the next version in Vault, only if Vault's newest version is still `base` (read before
-    the new value was computed): a concurrent writer makes this fail instead of being overwritten."""
+    the new value was computed): a concurrent writer makes this fail instead of being overwritten.
+
+    Versions above the one the row points at were never committed: a write whose answer was lost (Vault stopped
+    or timed out after it had taken the request) can land later. Their data is destroyed before the new version
+    is written, so no never-used secret lingers in Vault. Returns (new version, the versions destroyed)."""
     schema = connection.schema_name
     vault.tenant_kv_configure(schema, service.vault_path, max_versions=service.keep_versions)
-    return vault.tenant_kv_write(schema, service.vault_path, data, cas=base)
+    stray = list(range(service.vault_version + 1, base + 1))
+    if stray:
+        vault.tenant_kv_destroy_versions(schema, service.vault_path, stray)
+        logger.warning("Service %s: destroyed Vault versions %s that were never committed", service.pk, stray)
+    return vault.tenant_kv_write(schema, service.vault_path, data, cas=base), stray
+
+
+def _discarded(stray: list[int]) -> dict[str, Any]:
+    return {"discarded_versions": stray} if stray else {}
 
 
 def _read_current(service: Service) -> dict[str, Any]:
@@ -179,8 +191,8 @@ def replace_secret(*, actor: Any, service: Service, credentials: Mapping[str, An
     base = vault.tenant_kv_current_version(connection.schema_name, locked.vault_path)
     merged = {**_read_current(locked), **data}
     reason = SecretVersion.Reason.REPLACED if locked.vault_version else SecretVersion.Reason.CREATED
-    version = _write_version(locked, merged, base)
-    _commit_version(locked, version, reason, actor, keys_changed=sorted(data))
+    version, stray = _write_version(locked, merged, base)
+    _commit_version(locked, version, reason, actor, keys_changed=sorted(data), **_discarded(stray))
     service.refresh_from_db()
     return version
 
@@ -225,8 +237,15 @@ def rotate_service(*, actor: Any, service_id: int, force: bool = False) -> Rotat
             base = vault.tenant_kv_current_version(schema, service.vault_path)
             current = _read_current(service)
             new = rotator.rotate(service, dict(current))
-            version = _write_version(service, new, base)
-            _commit_version(service, version, SecretVersion.Reason.ROTATED, actor, rotation_kind=service.rotation_kind)
+            version, stray = _write_version(service, new, base)
+            _commit_version(
+                service,
+                version,
+                SecretVersion.Reason.ROTATED,
+                actor,
+                rotation_kind=service.rotation_kind,
+                **_discarded(stray),
+            )
             transaction.on_commit(lambda: rotator.after_commit(service, current, new))
         logger.info("Rotated service %s to version %s", service_id, version)
         metrics.rotation(service.name, True)

@@ -22,6 +22,7 @@ from django_tenants.utils import schema_context
 import audit
 from accounts.models import User
 from approvals import services as approvals
+from audit.filters import PAGE_SIZE
 from audit.models import AuditEvent
 from authsec_site.lib.vault.client import forget_platform_client
 from oauth.models import Client as OAuthClient
@@ -43,10 +44,19 @@ def numbers(page: str) -> dict[str, tuple[int, str]]:
     return {key: (int(value), html.unescape(url)) for url, key, value in NUMBER.findall(page)}
 
 
-def landed_rows(page: str) -> int:
-    """How many rows the list page shows: an admin changelist's, the audit list's or the approvals queue's."""
+OLDER = re.compile(r'<a href="\?([^"]+)" id="page-older"')
+
+
+def landed_rows(admin: Client, url: str) -> int:
+    """How many rows the list behind `url` holds: an admin changelist's, the audit list's (every keyset page, following
+    "Older" until there is none) or the approvals queue's."""
+    response = admin.get(url)
+    assert response.status_code == 200, url
+    page = response.content.decode()
     if 'id="audit-events"' in page:
-        return page.count("data-event-id=")
+        older = OLDER.search(page)
+        rest = landed_rows(admin, f"{url.split('?')[0]}?{html.unescape(older.group(1))}") if older else 0
+        return page.count("data-event-id=") + rest
     if 'class="approvals"' in page or 'id="no-pending"' in page:
         return page.count("data-approval=")
     table = re.search(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', page, re.S)
@@ -135,10 +145,14 @@ def test_each_number_links_to_a_list_of_exactly_its_rows(acme: Tenant, admin: Cl
     found = numbers(admin.get(HOME).content.decode())
     assert (found[f"denied:{slug}/t0"][0], found[f"denied:{slug}/t1"][0]) == (extra + 2, extra + 1)
     assert found["applications"][0] >= 1 and found["tools"][0] >= 6 and found["clients"][0] >= 4
+    # The audit list shows PAGE_SIZE events a page: enough more denials that the denials link spans pages.
+    with schema_context(acme.schema_name):
+        for _ in range(PAGE_SIZE):
+            audit.record("tests", "mcp.tool_call", outcome="deny", data={"application": slug, "tool": "paged"})
+    found = numbers(admin.get(HOME).content.decode())
+    assert found["denials"][0] > PAGE_SIZE
     for key, (value, url) in found.items():
-        response = admin.get(url)
-        assert response.status_code == 200, (key, url)
-        assert landed_rows(response.content.decode()) == value, (key, url)
+        assert landed_rows(admin, url) == value, (key, url)
     # The applications card lists each application with its endpoint and auth mode.
     assert "http://testserver/t/acme/mcp/" in page or "/t/acme/mcp/" in page
     assert "the provider said 401" in page

@@ -34,6 +34,7 @@ from authsec_site.lib.vault.kv import (
     tenant_kv_configure,
     tenant_kv_current_version,
     tenant_kv_delete_all,
+    tenant_kv_destroy_versions,
     tenant_kv_read,
     tenant_kv_write,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "tenant_kv_configure",
     "tenant_kv_current_version",
     "tenant_kv_delete_all",
+    "tenant_kv_destroy_versions",
     "tenant_kv_read",
     "tenant_kv_write",
     "tenant_path",

@@ -105,6 +105,18 @@ def tenant_kv_current_version(schema_name: str, path: str) -> int:
     return int(response["data"]["current_version"])
 
 
+def tenant_kv_destroy_versions(schema_name: str, path: str, versions: list[int]) -> None:
+    """Destroy (permanently erase the data of) the given versions of a tenant's secret."""
+    path = _tenant_path(schema_name, path)
+    _as_tenant(
+        schema_name,
+        "destroy secret versions",
+        lambda c: c.secrets.kv.v2.destroy_secret_versions(
+            path=path, versions=versions, mount_point=settings.VAULT_KV_MOUNT
+        ),
+    )
+
+
 def tenant_kv_configure(schema_name: str, path: str, *, max_versions: int, cas_required: bool = True) -> None:
     """Set how many versions Vault keeps of a tenant's secret, and require check-and-set on every write."""
     path = _tenant_path(schema_name, path)
