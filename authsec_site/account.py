@@ -102,10 +102,11 @@ def account(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/account.html", context)
 
 
-def _own(queryset: QuerySet[Any], pk: str) -> Any:
-    """The user's own row `pk` of `queryset` (already narrowed to the user), else 404, malformed ids included."""
+def _own(queryset: QuerySet[Any], pk: str, field: str = "pk") -> Any:
+    """The user's own row of `queryset` (already narrowed to the user) whose `field` is `pk`, else 404, malformed ids
+    included."""
     try:
-        return queryset.get(pk=pk)
+        return queryset.get(**{field: pk})
     except (queryset.model.DoesNotExist, ValueError, TypeError):
         raise Http404("Nothing of yours by that id.")
 
@@ -125,7 +126,8 @@ def revoke(request: HttpRequest, kind: str, pk: str) -> HttpResponse:
         oauth_services.revoke_tokens([token], actor=user)
         messages.success(request, f"The refresh token of {token.application.name} is revoked.")
     elif kind == "session":
-        session = _own(auth_sessions_of(user), pk)
+        # Named by its `state` (a hash of its id): the id is the MCP client's bearer secret, kept out of pages and URLs.
+        session = _own(auth_sessions_of(user), pk, "state")
         revoke_auth_sessions([session], actor=user)
         messages.success(request, f"The MCP session on {session.application.name} is logged out.")
     else:

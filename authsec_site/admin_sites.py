@@ -80,7 +80,6 @@ TASK_GROUPS: tuple[TaskGroup, ...] = (
             "oauth.resourceserver",
             "oauth.providersettings",
             "oauth.signingkey",
-            "mcp_endpoint.authsession",
         ),
         (TOKENS_PAGE,),
     ),

@@ -100,11 +100,6 @@ HELP: dict[str, ModelHelp] = {
         "ones.",
         "The first key is made with the tenant and rotation adds the next; none are added by hand.",
     ),
-    "mcp_endpoint.authsession": ModelHelp(
-        "Sign-ins through an MCP application's login tools, pending or finished. Live ones are also on Tokens & "
-        "sessions.",
-        "Made when a user signs in through the login tools; none are added by hand.",
-    ),
     # Services & secrets
     "services.service": ModelHelp(
         "External services whose credentials your tools use through ServiceAccessSDK. Credentials live only in "

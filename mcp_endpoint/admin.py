@@ -1,5 +1,8 @@
-"""Tenant dashboard: MCP login sessions (read-only list, revocable), and choosing which registered tools an
-application serves (on the application's page)."""
+"""Tenant dashboard: choosing which registered tools an application serves (on the application's page).
+
+MCP login sessions have no changelist of their own: a session's id is its MCP client's bearer secret, and a Django
+changelist names rows by primary key (in links, checkboxes and URLs). The dashboard's Tokens & sessions page
+(`authsec_site.dashboard_tokens`) lists and revokes them by `state`, a hash of the id."""
 
 from __future__ import annotations
 
@@ -7,13 +10,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from audit.admin import ServiceAdminMixin
-from mcp_endpoint.models import AuthSession
 from mcp_endpoint.registry import ensure_loaded, registry
-from mcp_endpoint.services import revoke_auth_sessions, seed_tool_policies
+from mcp_endpoint.services import seed_tool_policies
 from rbac.admin import ApplicationAdmin
 from rbac.models import Application, ToolPolicy
 
@@ -60,33 +60,3 @@ class ServedToolsApplicationAdmin(ApplicationAdmin):
 
 admin.site.unregister(Application)
 admin.site.register(Application, ServedToolsApplicationAdmin)
-
-
-@admin.register(AuthSession)
-class AuthSessionAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    """Read-only list; the "revoke" action logs sessions out (`revoke_auth_sessions`), nothing deletes them here
-    (the cleanup job removes expired ones)."""
-
-    list_display = ["short_id", "application", "status", "user", "created_at", "expires_at", "authenticated_at"]
-    list_filter = ["status", "application"]
-    search_fields = ["user__email", "application__slug"]
-    list_select_related = ["application", "user"]
-    actions = ["revoke"]
-    readonly_fields = [
-        "application", "status", "user", "created_at", "expires_at", "authenticated_at",
-        "started_ip", "started_user_agent", "callback_user", "callback_at", "ended_at",
-    ]  # fmt: skip
-    exclude = ["id", "code_verifier", "state", "user_code_hash"]
-
-    @admin.display(description="session")
-    def short_id(self, obj: AuthSession) -> str:
-        return obj.state[:12]  # a hash: the session id itself is a bearer secret and is never shown
-
-    def has_revoke_permission(self, request: HttpRequest) -> bool:
-        # Revoking ends a session, as deleting it did: the same Django permission.
-        return request.user.has_perm("mcp_endpoint.delete_authsession")
-
-    @admin.action(description="Revoke selected sessions (log them out)", permissions=["revoke"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[AuthSession]) -> None:
-        count = revoke_auth_sessions(queryset.select_related("application"), actor=request.user)
-        self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)

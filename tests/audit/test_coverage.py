@@ -907,8 +907,7 @@ def _auth_session_revoked(w: World) -> None:
             application=Application.objects.get(slug="demo"), code_verifier="v" * 43, status="authenticated"
         )
         session.save()
-    listing = "/t/acme/admin/mcp_endpoint/authsession/"
-    assert w.admin.post(listing, {"action": "revoke", "_selected_action": [session.pk]}).status_code == 302
+    assert w.admin.post(f"/t/acme/admin/tokens/session/{session.state}/revoke/").status_code == 302
     event = latest(w.acme, "mcp.auth_session_revoked")
     assert event.actor_label == "admin@acme.test"
     assert event.data == {"application": "demo", "session": session.state[:16]}

@@ -103,7 +103,9 @@ def test_lists_only_the_users_own_clients(demo_users, clients) -> None:  # type:
     assert f'class="consent" data-id="{consent.pk}"' in html
     assert f'class="refresh-token" data-id="{refresh.pk}"' in html
     assert html.count('class="consent"') == 1 and html.count('class="refresh-token"') == 1
-    assert html.count('class="auth-session"') == 1 and f'data-id="{mine.pk}"' in html
+    assert html.count('class="auth-session"') == 1 and f'data-id="{mine.state}"' in html
+    # The session's id is its MCP client's bearer secret: never on the page, not even the user's own.
+    assert mine.pk not in html
 
 
 def test_revoking_a_consent_refuses_its_tokens_and_asks_again(demo_users, clients) -> None:  # type: ignore[no-untyped-def]
@@ -148,7 +150,9 @@ def test_revoking_a_refresh_token_ends_the_clients_access(demo_users, clients) -
 def test_revoking_an_mcp_session_logs_it_out(demo_users) -> None:  # type: ignore[no-untyped-def]
     session = _session(demo_users["alice@acme.test"])
     browser = login("alice@acme.test")
-    assert browser.post(f"/t/acme/account/revoke/session/{session.pk}").status_code == 302
+    # Named by its state (a hash of the id): the id itself is a bearer secret, never put in a URL, and not accepted.
+    assert browser.post(f"/t/acme/account/revoke/session/{session.pk}").status_code == 404
+    assert browser.post(f"/t/acme/account/revoke/session/{session.state}").status_code == 302
     session.refresh_from_db()
     assert session.status == AuthSession.Status.LOGGED_OUT
     event = AuditEvent.objects.filter(action="mcp.auth_session_revoked").latest("seq")
@@ -160,7 +164,7 @@ def test_another_users_rows_are_404_and_untouched(demo_users, clients) -> None: 
     theirs = {
         "consent": Consent.objects.get(user__email="bob@acme.test").pk,
         "token": get_refresh_token_model().objects.get(user__email="bob@acme.test").pk,
-        "session": _session(demo_users["bob@acme.test"]).pk,
+        "session": _session(demo_users["bob@acme.test"]).state,
     }
     alice = login("alice@acme.test")
     for kind, pk in theirs.items():
@@ -169,7 +173,7 @@ def test_another_users_rows_are_404_and_untouched(demo_users, clients) -> None: 
         assert alice.post(f"/t/acme/account/revoke/{kind}/{pk}").status_code == 404, kind
     assert Consent.objects.get(pk=theirs["consent"]).revoked_at is None
     assert get_refresh_token_model().objects.get(pk=theirs["token"]).revoked is None
-    assert AuthSession.objects.get(pk=theirs["session"]).status == AuthSession.Status.AUTHENTICATED
+    assert AuthSession.objects.get(state=theirs["session"]).status == AuthSession.Status.AUTHENTICATED
     # GET never revokes.
     assert alice.get(f"/t/acme/account/revoke/consent/{theirs['consent']}").status_code == 405
 

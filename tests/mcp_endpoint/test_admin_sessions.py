@@ -1,10 +1,10 @@
-"""The dashboard's MCP login sessions: read-only, and "revoke" is one service call (`revoke_auth_sessions`) that
-logs the sessions out in one transaction, audits each, and notifies their MCP clients only after commit."""
+"""An admin logging MCP login sessions out (the dashboard's Tokens & sessions page): one service call
+(`revoke_auth_sessions`) that logs the session out, audits it, and notifies its MCP client only after commit. The
+session's id — its client's bearer secret — is never in a dashboard page or URL."""
 
 from __future__ import annotations
 
 import pytest
-from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from accounts.models import User
@@ -13,7 +13,7 @@ from mcp_endpoint.models import AuthSession
 from rbac.models import Application
 
 pytestmark = pytest.mark.django_db
-LIST = "/t/acme/admin/mcp_endpoint/authsession/"
+TOKENS = "/t/acme/admin/tokens/"
 
 
 def _session(email: str) -> AuthSession:
@@ -33,8 +33,8 @@ def test_revoke_logs_sessions_out_and_notifies_after_commit(
 ) -> None:  # type: ignore[no-untyped-def]
     sessions = [_session("alice@acme.test"), _session("bob@acme.test")]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = admin.post(LIST, {"action": "revoke", "_selected_action": [s.pk for s in sessions]})
-    assert response.status_code == 302
+        for session in sessions:
+            assert admin.post(f"{TOKENS}session/{session.state}/revoke/").status_code == 302
     assert len(callbacks) == 2  # one tools/list_changed per session, sent only once the transaction commits
     for session in sessions:
         session.refresh_from_db()
@@ -47,13 +47,23 @@ def test_revoke_logs_sessions_out_and_notifies_after_commit(
         return sorted((e.actor_label, e.data["session"]) for e in events)
 
     assert revoked() == sorted(("admin@acme.test", key) for key in mine)
-    # Again: nothing left to revoke, nothing written.
-    admin.post(LIST, {"action": "revoke", "_selected_action": [s.pk for s in sessions]})
+    # Again: the sessions are no longer live, so there is nothing to revoke and nothing is written.
+    for session in sessions:
+        assert admin.post(f"{TOKENS}session/{session.state}/revoke/").status_code == 404
     assert len(revoked()) == 2
 
 
-def test_sessions_cannot_be_deleted_or_edited_in_the_dashboard(admin, demo_users) -> None:  # type: ignore[no-untyped-def]
+def test_a_session_id_is_never_in_a_dashboard_page_or_accepted_in_a_url(admin, demo_users) -> None:  # type: ignore[no-untyped-def]
     session = _session("alice@acme.test")
-    assert admin.post(f"{LIST}{quote(session.pk)}/delete/", {"post": "yes"}).status_code == 403
-    assert admin.post(f"{LIST}{quote(session.pk)}/change/", {}).status_code == 403
-    assert AuthSession.objects.filter(pk=session.pk).exists()
+    listing = admin.get(TOKENS, {"kind": "session"})
+    assert listing.status_code == 200
+    html = listing.content.decode()
+    assert session.state[:12] in html and session.pk not in html
+    confirm = admin.get(f"{TOKENS}session/{session.state}/revoke/")
+    assert confirm.status_code == 200 and session.pk not in confirm.content.decode()
+    # The id in the URL's place of the state finds nothing; the old changelist and its change page are gone.
+    assert admin.post(f"{TOKENS}session/{session.pk}/revoke/").status_code == 404
+    assert admin.get("/t/acme/admin/mcp_endpoint/authsession/").status_code == 404
+    assert admin.get(f"/t/acme/admin/mcp_endpoint/authsession/{session.pk}/change/").status_code == 404
+    session.refresh_from_db()
+    assert session.status == AuthSession.Status.AUTHENTICATED

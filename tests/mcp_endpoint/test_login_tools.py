@@ -187,11 +187,10 @@ def test_oauth_authenticate_binds_a_bearer_token(asgi_server: LiveServer, commit
 
 
 def test_revoke_in_the_dashboard_logs_the_session_out(asgi_server: LiveServer, committed: Committed) -> None:
-    from django.contrib.admin.sites import site
-    from django.test import RequestFactory
-
+    """The Tokens & sessions page's revoke is `revoke_auth_sessions` (tests/mcp_endpoint/test_admin_sessions.py): its
+    MCP client is down to the login tools on its next request."""
     from accounts.models import User
-    from mcp_endpoint.admin import AuthSessionAdmin
+    from mcp_endpoint.services import revoke_auth_sessions
 
     endpoint = url(asgi_server)
     session_id = start(endpoint)["session_id"]
@@ -199,11 +198,8 @@ def test_revoke_in_the_dashboard_logs_the_session_out(asgi_server: LiveServer, c
     body(mcp(endpoint, None, "oauth_authenticate", {"session_id": session_id, "jwt_token": token}))
 
     def revoke() -> None:
-        request = RequestFactory().post("/")
-        request.user = User.objects.get(email="alice@acme.test")
-        model_admin = AuthSessionAdmin(AuthSession, site)
-        model_admin.message_user = lambda *args, **kwargs: None  # type: ignore[method-assign]
-        model_admin.revoke(request, AuthSession.objects.filter(pk=session_id))
+        session = AuthSession.objects.select_related("application").get(pk=session_id)
+        revoke_auth_sessions([session], actor=User.objects.get(email="alice@acme.test"))
 
     commit_in_acme(revoke)
     assert status(endpoint, session_id) == "logged_out"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -95,10 +94,6 @@ def _holder() -> User:
 
 def _client(**fields: Any) -> Client:
     return OAuthClientFactory(name=f"{MARK} client", **fields)
-
-
-def _in_an_hour() -> Any:
-    return timezone.now() + timedelta(hours=1)
 
 
 def _checkpoint() -> AuditCheckpoint:
@@ -297,15 +292,6 @@ TENANT: dict[str, Pages] = {
         BY_NAME,
         actions={**DELETE, "rotate_now": Action(("rotate",), f"Rotated {MARK} to version 2.")},
     ),
-    "mcp_endpoint.authsession": Pages(
-        lambda: AuthSession.objects.create(
-            application=ApplicationFactory(slug=MARK), code_verifier="v" * 43, expires_at=_in_an_hour()
-        ),
-        BY_NAME,
-        add=None,
-        delete=False,  # logged out by the revoke action, never deleted here (the row is the audit trail)
-        actions={**NO_DELETE, "revoke": Action(("delete",), "Revoked 1 session(s).")},
-    ),
     "audit.auditsink": Pages(
         lambda: AuditSink.objects.create(name=MARK, kind="syslog", host="127.0.0.1", port=6514),
         BY_NAME,
@@ -466,11 +452,12 @@ def test_every_admin_page_has_a_matrix_row(site_name: str) -> None:
     assert _registered(site) == covered
 
 
-@pytest.mark.parametrize("model", [AccessToken, RefreshToken, Grant, IDToken])
+@pytest.mark.parametrize("model", [AccessToken, RefreshToken, Grant, IDToken, AuthSession])
 def test_dots_raw_token_tables_are_not_on_the_dashboard(model: type, acme: Tenant) -> None:
-    """Issue 25 point 6: the "Tokens & sessions" page (tests/permission_matrix/test_tokens_page.py) replaces them."""
+    """Issue 25 point 6: the "Tokens & sessions" page (tests/permission_matrix/test_tokens_page.py) replaces them. MCP
+    login sessions too: a changelist names rows by primary key, and a session's id is its client's bearer secret."""
     assert not admin.site.is_registered(model)
-    url = f"/t/acme/admin/oauth2_provider/{model._meta.model_name}/"
+    url = f"/t/acme/admin/{model._meta.app_label}/{model._meta.model_name}/"
     assert log_in(acme, "admin@acme.test", ADMIN_PASSWORD).get(url).status_code == 404
 
 

@@ -343,20 +343,14 @@ def test_dashboard_and_api_show_the_sdk_client_id(world: dict[str, Any]) -> None
 
 
 def test_a_session_revoked_in_the_dashboard_is_refused(world: dict[str, Any]) -> None:
-    from django.contrib.admin.sites import site
-    from django.test import RequestFactory
-
-    from mcp_endpoint.admin import AuthSessionAdmin
+    from mcp_endpoint.services import revoke_auth_sessions
 
     alice = session_for(world["app"], world["alice"])
     protect = {"session_id": alice, "tool_name": "hello"}
     assert post(f"{AUTH}/protect-tool", world["client_id"], protect)[1]["allowed"] is True
     with schema_context("tenant_acme"):
-        request = RequestFactory().post("/")
-        request.user = world["alice"]
-        model_admin = AuthSessionAdmin(AuthSession, site)
-        model_admin.message_user = lambda *args, **kwargs: None  # type: ignore[method-assign]
-        model_admin.revoke(request, AuthSession.objects.filter(pk=alice))
+        # What the dashboard's Tokens & sessions revoke calls (tests/mcp_endpoint/test_admin_sessions.py).
+        revoke_auth_sessions([AuthSession.objects.select_related("application").get(pk=alice)], actor=world["alice"])
     status, body = post(f"{AUTH}/protect-tool", world["client_id"], protect)
     assert (status, body["allowed"]) == (401, False)
 
