@@ -1,6 +1,6 @@
 """What the token endpoint reads of a tenant on every request, kept in each process: the current signing key,
-the MCP endpoints of its active applications (the resources tokens are mostly issued for) and its RBAC scope
-names (the scopes clients may ask for).
+the MCP endpoints of its active applications (the resources tokens are mostly issued for), its RBAC scope
+names (the scopes clients may ask for) and the rows of the clients that asked for tokens.
 
 A copy is used only while the tenant's version token in Redis is the one it was read under. Any change to
 signing keys, applications or scopes drops this process's copy at once and, after commit, moves
@@ -79,6 +79,6 @@ def clear() -> None:
 
 
 def connect() -> None:
-    for model in ("oauth.SigningKey", "rbac.Application", "rbac.Scope"):
+    for model in ("oauth.SigningKey", "rbac.Application", "rbac.Scope", "oauth.Client"):
         post_save.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-save-{model}")
         post_delete.connect(changed, sender=model, dispatch_uid=f"oauth-issuance-delete-{model}")

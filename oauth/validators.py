@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from oauth2_provider import cimd
 from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
@@ -148,6 +149,25 @@ class TenantOAuth2Validator(OAuth2Validator):
                 description='Unsupported code_challenge_method; use "S256".', request=request
             )
         return super().is_pkce_required(client_id, request)
+
+    # --- The client of a token request, kept per process -------------------------------------------------------------
+
+    def _load_application(self, client_id: Any, request: Any) -> Any:
+        """DOT's lookup of the request's client, from this process's copy of the client's row while the tenant's
+        issuance version holds (`oauth.issuance`: any save or delete of a client moves it, here at once and on every
+        node by the next request). A fresh instance each time, so nothing is shared between requests. Unknown ids,
+        malformed ones and a client already on the request take DOT's path (which also resolves CIMD ids on first
+        sight); a cached CIMD client whose metadata went stale is fetched again, as DOT does."""
+        if request.client or not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+            return super()._load_application(client_id, request)
+        row = issuance.cached(f"client:{client_id}", lambda: _client_row(client_id))
+        if row is None:
+            return super()._load_application(client_id, request)
+        client = cimd.refresh_if_stale(Client.from_db(connection.alias, _CLIENT_FIELDS, row), request=request)
+        if not client.is_usable(request):
+            return None
+        request.client = client
+        return client
 
     # --- Held clients: a clear refusal instead of a bare invalid_client ----------------------------------------------
 
@@ -576,6 +596,15 @@ class TenantOAuth2Validator(OAuth2Validator):
             outcome="deny",
             data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
         )
+
+
+_CLIENT_FIELDS = [field.attname for field in Client._meta.concrete_fields]
+
+
+def _client_row(client_id: str) -> tuple[Any, ...] | None:
+    """The client's column values, in `_CLIENT_FIELDS` order; None when there is no such client (not kept: DOT's path
+    answers it, CIMD included)."""
+    return Client.objects.filter(client_id=client_id).values_list(*_CLIENT_FIELDS).first()
 
 
 def _error_text(text: str) -> str:

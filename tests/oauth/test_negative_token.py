@@ -16,6 +16,7 @@ from django.utils import timezone
 from oauth2_provider.models import Grant, get_access_token_model
 
 from audit.models import AuditEvent
+from oauth.client_services import set_client_status
 from oauth.models import Client, ProviderSettings
 from tests.factories import ApplicationFactory, OAuthClientFactory
 from tests.support.oauth import (
@@ -336,6 +337,12 @@ def _registration_mode(mode: str) -> None:
     ProviderSettings.objects.update_or_create(pk=1, defaults={"dynamic_registration": mode})
 
 
+def _approve(client_id: str) -> None:
+    """What the dashboard's approve button does (its reject button is the same service): the row's change moves the
+    tenant's issuance version, which drops every process's copy of the client, so its next token request is served."""
+    set_client_status(actor="tests", client=Client.objects.get(client_id=client_id), status=Client.Status.ACTIVE)
+
+
 def test_pending_client_gets_no_tokens_until_approved(demo_users) -> None:  # type: ignore[no-untyped-def]
     _registration_mode(ProviderSettings.Registration.APPROVAL)
     response = _register()
@@ -346,11 +353,12 @@ def test_pending_client_gets_no_tokens_until_approved(demo_users) -> None:  # ty
     assert_error(token_request(grant_type="client_credentials", headers=auth), 401, "invalid_client")
     assert AuditEvent.objects.filter(action="oauth.client_registered", data__status="pending").exists()
 
-    Client.objects.filter(client_id=registered["client_id"]).update(status=Client.Status.ACTIVE)
+    _approve(registered["client_id"])
     approved = token_request(grant_type="client_credentials", headers=auth)
     assert approved.status_code == 200, approved.content
 
-    Client.objects.filter(client_id=registered["client_id"]).update(status=Client.Status.REJECTED)
+    client = Client.objects.get(client_id=registered["client_id"])
+    set_client_status(actor="tests", client=client, status=Client.Status.REJECTED)
     assert_error(token_request(grant_type="client_credentials", headers=auth), 401, "invalid_client")
 
 
@@ -408,7 +416,7 @@ def test_open_registration_still_holds_a_client_credentials_client(demo_users) -
     event = AuditEvent.objects.get(action="oauth.client_registered", data__client_id=registered["client_id"])
     assert event.data["status"] == "pending"
 
-    Client.objects.filter(client_id=registered["client_id"]).update(status=Client.Status.ACTIVE)  # an admin approves
+    _approve(registered["client_id"])
     assert token_request(grant_type="client_credentials", scope="read", headers=auth).status_code == 200
 
 
