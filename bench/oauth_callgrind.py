@@ -106,7 +106,6 @@ def main() -> int:
         resource = issuer.mcp_resource("bench", tenant)
         codes = bench.prepare_codes(public, password, resource)
         http = HttpClient(**bench.HOST)
-        path = f"/t/{bench.SLUG}/oauth/token"
 
         def exchange(code: str, verifier: str, redirect_uri: str) -> str:
             data = {
@@ -116,20 +115,20 @@ def main() -> int:
                 "client_id": public.client_id,
                 "code_verifier": verifier,
             }
-            response = http.post(path, data)
+            response = bench.token_post(http, data)
             assert response.status_code == 200, response.content[:500]
             return response.json()["refresh_token"]
 
         def refresh(token: str) -> None:
             data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": public.client_id}
-            response = http.post(path, data)
+            response = bench.token_post(http, data)
             assert response.status_code == 200, response.content[:500]
 
         auth = bench.basic(machine.client_id, machine_secret)
 
         def client_credentials() -> None:
             data = {"grant_type": "client_credentials", "resource": resource}
-            response = http.post(path, data, **auth)
+            response = bench.token_post(http, data, **auth)
             assert response.status_code == 200, response.content[:500]
 
         half = WARMUP + CALLS
