@@ -3,7 +3,7 @@ the MCP endpoints of its active applications (the resources tokens are mostly is
 names (the scopes clients may ask for) and the rows of the clients that asked for tokens.
 
 A copy is used only while the tenant's version token in Redis is the one it was read under. Any change to
-signing keys, applications or scopes drops this process's copy at once and, after commit, moves
+signing keys, applications, scopes or clients drops this process's copy at once and, after commit, moves
 the version token, so every other process reads again on its next request. Without Redis, every request
 reads the database, as it would without this cache.
 """
@@ -51,8 +51,9 @@ def _version() -> str | None:
     return version
 
 
-def cached(name: str, load: Callable[[], T]) -> T:
-    """The current tenant's `name`, from this process's copy if it is still current, else `load()`."""
+def cached(name: str, load: Callable[[], T], *, keep_none: bool = True) -> T:
+    """The current tenant's `name`, from this process's copy if it is still current, else `load()` (kept unless it is
+    None and `keep_none` is false: lookups of unknown ids must not crowd out real copies)."""
     version = _version()
     if version is None:
         return load()
@@ -61,7 +62,8 @@ def cached(name: str, load: Callable[[], T]) -> T:
     if hit is not None and hit[0] == version:
         return hit[1]
     value = load()
-    _copies.set(key, (version, value))
+    if value is not None or keep_none:
+        _copies.set(key, (version, value))
     return value
 
 

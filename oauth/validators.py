@@ -160,7 +160,7 @@ class TenantOAuth2Validator(OAuth2Validator):
         sight); a cached CIMD client whose metadata went stale is fetched again, as DOT does."""
         if request.client or not isinstance(client_id, str) or not client_id or "\x00" in client_id:
             return super()._load_application(client_id, request)
-        row = issuance.cached(f"client:{client_id}", lambda: _client_row(client_id))
+        row = issuance.cached(f"client:{client_id}", lambda: _client_row(client_id), keep_none=False)
         if row is None:
             return super()._load_application(client_id, request)
         client = cimd.refresh_if_stale(Client.from_db(connection.alias, _CLIENT_FIELDS, row), request=request)
