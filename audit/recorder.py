@@ -85,6 +85,11 @@ def _actor_fields(actor: Any) -> tuple[str, str, str]:
     raise TypeError(f"Unsupported audit actor: {type(actor).__name__}")
 
 
+def as_actor(actor: Any) -> Actor:
+    """`actor` (anything `record` takes) as an `Actor`: what `audit.queued_actor` encodes."""
+    return actor if isinstance(actor, Actor) else Actor(*_actor_fields(actor))
+
+
 def _target_fields(target: Any) -> tuple[str, str, str]:
     if target is None:
         return "", "", ""

@@ -30,8 +30,10 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
-from audit.recorder import Actor
-from oauth import issuance, issuer, refresh, tokens
+from audit import context as audit_context
+from audit.models import AuditEvent
+from audit.recorder import Actor, as_actor
+from oauth import issuance, issuer, refresh, token_rows, tokens
 from oauth.models import Client, ResourceServer
 from oauth.scopes import granted_scopes
 from oauth.signals import access_token_digests, token_revoked
@@ -52,8 +54,11 @@ class _RefreshTokenUsed(Exception):  # noqa: N818 - not an error of the caller's
         self.token = token
 
 
+_OWN_STORAGE_GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
+
+
 def _lean_refresh() -> bool:
-    """Whether this server's own refresh path applies (`validate_refresh_token`, `_rotate_refresh_token`): the
+    """Whether this server's own refresh path applies (`validate_refresh_token`, `_store_tokens`): the
     configuration it is written for, rotation with reuse protection and no grace period (settings.py). Any other
     configuration takes django-oauth-toolkit's path."""
     return (
@@ -308,28 +313,22 @@ class TenantOAuth2Validator(OAuth2Validator):
             raise errors.InvalidGrantError(request=request) from None
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
-        pending = getattr(request, "authsec_pending_id_token", None)
-        if pending is not None and pending.pk is None:
-            pending.save()
-        # The JWT replaces the opaque token before DOT stores (a hash of) it.
+        # The JWT replaces the opaque token before it is stored (as a hash).
         user = request.user if request.grant_type != "client_credentials" else None
         claims = self._mint_access_token(token, request)
-        if (
-            request.grant_type == "refresh_token"
-            and token.get("refresh_token")
-            and isinstance(getattr(request, "refresh_token_instance", None), RefreshToken)
-            and _lean_refresh()
-            and self.rotate_refresh_token(request)
-        ):
-            self._rotate_refresh_token(token, request)
+        if self._own_storage(token, request):
+            self._store_tokens(token, request)
         else:
+            pending = getattr(request, "authsec_pending_id_token", None)
+            if pending is not None and pending.pk is None:
+                pending.save()
             super()._save_bearer_token(token, request, *args, **kwargs)
         if request.grant_type == "authorization_code":
             self._remember_code_tokens(token, request)
-        audit.record(
+        _audit_issued(
             user or _client_actor(request),
             "oauth.token_refreshed" if request.grant_type == "refresh_token" else "oauth.token_issued",
-            data={
+            {
                 "client_id": request.client.client_id,
                 "grant_type": request.grant_type,
                 "scope": claims["scope"],
@@ -337,6 +336,76 @@ class TenantOAuth2Validator(OAuth2Validator):
                 "jti": claims["jti"],
             },
         )
+
+    # --- Storing the issued tokens ------------------------------------------------------------------------------
+    # For the three grants this server issues tokens for, in the configuration it is written for (`_lean_refresh`),
+    # the rows are written here: the ID token, access token and refresh token in one statement (`oauth.token_rows`),
+    # after the single use of a rotated refresh token (`oauth.refresh.consume`). django-oauth-toolkit's
+    # `_save_bearer_token` took one statement per row, each built through the ORM. Anything else takes DOT's path.
+
+    def _own_storage(self, token: dict[str, Any], request: Any) -> bool:
+        if not _lean_refresh() or request.grant_type not in _OWN_STORAGE_GRANTS:
+            return False
+        signed, _row = getattr(request, "authsec_id_token", (None, None))
+        if token.get("id_token") and signed != token["id_token"]:
+            return False  # an ID token this validator did not sign and keep the row of
+        if request.grant_type == "refresh_token":
+            return bool(token.get("refresh_token")) and isinstance(
+                getattr(request, "refresh_token_instance", None), RefreshToken
+            )
+        return True
+
+    def _store_tokens(self, token: dict[str, Any], request: Any) -> None:
+        """DOT's `_save_bearer_token` for these grants: the same checks and rows, in two statements at most. A rotated
+        refresh token is used up first (`oauth.refresh.consume`); `_RefreshTokenUsed` when a racing request used it."""
+        if "scope" not in token:
+            raise errors.FatalClientError("Failed to renew access token: missing scope")
+        self._check_and_set_request_resource(request)  # RFC 8707: narrowed to the code's or refresh token's resources
+        now = timezone.now()
+        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+        if request.grant_type == "client_credentials":
+            request.user = None
+        previous = request.refresh_token_instance if request.grant_type == "refresh_token" else None
+        _signed, id_row = getattr(request, "authsec_id_token", (None, None))
+        access = self._access_token_row(expires, request, token, id_row, previous)
+        rows = [id_row, access] if id_row is not None and id_row.pk is None else [access]
+        refresh_row = None
+        if token.get("refresh_token"):
+            refresh_row = self._refresh_token_row(request, token["refresh_token"], access, previous)
+            rows.append(refresh_row)
+        token_rows.announce(rows)
+        if previous is not None and not refresh.consume(previous, now=now):
+            raise _RefreshTokenUsed(previous)
+        token_rows.insert_linked(rows)
+        request.authsec_created = {"access": access, **({"refresh": refresh_row} if refresh_row is not None else {})}
+
+    def _access_token_row(self, expires: Any, request: Any, token: Any, id_row: Any, previous: Any) -> Any:
+        """A new, unsaved access token row, as DOT's `_create_access_token` builds it, linked to the ID token row
+        `finalize_id_token` kept for this JWT (DOT would verify the JWT it has just signed and read the row back)."""
+        row = AccessToken(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            id_token=id_row,
+            application=request.client,
+            source_refresh_token=previous,
+            resource=getattr(request, "resource", []),  # RFC 8707
+        )
+        self._set_token_value(row, token["access_token"])
+        return row
+
+    def _refresh_token_row(self, request: Any, value: str, access: Any, previous: Any) -> Any:
+        """A new, unsaved refresh token row, as DOT's `_create_refresh_token` builds it: a rotated one stays in its
+        family, a first one starts a family."""
+        row = RefreshToken(
+            user=request.user,
+            application=request.client,
+            access_token=access,
+            token_family=previous.token_family if previous is not None else uuid.uuid4(),
+            resource=getattr(request, "resource", []),  # RFC 8707
+        )
+        self._set_token_value(row, value)
+        return row
 
     def revoke_token(self, token: str, token_type_hint: Any, request: Any, *args: Any, **kwargs: Any) -> None:
         # The layers above learn of it through `token_revoked` (the MCP endpoint's offline token check); the
@@ -384,20 +453,6 @@ class TenantOAuth2Validator(OAuth2Validator):
         request.refresh_token = refresh_token
         request.refresh_token_instance = rt  # get_original_scopes and the rotation read it, without a query
         return True
-
-    def _rotate_refresh_token(self, token: dict[str, Any], request: Any) -> None:
-        """Store the new access and refresh token in place of the presented one, whose single use
-        `oauth.refresh.consume` decides; raises `_RefreshTokenUsed` when a racing request used it first."""
-        if "scope" not in token:
-            raise errors.FatalClientError("Failed to renew access token: missing scope")
-        self._check_and_set_request_resource(request)  # RFC 8707: narrowed to the refresh token's resources
-        now = timezone.now()
-        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
-        previous = request.refresh_token_instance
-        if not refresh.consume(previous, now=now):
-            raise _RefreshTokenUsed(previous)
-        access_token = self._create_access_token(expires, request, token, source_refresh_token=previous)
-        self._create_refresh_token(request, token["refresh_token"], access_token, previous)
 
     def _refresh_token_reused(self, request: Any, rt: Any, client: Any) -> None:
         """A used or revoked refresh token presented again: its family is revoked (the rotated tokens issued from
@@ -483,18 +538,8 @@ class TenantOAuth2Validator(OAuth2Validator):
         if signed is None or signed != token.get("id_token"):
             access_token = super()._create_access_token(expires, request, token, source_refresh_token)
         else:
-            # DOT's own would verify the ID token it has just signed, look its client up by `aud` and read the row
-            # back (`_load_id_token`): the row finalize_id_token stored for exactly this JWT is linked instead.
-            access_token = AccessToken(
-                user=request.user,
-                scope=token["scope"],
-                expires=expires,
-                id_token=id_token,
-                application=request.client,
-                source_refresh_token=source_refresh_token,
-                resource=getattr(request, "resource", []),  # RFC 8707
-            )
-            self._set_token_value(access_token, token["access_token"])
+            # DOT's own would verify the ID token it has just signed and read its row back: the row kept is linked.
+            access_token = self._access_token_row(expires, request, token, id_token, source_refresh_token)
             access_token.save()
         request.authsec_created = {"access": access_token}
         return access_token
@@ -596,6 +641,26 @@ class TenantOAuth2Validator(OAuth2Validator):
             outcome="deny",
             data={"client_id": request.client_id, "user_id": issued.get("user_id"), "families": sorted(families)},
         )
+
+
+def _audit_issued(actor: Any, action: str, data: dict[str, Any]) -> None:
+    """The audit event of issued tokens. Where this process's audit pipeline runs (every server process), it is handed
+    to the pipeline once the tokens have committed, before the answer leaves: journalled in the spool, written off
+    the request path, without the chain lock held in the token transaction (docs/audit.md states what that
+    promises). Elsewhere (a bare harness, a management command) it is written in the token transaction."""
+    if not audit.pipeline_running():
+        audit.record(actor, action, data=data)
+        return
+    event = audit.queued_event(
+        connection.schema_name,
+        audit.queued_actor(as_actor(actor)),
+        action,
+        AuditEvent.Outcome.SUCCESS,
+        data,
+        None,
+        audit_context.current(),
+    )
+    transaction.on_commit(lambda: audit.enqueue(event))
 
 
 _CLIENT_FIELDS = [field.attname for field in Client._meta.concrete_fields]

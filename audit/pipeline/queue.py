@@ -51,7 +51,12 @@ class AuditQueue:
             if self.spool is not None and self._running:
                 self.spool.append(blob)
         if not self._running:
-            asyncio.get_running_loop().run_in_executor(None, self._write_in_thread, self.take())
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a thread without an event loop (a sync view as the pipeline stops): write here
+                self._write_in_thread(self.take())
+            else:
+                loop.run_in_executor(None, self._write_in_thread, self.take())
 
     def _put_adopted(self, blobs: list[bytes]) -> None:
         blobs = [mark_adopted(blob) for blob in blobs]
@@ -183,8 +188,15 @@ current = AuditQueue()
 @tracing.traced("audit.enqueue")
 def enqueue(event: list[Any]) -> None:
     """Queue one event (built with `audit.queued_event`) for the audit log, off the caller's path: the hot-path
-    counterpart of `audit.record`, for callers that must not wait for an INSERT. Call it on the event loop."""
+    counterpart of `audit.record`, for callers that must not wait for an INSERT. Call it on the event loop, or from
+    any thread while the pipeline runs (`running`)."""
     current.put(event)
+
+
+def running() -> bool:
+    """Whether this process's pipeline runs, so that an `enqueue`d event is journalled in the spool before `enqueue`
+    returns (from any thread: a sync view's too)."""
+    return current._running  # noqa: SLF001 - the module's own queue
 
 
 def run_pipeline() -> contextlib.AbstractAsyncContextManager[AuditQueue]:

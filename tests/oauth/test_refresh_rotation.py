@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, pre_save
 from django.http import HttpResponse
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -151,17 +151,18 @@ def test_refresh_used_by_a_request_racing_in_between_is_invalid_grant_and_revoke
 ) -> None:
     # The interleaving of two requests in one process: this request has validated the refresh token and stores its
     # tokens; just before its single-use statement, the other request's real statement uses the token (run from a
-    # receiver of the ID token's insert, in this request's transaction, which then rolls back with it).
+    # receiver of the new ID token's `pre_save`, sent before that statement, in this request's transaction, which
+    # then rolls back with it).
     first = _tokens(clients.public)
 
     def racing_request_used_it(**kwargs: Any) -> None:
         refresh.consume(_row(first["refresh_token"]), now=timezone.now())
 
-    post_save.connect(racing_request_used_it, sender=IDToken, dispatch_uid="test-racing-refresh")
+    pre_save.connect(racing_request_used_it, sender=IDToken, dispatch_uid="test-racing-refresh")
     try:
         raced = _refresh(clients.public, first["refresh_token"])
     finally:
-        post_save.disconnect(sender=IDToken, dispatch_uid="test-racing-refresh")
+        pre_save.disconnect(sender=IDToken, dispatch_uid="test-racing-refresh")
     _assert_error(raced, 400, "invalid_grant")
     family = _row(first["refresh_token"]).token_family
     assert not RefreshToken.objects.filter(token_family=family, revoked__isnull=True).exists()
@@ -179,7 +180,7 @@ def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoke
     committed, django_db_blocker
 ) -> None:
     """Both requests validate the same refresh token and wait for each other inside their token transactions
-    (a barrier in a receiver of the ID token's insert), then both try to use it: exactly one gets tokens; the
+    (a barrier in a receiver of the new ID token's `pre_save`), then both try to use it: exactly one gets tokens; the
     other waits on the row lock, finds the token used, and answers invalid_grant after revoking the family."""
     with django_db_blocker.unblock():
         with schema_context("tenant_acme"):
@@ -201,7 +202,7 @@ def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoke
                 finally:
                     connection.close()
 
-            post_save.connect(both_validated, sender=IDToken, dispatch_uid="test-concurrent-refresh")
+            pre_save.connect(both_validated, sender=IDToken, dispatch_uid="test-concurrent-refresh")
             try:
                 threads = [threading.Thread(target=refresh_once) for _ in range(2)]
                 for thread in threads:
@@ -209,7 +210,7 @@ def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoke
                 for thread in threads:
                     thread.join(60)
             finally:
-                post_save.disconnect(sender=IDToken, dispatch_uid="test-concurrent-refresh")
+                pre_save.disconnect(sender=IDToken, dispatch_uid="test-concurrent-refresh")
             assert sorted(answer.status_code for answer in answers) == [200, 400], [a.content for a in answers]
             winner = next(answer for answer in answers if answer.status_code == 200).json()
             loser = next(answer for answer in answers if answer.status_code == 400)
