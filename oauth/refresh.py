@@ -1,4 +1,6 @@
-"""A refresh token's single use, in one statement (the token endpoint's rotation, `TenantOAuth2Validator`).
+"""A refresh token's single use, in one statement (the token endpoint's rotation, `TenantOAuth2Validator`): on its
+own (`consume`), or as the guard of the statement that stores the new tokens (`consume_guard`), so a rotation is
+one statement in all.
 
 django-oauth-toolkit's rotation (`RefreshToken.revoke()` inside `_save_bearer_token`) locks and reads the refresh
 token twice, reads and locks its access token, and deletes that through Django's collector: 9 statements. Here one
@@ -20,11 +22,15 @@ from django.db import connections, router
 from django.db.models.signals import post_delete
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
+from oauth.token_rows import Guard
+
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-def _sql(using: str) -> str:
+def _ctes(using: str) -> str:
+    """The single use as two data-modifying CTEs, `used` (the refresh token's row, if this statement used it) and
+    `ended` (its access token, deleted only then)."""
     quote = connections[using].ops.quote_name
     rt, at = RefreshToken._meta, AccessToken._meta
 
@@ -34,15 +40,20 @@ def _sql(using: str) -> str:
     rt_pk, at_pk = column(rt, rt.pk.name), column(at, at.pk.name)
     # Identifiers only from the models' own metadata, quoted; every value is a parameter.
     return (
-        f"WITH used AS ("
+        f"used AS ("
         f" UPDATE {quote(rt.db_table)} SET {column(rt, 'revoked')} = %s, {column(rt, 'updated')} = %s,"
         f" {column(rt, 'access_token')} = NULL"
         f" WHERE {rt_pk} = %s AND {column(rt, 'revoked')} IS NULL RETURNING {rt_pk}"
         f"), ended AS ("
         f" DELETE FROM {quote(at.db_table)} WHERE {at_pk} = %s AND EXISTS (SELECT 1 FROM used)"
         f" RETURNING {at_pk}, {column(at, 'token_checksum')}, {column(at, 'expires')}"
-        f") SELECT (SELECT count(*) FROM used), ended.* FROM (SELECT 1) AS one LEFT JOIN ended ON true"
+        f")"
     )
+
+
+# What the statement answers: whether it used the token, and the access token it deleted (NULLs when none).
+_OUTPUTS = "(SELECT count(*) FROM used), ended.*"
+_FROM = "(SELECT 1) AS one LEFT JOIN ended ON true"
 
 
 def consume(token: RefreshToken, *, now: dt.datetime) -> bool:
@@ -51,11 +62,29 @@ def consume(token: RefreshToken, *, now: dt.datetime) -> bool:
     transaction, which holds the row lock until it commits."""
     using = router.db_for_write(RefreshToken)
     with connections[using].cursor() as cursor:
-        cursor.execute(_sql(using), [now, now, token.pk, token.access_token_id])
-        used, ended_pk, checksum, expires = cursor.fetchone()
+        cursor.execute(f"WITH {_ctes(using)} SELECT {_OUTPUTS} FROM {_FROM}", _params(token, now))
+        return consumed(token, cursor.fetchone(), now=now)
+
+
+def consume_guard(token: RefreshToken, *, now: dt.datetime) -> Guard:
+    """`consume` as the guard of the statement that stores the tokens issued in its place (`oauth.token_rows`):
+    they are written only if this statement used the token; `consumed` then reads its answer."""
+    return Guard(ctes=_ctes(router.db_for_write(RefreshToken)), params=_params(token, now), gate="used",
+                 outputs=_OUTPUTS, from_clause=_FROM)  # fmt: skip
+
+
+def _params(token: RefreshToken, now: dt.datetime) -> list[object]:
+    return [now, now, token.pk, token.access_token_id]
+
+
+def consumed(token: RefreshToken, answer: tuple[object, ...], *, now: dt.datetime) -> bool:
+    """Whether the statement's `answer` (`_OUTPUTS`) says it used `token`; if so, `token` is updated to match and
+    its deleted access token announced."""
+    used, ended_pk, checksum, expires = answer
     if not used:
         return False
     if ended_pk is not None:
+        using = router.db_for_write(AccessToken)
         ended = AccessToken(pk=ended_pk, token_checksum=checksum, expires=expires)
         post_delete.send(sender=AccessToken, instance=ended, using=using, origin=ended)
     token.revoked, token.access_token = now, None

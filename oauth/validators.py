@@ -14,7 +14,6 @@ from urllib.parse import unquote_plus
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from oauth2_provider import cimd
 from oauth2_provider.models import (
@@ -305,7 +304,13 @@ class TenantOAuth2Validator(OAuth2Validator):
 
     def save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         try:
-            super().save_bearer_token(token, request, *args, **kwargs)  # DOT's transaction around _save_bearer_token
+            if self._own_storage(token, request) and audit.pipeline_running():
+                # One statement writes every row (and uses up a rotated refresh token): atomic on its own, so no
+                # transaction is opened around it (BEGIN and COMMIT were two round trips of five); the audit event
+                # goes to the pipeline once it has committed.
+                self._save_bearer_token(token, request, *args, **kwargs)
+            else:
+                super().save_bearer_token(token, request, *args, **kwargs)  # DOT's transaction around it
         except _RefreshTokenUsed as used:
             # The transaction has rolled back (nothing of this request is stored): the refresh token was used by a
             # racing request between its validation and its rotation. That is a reuse, answered as one.
@@ -340,7 +345,7 @@ class TenantOAuth2Validator(OAuth2Validator):
     # --- Storing the issued tokens ------------------------------------------------------------------------------
     # For the three grants this server issues tokens for, in the configuration it is written for (`_lean_refresh`),
     # the rows are written here: the ID token, access token and refresh token in one statement (`oauth.token_rows`),
-    # after the single use of a rotated refresh token (`oauth.refresh.consume`). django-oauth-toolkit's
+    # whose guard is the single use of a rotated refresh token (`oauth.refresh`). django-oauth-toolkit's
     # `_save_bearer_token` took one statement per row, each built through the ORM. Anything else takes DOT's path.
 
     def _own_storage(self, token: dict[str, Any], request: Any) -> bool:
@@ -356,8 +361,9 @@ class TenantOAuth2Validator(OAuth2Validator):
         return True
 
     def _store_tokens(self, token: dict[str, Any], request: Any) -> None:
-        """DOT's `_save_bearer_token` for these grants: the same checks and rows, in two statements at most. A rotated
-        refresh token is used up first (`oauth.refresh.consume`); `_RefreshTokenUsed` when a racing request used it."""
+        """DOT's `_save_bearer_token` for these grants: the same checks and rows, in one statement. A rotated refresh
+        token's single use is the statement's guard (`oauth.refresh.consume_guard`): `_RefreshTokenUsed`, and
+        nothing written, when a racing request used it first."""
         if "scope" not in token:
             raise errors.FatalClientError("Failed to renew access token: missing scope")
         self._check_and_set_request_resource(request)  # RFC 8707: narrowed to the code's or refresh token's resources
@@ -374,9 +380,12 @@ class TenantOAuth2Validator(OAuth2Validator):
             refresh_row = self._refresh_token_row(request, token["refresh_token"], access, previous)
             rows.append(refresh_row)
         token_rows.announce(rows)
-        if previous is not None and not refresh.consume(previous, now=now):
-            raise _RefreshTokenUsed(previous)
-        token_rows.insert_linked(rows)
+        if previous is None:
+            token_rows.insert_linked(rows)
+        else:  # the single use and the new rows: one statement, rows written only if it used the token
+            answer = token_rows.insert_linked(rows, refresh.consume_guard(previous, now=now))
+            if not refresh.consumed(previous, answer, now=now):
+                raise _RefreshTokenUsed(previous)
         request.authsec_created = {"access": access, **({"refresh": refresh_row} if refresh_row is not None else {})}
 
     def _access_token_row(self, expires: Any, request: Any, token: Any, id_row: Any, previous: Any) -> Any:
@@ -427,11 +436,8 @@ class TenantOAuth2Validator(OAuth2Validator):
             return self._dot_validate_refresh_token(refresh_token, client, request, *args, **kwargs)
         checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
         # Several rows may share a checksum (DOT's uniqueness is (token_checksum, revoked)): the unused one first.
-        rt = (
-            RefreshToken.objects.select_related("access_token", "user")
-            .filter(token_checksum=checksum)
-            .order_by(F("revoked").desc(nulls_first=True))
-            .first()
+        rt = token_rows.select_linked(
+            RefreshToken, "token_checksum", checksum, related=("access_token", "user"), newest_first="revoked"
         )
         if rt is None:
             return False
@@ -497,7 +503,7 @@ class TenantOAuth2Validator(OAuth2Validator):
     def _code_grant(self, code: str, request: Any) -> Any:
         memo = getattr(request, "authsec_grant", None)
         if memo is None or memo[0] != code:
-            memo = (code, Grant.objects.select_related("user").filter(code=code).first())
+            memo = (code, token_rows.select_linked(Grant, "code", code, related=("user",)))
             request.authsec_grant = memo
         return memo[1]
 
