@@ -15,7 +15,6 @@ its target. It is a measurement, not a test: it exits 0, unless issuance events 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gc
 import hashlib
@@ -24,7 +23,6 @@ import platform
 import secrets
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +45,6 @@ from django.test import Client as HttpClient  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model  # noqa: E402
 
-import audit  # noqa: E402
 from accounts.models import User  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
 from audit.pipeline import queue as audit_queue  # noqa: E402
@@ -135,48 +132,29 @@ def ensure_signing_key() -> None:
 
 class ServerConditions:
     """What the root ASGI app's lifespan gives a server process, for this in-process bench: the audit pipeline runs
-    (here on an event loop of its own thread, as uvicorn's loop runs it beside Django's sync views), with its audit
+    (on an event loop of its own thread, as uvicorn's loop runs it beside Django's sync views), with its audit
     process, and start-up objects are frozen (`gc.freeze`). On leaving, the pipeline writes what it holds."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="bench-audit-loop", daemon=True)
-        self._done: Any = None
+        self._pipeline = audit_queue.running_in_thread()
 
     def __enter__(self) -> ServerConditions:
-        self._thread.start()
-        started = threading.Event()
-
-        async def run() -> None:
-            self._stop = asyncio.Event()
-            async with audit.run_pipeline():
-                started.set()
-                await self._stop.wait()
-
-        self._done = asyncio.run_coroutine_threadsafe(run(), self._loop)
-        if not started.wait(30):
-            raise RuntimeError("the audit pipeline did not start")
+        self._pipeline.__enter__()
         gc.collect()
         gc.freeze()
         return self
 
     def audit_process_cpu(self) -> float:
         """CPU seconds the audit process has used so far (0 when it writes in a thread of this process)."""
-        process = audit_queue.current.process
-        pid = getattr(process, "pid", None)
+        pid = getattr(audit_queue.current.process, "pid", None)
         if not pid:
             return 0.0
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._done.result(timeout=60)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
         gc.unfreeze()
+        self._pipeline.__exit__(None, None, None)
 
 
 # --- Measurement helpers ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -197,6 +197,37 @@ def running() -> bool:
     """Whether this process's pipeline runs, so that an `enqueue`d event is journalled in the spool before `enqueue`
     returns (from any thread: a sync view's too)."""
     return current._running  # noqa: SLF001 - the module's own queue
+
+
+@contextlib.contextmanager
+def running_in_thread() -> Iterator[AuditQueue]:
+    """Run this process's pipeline for the block on an event loop of its own thread: for a process without an ASGI
+    lifespan that serves Django views as a server process does (a benchmark, a test). On leaving, everything queued
+    is written."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="audit-pipeline-loop", daemon=True)
+    thread.start()
+    started, stop = threading.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with current.run():
+            started.set()
+            await stop.wait()
+
+    done = asyncio.run_coroutine_threadsafe(run(), loop)
+    try:
+        while not started.wait(0.05):
+            if done.done():
+                done.result()  # start-up failed: its error
+        yield current
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        try:
+            done.result(timeout=CLOSE_TIMEOUT + 30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
 
 
 def run_pipeline() -> contextlib.AbstractAsyncContextManager[AuditQueue]:

@@ -4,6 +4,7 @@ and leaves the token as it was (docs/benchmarks.md "Token endpoint")."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from datetime import timedelta
@@ -14,11 +15,13 @@ from django.conf import settings
 from django.db import connection
 from django.db.models.signals import post_delete, pre_save
 from django.http import HttpResponse
+from django.test import override_settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 from oauth2_provider.models import get_access_token_model, get_id_token_model, get_refresh_token_model
 
 from audit.models import AuditEvent
+from audit.pipeline.queue import running_in_thread
 from oauth import refresh
 from oauth.models import Client
 from tests.factories import OAuthClientFactory
@@ -145,9 +148,21 @@ def test_refresh_cannot_widen_the_audience(demo_users, clients) -> None:  # type
     assert _row(first["refresh_token"]).revoked is None  # the refused request used nothing
 
 
+def _server_process(on: bool) -> contextlib.AbstractContextManager[Any]:
+    """With `on`, this process runs its audit pipeline, as a server process does: the token endpoint then writes a
+    rotation as one statement with no transaction around it (`TenantOAuth2Validator.save_bearer_token`)."""
+    if not on:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(override_settings(MCP_AUDIT_WRITER="thread"))
+    stack.enter_context(running_in_thread())
+    return stack
+
+
 @pytest.mark.django_db
+@pytest.mark.parametrize("server_process", [False, True], ids=["no-pipeline", "pipeline"])
 def test_refresh_used_by_a_request_racing_in_between_is_invalid_grant_and_revokes_the_family(  # type: ignore[no-untyped-def]
-    demo_users, clients
+    demo_users, clients, server_process
 ) -> None:
     # The interleaving of two requests in one process: this request has validated the refresh token and stores its
     # tokens; just before its single-use statement, the other request's real statement uses the token (run from a
@@ -160,7 +175,8 @@ def test_refresh_used_by_a_request_racing_in_between_is_invalid_grant_and_revoke
 
     pre_save.connect(racing_request_used_it, sender=IDToken, dispatch_uid="test-racing-refresh")
     try:
-        raced = _refresh(clients.public, first["refresh_token"])
+        with _server_process(server_process):
+            raced = _refresh(clients.public, first["refresh_token"])
     finally:
         pre_save.disconnect(sender=IDToken, dispatch_uid="test-racing-refresh")
     _assert_error(raced, 400, "invalid_grant")
@@ -176,8 +192,9 @@ def test_refresh_used_by_a_request_racing_in_between_is_invalid_grant_and_revoke
 # --- Two real requests, two database connections -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server_process", [False, True], ids=["no-pipeline", "pipeline"])
 def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoked(  # type: ignore[no-untyped-def]
-    committed, django_db_blocker
+    committed, django_db_blocker, server_process
 ) -> None:
     """Both requests validate the same refresh token and wait for each other inside their token transactions
     (a barrier in a receiver of the new ID token's `pre_save`), then both try to use it: exactly one gets tokens; the
@@ -204,11 +221,12 @@ def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoke
 
             pre_save.connect(both_validated, sender=IDToken, dispatch_uid="test-concurrent-refresh")
             try:
-                threads = [threading.Thread(target=refresh_once) for _ in range(2)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(60)
+                with _server_process(server_process):
+                    threads = [threading.Thread(target=refresh_once) for _ in range(2)]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join(60)
             finally:
                 pre_save.disconnect(sender=IDToken, dispatch_uid="test-concurrent-refresh")
             assert sorted(answer.status_code for answer in answers) == [200, 400], [a.content for a in answers]
