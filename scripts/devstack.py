@@ -4,13 +4,16 @@
 For each backing service the configured URL wins (DATABASE_URL, REDIS_URL, VAULT_ADDR). Otherwise a
 server already answering on the standard local port is reused, and only if none answers does this
 script start one itself under the git-ignored ``.local/`` directory. On exit it stops exactly the
-processes it started, in reverse order, and nothing else.
+processes it started, in reverse order, and nothing else: also when it is ended by Ctrl-C, SIGTERM (``kill``,
+``timeout``) or SIGHUP (a closed terminal), which first reach the command it runs. SIGKILL cannot be caught: after a
+``kill -9`` the servers it started keep running (and their ports taken) until stopped by hand.
 
 Usage: devstack.py run | test [pytest args…] | exec [--database NAME] -- COMMAND…
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -23,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +37,9 @@ PY = sys.executable
 PG_LOCAL_PORT = 54329
 REDIS_LOCAL_PORT = 63799
 BAO_RUN_PORT = 8200
-BAO_TEST_PORT = 8210
+BAO_TEST_DEFAULT_PORT = 8210
+# DEVSTACK_BAO_TEST_PORT moves the in-memory OpenBao of `test` and `exec` off 8210 (two runs side by side).
+BAO_TEST_PORT = int(os.environ.get("DEVSTACK_BAO_TEST_PORT") or BAO_TEST_DEFAULT_PORT)
 # uvicorn's flags here and in the tests' live server. Uvicorn trusts X-Forwarded-For from 127.0.0.1 by default and
 # from everyone with FORWARDED_ALLOW_IPS=*: never let it rewrite the client; the app derives the client address
 # from TRUSTED_PROXIES itself (authsec_site.lib.client_ip). `make run` has no proxy: TRUSTED_PROXIES stays empty.
@@ -80,6 +85,76 @@ def load_dotenv(path: Path) -> None:
         key, value = line.split("=", 1)
         value = value.strip().strip('"').strip("'")
         os.environ.setdefault(key.strip(), value)
+
+
+# --- Signals --------------------------------------------------------------------------------------------------
+#
+# Python's default for SIGTERM and SIGHUP ends the process on the spot: no `finally` runs, and the servers this run
+# started (each in a session of its own, so no signal to our process group reaches them) outlived it, holding
+# their ports. Our handler raises instead, as Python does for SIGINT, so `main`'s `finally` stops them. The first
+# signal ends the run; later ones (a second Ctrl-C, `timeout -k`) are ignored, as cutting the stopping short would
+# leave the rest running. Every stop is bounded (SIGKILL after 15 s). SIGKILL of devstack itself stays out of
+# reach: no handler runs, so nothing is stopped. Linux's PR_SET_PDEATHSIG would only add that case, at the price of
+# ctypes in a preexec_fn, and could not reach pg_ctl's server (not our child): not worth it.
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP, raised in the main thread; the exit status is the shell's 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+class _Signals:
+    ending: int | None = None  # the signal that ended the run, 0 once it ends on its own
+    held = False
+    pending: int | None = None  # arrived while held
+
+
+def _end_by(signum: int) -> None:
+    _Signals.ending = signum
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _Signals.ending is not None:
+        return  # already stopping
+    if _Signals.held:
+        _Signals.pending = _Signals.pending or signum
+        return
+    _end_by(signum)
+
+
+def install_signal_handlers() -> None:
+    """Ours for SIGINT, SIGTERM and SIGHUP, except where they are ignored (`nohup`, a script's `&`): they stay so."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
+
+
+def ending() -> None:
+    """From here on this run stops what it started: signals no longer interrupt it."""
+    if _Signals.ending is None:
+        _Signals.ending = 0
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A signal arriving in the block takes effect at its end: start a child and record it inside, so no signal
+    falls between the two and leaves a child nobody stops."""
+    _Signals.held = True
+    try:
+        yield
+    finally:
+        _Signals.held = False
+        pending, _Signals.pending = _Signals.pending, None
+        if pending and _Signals.ending is None:
+            _end_by(pending)
 
 
 class Stack:
@@ -128,17 +203,42 @@ class Stack:
         out = open(LOCAL / "logs" / f"{name}.log", "ab") if log else None  # noqa: SIM115
         if user:
             args = ["runuser", "-u", user, "--", *args]
-        proc = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            env=env or os.environ.copy(),
-            start_new_session=True,
-        )
-        self.own_process(name, proc)
-        self.children[name] = proc
+        with signals_held():
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                env=env or os.environ.copy(),
+                start_new_session=True,
+            )
+            self.own_process(name, proc)
+            self.children[name] = proc
         return proc
+
+
+def run_foreground(args: list[str], *, check: bool = False) -> int:
+    """`args` in our process group (Ctrl-C at the terminal reaches it as it reaches us); its exit status. If a
+    signal ends this run meanwhile, the command gets SIGTERM or SIGHUP too (Ctrl-C it has had) and 15 s to end
+    (pytest stops the servers of its tests) before SIGKILL, and only then do the services it uses stop."""
+    proc = None
+    try:
+        with signals_held():
+            proc = subprocess.Popen(args, cwd=ROOT)
+        returncode = proc.wait()
+    except BaseException as exc:
+        if proc is not None and proc.poll() is None:
+            if isinstance(exc, Terminated):
+                proc.send_signal(exc.signum)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
+    if check and returncode:
+        raise subprocess.CalledProcessError(returncode, args)
+    return returncode
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------
@@ -223,6 +323,15 @@ def _start_local_postgres(stack: Stack, port: int) -> None:
     log.touch()
     if user:
         shutil.chown(log, user, user)
+    # Ours before pg_ctl starts it: its server outlives a pg_ctl cut short by a signal.
+    stack.own(
+        "postgres",
+        lambda: subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        ),
+    )
     subprocess.run(
         [
             *prefix,
@@ -238,14 +347,6 @@ def _start_local_postgres(stack: Stack, port: int) -> None:
         ],
         check=True,
         stdout=subprocess.DEVNULL,
-    )
-    stack.own(
-        "postgres",
-        lambda: subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        ),
     )
 
 
@@ -354,7 +455,7 @@ def ensure_openbao(stack: Stack, *, persistent: bool) -> None:
 
 
 def _ensure_dev_bao(stack: Stack, port: int, addr: str) -> None:
-    token_file = LOCAL / "openbao-test-token"
+    token_file = LOCAL / ("openbao-test-token" if port == BAO_TEST_DEFAULT_PORT else f"openbao-test-token-{port}")
     if _vault_health(addr) is not None and token_file.exists():
         say(f"OpenBao: reusing the test server on {addr}")
         os.environ["VAULT_TOKEN"] = token_file.read_text().strip()
@@ -458,7 +559,7 @@ def common_env(stack: Stack, *, testing: bool, database: str = "authsec") -> Non
 
 
 def manage(*args: str) -> None:
-    subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
+    run_foreground([PY, "manage.py", *args], check=True)
 
 
 def _http_answers(url: str) -> bool:
@@ -578,10 +679,9 @@ def cmd_test(stack: Stack, pytest_args: list[str]) -> int:
     common_env(stack, testing=True)
     manage("check")
     manage("makemigrations", "--check", "--dry-run")
-    subprocess.run([str(VENV_BIN / "ruff"), "check", "--quiet", "."], cwd=ROOT, check=True)
+    run_foreground([str(VENV_BIN / "ruff"), "check", "--quiet", "."], check=True)
     # tests.harness gives each pytest-xdist worker (`-n 2`, as `make test` runs) its own Redis db and OpenBao.
-    result = subprocess.run([PY, "-m", "pytest", "-p", "tests.harness", *pytest_args], cwd=ROOT)
-    return result.returncode
+    return run_foreground([PY, "-m", "pytest", "-p", "tests.harness", *pytest_args])
 
 
 def cmd_exec(stack: Stack, args: list[str]) -> int:
@@ -595,13 +695,14 @@ def cmd_exec(stack: Stack, args: list[str]) -> int:
         fail("exec needs a command: devstack.py exec [--database NAME] -- COMMAND …")
     common_env(stack, testing=True, database=database)
     manage("migrate_schemas", "-v", "0")
-    return subprocess.run(args, cwd=ROOT).returncode
+    return run_foreground(args)
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test", "exec"):
         print(__doc__)
         return 2
+    install_signal_handlers()
     stack = Stack()
     try:
         if argv[0] == "run":
@@ -614,7 +715,11 @@ def main(argv: list[str]) -> int:
         return exc.returncode or 1
     except KeyboardInterrupt:
         return 130
+    except Terminated as exc:
+        say(f"{signal.Signals(exc.signum).name}: stopping what this run started")
+        return int(exc.code)
     finally:
+        ending()
         stack.stop()
 
 
