@@ -320,6 +320,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     "CLIENT_SECRET_HASHER": "authsec_client_secret",  # random 256-bit secrets: no slow hash needed
     "ROTATE_REFRESH_TOKEN": True,
+    "ACCESS_TOKEN_GENERATOR": "oauth.tokens.random_token",  # replaced by the signed JWT before it is stored or sent
+    "REFRESH_TOKEN_GENERATOR": "oauth.tokens.random_token",  # 256 random bits
     "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a reused refresh token revokes its whole family
     "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_ACCESS_TOKEN_SECONDS,
     "ID_TOKEN_EXPIRE_SECONDS": OAUTH_ID_TOKEN_SECONDS,

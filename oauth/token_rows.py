@@ -31,9 +31,9 @@ from django.db.models.signals import post_save, pre_save
 def select_linked(
     model: type[Model], field: str, value: Any, related: tuple[str, ...] = (), newest_first: str = ""
 ) -> Any:
-    """The first row of `model` whose `field` equals `value`, with the rows its foreign keys `related` point at
-    (None where a key is null), or None. `newest_first` names a nullable field to order by, nulls first, then
-    descending (the unused refresh token before used ones of the same checksum)."""
+    """The row of `model` whose `field` equals `value`, with the rows its foreign keys `related` point at (None where
+    a key is null), or None. `field` is unique, or `newest_first` names a nullable field that orders the rows sharing
+    a value, nulls first, then descending (the unused refresh token before used ones of the same checksum)."""
     using = router.db_for_read(model)
     sql, parts = _select_statement(using, model, field, related, newest_first)
     with connections[using].cursor() as cursor:
@@ -45,7 +45,8 @@ def select_linked(
     for part_model, names in parts:
         values = list(found[at : at + len(names)])
         at += len(names)
-        made.append(None if values[0] is None else _from_db(using, part_model, names, values))
+        missing = values[names.index(part_model._meta.pk.attname)] is None  # a null key: no row joined
+        made.append(None if missing else _from_db(using, part_model, names, values))
     row = made[0]
     for name, linked in zip(related, made[1:], strict=True):
         model._meta.get_field(name).set_cached_value(row, linked)
