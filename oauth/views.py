@@ -26,7 +26,7 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 import audit
 from audit.recorder import Actor
-from authsec_site.lib import metrics
+from authsec_site.lib import coherence, metrics
 from authsec_site.lib.jsonbody import JSONBodyError, parse_json
 from oauth import client_services, introspection, issuance, issuer
 from oauth.errors import oauth_error
@@ -35,6 +35,7 @@ from oauth.models import Client, Consent, ProviderSettings
 from oauth.redirect_uris import RedirectURIError, check_redirect_uri
 from oauth.scopes import TenantScopes, granted_scopes
 from oauth.validators import unknown_resource_error, unknown_resources
+from rbac import grants
 
 # --- Browser pages -------------------------------------------------------------------------------------------
 
@@ -236,7 +237,9 @@ class TokenView(dot.TokenView):
     (RFC 6749 §5.1, §5.2)."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        with issuance.one_read():  # the per-process copies' version token: one Redis read per request
+        # The version tokens of the per-process copies this request uses (OAuth issuance, RBAC grants): one Redis
+        # round trip for both, each read once.
+        with issuance.one_read(), coherence.read_together(issuance.VERSION_KEY, grants.VERSION_KEY):
             response = super().post(request, *args, **kwargs)
         metrics.token_request(request.POST.get("grant_type"), response.status_code, response.content)
         if response["Content-Type"].startswith("text/html"):

@@ -17,6 +17,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -49,11 +52,37 @@ def set_and_announce(key: str, value: str | int, timeout: int | None = None) -> 
     pipe.execute()
 
 
+# Inside `read_together(...)`: the version tokens read in one MGET, by raw Redis key.
+_read_together: ContextVar[dict[str, str] | None] = ContextVar("coherence_read_together", default=None)
+
+
+@contextmanager
+def read_together(*keys: str) -> Iterator[None]:
+    """Within: the current schema's version tokens at `keys` are read from Redis in one round trip (MGET) up front,
+    and `version_token` answers them from that read. For a request that needs several version tokens and changes
+    none of them (the token endpoint: the OAuth issuance copies and the RBAC grants). A Redis error leaves each
+    reader to read (and fail) on its own, as outside the block."""
+    try:
+        found = cache.get_many(keys)
+    except Exception:  # noqa: BLE001 - each reader meets the error itself and reads its source of truth
+        found = {}
+    reset = _read_together.set({cache.make_key(key): value for key, value in found.items() if value is not None})
+    try:
+        yield
+    finally:
+        _read_together.reset(reset)
+
+
 def version_token(key: str) -> str:
     """The current schema's version token at cache `key`, made on first use (one process wins a race). Caches
     that must not outlive a change keep what they read under this token and drop it when the token moves.
 
     Raises on a Redis error (the caller then reads its source of truth)."""
+    together = _read_together.get()
+    if together:
+        version = together.get(cache.make_key(key))
+        if version is not None:
+            return version
     version = cache.get(key)
     if version is None:
         cache.add(key, uuid.uuid4().hex, timeout=None)
