@@ -74,7 +74,11 @@ def _style(browser: Any, selector: str, prop: str) -> str:
 
 
 def _check_theme(browser: Any, body_bg: str) -> None:
-    """The index in the current theme: the six task groups, no green or default blue bar, AA contrast."""
+    """The index in the current theme: the six task groups, no green or default blue bar, AA contrast. Colours are
+    read once the theme switch has settled: Django's admin CSS fades link colours (`transition: color 0.15s`), and a
+    colour read mid-fade is neither theme's."""
+    settled = "return document.getAnimations().every(animation => animation.playState !== 'running')"
+    WebDriverWait(browser, 5).until(lambda driver: driver.execute_script(settled))
     captions = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#content-main caption a.section")]
     assert captions == GROUPS
     assert _style(browser, "body", "background-color") == body_bg
