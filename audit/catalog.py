@@ -88,8 +88,9 @@ EVENT_KINDS: dict[str, str] = {
     "audit.exported": "a CSV or JSON Lines export from the review pages (data: format, filters)",
     "audit.archived": "the retention job (data: archived range, file, SHA-256, checkpoint hash)",
     "audit.archive_refused": "the retention job when the events due do not verify (outcome failure)",
-    "audit.chain_verified": "audit.services.record_verification, after manage.py verify_audit checked a schema's "
-    "chain (outcome failure when broken; data: checked, first_seq, last_seq, head_hash, archives, problems)",
+    "audit.chain_verified": "audit.services.record_verification, after manage.py verify_audit or beat's daily run "
+    "(audit.tasks.verify_chains) checked a schema's chain (outcome failure when broken; data: checked, first_seq, "
+    "last_seq, head_hash, archives, problems)",
     "audit.sink_dead_lettered": "the SIEM stream, when a sink failed AUDIT_SINK_DEAD_LETTER_AFTER times in a row "
     "(outcome failure; data: sink, kind, failures, error, delivered_to)",
     "audit.sink_recovered": "the SIEM stream, when a dead-lettered sink accepts a batch again (sink, failures)",

@@ -1,5 +1,6 @@
-"""Celery tasks of the audit log: the periodic retention run, fanned out to one task per schema, and the stream to
-SIEMs (beat looks for sinks behind the log; one task per sink delivers, `audit.streaming.delivery`)."""
+"""Celery tasks of the audit log: the periodic retention run and the periodic chain verification, each fanned out to
+one task per schema, and the stream to SIEMs (beat looks for sinks behind the log; one task per sink delivers,
+`audit.streaming.delivery`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django_tenants.utils import get_tenant_model, schema_context
 
 from audit.models import AuditSink
 from audit.retention import RetentionRefused, archive_expired_events, record_refusal
+from audit.services import verify_and_record
 from audit.streaming.delivery import deliver
 from authsec_site.lib.schemas import queue_per_schema
 
@@ -48,6 +50,30 @@ def archive_schema_events(schema_name: str, as_of: str | None = None) -> dict[st
         return None
     logger.info("audit retention: %s archived %d events to %s", schema_name, result.event_count, result.archive_file)
     return result.as_dict()
+
+
+@shared_task(name="audit.tasks.verify_chains")
+def verify_chains() -> list[str]:
+    """Queue the verification of every schema's chain (each tenant's and the platform's); returns the schema names."""
+    return queue_per_schema(verify_schema_chain)
+
+
+@shared_task(
+    name="audit.tasks.verify_schema_chain",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=5,
+)
+def verify_schema_chain(schema_name: str) -> dict[str, Any]:
+    """Verify one schema's chain, as `manage.py verify_audit` does, and record the result in its log
+    (`audit.chain_verified`: the dashboard home shows the newest). A broken chain is also logged as an error."""
+    report, problems = verify_and_record(schema_name)
+    if problems:
+        logger.error("audit chain of %s does not verify: %s", schema_name, "; ".join(problems))
+    else:
+        logger.info("audit chain of %s verified: %d events", schema_name, report.checked)
+    return {"schema": schema_name, "ok": not problems, "checked": report.checked, "problems": problems}
 
 
 @shared_task(name="audit.tasks.stream_due_sinks", ignore_result=True)

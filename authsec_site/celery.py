@@ -23,6 +23,8 @@ def _schedule(sender: Celery, **kwargs: object) -> None:
     sender.add_periodic_task(3600.0, sender.signature("oauth.tasks.rotate_signing_keys"), name="oauth-key-rotation")
     retention = sender.signature("audit.tasks.apply_retention")
     sender.add_periodic_task(float(settings.AUDIT_RETENTION_INTERVAL), retention, name="audit-retention")
+    verify = sender.signature("audit.tasks.verify_chains")
+    sender.add_periodic_task(float(settings.AUDIT_VERIFY_INTERVAL), verify, name="audit-verify")
     stream = sender.signature("audit.tasks.stream_due_sinks")
     sender.add_periodic_task(float(settings.AUDIT_STREAM_INTERVAL), stream, name="audit-stream")
     rotation = sender.signature("services.tasks.rotate_due_services")

@@ -352,6 +352,8 @@ AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=0)
 AUDIT_ARCHIVE_DIR = BASE_DIR / env_str("AUDIT_ARCHIVE_DIR", str(LOCAL_DIR / "audit-archive"))  # relative: to BASE_DIR
 # Seconds between runs of the retention job (Celery beat).
 AUDIT_RETENTION_INTERVAL = env_int("AUDIT_RETENTION_INTERVAL", 24 * 3600, minimum=60)
+# Seconds between beat's verifications of every schema's hash chain (audit.tasks.verify_chains, docs/audit.md).
+AUDIT_VERIFY_INTERVAL = env_int("AUDIT_VERIFY_INTERVAL", 24 * 3600, minimum=60)
 # Streaming to SIEMs (audit/streaming, docs/audit.md#streaming-to-a-siem): seconds between Celery beat's looks for
 # sinks with undelivered events; seconds one delivery may take; the backoff's cap; failures before a sink is
 # dead-lettered (it is then tried every AUDIT_SINK_RETRY_MAX seconds); non-public networks (CIDRs) sinks may reach.

@@ -7,10 +7,12 @@ import decimal
 import enum
 import hashlib
 import json
+import logging
 import threading
 import uuid
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, connections, transaction
@@ -19,7 +21,9 @@ from django_tenants.utils import schema_context
 import audit
 from audit import chain
 from audit.models import AuditEvent, AuditLogIsAppendOnly
+from audit.tasks import verify_chains, verify_schema_chain
 from audit.verify import verify_chain, verify_event
+from authsec_site.celery import app as celery_app
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -336,3 +340,33 @@ def test_verify_audit_wants_one_tenant_or_all(db) -> None:  # type: ignore[no-un
     for args in ((), ("acme", "--all")):
         with pytest.raises(CommandError, match="Name one tenant, or give --all"):
             call_command("verify_audit", *args)
+
+
+def test_beat_verifies_every_schema_and_records_each_result(in_acme: Tenant) -> None:
+    celery_app.finalize()
+    entry = celery_app.conf.beat_schedule["audit-verify"]
+    assert entry["task"] == "audit.tasks.verify_chains"
+    assert entry["schedule"] == settings.AUDIT_VERIFY_INTERVAL == 24 * 3600
+    last = _three_events()[-1]
+    celery_app.conf.task_always_eager = True  # the per-schema tasks run here
+    try:
+        schemas = verify_chains.apply().get()
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert {"public", "tenant_acme", "tenant_globex"} <= set(schemas)
+    recorded = AuditEvent.objects.filter(action="audit.chain_verified").latest("seq")
+    assert recorded.outcome == "success" and recorded.actor_label == "audit-verify"
+    assert recorded.data["last_seq"] == last.seq and recorded.data["head_hash"] == last.hash
+
+
+def test_the_verification_task_records_and_logs_a_broken_chain(
+    in_acme: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, second, _ = _three_events()
+    _tamper("UPDATE audit_auditevent SET actor_label = 'someone-else' WHERE id = %s", [second.pk])
+    with caplog.at_level(logging.ERROR, logger="authsec.audit"):
+        result = verify_schema_chain.apply(args=["tenant_acme"]).get()
+    assert result["ok"] is False and f"first broken event {second.seq}" in result["problems"][0]
+    recorded = AuditEvent.objects.filter(action="audit.chain_verified").latest("seq")
+    assert recorded.outcome == "failure" and f"first broken event {second.seq}" in recorded.data["problems"][0]
+    assert any("does not verify" in message for message in caplog.messages)

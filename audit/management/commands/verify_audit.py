@@ -4,17 +4,13 @@ Each schema's result is recorded in its own log (`audit.chain_verified`), which 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
-from django_tenants.utils import get_tenant_model, schema_context
+from django_tenants.utils import get_tenant_model
 
-from audit.models import AuditCheckpoint
-from audit.retention import verify_archive
-from audit.services import record_verification
-from audit.verify import verify_chain
+from audit.services import verify_and_record
 
 
 class Command(BaseCommand):
@@ -47,24 +43,12 @@ class Command(BaseCommand):
 
     def _verify(self, schema_name: str, *, archives: bool) -> list[str]:
         """Verify one schema; print its OK lines, return its problems."""
-        with schema_context(schema_name):
-            report = verify_chain(progress=lambda n: self.stderr.write(f"… {n:,} events verified"))
-            problems = [] if report.ok else [report.summary()]
-            if archives:
-                for checkpoint in AuditCheckpoint.objects.order_by("seq"):
-                    path = Path(checkpoint.archive_file)
-                    if not path.is_file():
-                        problems.append(
-                            f"BROKEN: archive of events {checkpoint.first_seq}..{checkpoint.seq} missing: {path}"
-                        )
-                        continue
-                    archive = verify_archive(path, checkpoint)
-                    line = f"archive {path.name}: {archive.event_count} events"
-                    if archive.ok:
-                        self.stdout.write(f"OK: {line} ({archive.first_seq}..{archive.last_seq})")
-                    else:
-                        problems.append(f"BROKEN: {line}: {archive.error}")
-            record_verification(report=report, problems=problems, archives=archives)
+        report, problems = verify_and_record(
+            schema_name,
+            archives=archives,
+            progress=lambda n: self.stderr.write(f"… {n:,} events verified"),
+            archive_ok=self.stdout.write,
+        )
         if report.ok:
             self.stdout.write(self.style.SUCCESS(report.summary()))
         return problems
