@@ -19,6 +19,13 @@ from audit.streaming.delivery import deliver
 from authsec_site.lib.schemas import queue_per_schema
 
 logger = logging.getLogger("authsec.audit")
+# A per-schema task that met an unreachable database runs again later (backing off up to ten minutes, five times).
+RETRY_WHILE_THE_DATABASE_IS_AWAY: dict[str, Any] = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "max_retries": 5,
+}
 
 
 @shared_task(name="audit.tasks.apply_retention")
@@ -27,13 +34,7 @@ def apply_retention() -> list[str]:
     return queue_per_schema(archive_schema_events)
 
 
-@shared_task(
-    name="audit.tasks.archive_schema_events",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=5,
-)
+@shared_task(name="audit.tasks.archive_schema_events", **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def archive_schema_events(schema_name: str, as_of: str | None = None) -> dict[str, Any] | None:
     """Archive then delete one schema's expired events; safe to run twice (the second finds nothing due).
 
@@ -58,13 +59,7 @@ def verify_chains() -> list[str]:
     return queue_per_schema(verify_schema_chain)
 
 
-@shared_task(
-    name="audit.tasks.verify_schema_chain",
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=5,
-)
+@shared_task(name="audit.tasks.verify_schema_chain", **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def verify_schema_chain(schema_name: str) -> dict[str, Any]:
     """Verify one schema's chain, as `manage.py verify_audit` does, and record the result in its log
     (`audit.chain_verified`: the dashboard home shows the newest). A broken chain is also logged as an error."""
