@@ -122,8 +122,9 @@ class Guard:
 
 def announce(rows: Sequence[Model]) -> None:
     """`pre_save` of each new row, in order, as `Model.save` sends it before its INSERT."""
+    using = _using(rows)
     for row in rows:
-        pre_save.send(sender=type(row), instance=row, raw=False, using=_using(rows), update_fields=None)
+        pre_save.send(sender=type(row), instance=row, raw=False, using=using, update_fields=None)
 
 
 def insert_linked(rows: Sequence[Model], guard: Guard | None = None) -> tuple[Any, ...] | None:
@@ -154,10 +155,10 @@ def insert_linked(rows: Sequence[Model], guard: Guard | None = None) -> tuple[An
         return outputs  # the guard's gate stayed empty
     for row, key in zip(rows, keys, strict=True):
         row.pk = key
-        for field in _insert_fields(type(row)):
-            earlier = _earlier_row(field, row, rows)
+    for row, (_model, links) in zip(rows, shape, strict=True):
+        for name, earlier in links:
             if earlier is not None:
-                setattr(row, field.attname, rows[earlier].pk)
+                setattr(row, name, rows[earlier].pk)  # the key the statement gave the row it points at
         row._state.adding = False  # noqa: SLF001 - as Model.save_base leaves a saved row
         row._state.db = using  # noqa: SLF001
     for row in rows:

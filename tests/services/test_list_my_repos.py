@@ -14,12 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django_tenants.utils import schema_context
 from mcp.shared.exceptions import MCPError
 
-from audit.models import AuditEvent
 from services import services
 from services.models import Service
+from tests.support.audit import wait_for_event
 from tests.support.live import LiveServer
 from tests.support.mcp import Committed, call, commit_in_acme, text, url
 from tests.support.services import unique_secret
@@ -110,17 +109,6 @@ def github_service(committed: Committed, github: FakeGitHub, django_db_blocker) 
         commit_in_acme(lambda: services.delete_service(actor="tests", service=Service.objects.get(pk=service.pk)))
 
 
-def _wait_for_event(**filters: Any) -> AuditEvent:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with schema_context("tenant_acme"):
-            event = AuditEvent.objects.filter(**filters).order_by("-seq").first()
-        if event is not None:
-            return event
-        time.sleep(0.2)
-    raise AssertionError(f"no audit event {filters}")
-
-
 def test_alice_lists_her_repositories(
     asgi_server: LiveServer,
     github: FakeGitHub,
@@ -133,7 +121,7 @@ def test_alice_lists_her_repositories(
     lines = [f"- acme-corp/repo-{i} ({100 - i} ⭐)" for i in range(10)]
     assert text(result) == "Your GitHub Repositories:\n" + "\n".join(lines)
     assert github.requests[before:] == ["/user/repos"]
-    event = _wait_for_event(action="service.read", target_id=str(github_service), actor_label="alice@acme.test")
+    event = wait_for_event(action="service.read", target_id=str(github_service), actor_label="alice@acme.test")
     assert event.outcome == "allow"
     assert event.data["tool"] == "list_my_repos" and event.data["application"] == "demo"
     assert github.token not in json.dumps(event.data)
@@ -150,7 +138,7 @@ def test_carol_without_read_is_denied_and_audited(
     result = call(url(asgi_server), tokens("carol@acme.test"), "list_my_repos")
     assert isinstance(result, MCPError) and result.message == "Unknown tool: list_my_repos"
     # The audit log is shared with other live-server tests (carol's earlier denials): only this call's event.
-    event = _wait_for_event(
+    event = wait_for_event(
         action="mcp.tool_call",
         tool="list_my_repos",
         actor_label="carol@acme.test",
@@ -176,7 +164,7 @@ def test_a_service_requirement_stricter_than_the_tool_denies_with_a_clear_messag
     finally:
         commit_in_acme(lambda: restrict([], ["read"]))
     assert result.is_error and text(result) == f'You are not permitted to use the service "{NAME}".'
-    event = _wait_for_event(action="service.read", target_id=str(github_service), actor_label="bob@acme.test")
+    event = wait_for_event(action="service.read", target_id=str(github_service), actor_label="bob@acme.test")
     assert event.outcome == "deny" and event.data["tool"] == "list_my_repos"
 
 
